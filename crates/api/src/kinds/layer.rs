@@ -1,0 +1,64 @@
+//! Layer: one image layer by digest, shared by every Item that uses it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::validate::{check_digest, check_not_empty};
+use crate::{impl_status, CommonStatus, FieldError, Spec};
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LayerSpec {
+    /// Digest of the (compressed) blob.
+    pub digest: String,
+    /// Digest of the uncompressed tar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_id: Option<String>,
+    pub media_type: String,
+    pub size: u64,
+    /// Where the blob may be fetched from (registry repositories or HTTP base URLs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum LayerPhase {
+    #[default]
+    Pending,
+    Downloading,
+    Verifying,
+    Unpacking,
+    Ready,
+    Failed,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerStatus {
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    #[serde(default)]
+    pub phase: LayerPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloaded_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpacked_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_digest: Option<String>,
+}
+impl_status!(LayerStatus);
+
+impl Spec for LayerSpec {
+    const KIND: &'static str = "Layer";
+    type Status = LayerStatus;
+
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        check_digest("spec.digest", &self.digest, errors);
+        if let Some(d) = &self.diff_id {
+            check_digest("spec.diffId", d, errors);
+        }
+        check_not_empty("spec.mediaType", &self.media_type, errors);
+    }
+}

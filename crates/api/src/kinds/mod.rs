@@ -1,0 +1,30 @@
+//! The spec and status of every kind. Each file owns one kind (or two close ones).
+
+mod instance;
+mod item;
+mod layer;
+mod network;
+mod node;
+mod slots;
+
+pub use instance::*;
+pub use item::*;
+pub use layer::*;
+pub use network::*;
+pub use node::*;
+pub use slots::*;
+
+use serde::{Deserialize, Serialize};
+
+/// Names one version of a deployable item.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ItemRef {
+    pub item_id: String,
+    pub version: String,
+}
+
+/// Values of the `Ready` condition and other condition types used by several kinds.
+pub mod condition {
+    pub const READY: &str = "Ready";
+}
