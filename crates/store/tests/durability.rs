@@ -1,0 +1,157 @@
+//! What survives: a reopened file keeps every object, the revision and the event log; a writer
+//! killed with SIGKILL in the middle of writes leaves a file that opens and holds every write
+//! it acknowledged.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aos_api::{DynObject, ObjectMeta, Selector, API_VERSION};
+use aos_store::{Backend, Embedded, EmbeddedOptions};
+use futures::StreamExt;
+
+fn obj(name: &str, i: u64) -> DynObject {
+    DynObject {
+        api_version: API_VERSION.into(),
+        kind: "Item".into(),
+        metadata: ObjectMeta {
+            name: name.into(),
+            ..Default::default()
+        },
+        spec: serde_json::json!({"i": i, "pad": "x".repeat(200)}),
+        status: serde_json::Value::Null,
+    }
+}
+
+#[tokio::test]
+async fn a_reopened_file_has_objects_revision_and_event_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let rev = {
+        let s = Embedded::open(EmbeddedOptions::file(&path)).unwrap();
+        for i in 0..10 {
+            s.apply(obj(&format!("o{i}"), i), false).await.unwrap();
+        }
+        s.delete("Item", "o3", None, false).await.unwrap();
+        s.revision().await.unwrap()
+    };
+    let s = Embedded::open(EmbeddedOptions::file(&path)).unwrap();
+    assert_eq!(s.revision().await.unwrap(), rev);
+    assert_eq!(
+        s.list("Item", &Selector::everything())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        9
+    );
+    let mut w = s.watch(Some("Item"), Some(rev - 2));
+    let e = w.next().await.unwrap().unwrap();
+    assert_eq!(e.revision, rev - 1);
+    let next = s.apply(obj("new", 0), false).await.unwrap();
+    assert_eq!(next.object.metadata.resource_version, rev + 1);
+}
+
+const CHILD_ENV: &str = "AOS_STORE_CRASH_CHILD";
+
+/// Not a test on its own: the writer process that the crash test starts and kills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child_writer() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let s = Embedded::open(EmbeddedOptions::file(path)).unwrap();
+    let start: u64 = std::env::var("AOS_STORE_CRASH_START")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Four concurrent writers so that batches of several writes are committed together.
+    for w in 0..4u64 {
+        let s = s.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            for i in 0.. {
+                let n = start + i * 4 + w;
+                s.apply(obj(&format!("k{n}"), n), false).await.unwrap();
+                tx.send(n).unwrap();
+            }
+        });
+    }
+    let mut out = std::io::stdout();
+    while let Some(n) = rx.recv().await {
+        writeln!(out, "ack {n}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_writer_killed_mid_write_leaves_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.redb");
+    let exe = std::env::current_exe().unwrap();
+    let mut acked: Vec<u64> = Vec::new();
+    let rounds = 12;
+    for round in 0..rounds {
+        let mut child = Command::new(&exe)
+            .args([
+                "crash_child_writer",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &path)
+            .env("AOS_STORE_CRASH_START", (round * 1_000_000u64).to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(n) = line.strip_prefix("ack ") {
+                    seen.push(n.parse::<u64>().unwrap());
+                }
+            }
+            seen
+        });
+        // Let it write for a while (varied), then kill it without warning.
+        let t = Instant::now();
+        std::thread::sleep(Duration::from_millis(150 + (round * 37) % 200));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(
+            !seen.is_empty() || t.elapsed() < Duration::from_millis(100),
+            "round {round}: the child wrote nothing"
+        );
+        acked.extend(seen);
+        let s = Embedded::open(EmbeddedOptions::file(&path))
+            .unwrap_or_else(|e| panic!("round {round}: the store did not open after a kill: {e}"));
+        let have: std::collections::HashSet<String> = s
+            .list("Item", &Selector::everything())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| o.metadata.name)
+            .collect();
+        for n in &acked {
+            assert!(
+                have.contains(&format!("k{n}")),
+                "round {round}: acknowledged write k{n} is missing"
+            );
+        }
+    }
+    eprintln!(
+        "{} acknowledged writes over {rounds} kills, all present",
+        acked.len()
+    );
+    assert!(
+        acked.len() > 100,
+        "too few writes to mean anything: {}",
+        acked.len()
+    );
+}
