@@ -140,14 +140,20 @@ impl Embedded {
 
     async fn submit(&self, op: Op) -> Result<Reply, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.inner
+        let tx = self
+            .inner
             .tx
-            .as_ref()
-            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?
-            .send(Request { op, reply })
-            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?;
+        let stopped = || StoreError::Unavailable("store writer has stopped".into());
+        // Waiting on the blocking pool (not on the writer thread directly) tells a paused tokio
+        // clock that work is in flight, so tests with `time::pause` do not jump ahead of a write.
+        tokio::task::spawn_blocking(move || {
+            tx.send(Request { op, reply }).map_err(|_| stopped())?;
+            rx.blocking_recv().map_err(|_| stopped())?
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("store write task failed: {e}")))?
     }
 
     fn read_current(

@@ -1,0 +1,105 @@
+//! The controller runtime (kube-runtime-like, our own): an informer cache per kind, a keyed
+//! queue that never runs two reconciles of one object at once, bounded concurrency, requeue and
+//! await-change actions, per-key exponential backoff with jitter written into the object's
+//! status, finalizers owned by the runtime, periodic resync, external wake-ups and graceful
+//! shutdown.
+
+mod backoff;
+mod controller;
+mod informer;
+mod queue;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aos_api::{Object, Spec};
+use aos_store::{Api, Backend};
+
+pub use backoff::Backoff;
+pub use controller::{Controller, Waker};
+pub use informer::Reader;
+
+/// What to do after a successful reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Look again after this long even if nothing changes.
+    Requeue(Duration),
+    /// Look again only when the object changes, something wakes it, or at the periodic resync.
+    AwaitChange,
+}
+
+impl Action {
+    pub fn requeue(d: Duration) -> Self {
+        Action::Requeue(d)
+    }
+
+    pub fn await_change() -> Self {
+        Action::AwaitChange
+    }
+}
+
+/// A CamelCase reason for a failed reconcile, as written into conditions and `lastError`.
+pub trait Reason {
+    fn reason(&self) -> &'static str;
+}
+
+/// What a reconciler gets besides the object.
+pub struct Context<K: Spec> {
+    /// Typed access to the store for this kind.
+    pub api: Api<K>,
+    /// The informer cache of this kind.
+    pub reader: Reader<K>,
+    /// The whole store, for other kinds.
+    pub backend: Arc<dyn Backend>,
+}
+
+/// One per kind: makes the host match an object, and undoes it on deletion. Both must be
+/// idempotent; `cleanup` must tolerate `apply` never having run.
+pub trait Reconciler: Send + Sync + 'static {
+    type Kind: Spec;
+    type Error: std::error::Error + Reason + Send + Sync + 'static;
+
+    /// The finalizer the runtime adds before the first `apply` and removes after `cleanup`
+    /// succeeds; `None` when deletion needs no cleanup.
+    fn finalizer(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn apply(
+        &self,
+        obj: Arc<Object<Self::Kind>>,
+        ctx: &Context<Self::Kind>,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
+
+    fn cleanup(
+        &self,
+        _obj: Arc<Object<Self::Kind>>,
+        _ctx: &Context<Self::Kind>,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send {
+        async { Ok(Action::AwaitChange) }
+    }
+}
+
+/// How a controller runs.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Reconciles of different objects running at once.
+    pub concurrency: usize,
+    /// Every object is reconciled at least this often.
+    pub resync: Duration,
+    pub backoff: Backoff,
+    /// How long shutdown waits for running reconciles.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            concurrency: 4,
+            resync: Duration::from_secs(300),
+            backoff: Backoff::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
