@@ -1,6 +1,6 @@
 //! The informer: lists a kind once, then follows its watch into a read cache, and tells the
-//! controller which keys changed. Changes to status alone do not wake the object's own
-//! controller (it wrote them); everything else does. A `Gone` or a broken watch re-lists.
+//! controller which keys changed. Changes to status alone (and finalizer changes) do not wake the object's own
+//! controller (it wrote them), nor do finalizer changes; everything else does. A `Gone` or a broken watch re-lists.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -96,8 +96,11 @@ impl<K: Spec> Reader<K> {
             Some(old) => {
                 let mut a = old.metadata.clone();
                 let mut b = obj.metadata.clone();
+                // Neither the revision nor finalizers (the runtime adds its own) are news.
                 a.resource_version = 0;
                 b.resource_version = 0;
+                a.finalizers.clear();
+                b.finalizers.clear();
                 a != b || old.spec != obj.spec
             }
         }
