@@ -1,6 +1,7 @@
 //! The informer: lists a kind once, then follows its watch into a read cache, and tells the
-//! controller which keys changed. Changes to status alone (and finalizer changes) do not wake the object's own
-//! controller (it wrote them), nor do finalizer changes; everything else does. A `Gone` or a broken watch re-lists.
+//! controller which keys changed. Changes to status alone do not wake the object's own
+//! controller (it wrote them), nor do finalizer changes; everything else does. A `Gone` or a
+//! broken watch re-lists.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
