@@ -1,1 +1,274 @@
-fn main() {}
+//! aosd, the node agent: reads its config, opens the store, serves the local gRPC API on a Unix
+//! socket and runs the controllers until SIGTERM or SIGINT.
+
+mod auth;
+mod config;
+mod server;
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+use aos_api::RuntimeType;
+use aos_node_controller::{NodeConfig, NodeReconciler};
+use aos_reconcile::{Backoff, Controller, ControllerConfig};
+use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, LogFormat};
+
+const DEFAULT_CONFIG: &str = "/etc/aosd/aosd.toml";
+
+/// The aosd node agent.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML); a missing file at the default path means all defaults.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Data directory (overrides data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// API socket (overrides api.socket).
+    #[arg(long, env = "AOSD_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Socket permission bits, octal (overrides api.socket_mode).
+    #[arg(long)]
+    socket_mode: Option<String>,
+    /// Group whose members may write (overrides api.group).
+    #[arg(long)]
+    group: Option<String>,
+    /// Node id (overrides node.id).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Log format (overrides log.format).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter (overrides log.level).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Print the default config and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+impl Cli {
+    fn config(&self) -> anyhow::Result<Config> {
+        let required = self.config != Path::new(DEFAULT_CONFIG);
+        let mut c = Config::load(&self.config, required)?;
+        if let Some(d) = &self.data_dir {
+            c.data_dir = d.clone();
+        }
+        if let Some(s) = &self.socket {
+            c.api.socket = s.clone();
+        }
+        if let Some(m) = &self.socket_mode {
+            c.api.socket_mode = m.clone();
+        }
+        if let Some(g) = &self.group {
+            c.api.group = g.clone();
+        }
+        if let Some(n) = &self.node_id {
+            c.node.id = n.clone();
+        }
+        if let Some(f) = self.log_format {
+            c.log.format = f;
+        }
+        if let Some(l) = &self.log_level {
+            c.log.level = l.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn init_logging(c: &Config) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(f) if !f.is_empty() => tracing_subscriber::EnvFilter::try_new(f)?,
+        _ => tracing_subscriber::EnvFilter::try_new(&c.log.level)
+            .with_context(|| format!("log.level {:?} is not a valid filter", c.log.level))?,
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match c.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+/// Binds the API socket: refuses to steal one that another aosd serves, removes a stale one,
+/// and sets its mode and group.
+async fn bind_socket(
+    c: &Config,
+    group: Option<nix::unistd::Gid>,
+) -> anyhow::Result<tokio::net::UnixListener> {
+    let path = &c.api.socket;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!("{} exists and is not a socket", path.display());
+        }
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "another process is serving {}; stop it or choose another --socket",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("failed to remove stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("failed to bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(c.socket_mode()?))?;
+    if let Some(gid) = group {
+        nix::unistd::chown(path, None, Some(gid))
+            .with_context(|| format!("failed to give {} to its group", path.display()))?;
+    }
+    Ok(listener)
+}
+
+fn controller_config(c: &Config) -> ControllerConfig {
+    ControllerConfig {
+        concurrency: c.controllers.concurrency,
+        resync: c.controllers.resync.0,
+        backoff: Backoff {
+            base: c.controllers.backoff_base.0,
+            max: c.controllers.backoff_max.0,
+            ..Backoff::default()
+        },
+        shutdown_grace: c.controllers.shutdown_grace.0,
+    }
+}
+
+fn node_config(c: &Config) -> NodeConfig {
+    let mut runtimes = Vec::new();
+    for (t, r) in [
+        (RuntimeType::Container, &c.runtimes.container),
+        (RuntimeType::Boot, &c.runtimes.boot),
+        (RuntimeType::Rootfs, &c.runtimes.rootfs),
+    ] {
+        if r.enabled {
+            runtimes.push((t, r.max_instances));
+        }
+    }
+    let mut partitions = vec![("data".to_string(), c.data_dir.clone())];
+    partitions.extend(
+        c.node
+            .partitions
+            .iter()
+            .map(|(n, p)| (n.clone(), p.clone())),
+    );
+    NodeConfig {
+        node_id: aos_node_controller::host::node_id(Some(&c.node.id)),
+        dmips: Some(c.node.dmips).filter(|d| *d != 0),
+        labels: c.node.labels.clone(),
+        runtimes,
+        partitions,
+        usage_interval: c.node.usage_interval.0,
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&c.data_dir)
+        .with_context(|| format!("failed to create data dir {}", c.data_dir.display()))?;
+    let store_path = c.data_dir.join("store.redb");
+    let store = Embedded::open(EmbeddedOptions {
+        path: Some(store_path.clone()),
+        event_log_limit: c.store.event_log_limit,
+        cache_size: c.store.cache_mib << 20,
+        ..EmbeddedOptions::default()
+    })
+    .with_context(|| {
+        format!(
+            "failed to open the store {} (is another aosd using this data dir?)",
+            store_path.display()
+        )
+    })?;
+    let backend: Arc<dyn Backend> = Arc::new(store);
+    let auth = auth::Auth::new(&c.api.group);
+    let node = node_config(&c);
+    let listener = bind_socket(&c, auth.group()).await?;
+    let shutdown = CancellationToken::new();
+
+    let api = server::ApiServer::new(backend.clone(), auth, node.node_id.clone());
+    let server = tonic::transport::Server::builder()
+        .add_service(aos_rpc::AosdServer::new(api).max_decoding_message_size(64 << 20))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let server = tokio::spawn(server);
+    tracing::info!(
+        socket = %c.api.socket.display(),
+        data_dir = %c.data_dir.display(),
+        node_id = %node.node_id,
+        ready_ms = started.elapsed().as_millis() as u64,
+        "API ready"
+    );
+
+    let node_reconciler = NodeReconciler::new(node);
+    node_reconciler
+        .ensure_node(&Api::new(backend.clone()))
+        .await
+        .context("failed to create the Node resource")?;
+    let controllers = tokio::spawn(
+        Controller::new(node_reconciler, backend.clone(), controller_config(&c))
+            .run(shutdown.clone()),
+    );
+
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = &mut Box::pin(async { server.await }) => {
+            tracing::error!(result = ?r, "API server stopped");
+        }
+    }
+    shutdown.cancel();
+    let _ = controllers.await;
+    let _ = std::fs::remove_file(&c.api.socket);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", include_str!("../../../deploy/aosd.toml"));
+        return Ok(());
+    }
+    let config = cli.config()?;
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run(config, started));
+    if let Err(e) = &result {
+        tracing::error!("{e:#}");
+    }
+    result
+}

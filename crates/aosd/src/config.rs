@@ -1,0 +1,297 @@
+//! The daemon's configuration: versioned TOML (`/etc/aosd/aosd.toml`), overridden by command-line
+//! flags, validated once into a typed struct. Every default is written out in
+//! `deploy/aosd.toml`, and a test keeps the two equal.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use aos_api::AosDuration;
+use serde::{Deserialize, Serialize};
+
+/// The config file format this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Format version of this file.
+    pub version: u32,
+    /// Where aosd keeps its state (store, images, instance data).
+    pub data_dir: PathBuf,
+    pub node: NodeSection,
+    pub api: ApiSection,
+    pub log: LogSection,
+    pub store: StoreSection,
+    pub controllers: ControllersSection,
+    pub runtimes: RuntimesSection,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Node id; empty: `/etc/machine-id`, else the host name.
+    pub id: String,
+    /// DMIPS of the whole node; 0: estimated at start.
+    pub dmips: u64,
+    pub labels: BTreeMap<String, String>,
+    /// How often usage (CPU, RAM, disk) is refreshed.
+    pub usage_interval: AosDuration,
+    /// Partitions whose usage is reported, by name; `data` (the data dir) is always reported.
+    pub partitions: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    pub socket: PathBuf,
+    /// Permission bits of the socket, in octal.
+    pub socket_mode: String,
+    /// Group whose members may write (besides root); empty: root only.
+    pub group: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `aosd=debug,info`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Watch events kept for clients that resume from an older revision.
+    pub event_log_limit: u64,
+    /// Page cache of the store file, in MiB.
+    pub cache_mib: usize,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllersSection {
+    /// Reconciles of different objects of one kind running at once.
+    pub concurrency: usize,
+    /// Every object is reconciled at least this often.
+    pub resync: AosDuration,
+    /// First retry delay after a failed reconcile; doubles per failure.
+    pub backoff_base: AosDuration,
+    pub backoff_max: AosDuration,
+    /// How long shutdown waits for running reconciles.
+    pub shutdown_grace: AosDuration,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    pub enabled: bool,
+    /// Most instances at once; 0: no limit (boot and rootfs always run one).
+    pub max_instances: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimesSection {
+    pub container: RuntimeSection,
+    pub boot: RuntimeSection,
+    pub rootfs: RuntimeSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: CONFIG_VERSION,
+            data_dir: PathBuf::from("/var/lib/aosd"),
+            node: NodeSection::default(),
+            api: ApiSection::default(),
+            log: LogSection::default(),
+            store: StoreSection::default(),
+            controllers: ControllersSection::default(),
+            runtimes: RuntimesSection::default(),
+        }
+    }
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            id: String::new(),
+            dmips: 0,
+            labels: BTreeMap::new(),
+            usage_interval: AosDuration::from_secs(10),
+            partitions: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            socket: PathBuf::from(aos_rpc::DEFAULT_SOCKET),
+            socket_mode: "0660".into(),
+            group: "aosd".into(),
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            event_log_limit: 10_000,
+            cache_mib: 8,
+        }
+    }
+}
+
+impl Default for ControllersSection {
+    fn default() -> Self {
+        ControllersSection {
+            concurrency: 4,
+            resync: AosDuration::from_secs(300),
+            backoff_base: AosDuration::from_secs(1),
+            backoff_max: AosDuration::from_secs(300),
+            shutdown_grace: AosDuration::from_secs(10),
+        }
+    }
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection {
+            enabled: false,
+            max_instances: 0,
+        }
+    }
+}
+
+impl Default for RuntimesSection {
+    fn default() -> Self {
+        RuntimesSection {
+            container: RuntimeSection {
+                enabled: true,
+                max_instances: 0,
+            },
+            boot: RuntimeSection::default(),
+            rootfs: RuntimeSection::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file; a missing file at the default path gives the defaults.
+    pub fn load(path: &Path, required: bool) -> anyhow::Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default())
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to read config {}", path.display()))
+            }
+        };
+        Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.version != CONFIG_VERSION {
+            bail!(
+                "version = {} is not supported; this aosd reads version {CONFIG_VERSION}",
+                self.version
+            );
+        }
+        self.socket_mode()?;
+        if self.controllers.concurrency == 0 {
+            bail!("controllers.concurrency must be at least 1");
+        }
+        if self.controllers.resync.0.is_zero() {
+            bail!("controllers.resync must be positive");
+        }
+        if self.node.usage_interval.0.is_zero() {
+            bail!("node.usage_interval must be positive");
+        }
+        Ok(())
+    }
+
+    /// The socket mode bits.
+    pub fn socket_mode(&self) -> anyhow::Result<u32> {
+        u32::from_str_radix(self.api.socket_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .with_context(|| {
+                format!(
+                    "api.socket_mode {:?} is not an octal mode like \"0660\"",
+                    self.api.socket_mode
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_defaults_equal_the_built_in_ones() {
+        let text = include_str!("../../../deploy/aosd.toml");
+        let documented = Config::parse(text).unwrap();
+        assert_eq!(documented, Config::default());
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_by_name() {
+        let e = format!(
+            "{:#}",
+            Config::parse("[api]\nsokcet = \"/x\"\n").unwrap_err()
+        );
+        assert!(e.contains("sokcet"), "{e}");
+        let e = format!("{:#}", Config::parse("version = 2\n").unwrap_err());
+        assert!(e.contains("version"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[api]\nsocket_mode = \"rw\"\n").unwrap_err()
+        );
+        assert!(e.contains("socket_mode"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[controllers]\nresync = \"soon\"\n").unwrap_err()
+        );
+        assert!(e.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn durations_read_every_form() {
+        let c =
+            Config::parse("[controllers]\nresync = \"PT1M\"\nbackoff_base = \"500ms\"\n").unwrap();
+        assert_eq!(c.controllers.resync.0.as_secs(), 60);
+        assert_eq!(c.controllers.backoff_base.0.as_millis(), 500);
+    }
+}

@@ -1,0 +1,192 @@
+//! The gRPC API over the store: Apply (with server-side dry run), Get, List (label selectors),
+//! Delete, Watch (from a resourceVersion) and Health. Every object is validated before it is
+//! stored, and store errors map to gRPC codes here and nowhere else.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aos_api::{registry, DynObject, Selector};
+use aos_rpc::v1;
+use aos_store::{Backend, EventType, StoreError};
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::auth::Auth;
+
+pub struct ApiServer {
+    backend: Arc<dyn Backend>,
+    auth: Auth,
+    node_id: String,
+}
+
+impl ApiServer {
+    pub fn new(backend: Arc<dyn Backend>, auth: Auth, node_id: String) -> Self {
+        ApiServer {
+            backend,
+            auth,
+            node_id,
+        }
+    }
+}
+
+/// The one place where store errors become gRPC codes.
+pub fn status_of(e: StoreError) -> Status {
+    let msg = e.to_string();
+    match e {
+        StoreError::NotFound { .. } => Status::not_found(msg),
+        StoreError::AlreadyExists { .. } => Status::already_exists(msg),
+        StoreError::Conflict { .. } => Status::aborted(msg),
+        StoreError::Gone { .. } => Status::out_of_range(msg),
+        StoreError::Invalid(_) => Status::invalid_argument(msg),
+        StoreError::Unavailable(_) => Status::unavailable(msg),
+        StoreError::Internal(_) => Status::internal(msg),
+    }
+}
+
+fn kind_of(name: &str) -> Result<&'static str, Status> {
+    registry::lookup(name).map(|k| k.kind).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "unknown kind {name:?}; known kinds: {}",
+            aos_api::KINDS
+                .iter()
+                .map(|k| k.plural)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+fn to_json(o: &DynObject) -> Result<String, Status> {
+    serde_json::to_string(o).map_err(|e| Status::internal(format!("failed to encode object: {e}")))
+}
+
+fn selector(s: &str) -> Result<Selector, Status> {
+    s.parse()
+        .map_err(|e: aos_api::selector::SelectorError| Status::invalid_argument(e.to_string()))
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl aos_rpc::Aosd for ApiServer {
+    async fn apply(
+        &self,
+        req: Request<v1::ApplyRequest>,
+    ) -> Result<Response<v1::ApplyResponse>, Status> {
+        self.auth.check_write(&req, "apply")?;
+        let req = req.into_inner();
+        let mut obj: DynObject = serde_json::from_str(&req.json).map_err(|e| {
+            Status::invalid_argument(format!("the object is not valid JSON of a resource: {e}"))
+        })?;
+        if let Some(k) = registry::lookup(&obj.kind) {
+            obj.kind = k.kind.to_string();
+        }
+        registry::validate(&obj).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let applied = self
+            .backend
+            .apply(obj, req.dry_run)
+            .await
+            .map_err(status_of)?;
+        tracing::debug!(key = %applied.object.key(), outcome = applied.outcome.as_str(), dry_run = req.dry_run, "apply");
+        Ok(Response::new(v1::ApplyResponse {
+            json: to_json(&applied.object)?,
+            outcome: applied.outcome.as_str().to_string(),
+        }))
+    }
+
+    async fn get(&self, req: Request<v1::GetRequest>) -> Result<Response<v1::Resource>, Status> {
+        let req = req.into_inner();
+        let obj = self
+            .backend
+            .get(kind_of(&req.kind)?, &req.name)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(v1::Resource {
+            json: to_json(&obj)?,
+        }))
+    }
+
+    async fn list(
+        &self,
+        req: Request<v1::ListRequest>,
+    ) -> Result<Response<v1::ListResponse>, Status> {
+        let req = req.into_inner();
+        let sel = selector(&req.label_selector)?;
+        let list = self
+            .backend
+            .list(kind_of(&req.kind)?, &sel)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(v1::ListResponse {
+            items: list.items.iter().map(to_json).collect::<Result<_, _>>()?,
+            resource_version: list.revision,
+        }))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<v1::DeleteRequest>,
+    ) -> Result<Response<v1::DeleteResponse>, Status> {
+        self.auth.check_write(&req, "delete")?;
+        let req = req.into_inner();
+        let rv = Some(req.resource_version).filter(|r| *r != 0);
+        let left = self
+            .backend
+            .delete(kind_of(&req.kind)?, &req.name, rv, req.dry_run)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(v1::DeleteResponse {
+            json: left.as_ref().map(to_json).transpose()?,
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let req = req.into_inner();
+        let kind = if req.kind.is_empty() {
+            None
+        } else {
+            Some(kind_of(&req.kind)?)
+        };
+        let sel = selector(&req.label_selector)?;
+        let since = Some(req.resource_version).filter(|r| *r != 0);
+        let name = req.name;
+        let stream = self.backend.watch(kind, since).filter_map(move |ev| {
+            let out = match ev {
+                Ok(ev) => {
+                    let wanted = (name.is_empty() || ev.object.metadata.name == name)
+                        && sel.matches(&ev.object.metadata.labels);
+                    wanted.then(|| {
+                        let type_ = match ev.type_ {
+                            EventType::Added => "ADDED",
+                            EventType::Modified => "MODIFIED",
+                            EventType::Deleted => "DELETED",
+                        };
+                        to_json(&ev.object).map(|json| v1::WatchEvent {
+                            r#type: type_.to_string(),
+                            json,
+                            revision: ev.revision,
+                        })
+                    })
+                }
+                Err(e) => Some(Err(status_of(e))),
+            };
+            futures::future::ready(out)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn health(
+        &self,
+        _: Request<v1::HealthRequest>,
+    ) -> Result<Response<v1::HealthResponse>, Status> {
+        let revision = self.backend.revision().await.map_err(status_of)?;
+        Ok(Response::new(v1::HealthResponse {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            revision,
+            node_id: self.node_id.clone(),
+        }))
+    }
+}
