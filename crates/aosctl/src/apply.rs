@@ -1,0 +1,261 @@
+//! `apply`, `diff` and `delete`: the commands that change (or would change) the node.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use aos_api::DynObject;
+use aosctl::client::Client;
+use aosctl::files::{self, FilesError};
+use aosctl::print;
+use futures::StreamExt;
+
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    /// Files, directories or - (stdin) with YAML or JSON manifests.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+    /// Only show what would change (the server checks everything but stores nothing).
+    #[arg(long)]
+    dry_run: bool,
+    /// Delete resources matching -l that are not in the files.
+    #[arg(long, requires = "selector")]
+    prune: bool,
+    /// Label selector for --prune.
+    #[arg(short = 'l', long = "selector")]
+    selector: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeleteArgs {
+    /// KIND, KIND/NAME, or nothing with -f.
+    kind: Option<String>,
+    names: Vec<String>,
+    /// Delete the resources named in these files.
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<String>,
+    /// Delete every resource of KIND matching this selector.
+    #[arg(short = 'l', long = "selector")]
+    selector: Option<String>,
+    /// Succeed when a resource is already gone.
+    #[arg(long)]
+    ignore_not_found: bool,
+    #[arg(long)]
+    dry_run: bool,
+    /// Wait until the resources are really gone (finalizers done).
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "60s")]
+    timeout: aos_api::AosDuration,
+}
+
+fn label(o: &DynObject) -> String {
+    format!("{}/{}", o.kind.to_ascii_lowercase(), o.metadata.name)
+}
+
+/// Reads the manifests, then has the server check every object before anything is stored.
+async fn read_and_check(
+    client: &Client,
+    sources: &[String],
+) -> anyhow::Result<Vec<(DynObject, DynObject, String)>> {
+    let docs = match files::read_all(sources) {
+        Ok(d) => d,
+        Err(FilesError::Invalid(errs)) => {
+            let lines: Vec<String> = errs.0.iter().map(|e| format!("  {e}")).collect();
+            bail!(
+                "the manifests are invalid; nothing was changed:\n{}",
+                lines.join("\n")
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut checked = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen = HashSet::new();
+    for d in docs {
+        let at = format!("{}:{}", d.file.as_deref().unwrap_or("-"), d.line);
+        if !seen.insert(d.object.key()) {
+            errors.push(format!("  {at}: {} appears twice", label(&d.object)));
+            continue;
+        }
+        match client.apply(&d.object, true).await {
+            Ok((merged, outcome)) => checked.push((d.object, merged, outcome)),
+            Err(e) => errors.push(format!("  {at}: {}: {e}", label(&d.object))),
+        }
+    }
+    if !errors.is_empty() {
+        bail!(
+            "the server refused these objects; nothing was changed:\n{}",
+            errors.join("\n")
+        );
+    }
+    Ok(checked)
+}
+
+/// YAML of an object for diffs: without the revision, which every write changes.
+fn diff_text(o: Option<&DynObject>) -> String {
+    let Some(o) = o else { return String::new() };
+    let mut o = o.clone();
+    o.metadata.resource_version = 0;
+    print::yaml(&o)
+}
+
+fn unified(live: Option<&DynObject>, merged: &DynObject) -> String {
+    let (a, b) = (diff_text(live), diff_text(Some(merged)));
+    let name = label(merged);
+    similar::TextDiff::from_lines(&a, &b)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("live/{name}"), &format!("merged/{name}"))
+        .to_string()
+}
+
+pub async fn apply(client: &Client, a: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let checked = read_and_check(client, &a.files).await?;
+    let mut applied = HashSet::new();
+    for (obj, merged, outcome) in &checked {
+        applied.insert(obj.key());
+        if a.dry_run {
+            println!("{} {outcome} (dry run)", label(obj));
+            if outcome == "configured" {
+                let live = client.get_opt(&obj.kind, obj.name()).await?;
+                print!("{}", unified(live.as_ref(), merged));
+            }
+            continue;
+        }
+        let (_, outcome) = client
+            .apply(obj, false)
+            .await
+            .with_context(|| format!("failed to apply {}", label(obj)))?;
+        println!("{} {outcome}", label(obj));
+    }
+    if a.prune {
+        let sel = a.selector.as_deref().unwrap_or_default();
+        for info in aos_api::KINDS.iter() {
+            for o in client.list(info.kind, sel).await?.0 {
+                if applied.contains(&o.key()) || o.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                client.delete(&o.kind, o.name(), a.dry_run).await?;
+                println!(
+                    "{} pruned{}",
+                    label(&o),
+                    if a.dry_run { " (dry run)" } else { "" }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn diff(client: &Client, a: DiffArgs) -> anyhow::Result<ExitCode> {
+    let checked = read_and_check(client, &a.files).await?;
+    let mut differs = false;
+    for (obj, merged, outcome) in &checked {
+        if outcome == "unchanged" {
+            continue;
+        }
+        let live = client.get_opt(&obj.kind, obj.name()).await?;
+        print!("{}", unified(live.as_ref(), merged));
+        differs = true;
+    }
+    Ok(if differs {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_gone(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let wait = async {
+        let mut events = client.watch(kind, name, "", 0).await?;
+        if client.get_opt(kind, name).await?.is_none() {
+            return Ok(());
+        }
+        while let Some(ev) = events.next().await {
+            if ev?.type_ == "DELETED" {
+                return Ok(());
+            }
+        }
+        bail!("the watch ended before {kind}/{name} was gone")
+    };
+    let Ok(result) = tokio::time::timeout(timeout, wait).await else {
+        bail!(
+            "timed out waiting for {}/{name} to be deleted",
+            kind.to_ascii_lowercase()
+        );
+    };
+    result
+}
+
+pub async fn delete(client: &Client, a: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let mut targets: Vec<(String, String)> = Vec::new();
+    if !a.files.is_empty() {
+        for d in files::read_all(&a.files)? {
+            targets.push((d.object.kind.clone(), d.object.metadata.name.clone()));
+        }
+    }
+    if let Some(kind) = &a.kind {
+        let (kind, name) = crate::kind_and_name(kind, None)?;
+        let mut names = a.names.clone();
+        names.extend(name);
+        if let Some(sel) = &a.selector {
+            names.extend(
+                client
+                    .list(&kind, sel)
+                    .await?
+                    .0
+                    .into_iter()
+                    .map(|o| o.metadata.name),
+            );
+        }
+        if names.is_empty() {
+            bail!("name the {kind} resources to delete, or select them with -l");
+        }
+        targets.extend(names.into_iter().map(|n| (kind.clone(), n)));
+    }
+    if targets.is_empty() {
+        bail!("nothing to delete: give KIND NAME…, KIND/NAME, KIND -l SELECTOR or -f FILE");
+    }
+    let mut failed = false;
+    for (kind, name) in &targets {
+        let what = format!("{}/{name}", kind.to_ascii_lowercase());
+        let dry = if a.dry_run { " (dry run)" } else { "" };
+        match client.delete(kind, name, a.dry_run).await {
+            Ok(None) => println!("{what} deleted{dry}"),
+            Ok(Some(o)) => {
+                println!(
+                    "{what} marked for deletion{dry}; waiting for finalizers: {}",
+                    o.metadata.finalizers.join(", ")
+                );
+                if a.wait && !a.dry_run {
+                    wait_gone(client, kind, name, a.timeout.0).await?;
+                    println!("{what} deleted");
+                }
+            }
+            Err(e) if e.is_not_found() && a.ignore_not_found => {}
+            Err(e) => {
+                eprintln!("error: {what}: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,280 @@
+//! `get` (tables, wide, YAML, JSON, names, watch) and `wait`.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use aos_api::{ConditionStatus, DynObject};
+use aosctl::client::Client;
+use aosctl::print;
+use futures::StreamExt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Wide,
+    Yaml,
+    Json,
+    Name,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GetArgs {
+    /// KIND, KIND,KIND… or all (names, plurals and short names work).
+    kinds: String,
+    names: Vec<String>,
+    #[arg(short = 'o', long = "output", value_enum)]
+    output: Option<Output>,
+    #[arg(short = 'l', long = "selector")]
+    selector: Option<String>,
+    /// After listing, print every change as it happens.
+    #[arg(short = 'w', long)]
+    watch: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WaitArgs {
+    /// KIND/NAME, or KIND with NAME after it.
+    target: String,
+    name: Option<String>,
+    /// condition=TYPE[=True|False|Unknown], or delete.
+    #[arg(long = "for")]
+    for_: String,
+    #[arg(long, default_value = "30s")]
+    timeout: aos_api::AosDuration,
+}
+
+fn print_objects(
+    objs: &[DynObject],
+    output: Option<Output>,
+    prefix_kind: bool,
+    header: bool,
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match output {
+        None | Some(Output::Wide) => {
+            let wide = output == Some(Output::Wide);
+            let Some(first) = objs.first() else {
+                return Ok(());
+            };
+            let rows: Vec<_> = objs
+                .iter()
+                .map(|o| print::row(o, wide, now, prefix_kind))
+                .collect();
+            let text = print::table(&print::headers(&first.kind, wide), &rows);
+            let text = if header {
+                text.as_str()
+            } else {
+                text.split_once('\n').map_or("", |(_, rest)| rest)
+            };
+            print!("{text}");
+        }
+        Some(Output::Name) => {
+            for o in objs {
+                println!("{}/{}", o.kind.to_ascii_lowercase(), o.metadata.name);
+            }
+        }
+        Some(Output::Yaml | Output::Json) => {
+            for o in objs {
+                print_value(&serde_json::to_value(o)?, output)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_value(v: &serde_json::Value, output: Option<Output>) -> anyhow::Result<()> {
+    if output == Some(Output::Json) {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        print!("{}", print::yaml(v));
+    }
+    Ok(())
+}
+
+pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
+    let kinds: Vec<String> = if a.kinds == "all" {
+        aos_api::KINDS.iter().map(|k| k.kind.to_string()).collect()
+    } else {
+        a.kinds
+            .split(',')
+            .map(|k| crate::kind_and_name(k, None).map(|(k, _)| k))
+            .collect::<anyhow::Result<_>>()?
+    };
+    if a.watch && kinds.len() != 1 {
+        bail!("--watch takes exactly one kind");
+    }
+    let sel = a.selector.clone().unwrap_or_default();
+    let mut failed = false;
+    let mut all = Vec::new();
+    let mut revision = 0;
+    for kind in &kinds {
+        let objs = if a.names.is_empty() {
+            let (objs, rev) = client.list(kind, &sel).await?;
+            revision = rev;
+            objs
+        } else {
+            let mut objs = Vec::new();
+            for n in &a.names {
+                match client.get(kind, n).await {
+                    Ok(o) => objs.push(o),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        failed = true;
+                    }
+                }
+            }
+            objs
+        };
+        all.push(objs);
+    }
+    let multi = kinds.len() > 1;
+    let listed_nothing = all.iter().all(Vec::is_empty);
+    let table = matches!(a.output, None | Some(Output::Wide));
+    if table {
+        let mut first = true;
+        for objs in all.iter().filter(|o| !o.is_empty()) {
+            if !first {
+                println!();
+            }
+            first = false;
+            print_objects(objs, a.output, multi, true)?;
+        }
+        if first && !failed {
+            let what = if multi {
+                "resources".to_string()
+            } else {
+                format!("{} resources", kinds[0])
+            };
+            eprintln!("No {what} found.");
+        }
+    } else {
+        let flat: Vec<DynObject> = all.into_iter().flatten().collect();
+        let single = a.names.len() == 1 && !multi;
+        match (a.output, single, flat.len()) {
+            (Some(Output::Name), _, _) => print_objects(&flat, a.output, multi, true)?,
+            (_, true, 0) => {}
+            (_, true, 1) => print_value(&serde_json::to_value(&flat[0])?, a.output)?,
+            _ => print_value(&print::list_value(&flat), a.output)?,
+        }
+    }
+    if a.watch {
+        let name = if a.names.len() == 1 {
+            a.names[0].clone()
+        } else {
+            String::new()
+        };
+        watch(
+            client,
+            &kinds[0],
+            &name,
+            &sel,
+            revision,
+            a.output,
+            listed_nothing,
+        )
+        .await?;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn watch(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    sel: &str,
+    mut since: u64,
+    output: Option<Output>,
+    need_header: bool,
+) -> anyhow::Result<()> {
+    let mut need_header = need_header;
+    loop {
+        let mut events = client.watch(kind, name, sel, since).await?;
+        let mut relist = false;
+        while let Some(ev) = events.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) if e.code() == Some(tonic::Code::OutOfRange) => {
+                    relist = true;
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if output == Some(Output::Yaml) {
+                println!("---");
+            }
+            print_objects(std::slice::from_ref(&ev.object), output, false, need_header)?;
+            need_header = false;
+        }
+        if !relist {
+            return Ok(());
+        }
+        // Too far behind: list again and go on from there.
+        since = client.list(kind, sel).await?.1;
+    }
+}
+
+fn parse_for(f: &str) -> anyhow::Result<Option<(String, ConditionStatus)>> {
+    if f == "delete" {
+        return Ok(None);
+    }
+    let rest = f.strip_prefix("condition=").with_context(|| {
+        format!("--for={f:?}: use condition=TYPE[=True|False|Unknown] or delete")
+    })?;
+    let (t, want) = match rest.split_once('=') {
+        Some((t, v)) => (t, v),
+        None => (rest, "True"),
+    };
+    let want = match want.to_ascii_lowercase().as_str() {
+        "true" => ConditionStatus::True,
+        "false" => ConditionStatus::False,
+        "unknown" => ConditionStatus::Unknown,
+        other => bail!("--for: condition status {other:?} is not True, False or Unknown"),
+    };
+    Ok(Some((t.to_string(), want)))
+}
+
+pub async fn wait(client: &Client, a: WaitArgs) -> anyhow::Result<ExitCode> {
+    let (kind, name) = crate::kind_and_name(&a.target, a.name.as_deref())?;
+    let name = name.context("name the resource to wait for: KIND/NAME")?;
+    let cond = parse_for(&a.for_)?;
+    let what = format!("{}/{name}", kind.to_ascii_lowercase());
+    let met = |o: Option<&DynObject>| match (&cond, o) {
+        (None, None) => true,
+        (None, Some(_)) => false,
+        (Some(_), None) => false,
+        (Some((t, want)), Some(o)) => o.condition(t).is_some_and(|c| c.status == *want),
+    };
+    let wait = async {
+        let mut events = client.watch(&kind, &name, "", 0).await?;
+        let current = client.get_opt(&kind, &name).await?;
+        if cond.is_some() && current.is_none() {
+            bail!("{what} not found");
+        }
+        if met(current.as_ref()) {
+            return Ok(());
+        }
+        while let Some(ev) = events.next().await {
+            let ev = ev?;
+            let obj = (ev.type_ != "DELETED").then_some(&ev.object);
+            if met(obj) {
+                return Ok(());
+            }
+            if obj.is_none() {
+                bail!("{what} was deleted");
+            }
+        }
+        bail!("the watch of {what} ended")
+    };
+    let Ok(result) = tokio::time::timeout(a.timeout.0, wait).await else {
+        bail!(
+            "timed out after {} waiting for the condition on {what}",
+            a.timeout
+        );
+    };
+    result?;
+    println!("{what} condition met");
+    Ok(ExitCode::SUCCESS)
+}

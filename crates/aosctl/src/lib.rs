@@ -1,0 +1,6 @@
+//! The aosctl library: the client of aosd's API (also used by tests and benchmarks), reading
+//! manifests from files, directories or stdin, and printing resources the way kubectl does.
+
+pub mod client;
+pub mod files;
+pub mod print;

@@ -1,0 +1,141 @@
+//! aosctl: the command line of aosd. Talks to aosd's API socket (`--socket`, `AOSD_SOCKET`).
+
+mod apply;
+mod get;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use aosctl::client::Client;
+use aosctl::print;
+use clap::{CommandFactory, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aosctl",
+    version,
+    about = "Control an aosd node agent",
+    propagate_version = true
+)]
+struct Cli {
+    /// aosd's API socket.
+    #[arg(long, global = true, env = "AOSD_SOCKET", default_value = aos_rpc::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create or update resources from files, directories or stdin (-).
+    Apply(apply::ApplyArgs),
+    /// Show the differences between files and what the node has (exit 1 when there are some).
+    Diff(apply::DiffArgs),
+    /// List or show resources: get KIND[,KIND…] [NAME…].
+    Get(get::GetArgs),
+    /// Show one resource in detail.
+    Describe {
+        kind: String,
+        name: Option<String>,
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+    },
+    /// Delete resources by kind and name, or those in files.
+    Delete(apply::DeleteArgs),
+    /// Wait for a condition of a resource: wait KIND/NAME --for=condition=Ready.
+    Wait(get::WaitArgs),
+    /// Print a shell completion script.
+    Completion { shell: clap_complete::Shell },
+    /// Check that aosd answers.
+    Health,
+}
+
+/// Splits `kind/name` or `kind name`.
+pub fn kind_and_name(kind: &str, name: Option<&str>) -> anyhow::Result<(String, Option<String>)> {
+    let (k, n) = match kind.split_once('/') {
+        Some((k, n)) => (k.to_string(), Some(n.to_string())),
+        None => (kind.to_string(), name.map(str::to_string)),
+    };
+    let info = aos_api::registry::lookup(&k).with_context(|| {
+        format!(
+            "unknown kind {k:?}; known kinds: {}",
+            aos_api::KINDS
+                .iter()
+                .map(|k| k.plural)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    Ok((info.kind.to_string(), n))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "aosctl", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let client = Client::connect(&cli.socket).await?;
+    match cli.command {
+        Command::Apply(a) => apply::apply(&client, a).await,
+        Command::Diff(a) => apply::diff(&client, a).await,
+        Command::Get(a) => get::get(&client, a).await,
+        Command::Describe {
+            kind,
+            name,
+            selector,
+        } => {
+            let (kind, name) = kind_and_name(&kind, name.as_deref())?;
+            let objs = match name {
+                Some(n) => vec![client.get(&kind, &n).await?],
+                None => {
+                    client
+                        .list(&kind, selector.as_deref().unwrap_or(""))
+                        .await?
+                        .0
+                }
+            };
+            if objs.is_empty() {
+                bail!("no {kind} resources found");
+            }
+            let now = chrono::Utc::now();
+            let text: Vec<String> = objs.iter().map(|o| print::describe(o, now)).collect();
+            print!("{}", text.join("\n"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete(a) => apply::delete(&client, a).await,
+        Command::Wait(a) => get::wait(&client, a).await,
+        Command::Health => {
+            let h = client.health().await?;
+            println!(
+                "{} (aosd {}, node {}, revision {})",
+                h.status, h.version, h.node_id, h.revision
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completion { .. } => unreachable!("handled above"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let diff = matches!(cli.command, Command::Diff(_));
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // Like kubectl diff: 1 means differences, so errors are 2 there.
+            ExitCode::from(if diff { 2 } else { 1 })
+        }
+    }
+}
