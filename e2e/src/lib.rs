@@ -1,0 +1,205 @@
+//! Helpers for end-to-end tests and benchmarks: start an isolated aosd (own data dir, socket and
+//! node id) from the built binaries, run aosctl against it, and clean up on drop.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory of the built binaries (`target/debug`), next to the test executable's `deps/`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("AOS_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let mut dir = exe
+        .parent()
+        .expect("the executable is in a directory")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// The path of a built binary; panics with the command to build it when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins), or run hack/test.sh",
+        p.display()
+    );
+    p
+}
+
+/// A running aosd with its own directory; killed and cleaned up when dropped.
+pub struct Aosd {
+    opts: AosdOptions,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub child: Child,
+    /// Time from spawn to the first answered health call.
+    pub ready_after: Duration,
+}
+
+/// Extra settings for [`Aosd::start_with`].
+#[derive(Default, Clone)]
+pub struct AosdOptions {
+    pub config: Option<String>,
+    pub args: Vec<String>,
+}
+
+impl Aosd {
+    pub fn start() -> Aosd {
+        Self::start_with(AosdOptions::default())
+    }
+
+    pub fn start_with(opts: AosdOptions) -> Aosd {
+        let dir = tempfile::Builder::new()
+            .prefix("aosd-e2e-")
+            .tempdir()
+            .unwrap();
+        // Other users must reach the socket for the permission tests.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("aosd.sock");
+        std::fs::write(
+            dir.path().join("aosd.toml"),
+            opts.config.clone().unwrap_or_default(),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let child = Self::spawn(dir.path(), &socket, &opts);
+        let mut aosd = Aosd {
+            opts,
+            dir,
+            socket,
+            child,
+            ready_after: Duration::ZERO,
+        };
+        aosd.ready_after = aosd.wait_ready(started);
+        aosd
+    }
+
+    fn spawn(dir: &Path, socket: &Path, opts: &AosdOptions) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("aosd.log"))
+            .unwrap();
+        Command::new(bin("aosd"))
+            .arg("--config")
+            .arg(dir.join("aosd.toml"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--socket")
+            .arg(socket)
+            .args(["--node-id", "e2e-node"])
+            .args(&opts.args)
+            .env_remove("AOSD_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("aosd starts")
+    }
+
+    /// Stops aosd with SIGTERM, returns how it exited, and starts it again on the same data.
+    pub fn restart(&mut self) -> std::process::ExitStatus {
+        let status = self.terminate();
+        let started = Instant::now();
+        self.child = Self::spawn(self.dir.path(), &self.socket, &self.opts);
+        self.ready_after = self.wait_ready(started);
+        status
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        self.child.wait().unwrap()
+    }
+
+    fn wait_ready(&mut self, started: Instant) -> Duration {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("aosd exited with {status}:\n{}", self.log());
+            }
+            let ok = rt.block_on(async {
+                match aosctl::client::Client::connect(&self.socket).await {
+                    Ok(c) => c.health().await.is_ok(),
+                    Err(_) => false,
+                }
+            });
+            if ok {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "aosd not ready in 20 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// What aosd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("aosd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// An aosctl command aimed at this aosd.
+    pub fn aosctl(&self) -> Command {
+        let mut c = Command::new(bin("aosctl"));
+        c.arg("--socket").arg(&self.socket);
+        c
+    }
+
+    /// Runs aosctl with these arguments.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.aosctl().args(args).output().expect("aosctl runs")
+    }
+
+    /// Runs aosctl and returns its stdout, failing the test (with both outputs) unless it succeeds.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "aosctl {args:?} failed with {}:\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Aosd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident set size of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}

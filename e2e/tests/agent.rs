@@ -1,0 +1,242 @@
+//! aosd and aosctl as a user runs them: the node reports itself, resources are applied,
+//! watched, waited for and deleted, bad files change nothing, and only writers may write.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+
+use aos_e2e::{Aosd, AosdOptions};
+
+fn examples() -> String {
+    format!("{}/../examples", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_node_reports_itself_with_its_runtimes() {
+    let aosd = Aosd::start_with(AosdOptions {
+        config: Some("[runtimes.boot]\nenabled = true\n[node]\ndmips = 12345\n".into()),
+        ..Default::default()
+    });
+    let table = aosd.ok(&["get", "nodes"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("RUNTIMES"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with("e2e-node ") && lines[1].contains("container,boot"),
+        "{table}"
+    );
+    assert!(lines[1].contains("12345"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&aosd.ok(&["get", "node", "e2e-node", "-o", "json"])).unwrap();
+    let runtimes = json["status"]["runtimes"].as_array().unwrap();
+    let boot = runtimes.iter().find(|r| r["type"] == "boot").unwrap();
+    // UUID v3 of "boot-e2e-node" in the OID namespace.
+    assert_eq!(boot["maxInstances"], 1);
+    assert_eq!(boot["id"].as_str().unwrap().len(), 36);
+    assert_eq!(json["status"]["nodeId"], "e2e-node");
+    assert!(json["status"]["totalRam"].as_u64().unwrap() > 0);
+    assert!(
+        json["status"]["usage"]["partitions"][0]["totalSize"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[test]
+fn examples_are_applied_watched_waited_for_and_deleted() {
+    let aosd = Aosd::start();
+    let out = aosd.ok(&["apply", "-f", &examples()]);
+    assert!(out.contains("item/hello-1.0.0 created"), "{out}");
+    assert!(out.contains("network/demo created"), "{out}");
+    let again = aosd.ok(&["apply", "-f", &examples()]);
+    assert!(again.lines().all(|l| l.ends_with("unchanged")), "{again}");
+
+    // A watcher sees the change and the deletion.
+    let mut watcher = aosd
+        .aosctl()
+        .args(["get", "instances", "-w", "-o", "name"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    // The initial list comes first.
+    assert_eq!(lines.next().unwrap().unwrap(), "instance/hello-demo-0");
+    assert_eq!(lines.next().unwrap().unwrap(), "instance/hello-demo-1");
+    let deleted = aosd.ok(&["delete", "instance", "hello-demo-1"]);
+    assert_eq!(deleted.trim(), "instance/hello-demo-1 deleted");
+    assert_eq!(lines.next().unwrap().unwrap(), "instance/hello-demo-1");
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+
+    let left = aosd.ok(&["get", "inst", "-o", "name"]);
+    assert_eq!(left.trim(), "instance/hello-demo-0");
+    assert!(aosd
+        .ok(&[
+            "wait",
+            "instance/hello-demo-1",
+            "--for=delete",
+            "--timeout=5s"
+        ])
+        .contains("condition met"));
+    let out = aosd.run(&[
+        "wait",
+        "item/hello-1.0.0",
+        "--for=condition=Ready",
+        "--timeout=200ms",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
+    let desc = aosd.ok(&["describe", "network", "demo"]);
+    assert!(
+        desc.contains("Name:         demo") && desc.contains("subnet: 172.18.0.0/16"),
+        "{desc}"
+    );
+}
+
+#[test]
+fn a_malformed_file_names_the_field_and_line_and_changes_nothing() {
+    // No usage refresh during the test, so that the revision only moves if the apply wrote.
+    let aosd = Aosd::start_with(AosdOptions {
+        config: Some("[node]\nusage_interval = \"1h\"\n".into()),
+        ..Default::default()
+    });
+    aosd.ok(&[
+        "wait",
+        "node/e2e-node",
+        "--for=condition=Ready",
+        "--timeout=10s",
+    ]);
+    let before = aosd.ok(&["health"]);
+    let bad = aosd.path().join("bad.yaml");
+    let text = std::fs::read_to_string(format!("{}/hello.yaml", examples())).unwrap();
+    // The first documents are fine; the last has a misspelt field.
+    let broken = text.replacen("  index: 1", "  indx: 1", 1);
+    assert_ne!(text, broken);
+    std::fs::write(&bad, broken).unwrap();
+    let out = aosd.run(&["apply", "-f", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = text.lines().position(|l| l == "  index: 1").unwrap() + 1;
+    assert!(
+        err.contains(&format!("bad.yaml:{line}: spec.indx: unknown field `indx`")),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    let listed = aosd.run(&["get", "all", "-o", "name"]);
+    let names = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(names.trim(), "node/e2e-node", "nothing but the node exists");
+    assert_eq!(aosd.ok(&["health"]), before, "the revision did not move");
+
+    // A rule violation is located too, and a server-side refusal also leaves everything as it was.
+    let bad_subnet = aosd.path().join("net.json");
+    std::fs::write(
+        &bad_subnet,
+        "{\"apiVersion\": \"aos.edge/v1alpha1\", \"kind\": \"Network\",\n \"metadata\": {\"name\": \"n\"},\n \"spec\": {\"vlanId\": 5000}}\n",
+    )
+    .unwrap();
+    let out = aosd.run(&["apply", "-f", bad_subnet.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("net.json:3: spec.vlanId: must be between 1 and 4094"),
+        "{err}"
+    );
+}
+
+fn as_user(aosd: &Aosd, uid: u32, gid: u32, args: &[&str]) -> std::process::Output {
+    let mut c = aosd.aosctl();
+    // std drops root's supplementary groups when it sets the uid.
+    c.args(args).uid(uid).gid(gid);
+    c.output().expect("aosctl runs as another user")
+}
+
+#[test]
+fn a_user_without_the_group_gets_permission_denied_from_every_write() {
+    let aosd = Aosd::start_with(AosdOptions {
+        args: vec![
+            "--socket-mode".into(),
+            "0666".into(),
+            "--group".into(),
+            "users".into(),
+        ],
+        ..Default::default()
+    });
+    let file = format!("{}/network.yaml", examples());
+    let nobody = 65534;
+    for args in [
+        vec!["apply", "-f", &file],
+        vec!["apply", "--dry-run", "-f", &file],
+        vec!["delete", "node", "e2e-node"],
+    ] {
+        let out = as_user(&aosd, nobody, nobody, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded for nobody");
+        assert!(err.contains("permission denied"), "{args:?}: {err}");
+    }
+    // Reads stay open, and nothing was written.
+    let out = as_user(&aosd, nobody, nobody, &["get", "all", "-o", "name"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "node/e2e-node");
+    // A member of the configured group may write.
+    let users = 100;
+    let out = as_user(&aosd, nobody, users, &["apply", "-f", &file]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_user(&aosd, nobody, users, &["delete", "network", "demo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_socket_is_private_by_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let aosd = Aosd::start();
+    let mode = std::fs::metadata(&aosd.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660);
+    let out = as_user(&aosd, 65534, 65534, &["get", "nodes"]);
+    assert!(!out.status.success(), "others cannot even connect");
+}
+
+#[test]
+fn a_second_aosd_on_the_same_socket_is_refused_and_the_first_keeps_serving() {
+    let aosd = Aosd::start();
+    let out = std::process::Command::new(aos_e2e::bin("aosd"))
+        .args(["--config", "/dev/null", "--data-dir"])
+        .arg(aosd.path().join("other"))
+        .arg("--socket")
+        .arg(&aosd.socket)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another process is serving"));
+    aosd.ok(&["health"]);
+}
+
+#[test]
+fn objects_survive_a_restart_and_sigterm_stops_cleanly() {
+    let mut aosd = Aosd::start();
+    aosd.ok(&["apply", "-f", &examples()]);
+    let socket = aosd.socket.clone();
+    let status = aosd.terminate();
+    assert!(status.success(), "aosd exits 0 on SIGTERM: {status}");
+    assert!(!socket.exists(), "the socket is removed on exit");
+    let status = aosd.restart();
+    assert!(status.success());
+    let names = aosd.ok(&["get", "all", "-o", "name"]);
+    assert!(
+        names.contains("instance/hello-demo-0") && names.contains("network/demo"),
+        "{names}"
+    );
+    assert!(aosd.log().contains("API ready"));
+}
