@@ -89,7 +89,7 @@ pub struct ControllersSection {
     pub shutdown_grace: AosDuration,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeSection {
     pub enabled: bool,
@@ -168,15 +168,6 @@ impl Default for ControllersSection {
             backoff_base: AosDuration::from_secs(1),
             backoff_max: AosDuration::from_secs(300),
             shutdown_grace: AosDuration::from_secs(10),
-        }
-    }
-}
-
-impl Default for RuntimeSection {
-    fn default() -> Self {
-        RuntimeSection {
-            enabled: false,
-            max_instances: 0,
         }
     }
 }

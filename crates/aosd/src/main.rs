@@ -242,7 +242,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
 
     tokio::select! {
         _ = shutdown_signal() => {}
-        r = &mut Box::pin(async { server.await }) => {
+        r = server => {
             tracing::error!(result = ?r, "API server stopped");
         }
     }

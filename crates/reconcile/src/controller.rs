@@ -91,7 +91,7 @@ impl<R: Reconciler> Controller<R> {
         map: impl Fn(&Object<K2>) -> Vec<String> + Send + Sync + 'static,
     ) -> Self {
         let api = Api::<K2>::new(self.backend.clone());
-        let map: Arc<dyn Fn(&Object<K2>) -> Vec<String> + Send + Sync> = Arc::new(map);
+        let map: informer::KeyMap<K2> = Arc::new(map);
         self.extra.push(Box::new(move |tx, stop| {
             Box::pin(informer::run_mapped(api, map, tx, stop))
         }));

@@ -158,10 +158,13 @@ pub(crate) async fn run<K: Spec>(
     }
 }
 
+/// Maps a change of another kind to the keys it concerns.
+pub(crate) type KeyMap<K2> = Arc<dyn Fn(&Object<K2>) -> Vec<String> + Send + Sync>;
+
 /// Follows another kind and wakes the keys `map` names for each change of it (status too).
 pub(crate) async fn run_mapped<K2: Spec>(
     api: Api<K2>,
-    map: Arc<dyn Fn(&Object<K2>) -> Vec<String> + Send + Sync>,
+    map: KeyMap<K2>,
     keys: mpsc::UnboundedSender<String>,
     shutdown: CancellationToken,
 ) {

@@ -28,11 +28,13 @@ enum Call {
     Cleanup(String),
 }
 
+type CallSender = mpsc::UnboundedSender<(Instant, Call)>;
+
 /// A recording reconciler whose answers the test scripts per name.
 #[derive(Clone, Default)]
 struct Fake {
     calls: Arc<Mutex<Vec<(Instant, Call)>>>,
-    tx: Arc<Mutex<Option<mpsc::UnboundedSender<(Instant, Call)>>>>,
+    tx: Arc<Mutex<Option<CallSender>>>,
     /// Failures still to give, per name.
     fail: Arc<Mutex<HashMap<String, u32>>>,
     fail_cleanup: Arc<Mutex<u32>>,

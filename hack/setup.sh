@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what building and testing aosd needs and is missing on this machine (Debian).
+# Idempotent: packages already installed are not touched. Run as root (or with sudo available).
+set -euo pipefail
+
+PACKAGES=(
+  protobuf-compiler   # protoc, for the gRPC API (tonic-prost-build)
+  passwd              # groupadd/useradd, used by the optional aosd group setup
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "hack/setup.sh: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "hack/setup.sh: cargo is required (rustup)"; exit 1; }
