@@ -1,0 +1,204 @@
+//! The store benchmark of `hack/bench/store.sh`: durable applies per second with 1 and 8
+//! clients over 10,000 resources, apply latency percentiles, watch delivery latency, idle RSS and
+//! start-to-ready time of a real aosd, printed beside the targets and beside the raw durable
+//! commit rate of redb on the same disk (the floor any store on this disk stands on).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aos_api::{DynObject, ObjectMeta, API_VERSION};
+use aos_e2e::{rss_bytes, Aosd, AosdOptions};
+use aosctl::client::Client;
+use futures::StreamExt;
+
+const RESOURCES: usize = 10_000;
+
+fn network(name: &str, i: usize) -> DynObject {
+    DynObject {
+        api_version: API_VERSION.into(),
+        kind: "Network".into(),
+        metadata: ObjectMeta {
+            name: name.into(),
+            labels: [("bench".to_string(), (i % 10).to_string())].into(),
+            ..Default::default()
+        },
+        spec: serde_json::json!({"dnsServers": ["10.0.0.1"], "allowOutside": i % 2 == 0}),
+        status: serde_json::Value::Null,
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Applies `RESOURCES` new objects from `clients` concurrent connections; returns per-apply
+/// latencies, the wall time, and when each apply started (by name).
+async fn applies(
+    socket: &std::path::Path,
+    prefix: &str,
+    clients: usize,
+    starts: Arc<Mutex<HashMap<String, Instant>>>,
+) -> (Vec<Duration>, Duration) {
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(Client::connect(socket).await.expect("connect"));
+    }
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in conns.into_iter().enumerate() {
+        let prefix = prefix.to_string();
+        let starts = starts.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in (c..RESOURCES).step_by(clients) {
+                let name = format!("{prefix}-{i}");
+                let obj = network(&name, i);
+                let t = Instant::now();
+                starts.lock().unwrap().insert(name, t);
+                client.apply(&obj, false).await.expect("apply");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let wall = t0.elapsed();
+    lat.sort();
+    (lat, wall)
+}
+
+/// Durable single-object commits straight into redb on the same filesystem.
+fn raw_redb_commits(dir: &std::path::Path, n: usize) -> f64 {
+    let table: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("t");
+    let db = redb::Database::create(dir.join("raw.redb")).unwrap();
+    let body = serde_json::to_vec(&network("x", 1)).unwrap();
+    let t0 = Instant::now();
+    for i in 0..n {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(table).unwrap();
+            t.insert(format!("k{i}").as_str(), body.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Start to ready, on fresh data dirs.
+    let mut ready: Vec<Duration> = (0..5).map(|_| Aosd::start().ready_after).collect();
+    ready.sort();
+    let ready_median = ready[ready.len() / 2];
+
+    // Idle RSS after the node has reported itself.
+    let aosd = Aosd::start_with(AosdOptions {
+        config: Some("[api]\ngroup = \"\"\n".into()),
+        ..Default::default()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_rss = rss_bytes(aosd.pid()).unwrap_or(0);
+
+    let socket = aosd.socket.clone();
+    let (one, eight, watch_lat) = rt.block_on(async {
+        let starts = Arc::new(Mutex::new(HashMap::new()));
+        // A watcher of the kind, timing each event against the start of its apply.
+        let client = Client::connect(&socket).await.unwrap();
+        let mut events = client.watch("Network", "", "", 0).await.unwrap();
+        let starts_w = starts.clone();
+        let watcher = tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while let Some(Ok(ev)) = events.next().await {
+                let now = Instant::now();
+                if let Some(t) = starts_w.lock().unwrap().get(ev.object.name()) {
+                    lat.push(now - *t);
+                }
+                if lat.len() == 2 * RESOURCES {
+                    break;
+                }
+            }
+            lat
+        });
+        let one = applies(&socket, "one", 1, starts.clone()).await;
+        let eight = applies(&socket, "eight", 8, starts.clone()).await;
+        let mut watch_lat = tokio::time::timeout(Duration::from_secs(60), watcher)
+            .await
+            .unwrap()
+            .unwrap();
+        watch_lat.sort();
+        (one, eight, watch_lat)
+    });
+    let busy_rss = rss_bytes(aosd.pid()).unwrap_or(0);
+    let raw = raw_redb_commits(aosd.path(), 2000);
+    drop(aosd);
+
+    let rate = |(lat, wall): &(Vec<Duration>, Duration)| lat.len() as f64 / wall.as_secs_f64();
+    println!("aosd store benchmark: {RESOURCES} new resources per run, every apply acknowledged only after a durable commit");
+    println!();
+    println!("{:<44} {:>16}   {}", "metric", "aosd", "beside");
+    let line = |m: &str, v: String, b: &str| println!("{m:<44} {v:>16}   {b}");
+    line(
+        "durable applies/s, 1 client",
+        format!("{:.0}/s", rate(&one)),
+        &format!("raw redb, 1 object per durable commit: {raw:.0}/s"),
+    );
+    line(
+        "durable applies/s, 8 clients",
+        format!("{:.0}/s", rate(&eight)),
+        "target >= 2000/s",
+    );
+    line(
+        "apply latency p50 / p99, 1 client",
+        format!("{} / {}", ms(pct(&one.0, 0.5)), ms(pct(&one.0, 0.99))),
+        "",
+    );
+    line(
+        "apply latency p50 / p99, 8 clients",
+        format!("{} / {}", ms(pct(&eight.0, 0.5)), ms(pct(&eight.0, 0.99))),
+        "",
+    );
+    line(
+        "watch delivery p99 (apply start -> event)",
+        ms(pct(&watch_lat, 0.99)),
+        &format!(
+            "target < 10 ms ({} events, p50 {})",
+            watch_lat.len(),
+            ms(pct(&watch_lat, 0.5))
+        ),
+    );
+    line(
+        "aosd idle RSS",
+        format!("{:.1} MB", idle_rss as f64 / 1e6),
+        "target < 15 MB",
+    );
+    line(
+        "aosd RSS after the runs (20k objects)",
+        format!("{:.1} MB", busy_rss as f64 / 1e6),
+        "",
+    );
+    line(
+        "start to API ready (median of 5)",
+        ms(ready_median),
+        &format!(
+            "target < 100 ms (min {}, max {})",
+            ms(ready[0]),
+            ms(ready[ready.len() - 1])
+        ),
+    );
+}
