@@ -151,7 +151,7 @@ fn main() {
     let rate = |(lat, wall): &(Vec<Duration>, Duration)| lat.len() as f64 / wall.as_secs_f64();
     println!("aosd store benchmark: {RESOURCES} new resources per run, every apply acknowledged only after a durable commit");
     println!();
-    println!("{:<44} {:>16}   {}", "metric", "aosd", "beside");
+    println!("{:<44} {:>16}   beside", "metric", "aosd");
     let line = |m: &str, v: String, b: &str| println!("{m:<44} {v:>16}   {b}");
     line(
         "durable applies/s, 1 client",
