@@ -1,0 +1,80 @@
+//! Errors of the image pipeline, each with the CamelCase reason written into conditions.
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("failed to fetch {what} from {source_name}: {message}")]
+    Fetch {
+        what: String,
+        source_name: String,
+        message: String,
+    },
+    #[error("{what} has digest {actual}, expected {expected}")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("blob {digest} is larger than its descriptor says ({limit} bytes)")]
+    TooLarge { digest: String, limit: u64 },
+    #[error("blob {digest} ended after {got} bytes, the descriptor says {want}")]
+    Truncated { digest: String, got: u64, want: u64 },
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+    #[error("unsupported media type {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("no manifest for platform {0} in the index")]
+    NoPlatform(String),
+    #[error("layer refused: {0}")]
+    HostileLayer(String),
+    #[error("failed to convert layer {digest}: {message}")]
+    Convert { digest: String, message: String },
+    #[error("not enough space on {path}: need {need} bytes, {available} available")]
+    NotEnoughSpace {
+        path: String,
+        need: u64,
+        available: u64,
+    },
+    #[error("failed to mount {what}: {message}")]
+    Mount { what: String, message: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ImageError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ImageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The CamelCase reason for conditions and `lastError`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ImageError::Fetch { .. } => "FetchFailed",
+            ImageError::DigestMismatch { .. } => "DigestMismatch",
+            ImageError::TooLarge { .. } => "BlobTooLarge",
+            ImageError::Truncated { .. } => "BlobTruncated",
+            ImageError::InvalidManifest(_) => "InvalidManifest",
+            ImageError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ImageError::NoPlatform(_) => "NoMatchingPlatform",
+            ImageError::HostileLayer(_) => "HostileLayer",
+            ImageError::Convert { .. } => "ConvertFailed",
+            ImageError::NotEnoughSpace { .. } => "NotEnoughSpace",
+            ImageError::Mount { .. } => "MountFailed",
+            ImageError::Io { .. } => "IoError",
+        }
+    }
+
+    /// Whether trying again may help (network trouble) or not (bad content).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ImageError::Fetch { .. } | ImageError::Truncated { .. } | ImageError::Io { .. } | ImageError::Mount { .. }
+        )
+    }
+}
