@@ -74,7 +74,10 @@ impl ImageError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ImageError::Fetch { .. } | ImageError::Truncated { .. } | ImageError::Io { .. } | ImageError::Mount { .. }
+            ImageError::Fetch { .. }
+                | ImageError::Truncated { .. }
+                | ImageError::Io { .. }
+                | ImageError::Mount { .. }
         )
     }
 }

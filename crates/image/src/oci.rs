@@ -22,7 +22,8 @@ pub mod media {
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
     pub const ITEM_CONFIG: &str = "application/vnd.aos.item.config.v1+json";
     pub const COMPONENT_FULL_GZIP: &str = "application/vnd.aos.image.component.full.v1+gzip";
-    pub const COMPONENT_FULL_SQUASHFS: &str = "application/vnd.aos.image.component.full.v1+squashfs";
+    pub const COMPONENT_FULL_SQUASHFS: &str =
+        "application/vnd.aos.image.component.full.v1+squashfs";
     pub const COMPONENT_INC_SQUASHFS: &str = "application/vnd.aos.image.component.inc.v1+squashfs";
 
     /// What a registry is asked to return for a reference.
@@ -97,23 +98,39 @@ fn bad(msg: impl Into<String>) -> ImageError {
 
 /// Parses a manifest or an index.
 pub fn parse_root(bytes: &[u8]) -> Result<Root, ImageError> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let media_type = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-    if v.get("manifests").is_some() || media_type == media::OCI_INDEX || media_type == media::DOCKER_LIST {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let media_type = v
+        .get("mediaType")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_string();
+    if v.get("manifests").is_some()
+        || media_type == media::OCI_INDEX
+        || media_type == media::DOCKER_LIST
+    {
         let entries: Vec<Descriptor> = serde_json::from_value(v["manifests"].clone())
             .map_err(|e| bad(format!("index entries: {e}")))?;
         return Ok(Root::Index(entries));
     }
-    if !media_type.is_empty() && media_type != media::OCI_MANIFEST && media_type != media::DOCKER_MANIFEST {
+    if !media_type.is_empty()
+        && media_type != media::OCI_MANIFEST
+        && media_type != media::DOCKER_MANIFEST
+    {
         return Err(ImageError::UnsupportedMediaType(media_type));
     }
     let desc = |key: &str| -> Result<Descriptor, ImageError> {
-        serde_json::from_value(v.get(key).cloned().ok_or_else(|| bad(format!("no {key}")))?)
-            .map_err(|e| bad(format!("{key}: {e}")))
+        serde_json::from_value(
+            v.get(key)
+                .cloned()
+                .ok_or_else(|| bad(format!("no {key}")))?,
+        )
+        .map_err(|e| bad(format!("{key}: {e}")))
     };
     let config = desc("config")?;
     let mut layers: Vec<Descriptor> =
-        serde_json::from_value(v.get("layers").cloned().unwrap_or_default()).map_err(|e| bad(format!("layers: {e}")))?;
+        serde_json::from_value(v.get("layers").cloned().unwrap_or_default())
+            .map_err(|e| bad(format!("layers: {e}")))?;
     // The item config travels beside config and layers, under any key, or among the layers.
     let mut item_config = v
         .as_object()
@@ -122,7 +139,10 @@ pub fn parse_root(bytes: &[u8]) -> Result<Root, ImageError> {
         .filter(|(k, _)| !matches!(k.as_str(), "config" | "layers" | "subject"))
         .filter_map(|(_, d)| serde_json::from_value::<Descriptor>(d.clone()).ok())
         .find(|d| d.media_type == media::ITEM_CONFIG);
-    if let Some(i) = layers.iter().position(|l| l.media_type == media::ITEM_CONFIG) {
+    if let Some(i) = layers
+        .iter()
+        .position(|l| l.media_type == media::ITEM_CONFIG)
+    {
         item_config = item_config.or(Some(layers.remove(i)));
     }
     for d in std::iter::once(&config).chain(&layers).chain(&item_config) {
@@ -150,11 +170,19 @@ pub fn oci_arch(arch: &str) -> &str {
 }
 
 /// The index entry for `os/arch`.
-pub fn select_platform(entries: &[Descriptor], os: &str, arch: &str) -> Result<Descriptor, ImageError> {
+pub fn select_platform(
+    entries: &[Descriptor],
+    os: &str,
+    arch: &str,
+) -> Result<Descriptor, ImageError> {
     let arch = oci_arch(arch);
     entries
         .iter()
-        .find(|e| e.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch))
+        .find(|e| {
+            e.platform
+                .as_ref()
+                .is_some_and(|p| p.os == os && p.architecture == arch)
+        })
         .or_else(|| (entries.len() == 1 && entries[0].platform.is_none()).then(|| &entries[0]))
         .cloned()
         .ok_or_else(|| ImageError::NoPlatform(format!("{os}/{arch}")))
@@ -236,7 +264,9 @@ mod tests {
             "layers": [d(media::LAYER_GZIP, 2), d(media::LAYER_GZIP, 3)],
             "aosService": d(media::ITEM_CONFIG, 4),
         });
-        let Root::Manifest(m) = parse_root(&serde_json::to_vec(&m).unwrap()).unwrap() else { panic!() };
+        let Root::Manifest(m) = parse_root(&serde_json::to_vec(&m).unwrap()).unwrap() else {
+            panic!()
+        };
         assert_eq!(m.layers.len(), 2);
         assert_eq!(m.item_config.unwrap().media_type, media::ITEM_CONFIG);
     }
@@ -247,16 +277,24 @@ mod tests {
             "config": d(media::OCI_CONFIG, 1),
             "layers": [d(media::LAYER_GZIP, 2), d(media::ITEM_CONFIG, 4)],
         });
-        let Root::Manifest(m) = parse_root(&serde_json::to_vec(&m).unwrap()).unwrap() else { panic!() };
+        let Root::Manifest(m) = parse_root(&serde_json::to_vec(&m).unwrap()).unwrap() else {
+            panic!()
+        };
         assert_eq!(m.layers.len(), 1);
         assert!(m.item_config.is_some());
     }
 
     #[test]
     fn garbage_and_unknown_media_types_are_refused() {
-        assert!(matches!(parse_root(b"{nope"), Err(ImageError::InvalidManifest(_))));
+        assert!(matches!(
+            parse_root(b"{nope"),
+            Err(ImageError::InvalidManifest(_))
+        ));
         let m = serde_json::json!({"mediaType": "application/x-foo", "config": d(media::OCI_CONFIG, 1)});
-        assert!(matches!(parse_root(&serde_json::to_vec(&m).unwrap()), Err(ImageError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            parse_root(&serde_json::to_vec(&m).unwrap()),
+            Err(ImageError::UnsupportedMediaType(_))
+        ));
         let m = serde_json::json!({"config": {"mediaType": media::OCI_CONFIG, "digest": "md5:x", "size": 1}});
         assert!(parse_root(&serde_json::to_vec(&m).unwrap()).is_err());
         assert!(layer_compression("application/x-rar").is_err());
@@ -265,18 +303,38 @@ mod tests {
     #[test]
     fn the_platform_of_the_node_is_chosen_from_an_index() {
         let mut a = serde_json::from_value::<Descriptor>(d(media::OCI_MANIFEST, 1)).unwrap();
-        a.platform = Some(Platform { os: "linux".into(), architecture: "arm64".into(), variant: None });
+        a.platform = Some(Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: None,
+        });
         let mut b = a.clone();
         b.digest = format!("sha256:{}", hex::encode([2u8; 32]));
-        b.platform = Some(Platform { os: "linux".into(), architecture: "amd64".into(), variant: None });
-        assert_eq!(select_platform(&[a.clone(), b.clone()], "linux", "x86_64").unwrap(), b);
-        assert_eq!(select_platform(&[a.clone(), b], "linux", "aarch64").unwrap(), a);
-        assert!(matches!(select_platform(&[a], "linux", "x86_64"), Err(ImageError::NoPlatform(_))));
+        b.platform = Some(Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        });
+        assert_eq!(
+            select_platform(&[a.clone(), b.clone()], "linux", "x86_64").unwrap(),
+            b
+        );
+        assert_eq!(
+            select_platform(&[a.clone(), b], "linux", "aarch64").unwrap(),
+            a
+        );
+        assert!(matches!(
+            select_platform(&[a], "linux", "x86_64"),
+            Err(ImageError::NoPlatform(_))
+        ));
     }
 
     #[test]
     fn digests_are_checked() {
         assert!(verify("x", b"abc", &sha256_digest(b"abc")).is_ok());
-        assert!(matches!(verify("x", b"abd", &sha256_digest(b"abc")), Err(ImageError::DigestMismatch { .. })));
+        assert!(matches!(
+            verify("x", b"abd", &sha256_digest(b"abc")),
+            Err(ImageError::DigestMismatch { .. })
+        ));
     }
 }

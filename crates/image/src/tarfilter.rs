@@ -91,7 +91,10 @@ fn xattrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(String, Vec<
     Ok(out)
 }
 
-fn write_pax<W: Write>(b: &mut tar::Builder<W>, xattrs: &[(String, Vec<u8>)]) -> Result<(), ImageError> {
+fn write_pax<W: Write>(
+    b: &mut tar::Builder<W>,
+    xattrs: &[(String, Vec<u8>)],
+) -> Result<(), ImageError> {
     if !xattrs.is_empty() {
         b.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
             .map_err(out_err)?;
@@ -101,7 +104,11 @@ fn write_pax<W: Write>(b: &mut tar::Builder<W>, xattrs: &[(String, Vec<u8>)]) ->
 
 /// Copies the layer tar from `input` to `output`, checked and converted. The input is read only
 /// up to the end-of-archive marker; the caller drains the rest.
-pub fn filter<R: Read, W: Write>(input: R, output: W, opts: FilterOptions) -> Result<FilterStats, ImageError> {
+pub fn filter<R: Read, W: Write>(
+    input: R,
+    output: W,
+    opts: FilterOptions,
+) -> Result<FilterStats, ImageError> {
     let mut archive = tar::Archive::new(input);
     let mut out = tar::Builder::new(output);
     out.mode(tar::HeaderMode::Complete);
@@ -114,7 +121,13 @@ pub fn filter<R: Read, W: Write>(input: R, output: W, opts: FilterOptions) -> Re
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
             continue;
         }
         stats.entries += 1;
@@ -131,7 +144,9 @@ pub fn filter<R: Read, W: Write>(input: R, output: W, opts: FilterOptions) -> Re
             }
             prefix.push_str(part);
             if symlinks.contains(&prefix) {
-                return Err(hostile(format!("entry {raw:?} is written through the symlink {prefix:?}")));
+                return Err(hostile(format!(
+                    "entry {raw:?} is written through the symlink {prefix:?}"
+                )));
             }
         }
         let (parent, name) = match path.rsplit_once('/') {
@@ -150,7 +165,11 @@ pub fn filter<R: Read, W: Write>(input: R, output: W, opts: FilterOptions) -> Re
             if hidden.is_empty() || hidden == "." || hidden == ".." {
                 return Err(hostile(format!("whiteout {raw:?} names nothing")));
             }
-            let target = if parent.is_empty() { hidden.to_string() } else { format!("{parent}/{hidden}") };
+            let target = if parent.is_empty() {
+                hidden.to_string()
+            } else {
+                format!("{parent}/{hidden}")
+            };
             let mut h = Header::new_gnu();
             h.set_entry_type(EntryType::Char);
             h.set_device_major(0).map_err(out_err)?;
@@ -158,7 +177,8 @@ pub fn filter<R: Read, W: Write>(input: R, output: W, opts: FilterOptions) -> Re
             h.set_mode(0);
             h.set_size(0);
             h.set_mtime(entry.header().mtime().unwrap_or(0));
-            out.append_data(&mut h, &target, std::io::empty()).map_err(out_err)?;
+            out.append_data(&mut h, &target, std::io::empty())
+                .map_err(out_err)?;
             symlinks.remove(&target);
             stats.whiteouts += 1;
             continue;
@@ -176,14 +196,18 @@ pub fn filter<R: Read, W: Write>(input: R, output: W, opts: FilterOptions) -> Re
                 h.set_entry_type(EntryType::Regular);
                 h.set_size(size);
                 write_pax(&mut out, &xattrs)?;
-                out.append_data(&mut h, &path, &mut entry).map_err(out_err)?;
+                out.append_data(&mut h, &path, &mut entry)
+                    .map_err(out_err)?;
                 symlinks.remove(&path);
                 files.insert(path);
                 stats.files += 1;
                 stats.file_bytes += size;
             }
             EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
                 h.set_entry_type(EntryType::Symlink);
                 h.set_size(0);
                 write_pax(&mut out, &xattrs)?;
@@ -191,9 +215,15 @@ pub fn filter<R: Read, W: Write>(input: R, output: W, opts: FilterOptions) -> Re
                 symlinks.insert(path);
             }
             EntryType::Link => {
-                let raw_target = entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-                let target = clean_path(&raw_target)
-                    .map_err(|_| hostile(format!("hard link {raw:?} points outside the layer ({raw_target:?})")))?;
+                let raw_target = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let target = clean_path(&raw_target).map_err(|_| {
+                    hostile(format!(
+                        "hard link {raw:?} points outside the layer ({raw_target:?})"
+                    ))
+                })?;
                 if !files.contains(&target) {
                     return Err(hostile(format!(
                         "hard link {raw:?} points to {raw_target:?}, which is not an earlier file of this layer"
@@ -206,21 +236,33 @@ pub fn filter<R: Read, W: Write>(input: R, output: W, opts: FilterOptions) -> Re
             }
             EntryType::Char | EntryType::Block => {
                 if !opts.allow_devices {
-                    return Err(hostile(format!("device node {raw:?} is not allowed in a layer")));
+                    return Err(hostile(format!(
+                        "device node {raw:?} is not allowed in a layer"
+                    )));
                 }
                 h.set_entry_type(kind);
-                h.set_device_major(entry.header().device_major().ok().flatten().unwrap_or(0)).map_err(out_err)?;
-                h.set_device_minor(entry.header().device_minor().ok().flatten().unwrap_or(0)).map_err(out_err)?;
+                h.set_device_major(entry.header().device_major().ok().flatten().unwrap_or(0))
+                    .map_err(out_err)?;
+                h.set_device_minor(entry.header().device_minor().ok().flatten().unwrap_or(0))
+                    .map_err(out_err)?;
                 h.set_size(0);
-                out.append_data(&mut h, &path, std::io::empty()).map_err(out_err)?;
+                out.append_data(&mut h, &path, std::io::empty())
+                    .map_err(out_err)?;
             }
             EntryType::Fifo => {
                 h.set_entry_type(EntryType::Fifo);
                 h.set_size(0);
-                out.append_data(&mut h, &path, std::io::empty()).map_err(out_err)?;
+                out.append_data(&mut h, &path, std::io::empty())
+                    .map_err(out_err)?;
             }
-            EntryType::GNUSparse => return Err(hostile(format!("sparse file {raw:?} is not supported"))),
-            other => return Err(hostile(format!("entry {raw:?} has an unsupported type {other:?}"))),
+            EntryType::GNUSparse => {
+                return Err(hostile(format!("sparse file {raw:?} is not supported")))
+            }
+            other => {
+                return Err(hostile(format!(
+                    "entry {raw:?} has an unsupported type {other:?}"
+                )))
+            }
         }
     }
     for (path, meta) in &dirs {
@@ -239,9 +281,11 @@ pub fn filter<R: Read, W: Write>(input: R, output: W, opts: FilterOptions) -> Re
         h.set_entry_type(EntryType::Directory);
         h.set_size(0);
         write_pax(&mut out, &xattrs)?;
-        out.append_data(&mut h, format!("{path}/"), std::io::empty()).map_err(out_err)?;
+        out.append_data(&mut h, format!("{path}/"), std::io::empty())
+            .map_err(out_err)?;
     }
-    out.finish().map_err(out_err)?;
+    let mut w = out.into_inner().map_err(out_err)?;
+    w.flush().map_err(out_err)?;
     Ok(stats)
 }
 
@@ -261,7 +305,8 @@ mod tests {
             match kind {
                 EntryType::Regular => {
                     h.set_size(data_or_link.len() as u64);
-                    b.append_data(&mut h, path, data_or_link.as_bytes()).unwrap();
+                    b.append_data(&mut h, path, data_or_link.as_bytes())
+                        .unwrap();
                 }
                 EntryType::Symlink | EntryType::Link => {
                     h.set_size(0);
@@ -298,7 +343,10 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.path().unwrap().display().to_string(), e.header().entry_type())
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                )
             })
             .collect();
         Ok((stats, listed))
@@ -325,7 +373,14 @@ mod tests {
                 .unwrap()
                 .map(|x| x.map(|x| x.unwrap().key().unwrap().to_string()).collect())
                 .unwrap_or_default();
-            seen.insert(path, (e.header().entry_type(), e.header().device_major().ok().flatten(), xattrs));
+            seen.insert(
+                path,
+                (
+                    e.header().entry_type(),
+                    e.header().device_major().ok().flatten(),
+                    xattrs,
+                ),
+            );
         }
         assert_eq!(seen["etc/passwd"].0, EntryType::Char);
         assert_eq!(seen["etc/passwd"].1, Some(0));
@@ -343,11 +398,18 @@ mod tests {
 
     #[test]
     fn writing_through_a_symlink_of_the_layer_is_refused() {
-        let t = tar_of(&[("lib", EntryType::Symlink, "/etc"), ("lib/evil", EntryType::Regular, "x")]);
+        let t = tar_of(&[
+            ("lib", EntryType::Symlink, "/etc"),
+            ("lib/evil", EntryType::Regular, "x"),
+        ]);
         let err = run(&t).unwrap_err().to_string();
         assert!(err.contains("through the symlink \"lib\""), "{err}");
         // Replacing the symlink itself is fine.
-        let t = tar_of(&[("lib", EntryType::Symlink, "/etc"), ("lib", EntryType::Directory, ""), ("lib/ok", EntryType::Regular, "x")]);
+        let t = tar_of(&[
+            ("lib", EntryType::Symlink, "/etc"),
+            ("lib", EntryType::Directory, ""),
+            ("lib/ok", EntryType::Regular, "x"),
+        ]);
         assert!(run(&t).is_ok());
     }
 
@@ -356,9 +418,15 @@ mod tests {
         let ok = tar_of(&[("a", EntryType::Regular, "x"), ("b", EntryType::Link, "a")]);
         assert!(run(&ok).is_ok());
         for target in ["/etc/shadow", "../x", "missing"] {
-            let t = tar_of(&[("a", EntryType::Regular, "x"), ("b", EntryType::Link, target)]);
+            let t = tar_of(&[
+                ("a", EntryType::Regular, "x"),
+                ("b", EntryType::Link, target),
+            ]);
             let err = run(&t).unwrap_err();
-            assert!(matches!(err, ImageError::HostileLayer(_)), "{target}: {err}");
+            assert!(
+                matches!(err, ImageError::HostileLayer(_)),
+                "{target}: {err}"
+            );
         }
     }
 
@@ -367,13 +435,29 @@ mod tests {
         let t = tar_of(&[("dev/sda", EntryType::Block, "")]);
         assert!(matches!(run(&t), Err(ImageError::HostileLayer(_))));
         let mut out = Vec::new();
-        assert!(filter(t.as_slice(), &mut out, FilterOptions { allow_devices: true }).is_ok());
+        assert!(filter(
+            t.as_slice(),
+            &mut out,
+            FilterOptions {
+                allow_devices: true
+            }
+        )
+        .is_ok());
     }
 
     #[test]
     fn directories_come_last_with_their_attributes() {
-        let t = tar_of(&[("d/", EntryType::Directory, ""), ("d/f", EntryType::Regular, "1")]);
+        let t = tar_of(&[
+            ("d/", EntryType::Directory, ""),
+            ("d/f", EntryType::Regular, "1"),
+        ]);
         let (_, listed) = run(&t).unwrap();
-        assert_eq!(listed, [("d/f".to_string(), EntryType::Regular), ("d/".to_string(), EntryType::Directory)]);
+        assert_eq!(
+            listed,
+            [
+                ("d/f".to_string(), EntryType::Regular),
+                ("d/".to_string(), EntryType::Directory)
+            ]
+        );
     }
 }
