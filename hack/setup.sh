@@ -5,7 +5,13 @@ set -euo pipefail
 
 PACKAGES=(
   protobuf-compiler   # protoc, for the gRPC API (tonic-prost-build)
-  passwd              # groupadd/useradd, used by the optional aosd group setup
+  squashfs-tools-ng   # tar2sqfs: layers become squashfs images
+  squashfs-tools      # unsquashfs, for inspecting layer images
+  util-linux          # mount/umount with loop devices
+  docker-registry     # a real OCI registry for the tests and benchmarks
+  skopeo              # pushes test images to that registry
+  umoci               # the reference unpacker the tests compare against
+  attr                # getfattr, used to compare trees
 )
 
 missing=()

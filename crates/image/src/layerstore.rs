@@ -29,6 +29,9 @@ pub struct LayerRecord {
     /// `sha256:` of the squashfs image: the at-rest digest re-checked by the integrity pass.
     pub at_rest_digest: String,
     pub files: u64,
+    /// Directories without an entry of their own in the layer (see [`crate::stack`]).
+    #[serde(default)]
+    pub implicit_dirs: Vec<String>,
 }
 
 #[derive(Clone, Debug)]

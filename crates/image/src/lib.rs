@@ -9,8 +9,10 @@ pub mod download;
 mod error;
 pub mod layerstore;
 pub mod oci;
+pub mod pipeline;
 pub mod source;
 pub mod space;
+pub mod stack;
 pub mod tarfilter;
 
 pub use error::ImageError;

@@ -89,7 +89,7 @@ pub struct Manifest {
 #[derive(Clone, Debug)]
 pub enum Root {
     Index(Vec<Descriptor>),
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
 }
 
 fn bad(msg: impl Into<String>) -> ImageError {
@@ -150,12 +150,12 @@ pub fn parse_root(bytes: &[u8]) -> Result<Root, ImageError> {
             return Err(bad(format!("{:?} is not a sha256 digest", d.digest)));
         }
     }
-    Ok(Root::Manifest(Manifest {
+    Ok(Root::Manifest(Box::new(Manifest {
         media_type,
         config,
         layers,
         item_config,
-    }))
+    })))
 }
 
 /// The OCI architecture name of a kernel architecture (`x86_64` → `amd64`).

@@ -43,8 +43,10 @@ impl SpaceAllocator {
 
     /// Bytes that can still be reserved.
     pub fn available(&self) -> u64 {
+        // The field types differ between 32- and 64-bit targets.
+        #[allow(clippy::useless_conversion)]
         let free = nix::sys::statvfs::statvfs(&self.path)
-            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+            .map(|s| u64::from(s.blocks_available()) * u64::from(s.fragment_size()))
             .unwrap_or(0);
         let reserved = *self.reserved.lock().unwrap_or_else(|e| e.into_inner());
         free.saturating_sub(reserved).saturating_sub(self.keep_free)

@@ -25,13 +25,16 @@ pub struct FilterOptions {
 }
 
 /// What went through.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FilterStats {
     pub entries: u64,
     pub files: u64,
     pub file_bytes: u64,
     pub whiteouts: u64,
     pub opaque_dirs: u64,
+    /// Directories the layer holds without an entry of their own (parents of entries, opaque
+    /// markers): they get default attributes here, and the stack takes theirs from below.
+    pub implicit_dirs: Vec<String>,
 }
 
 struct DirMeta {
@@ -117,6 +120,7 @@ pub fn filter<R: Read, W: Write>(
     let mut files: HashSet<String> = HashSet::new();
     let mut dirs: BTreeMap<String, Option<DirMeta>> = BTreeMap::new();
     let mut opaque: HashSet<String> = HashSet::new();
+    let mut parents: HashSet<String> = HashSet::new();
 
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
@@ -153,6 +157,18 @@ pub fn filter<R: Read, W: Write>(
             Some((p, n)) => (p.to_string(), n.to_string()),
             None => (String::new(), path.clone()),
         };
+        if !parent.is_empty() && !parents.contains(&parent) {
+            let mut p = parent.as_str();
+            loop {
+                if !parents.insert(p.to_string()) {
+                    break;
+                }
+                match p.rsplit_once('/') {
+                    Some((up, _)) => p = up,
+                    None => break,
+                }
+            }
+        }
         if name == OPAQUE {
             if !parent.is_empty() {
                 dirs.entry(parent.clone()).or_insert(None);
@@ -265,6 +281,14 @@ pub fn filter<R: Read, W: Write>(
             }
         }
     }
+    stats.implicit_dirs = parents
+        .iter()
+        .filter(|p| !matches!(dirs.get(*p), Some(Some(_))))
+        .chain(dirs.iter().filter(|(_, m)| m.is_none()).map(|(p, _)| p))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     for (path, meta) in &dirs {
         let (mut h, mut xattrs) = match meta {
             Some(m) => (m.header.clone(), m.xattrs.clone()),
@@ -363,6 +387,11 @@ mod tests {
         let mut out = Vec::new();
         let stats = filter(t.as_slice(), &mut out, FilterOptions::default()).unwrap();
         assert_eq!((stats.whiteouts, stats.opaque_dirs, stats.files), (1, 1, 1));
+        assert_eq!(
+            stats.implicit_dirs,
+            ["var"],
+            "etc has its own entry, var does not"
+        );
         let mut a = tar::Archive::new(out.as_slice());
         let mut seen = BTreeMap::new();
         for e in a.entries().unwrap() {

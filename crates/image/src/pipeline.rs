@@ -1,0 +1,186 @@
+//! The steps the controllers run, end to end: resolve an image (index → the node's manifest →
+//! config and item config), install a service layer (download, verify, convert, check the diff
+//! id, publish, drop the compressed blob), and install a component blob (download, verify, keep).
+
+use std::path::PathBuf;
+
+use crate::convert::{self, ConvertOptions};
+use crate::download::{fetch_blob, RetryPolicy};
+use crate::layerstore::{LayerRecord, LayerStore};
+use crate::oci::{self, ImageConfig, Manifest, Root};
+use crate::source::BlobSource;
+use crate::ImageError;
+
+/// Limits for the small JSON documents of an image.
+const MAX_CONFIG: u64 = 4 << 20;
+
+/// Everything known about an image before its layers are fetched.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub manifest_digest: String,
+    pub manifest: Manifest,
+    pub config: ImageConfig,
+    pub item_config: Option<serde_json::Value>,
+}
+
+/// Follows the source's root to the manifest of `os/arch` and reads its configs.
+/// `expected`, when given, is the digest the root (index or manifest) must have.
+pub async fn resolve(
+    source: &dyn BlobSource,
+    os: &str,
+    arch: &str,
+    expected: Option<&str>,
+) -> Result<Resolved, ImageError> {
+    let root = source.root().await?;
+    let root_digest = oci::sha256_digest(&root);
+    if let Some(want) = expected {
+        if want != root_digest {
+            return Err(ImageError::DigestMismatch {
+                what: format!("the image at {}", source.name()),
+                expected: want.to_string(),
+                actual: root_digest,
+            });
+        }
+    }
+    let (manifest_digest, manifest) = match oci::parse_root(&root)? {
+        Root::Manifest(m) => (root_digest, *m),
+        Root::Index(entries) => {
+            // A layout's index may point at a nested index (multi-platform image).
+            let mut chosen = oci::select_platform(&entries, os, arch)?;
+            let mut depth = 0;
+            loop {
+                let bytes = source.manifest(&chosen.digest).await?;
+                match oci::parse_root(&bytes)? {
+                    Root::Manifest(m) => break (chosen.digest.clone(), *m),
+                    Root::Index(inner) if depth < 2 => {
+                        chosen = oci::select_platform(&inner, os, arch)?;
+                        depth += 1;
+                    }
+                    Root::Index(_) => {
+                        return Err(ImageError::InvalidManifest(
+                            "indexes nested too deep".into(),
+                        ))
+                    }
+                }
+            }
+        }
+    };
+    let config_bytes = source
+        .small_blob(&manifest.config.digest, MAX_CONFIG)
+        .await?;
+    let config = ImageConfig::parse(&config_bytes)?;
+    let item_config = match &manifest.item_config {
+        Some(d) => {
+            let b = source.small_blob(&d.digest, MAX_CONFIG).await?;
+            Some(
+                serde_json::from_slice(&b)
+                    .map_err(|e| ImageError::InvalidManifest(format!("item config: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let service_layers = manifest
+        .layers
+        .iter()
+        .filter(|l| !oci::is_component(&l.media_type))
+        .count();
+    if service_layers > 0 && config.diff_ids().len() != manifest.layers.len() {
+        return Err(ImageError::InvalidManifest(format!(
+            "{} layers but {} diff ids in the config",
+            manifest.layers.len(),
+            config.diff_ids().len()
+        )));
+    }
+    Ok(Resolved {
+        manifest_digest,
+        manifest,
+        config,
+        item_config,
+    })
+}
+
+/// A layer to install.
+#[derive(Clone, Debug)]
+pub struct LayerWanted {
+    pub digest: String,
+    pub diff_id: String,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// Installs a service layer into the store (or finds it there) and returns its record.
+pub async fn install_service_layer(
+    store: &LayerStore,
+    source: &dyn BlobSource,
+    layer: &LayerWanted,
+    retry: &RetryPolicy,
+    convert_opts: &ConvertOptions,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<LayerRecord, ImageError> {
+    if let Some(rec) = store.record(&layer.diff_id) {
+        progress(layer.size);
+        return Ok(rec);
+    }
+    let compression = oci::layer_compression(&layer.media_type)?;
+    let blob = fetch_blob(source, &layer.digest, layer.size, store, retry, progress).await?;
+    let tmp = store.tmp_path(layer.diff_id.trim_start_matches("sha256:"));
+    let _ = std::fs::remove_file(&tmp);
+    let (blob2, tmp2, opts) = (blob.clone(), tmp.clone(), convert_opts.clone());
+    let converted = tokio::task::spawn_blocking(move || {
+        convert::to_squashfs(&blob2, compression, &tmp2, &opts)
+    })
+    .await
+    .map_err(|e| ImageError::Convert {
+        digest: layer.digest.clone(),
+        message: format!("the conversion task failed: {e}"),
+    })?;
+    let converted = match converted {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(e, ImageError::HostileLayer(_)) {
+                // The blob is authentic but unusable: do not keep it around.
+                let _ = store.remove_blob(&layer.digest);
+            }
+            return Err(e);
+        }
+    };
+    if converted.diff_id != layer.diff_id {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = store.remove_blob(&layer.digest);
+        return Err(ImageError::DigestMismatch {
+            what: format!("the uncompressed tar of {}", layer.digest),
+            expected: layer.diff_id.clone(),
+            actual: converted.diff_id,
+        });
+    }
+    let tmp3 = tmp.clone();
+    let (at_rest_digest, image_size) =
+        tokio::task::spawn_blocking(move || convert::file_digest(&tmp3))
+            .await
+            .map_err(|e| ImageError::io("the hashing task failed", std::io::Error::other(e)))??;
+    let record = LayerRecord {
+        digest: layer.digest.clone(),
+        diff_id: layer.diff_id.clone(),
+        media_type: layer.media_type.clone(),
+        size: layer.size,
+        unpacked_size: converted.tar_size,
+        image_size,
+        at_rest_digest,
+        files: converted.stats.files,
+        implicit_dirs: converted.stats.implicit_dirs,
+    };
+    store.publish(&tmp, &record)?;
+    store.remove_blob(&layer.digest)?;
+    Ok(record)
+}
+
+/// Installs a component blob (kept as it came, verified) and returns its path.
+pub async fn install_component(
+    store: &LayerStore,
+    source: &dyn BlobSource,
+    layer: &LayerWanted,
+    retry: &RetryPolicy,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<PathBuf, ImageError> {
+    fetch_blob(source, &layer.digest, layer.size, store, retry, progress).await
+}
