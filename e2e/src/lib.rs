@@ -169,6 +169,40 @@ impl Aosd {
         self.aosctl().args(args).output().expect("aosctl runs")
     }
 
+    /// The object as JSON.
+    pub fn json(&self, kind: &str, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["get", kind, name, "-o", "json"])).unwrap()
+    }
+
+    /// Polls until `f` holds for the object (or panics after `secs`).
+    pub fn until(
+        &self,
+        kind: &str,
+        name: &str,
+        secs: u64,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let out = self.run(&["get", kind, name, "-o", "json"]);
+            if out.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                if f(&v) {
+                    return v;
+                }
+                if start.elapsed() > Duration::from_secs(secs) {
+                    panic!(
+                        "{kind}/{name} did not get there in {secs} s: {v:#}\n{}",
+                        self.log()
+                    );
+                }
+            } else if start.elapsed() > Duration::from_secs(secs) {
+                panic!("{kind}/{name} not found in {secs} s\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Runs aosctl and returns its stdout, failing the test (with both outputs) unless it succeeds.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -191,7 +225,24 @@ impl Drop for Aosd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Layers stay mounted across restarts of aosd; a test's must not outlive it.
+        for m in mounts_under(self.dir.path()) {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
     }
+}
+
+/// Mount points at or below `prefix`, deepest first.
+pub fn mounts_under(prefix: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(prefix))
+        .collect();
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v
 }
 
 /// Resident set size of a process, in bytes.

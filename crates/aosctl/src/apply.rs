@@ -25,6 +25,12 @@ pub struct ApplyArgs {
     /// Label selector for --prune.
     #[arg(short = 'l', long = "selector")]
     selector: Option<String>,
+    /// Show a progress bar per Item until every Item is Ready (exit 1 if one fails).
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "10m")]
+    timeout: aos_api::AosDuration,
 }
 
 #[derive(clap::Args, Debug)]
@@ -136,6 +142,27 @@ pub async fn apply(client: &Client, a: ApplyArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("failed to apply {}", label(obj)))?;
         println!("{} {outcome}", label(obj));
+    }
+    if a.wait && !a.dry_run {
+        let items: Vec<String> = checked
+            .iter()
+            .filter(|(o, _, _)| o.kind == "Item")
+            .map(|(o, _, _)| o.metadata.name.clone())
+            .collect();
+        if !items.is_empty() {
+            let Ok(result) =
+                tokio::time::timeout(a.timeout.0, crate::progress::wait_items(client, &items))
+                    .await
+            else {
+                bail!(
+                    "timed out after {} waiting for the items to be Ready",
+                    a.timeout
+                );
+            };
+            if !result? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     if a.prune {
         let sel = a.selector.as_deref().unwrap_or_default();

@@ -2,6 +2,7 @@
 
 mod apply;
 mod get;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

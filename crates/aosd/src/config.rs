@@ -25,6 +25,56 @@ pub struct Config {
     pub store: StoreSection,
     pub controllers: ControllersSection,
     pub runtimes: RuntimesSection,
+    pub images: ImagesSection,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesSection {
+    /// Registry hosts (`host:port`) reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificates (PEM files) trusted for HTTPS.
+    pub ca_files: Vec<PathBuf>,
+    pub connect_timeout: AosDuration,
+    pub read_timeout: AosDuration,
+    pub download_attempts: u32,
+    pub retry_wait: AosDuration,
+    pub retry_max_wait: AosDuration,
+    pub removed_ttl: AosDuration,
+    pub versions_per_item: usize,
+    pub integrity_interval: AosDuration,
+    pub gc_interval: AosDuration,
+    pub keep_free_mib: u64,
+    pub allow_devices: bool,
+    pub tar2sqfs: PathBuf,
+    pub compressor: String,
+    pub compressor_options: String,
+    /// Credentials per registry host.
+    pub credentials: BTreeMap<String, aos_image::source::Credentials>,
+}
+
+impl Default for ImagesSection {
+    fn default() -> Self {
+        ImagesSection {
+            insecure_registries: Vec::new(),
+            ca_files: Vec::new(),
+            connect_timeout: AosDuration::from_secs(10),
+            read_timeout: AosDuration::from_secs(60),
+            download_attempts: 3,
+            retry_wait: AosDuration::from_secs(1),
+            retry_max_wait: AosDuration::from_secs(5),
+            removed_ttl: AosDuration::from_secs(30 * 86400),
+            versions_per_item: 2,
+            integrity_interval: AosDuration::from_secs(86400),
+            gc_interval: AosDuration::from_secs(86400),
+            keep_free_mib: 64,
+            allow_devices: false,
+            tar2sqfs: PathBuf::from("tar2sqfs"),
+            compressor: "zstd".into(),
+            compressor_options: "level=1".into(),
+            credentials: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -116,6 +166,7 @@ impl Default for Config {
             store: StoreSection::default(),
             controllers: ControllersSection::default(),
             runtimes: RuntimesSection::default(),
+            images: ImagesSection::default(),
         }
     }
 }
@@ -220,6 +271,12 @@ impl Config {
         }
         if self.controllers.resync.0.is_zero() {
             bail!("controllers.resync must be positive");
+        }
+        if self.images.download_attempts == 0 {
+            bail!("images.download_attempts must be at least 1");
+        }
+        if self.images.versions_per_item == 0 {
+            bail!("images.versions_per_item must be at least 1");
         }
         if self.node.usage_interval.0.is_zero() {
             bail!("node.usage_interval must be positive");

@@ -3,6 +3,7 @@
 
 mod auth;
 mod config;
+mod images;
 mod server;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -209,6 +210,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         )
     })?;
     let backend: Arc<dyn Backend> = Arc::new(store);
+    let image_env = images::env(&c)?;
     let auth = auth::Auth::new(&c.api.group);
     let node = node_config(&c);
     let listener = bind_socket(&c, auth.group()).await?;
@@ -235,9 +237,18 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         .ensure_node(&Api::new(backend.clone()))
         .await
         .context("failed to create the Node resource")?;
-    let controllers = tokio::spawn(
+    let mut controllers = tokio::task::JoinSet::new();
+    controllers.spawn(
         Controller::new(node_reconciler, backend.clone(), controller_config(&c))
             .run(shutdown.clone()),
+    );
+    images::spawn(
+        &mut controllers,
+        image_env,
+        backend.clone(),
+        controller_config(&c),
+        c.images.gc_interval.0,
+        &shutdown,
     );
 
     tokio::select! {
@@ -247,7 +258,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         }
     }
     shutdown.cancel();
-    let _ = controllers.await;
+    while controllers.join_next().await.is_some() {}
     let _ = std::fs::remove_file(&c.api.socket);
     tracing::info!("stopped");
     Ok(())

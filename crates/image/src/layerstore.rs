@@ -4,6 +4,7 @@
 //! - `layers/sha256/<diffIdHex>.sqfs`: a service layer as a squashfs image, published by an atomic
 //!   rename only after every check passed; `<diffIdHex>.json`: its record (written last);
 //!   `<diffIdHex>/`: where it is mounted read-only for overlayfs;
+//! - `meta/sha256/<hex>`: manifests and configs of resolved items (small, verified);
 //! - `tmp/`: work files, emptied at start.
 
 use std::path::{Path, PathBuf};
@@ -102,7 +103,11 @@ impl LayerStore {
     /// Opens (creating) the store at `root` and empties its work directory.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, ImageError> {
         let s = LayerStore { root: root.into() };
-        for d in [s.root.join("blobs/sha256"), s.root.join("layers/sha256")] {
+        for d in [
+            s.root.join("blobs/sha256"),
+            s.root.join("layers/sha256"),
+            s.root.join("meta/sha256"),
+        ] {
             std::fs::create_dir_all(&d).map_err(io(format!("failed to create {}", d.display())))?;
         }
         let tmp = s.root.join("tmp");
@@ -234,6 +239,37 @@ impl LayerStore {
         };
         let (digest, _) = crate::convert::file_digest(&self.image_path(diff_id)?)?;
         Ok(digest == rec.at_rest_digest)
+    }
+
+    /// Keeps a small verified document (manifest, config) by digest.
+    pub fn put_meta(&self, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
+        crate::oci::verify("a document", bytes, digest)?;
+        let path = self.root.join("meta/sha256").join(hex_of(digest)?);
+        if path.exists() {
+            return Ok(());
+        }
+        let tmp = self.tmp_path(hex_of(digest)?);
+        std::fs::write(&tmp, bytes).map_err(io("failed to write a document"))?;
+        std::fs::rename(&tmp, &path).map_err(io("failed to store a document"))
+    }
+
+    /// A document kept with [`LayerStore::put_meta`].
+    pub fn meta(&self, digest: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.join("meta/sha256").join(hex_of(digest).ok()?)).ok()
+    }
+
+    pub fn remove_meta(&self, digest: &str) -> Result<(), ImageError> {
+        match std::fs::remove_file(self.root.join("meta/sha256").join(hex_of(digest)?)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(ImageError::io("failed to remove a document", e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Digests of the documents on disk.
+    pub fn metas_on_disk(&self) -> Vec<String> {
+        self.list("meta/sha256", |n| Some(n.to_string()))
     }
 
     /// Digests (`sha256:…`) of the blobs on disk, complete or partial.

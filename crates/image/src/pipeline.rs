@@ -21,6 +21,10 @@ pub struct Resolved {
     pub manifest: Manifest,
     pub config: ImageConfig,
     pub item_config: Option<serde_json::Value>,
+    /// The verified documents, as fetched.
+    pub manifest_bytes: bytes::Bytes,
+    pub config_bytes: bytes::Bytes,
+    pub item_config_bytes: Option<bytes::Bytes>,
 }
 
 /// Follows the source's root to the manifest of `os/arch` and reads its configs.
@@ -42,8 +46,8 @@ pub async fn resolve(
             });
         }
     }
-    let (manifest_digest, manifest) = match oci::parse_root(&root)? {
-        Root::Manifest(m) => (root_digest, *m),
+    let (manifest_digest, manifest, manifest_bytes) = match oci::parse_root(&root)? {
+        Root::Manifest(m) => (root_digest, *m, root.clone()),
         Root::Index(entries) => {
             // A layout's index may point at a nested index (multi-platform image).
             let mut chosen = oci::select_platform(&entries, os, arch)?;
@@ -51,7 +55,7 @@ pub async fn resolve(
             loop {
                 let bytes = source.manifest(&chosen.digest).await?;
                 match oci::parse_root(&bytes)? {
-                    Root::Manifest(m) => break (chosen.digest.clone(), *m),
+                    Root::Manifest(m) => break (chosen.digest.clone(), *m, bytes.clone()),
                     Root::Index(inner) if depth < 2 => {
                         chosen = oci::select_platform(&inner, os, arch)?;
                         depth += 1;
@@ -69,15 +73,14 @@ pub async fn resolve(
         .small_blob(&manifest.config.digest, MAX_CONFIG)
         .await?;
     let config = ImageConfig::parse(&config_bytes)?;
-    let item_config = match &manifest.item_config {
+    let (item_config, item_config_bytes) = match &manifest.item_config {
         Some(d) => {
             let b = source.small_blob(&d.digest, MAX_CONFIG).await?;
-            Some(
-                serde_json::from_slice(&b)
-                    .map_err(|e| ImageError::InvalidManifest(format!("item config: {e}")))?,
-            )
+            let v = serde_json::from_slice(&b)
+                .map_err(|e| ImageError::InvalidManifest(format!("item config: {e}")))?;
+            (Some(v), Some(b))
         }
-        None => None,
+        None => (None, None),
     };
     let service_layers = manifest
         .layers
@@ -96,6 +99,9 @@ pub async fn resolve(
         manifest,
         config,
         item_config,
+        manifest_bytes,
+        config_bytes,
+        item_config_bytes,
     })
 }
 

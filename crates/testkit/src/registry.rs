@@ -81,7 +81,61 @@ impl Registry {
             "skopeo push failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // skopeo copies config and layers only; the item config beside them goes up by hand.
+        for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            let path = entry.unwrap().path();
+            let digest = format!("sha256:{}", path.file_name().unwrap().to_string_lossy());
+            self.upload_blob(name, &digest, &path);
+        }
         reference
+    }
+
+    /// Uploads one blob with the two-step protocol of the distribution spec (POST, then PUT).
+    pub fn upload_blob(&self, name: &str, digest: &str, path: &Path) {
+        let base = format!("http://{}", self.host());
+        let head = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-I"])
+            .arg(format!("{base}/v2/{name}/blobs/{digest}"))
+            .status()
+            .unwrap();
+        if head.success() {
+            return;
+        }
+        let post = Command::new("curl")
+            .args(["-sf", "-X", "POST", "-D", "-", "-o", "/dev/null"])
+            .arg(format!("{base}/v2/{name}/blobs/uploads/"))
+            .output()
+            .unwrap();
+        let headers = String::from_utf8_lossy(&post.stdout);
+        let location = headers
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Location: ")
+                    .or_else(|| l.strip_prefix("location: "))
+            })
+            .expect("the registry gives an upload location")
+            .trim()
+            .to_string();
+        let url = if location.starts_with("http") {
+            location
+        } else {
+            format!("{base}{location}")
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let put = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", path.display()))
+            .arg(format!("{url}{sep}digest={digest}"))
+            .status()
+            .unwrap();
+        assert!(put.success(), "uploading {digest} failed");
     }
 }
 

@@ -78,6 +78,13 @@ pub struct ItemStatus {
     pub layers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_config_digest: Option<String>,
+    /// The generation whose source was last resolved.
+    #[serde(default)]
+    pub resolved_generation: i64,
     /// A summary of the item config (quotas, ports, …) as read from the image.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub config: serde_json::Value,

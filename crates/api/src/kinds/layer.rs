@@ -45,8 +45,12 @@ pub struct LayerStatus {
     pub downloaded_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unpacked_size: Option<u64>,
+    /// Digest of the layer as stored (its squashfs image, or the blob of a component).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tree_digest: Option<String>,
+    /// When the stored layer was last re-hashed and found intact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 impl_status!(LayerStatus);
 

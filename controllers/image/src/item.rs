@@ -1,0 +1,415 @@
+//! The Item controller: resolves the image (the node's manifest, config, item config), keeps
+//! one Layer per layer owned by the Item, and reports phase and progress from its Layers.
+
+use std::sync::Arc;
+
+use aos_api::{
+    ConditionStatus, ItemPhase, ItemSpec, ItemStatus, ItemType, LayerPhase, LayerSpec, Object,
+    OwnerReference, Progress, API_VERSION,
+};
+use aos_image::oci::{self, Manifest, Root};
+use aos_image::pipeline::{self, Resolved};
+use aos_image::source::{self, SourceSpec};
+use aos_image::ImageError;
+use aos_reconcile::{Action, Context, Reconciler};
+use aos_store::Api;
+
+use crate::{layer_name, ImageEnv, PipelineError, REMOVED_AT, REMOVED_ITEM};
+
+pub struct ItemReconciler {
+    env: Arc<ImageEnv>,
+}
+
+impl ItemReconciler {
+    pub fn new(env: Arc<ImageEnv>) -> Self {
+        ItemReconciler { env }
+    }
+}
+
+/// The source an Item names.
+pub fn source_spec(spec: &ItemSpec) -> Result<SourceSpec, ImageError> {
+    let s = &spec.source;
+    match (&s.registry, &s.http, &s.archive) {
+        (Some(r), None, None) => Ok(SourceSpec::Registry(r.clone())),
+        (None, Some(u), None) => Ok(SourceSpec::Http(u.clone())),
+        (None, None, Some(p)) => Ok(SourceSpec::Archive(p.into())),
+        _ => Err(ImageError::InvalidManifest(
+            "the item must name exactly one source".into(),
+        )),
+    }
+}
+
+fn owner(obj: &Object<ItemSpec>) -> OwnerReference {
+    OwnerReference {
+        api_version: API_VERSION.into(),
+        kind: "Item".into(),
+        name: obj.metadata.name.clone(),
+        uid: obj.metadata.uid.clone().unwrap_or_default(),
+        controller: None,
+    }
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// The image config fields a runtime needs, and the item config, for the status.
+fn config_summary(r: &Resolved) -> serde_json::Value {
+    let run = r.config.config.clone().unwrap_or_default();
+    serde_json::json!({
+        "image": {
+            "os": r.config.os, "architecture": r.config.architecture,
+            "entrypoint": run.entrypoint, "cmd": run.cmd, "env": run.env, "workingDir": run.working_dir,
+        },
+        "item": r.item_config,
+    })
+}
+
+impl ItemReconciler {
+    async fn set_failed(&self, api: &Api<ItemSpec>, name: &str, e: &PipelineError) {
+        use aos_reconcile::Reason;
+        let (reason, msg) = (e.reason(), e.to_string());
+        let _ = api
+            .update_status(name, |s| {
+                s.phase = ItemPhase::Failed;
+                s.common
+                    .set_condition("Ready", ConditionStatus::False, reason, &msg, now());
+            })
+            .await;
+    }
+
+    /// Resolves the source and records what it found.
+    async fn resolve(
+        &self,
+        obj: &Object<ItemSpec>,
+        api: &Api<ItemSpec>,
+    ) -> Result<(), PipelineError> {
+        let name = obj.name();
+        api.update_status(name, |s| s.phase = ItemPhase::Resolving)
+            .await?;
+        let src = source::open(&source_spec(&obj.spec)?, &self.env.sources)?;
+        let r = pipeline::resolve(
+            &*src,
+            &self.env.os,
+            &self.env.arch,
+            obj.spec.digest.as_deref(),
+        )
+        .await?;
+        let components = r
+            .manifest
+            .layers
+            .iter()
+            .filter(|l| oci::is_component(&l.media_type))
+            .count();
+        match obj.spec.type_ {
+            ItemType::Service if components > 0 => {
+                return Err(ImageError::UnsupportedMediaType(format!(
+                    "{} in a service item",
+                    r.manifest.layers[0].media_type
+                ))
+                .into())
+            }
+            ItemType::Component if components != r.manifest.layers.len() || components == 0 => {
+                return Err(ImageError::InvalidManifest(
+                    "a component item must carry component images only".into(),
+                )
+                .into())
+            }
+            _ => {}
+        }
+        for l in &r.manifest.layers {
+            if !oci::is_component(&l.media_type) {
+                oci::layer_compression(&l.media_type)?;
+            }
+        }
+        // Keep the documents: the runtime reads them when it starts the item.
+        self.env
+            .store
+            .put_meta(&r.manifest_digest, &r.manifest_bytes)?;
+        self.env
+            .store
+            .put_meta(&r.manifest.config.digest, &r.config_bytes)?;
+        if let (Some(d), Some(b)) = (&r.manifest.item_config, &r.item_config_bytes) {
+            self.env.store.put_meta(&d.digest, b)?;
+        }
+        let summary = config_summary(&r);
+        let generation = obj.metadata.generation;
+        api.update_status(name, |s| {
+            s.manifest_digest = Some(r.manifest_digest.clone());
+            s.config_digest = Some(r.manifest.config.digest.clone());
+            s.item_config_digest = r.manifest.item_config.as_ref().map(|d| d.digest.clone());
+            s.layers = r
+                .manifest
+                .layers
+                .iter()
+                .map(|l| layer_name(&l.digest))
+                .collect();
+            s.config = summary.clone();
+            s.resolved_generation = generation;
+            s.phase = ItemPhase::Downloading;
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Creates or adopts the Layer of one descriptor.
+    async fn ensure_layer(
+        &self,
+        layers: &Api<LayerSpec>,
+        obj: &Object<ItemSpec>,
+        desc: &oci::Descriptor,
+        diff_id: Option<String>,
+        src: &str,
+    ) -> Result<(), PipelineError> {
+        let name = layer_name(&desc.digest);
+        let me = owner(obj);
+        match layers.get_opt(&name).await? {
+            None => {
+                let mut l = Object::new(
+                    name,
+                    LayerSpec {
+                        digest: desc.digest.clone(),
+                        diff_id,
+                        media_type: desc.media_type.clone(),
+                        size: desc.size,
+                        sources: vec![src.to_string()],
+                    },
+                );
+                l.metadata.owner_references.push(me);
+                layers.apply(&l).await?;
+            }
+            Some(mut l) => {
+                let owned = l
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .any(|o| o.kind == "Item" && o.name == me.name);
+                let sourced = l.spec.sources.iter().any(|s| s == src);
+                let cached = l.metadata.annotations.contains_key(REMOVED_ITEM);
+                if owned && sourced && !cached {
+                    return Ok(());
+                }
+                l.metadata
+                    .owner_references
+                    .retain(|o| !(o.kind == "Item" && o.name == me.name));
+                l.metadata.owner_references.push(me);
+                if !sourced {
+                    l.spec.sources.push(src.to_string());
+                }
+                l.metadata.annotations.remove(REMOVED_ITEM);
+                l.metadata.annotations.remove(REMOVED_AT);
+                layers.apply(&l).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops cached versions of this item id beyond the limit, oldest first.
+    async fn enforce_versions(
+        &self,
+        obj: &Object<ItemSpec>,
+        ctx: &Context<ItemSpec>,
+        layers: &Api<LayerSpec>,
+    ) -> Result<(), PipelineError> {
+        let live: std::collections::BTreeSet<String> = ctx
+            .reader
+            .list()
+            .iter()
+            .filter(|i| {
+                i.spec.item_id == obj.spec.item_id && i.metadata.deletion_timestamp.is_none()
+            })
+            .map(|i| i.spec.version.clone())
+            .collect();
+        let (all, _) = layers.list(&aos_api::Selector::everything()).await?;
+        let prefix = format!("{}:", obj.spec.item_id);
+        let mut cached: Vec<(String, String)> = all
+            .iter()
+            .filter(|l| l.metadata.owner_references.is_empty())
+            .filter_map(|l| {
+                let v = l
+                    .metadata
+                    .annotations
+                    .get(REMOVED_ITEM)?
+                    .strip_prefix(&prefix)?
+                    .to_string();
+                let at = l
+                    .metadata
+                    .annotations
+                    .get(REMOVED_AT)
+                    .cloned()
+                    .unwrap_or_default();
+                (!live.contains(&v)).then_some((at, v))
+            })
+            .collect();
+        cached.sort();
+        cached.dedup_by(|a, b| a.1 == b.1);
+        let mut excess = (live.len() + cached.len()).saturating_sub(self.env.versions_per_item);
+        for (_, version) in cached {
+            if excess == 0 {
+                break;
+            }
+            let tag = format!("{prefix}{version}");
+            for l in all.iter().filter(|l| {
+                l.metadata.owner_references.is_empty()
+                    && l.metadata.annotations.get(REMOVED_ITEM) == Some(&tag)
+            }) {
+                tracing::info!(
+                    layer = l.name(),
+                    version,
+                    "dropping a cached version beyond the limit"
+                );
+                let _ = layers.delete(l.name()).await;
+            }
+            excess -= 1;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the manifest and diff ids kept for a resolved item.
+fn kept(env: &ImageEnv, status: &ItemStatus) -> Option<(Manifest, Vec<String>)> {
+    let m = env.store.meta(status.manifest_digest.as_deref()?)?;
+    let Root::Manifest(manifest) = oci::parse_root(&m).ok()? else {
+        return None;
+    };
+    let c = env.store.meta(status.config_digest.as_deref()?)?;
+    let config = oci::ImageConfig::parse(&c).ok()?;
+    Some((*manifest, config.diff_ids().to_vec()))
+}
+
+impl Reconciler for ItemReconciler {
+    type Kind = ItemSpec;
+    type Error = PipelineError;
+
+    fn finalizer(&self) -> Option<&'static str> {
+        Some("aos.edge/item")
+    }
+
+    async fn apply(
+        &self,
+        obj: Arc<Object<ItemSpec>>,
+        ctx: &Context<ItemSpec>,
+    ) -> Result<Action, PipelineError> {
+        let name = obj.name().to_string();
+        let layers = Api::<LayerSpec>::new(ctx.backend.clone());
+        let mut status = obj.status.clone();
+        if status.resolved_generation != obj.metadata.generation
+            || kept(&self.env, &status).is_none()
+        {
+            if let Err(e) = self.resolve(&obj, &ctx.api).await {
+                self.set_failed(&ctx.api, &name, &e).await;
+                return Err(e);
+            }
+            status = ctx.api.get(&name).await?.status;
+        }
+        let Some((manifest, diff_ids)) = kept(&self.env, &status) else {
+            return Err(
+                ImageError::InvalidManifest("the resolved manifest is not on disk".into()).into(),
+            );
+        };
+        let src = source_spec(&obj.spec)?.repository().to_string();
+        for (i, desc) in manifest.layers.iter().enumerate() {
+            let diff_id = (!oci::is_component(&desc.media_type))
+                .then(|| diff_ids.get(i).cloned())
+                .flatten();
+            self.ensure_layer(&layers, &obj, desc, diff_id, &src)
+                .await?;
+        }
+        self.enforce_versions(&obj, ctx, &layers).await?;
+
+        // Phase and progress from the Layers.
+        let (mut done, mut total, mut ready, mut failed) = (0u64, 0u64, 0usize, None);
+        for desc in &manifest.layers {
+            total += desc.size;
+            let Some(l) = layers.get_opt(&layer_name(&desc.digest)).await? else {
+                continue;
+            };
+            match l.status.phase {
+                LayerPhase::Ready => {
+                    ready += 1;
+                    done += desc.size;
+                }
+                LayerPhase::Failed => {
+                    let c = l.status.common.condition("Ready");
+                    failed = Some((
+                        l.name().to_string(),
+                        c.map(|c| c.reason.clone())
+                            .unwrap_or_else(|| "LayerFailed".into()),
+                        c.map(|c| c.message.clone()).unwrap_or_default(),
+                    ));
+                    done += l.status.downloaded_bytes.unwrap_or(0).min(desc.size);
+                }
+                _ => done += l.status.downloaded_bytes.unwrap_or(0).min(desc.size),
+            }
+        }
+        let all_ready = ready == manifest.layers.len();
+        ctx.api
+            .update_status(&name, |s| {
+                s.progress = Some(Progress {
+                    done_bytes: done,
+                    total_bytes: total,
+                });
+                if all_ready {
+                    s.phase = ItemPhase::Ready;
+                    s.common.set_condition(
+                        "Ready",
+                        ConditionStatus::True,
+                        "LayersReady",
+                        "every layer is verified and stored",
+                        now(),
+                    );
+                } else if let Some((layer, reason, message)) = &failed {
+                    s.phase = ItemPhase::Failed;
+                    s.common.set_condition(
+                        "Ready",
+                        ConditionStatus::False,
+                        reason,
+                        &format!("layer {layer}: {message}"),
+                        now(),
+                    );
+                } else {
+                    s.phase = ItemPhase::Downloading;
+                    s.common.set_condition(
+                        "Ready",
+                        ConditionStatus::False,
+                        "Downloading",
+                        &format!("{ready} of {} layers ready", manifest.layers.len()),
+                        now(),
+                    );
+                }
+            })
+            .await?;
+        Ok(Action::AwaitChange)
+    }
+
+    async fn cleanup(
+        &self,
+        obj: Arc<Object<ItemSpec>>,
+        ctx: &Context<ItemSpec>,
+    ) -> Result<Action, PipelineError> {
+        let layers = Api::<LayerSpec>::new(ctx.backend.clone());
+        let tag = format!("{}:{}", obj.spec.item_id, obj.spec.version);
+        for lname in &obj.status.layers {
+            let Some(mut l) = layers.get_opt(lname).await? else {
+                continue;
+            };
+            let before = l.metadata.owner_references.len();
+            l.metadata
+                .owner_references
+                .retain(|o| !(o.kind == "Item" && o.name == obj.metadata.name));
+            if l.metadata.owner_references.len() == before {
+                continue;
+            }
+            if l.metadata.owner_references.is_empty() {
+                l.metadata
+                    .annotations
+                    .insert(REMOVED_ITEM.into(), tag.clone());
+                l.metadata
+                    .annotations
+                    .insert(REMOVED_AT.into(), now().to_rfc3339());
+            }
+            layers.apply(&l).await?;
+        }
+        Ok(Action::AwaitChange)
+    }
+}

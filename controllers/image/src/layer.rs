@@ -1,0 +1,332 @@
+//! The Layer controller: fetches one blob once (resuming a partial download), verifies it,
+//! converts service layers into mounted squashfs images (components stay verified blobs),
+//! re-checks them at rest, keeps orphaned layers for the removed-item TTL, and makes room by
+//! evicting cached layers oldest first before failing with NotEnoughSpace.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aos_api::{ConditionStatus, LayerPhase, LayerSpec, Object};
+use aos_image::oci;
+use aos_image::pipeline::{self, LayerWanted};
+use aos_image::source::{self, SourceSpec};
+use aos_image::ImageError;
+use aos_reconcile::{Action, Context, Reconciler};
+use aos_store::Api;
+
+use crate::{ImageEnv, PipelineError, REMOVED_AT};
+
+pub struct LayerReconciler {
+    env: Arc<ImageEnv>,
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+fn removed_at(l: &Object<LayerSpec>) -> Option<chrono::DateTime<chrono::Utc>> {
+    l.metadata.annotations.get(REMOVED_AT)?.parse().ok()
+}
+
+impl LayerReconciler {
+    pub fn new(env: Arc<ImageEnv>) -> Self {
+        LayerReconciler { env }
+    }
+
+    fn is_component(l: &LayerSpec) -> bool {
+        oci::is_component(&l.media_type)
+    }
+
+    /// Room a layer needs while it is installed: the blob, and its image beside it.
+    fn room(l: &LayerSpec) -> u64 {
+        if Self::is_component(l) {
+            l.size + (1 << 20)
+        } else {
+            l.size.saturating_mul(5) / 2 + (1 << 20)
+        }
+    }
+
+    fn files_of(&self, l: &LayerSpec) {
+        if let Some(d) = &l.diff_id {
+            let _ = self.env.store.remove_layer(d);
+        }
+        let _ = self.env.store.remove_blob(&l.digest);
+    }
+
+    /// Reserves room, evicting cached (ownerless) layers oldest first when short.
+    async fn reserve(
+        &self,
+        me: &Object<LayerSpec>,
+        api: &Api<LayerSpec>,
+    ) -> Result<aos_image::space::Reservation, PipelineError> {
+        let need = Self::room(&me.spec);
+        loop {
+            match self.env.space.reserve(need) {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    let (all, _) = api.list(&aos_api::Selector::everything()).await?;
+                    let mut cached: Vec<_> = all
+                        .into_iter()
+                        .filter(|l| l.metadata.owner_references.is_empty() && l.name() != me.name())
+                        .collect();
+                    cached.sort_by_key(removed_at);
+                    let Some(victim) = cached.into_iter().next() else {
+                        return Err(e.into());
+                    };
+                    tracing::info!(
+                        layer = victim.name(),
+                        need,
+                        "evicting a cached layer to make room"
+                    );
+                    self.files_of(&victim.spec);
+                    let _ = api.delete(victim.name()).await;
+                }
+            }
+        }
+    }
+
+    async fn install(
+        &self,
+        l: &Object<LayerSpec>,
+        api: &Api<LayerSpec>,
+    ) -> Result<(Option<String>, u64, String), PipelineError> {
+        let _room = self.reserve(l, api).await?;
+        let done = Arc::new(AtomicU64::new(0));
+        let name = l.name().to_string();
+        // Progress goes to the status twice a second while the work runs.
+        let reporter = {
+            let (done, api, name) = (done.clone(), api.clone(), name.clone());
+            tokio::spawn(async move {
+                let mut last = u64::MAX;
+                loop {
+                    let now = done.load(Ordering::Relaxed);
+                    if now != last {
+                        last = now;
+                        let _ = api
+                            .update_status(&name, |s| {
+                                s.phase = LayerPhase::Downloading;
+                                s.downloaded_bytes = Some(now);
+                            })
+                            .await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+        };
+        let progress = move |n: u64| done.store(n, Ordering::Relaxed);
+        let wanted = LayerWanted {
+            digest: l.spec.digest.clone(),
+            diff_id: l.spec.diff_id.clone().unwrap_or_default(),
+            media_type: l.spec.media_type.clone(),
+            size: l.spec.size,
+        };
+        let mut last_err = ImageError::InvalidManifest(format!("layer {} has no source", l.name()));
+        let mut result = None;
+        for s in &l.spec.sources {
+            let attempt = async {
+                let src = source::open(&s.parse::<SourceSpec>()?, &self.env.sources)?;
+                if Self::is_component(&l.spec) {
+                    let path = pipeline::install_component(
+                        &self.env.store,
+                        &*src,
+                        &wanted,
+                        &self.env.retry,
+                        &progress,
+                    )
+                    .await?;
+                    Ok::<_, ImageError>((
+                        Some(path.display().to_string()),
+                        l.spec.size,
+                        l.spec.digest.clone(),
+                    ))
+                } else {
+                    let rec = pipeline::install_service_layer(
+                        &self.env.store,
+                        &*src,
+                        &wanted,
+                        &self.env.retry,
+                        &self.env.convert,
+                        &progress,
+                    )
+                    .await?;
+                    Ok((None, rec.unpacked_size, rec.at_rest_digest))
+                }
+            };
+            match attempt.await {
+                Ok(r) => {
+                    result = Some(r);
+                    break;
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        reporter.abort();
+        result.ok_or_else(|| last_err.into())
+    }
+}
+
+impl Reconciler for LayerReconciler {
+    type Kind = LayerSpec;
+    type Error = PipelineError;
+
+    fn finalizer(&self) -> Option<&'static str> {
+        Some("aos.edge/layer")
+    }
+
+    async fn apply(
+        &self,
+        obj: Arc<Object<LayerSpec>>,
+        ctx: &Context<LayerSpec>,
+    ) -> Result<Action, PipelineError> {
+        let name = obj.name().to_string();
+        let spec = &obj.spec;
+        // An orphan is kept (cached) only if it is complete, and only for the TTL.
+        if obj.metadata.owner_references.is_empty() {
+            let since = removed_at(&obj);
+            let expired = since.is_none_or(|t| {
+                now() - t > chrono::Duration::from_std(self.env.removed_ttl).unwrap_or_default()
+            });
+            if expired || obj.status.phase != LayerPhase::Ready {
+                tracing::info!(layer = name, "removing a layer no item needs");
+                ctx.api.delete(&name).await?;
+                return Ok(Action::AwaitChange);
+            }
+            let left = self.env.removed_ttl.saturating_sub(
+                (now() - since.unwrap_or_else(now))
+                    .to_std()
+                    .unwrap_or_default(),
+            );
+            return Ok(Action::Requeue(left.max(Duration::from_secs(1))));
+        }
+
+        // Already there?
+        let installed = if Self::is_component(spec) {
+            let p = self.env.store.blob_path(&spec.digest)?;
+            p.exists().then(|| {
+                (
+                    Some(p.display().to_string()),
+                    spec.size,
+                    spec.digest.clone(),
+                )
+            })
+        } else {
+            let diff = spec.diff_id.as_deref().unwrap_or_default();
+            self.env
+                .store
+                .record(diff)
+                .map(|r| (None, r.unpacked_size, r.at_rest_digest))
+        };
+        let (path, unpacked, at_rest) = match installed {
+            Some(i) => i,
+            None => match self.install(&obj, &ctx.api).await {
+                Ok(i) => i,
+                Err(e) => {
+                    use aos_reconcile::Reason;
+                    let (reason, msg) = (e.reason(), e.to_string());
+                    ctx.api
+                        .update_status(&name, |s| {
+                            s.phase = LayerPhase::Failed;
+                            s.common.set_condition(
+                                "Ready",
+                                ConditionStatus::False,
+                                reason,
+                                &msg,
+                                now(),
+                            );
+                        })
+                        .await?;
+                    return Err(e);
+                }
+            },
+        };
+        // Re-check at rest when due; a tampered layer is thrown away and fetched again.
+        let due = obj.status.verified_at.is_none_or(|t| {
+            now() - t > chrono::Duration::from_std(self.env.integrity_interval).unwrap_or_default()
+        });
+        let mut verified_at = obj.status.verified_at;
+        if due && obj.status.phase == LayerPhase::Ready {
+            let intact = if Self::is_component(spec) {
+                let p = self.env.store.blob_path(&spec.digest)?;
+                let d = tokio::task::spawn_blocking(move || aos_image::convert::file_digest(&p))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+                d.is_some_and(|(d, _)| d == spec.digest)
+            } else {
+                let (store, diff) = (
+                    self.env.store.clone(),
+                    spec.diff_id.clone().unwrap_or_default(),
+                );
+                tokio::task::spawn_blocking(move || store.verify_at_rest(&diff))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(false)
+            };
+            if !intact {
+                tracing::warn!(
+                    layer = name,
+                    "stored layer does not match its digest; fetching it again"
+                );
+                self.files_of(spec);
+                ctx.api
+                    .update_status(&name, |s| {
+                        s.phase = LayerPhase::Pending;
+                        s.verified_at = None;
+                        s.common.set_condition(
+                            "Ready",
+                            ConditionStatus::False,
+                            "Tampered",
+                            "the stored layer changed; fetching it again",
+                            now(),
+                        );
+                    })
+                    .await?;
+                return Ok(Action::Requeue(Duration::from_millis(10)));
+            }
+            verified_at = Some(now());
+        } else if obj.status.phase != LayerPhase::Ready {
+            verified_at = Some(now());
+        }
+        let path = match path {
+            Some(p) => p,
+            None => self
+                .env
+                .store
+                .mount(spec.diff_id.as_deref().unwrap_or_default())?
+                .display()
+                .to_string(),
+        };
+        ctx.api
+            .update_status(&name, |s| {
+                s.phase = LayerPhase::Ready;
+                s.path = Some(path.clone());
+                s.downloaded_bytes = Some(spec.size);
+                s.unpacked_size = Some(unpacked);
+                s.tree_digest = Some(at_rest.clone());
+                s.verified_at = verified_at;
+                s.common.set_condition(
+                    "Ready",
+                    ConditionStatus::True,
+                    "Stored",
+                    "verified and stored",
+                    now(),
+                );
+            })
+            .await?;
+        Ok(Action::Requeue(self.env.integrity_interval))
+    }
+
+    async fn cleanup(
+        &self,
+        obj: Arc<Object<LayerSpec>>,
+        _ctx: &Context<LayerSpec>,
+    ) -> Result<Action, PipelineError> {
+        if let Some(d) = &obj.spec.diff_id {
+            self.env.store.remove_layer(d)?;
+        }
+        self.env.store.remove_blob(&obj.spec.digest)?;
+        Ok(Action::AwaitChange)
+    }
+}

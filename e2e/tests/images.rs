@@ -1,0 +1,342 @@
+//! The image pipeline through aosd and aosctl: items from a real registry and from a local
+//! archive become Ready with mounted layers; a kill in the middle of a download resumes with
+//! a range; hostile and corrupt images fail with their reason; a full disk fails NotEnoughSpace;
+//! deleting everything leaves no mount and no file behind.
+
+use std::path::Path;
+use std::process::Command;
+
+use aos_e2e::{mounts_under, Aosd, AosdOptions};
+use aos_testkit::image::{file, Entry};
+use aos_testkit::{Faults, HttpServer, ImageBuilder, Registry};
+
+fn item_yaml(name: &str, item_id: &str, version: &str, source: &str) -> String {
+    format!(
+        "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: {name}\nspec:\n  itemId: {item_id}\n  version: \"{version}\"\n  source:\n    {source}\n"
+    )
+}
+
+fn apply(aosd: &Aosd, yaml: &str) {
+    let path = aosd.path().join(format!("m{}.yaml", rand_suffix()));
+    std::fs::write(&path, yaml).unwrap();
+    aosd.ok(&["apply", "-f", path.to_str().unwrap()]);
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn images_dir(aosd: &Aosd) -> std::path::PathBuf {
+    aosd.path().join("data/images")
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+fn start_with(config: &str) -> Aosd {
+    Aosd::start_with(AosdOptions {
+        config: Some(format!(
+            "[controllers]\nbackoff_base = \"200ms\"\nbackoff_max = \"2s\"\n{config}"
+        )),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn an_item_from_the_registry_becomes_ready_and_leaves_nothing_when_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let built = ImageBuilder::new()
+        .layer(&[Entry::Dir("etc", 0o755), file("etc/hello", b"hello")])
+        .layer(&[
+            file("usr/bin/app", b"#!/bin/sh\necho app\n"),
+            Entry::Whiteout("etc/hello"),
+        ])
+        .item_config(serde_json::json!({"quotas": {"ramLimit": 1048576}}))
+        .write_layout(&dir.path().join("layout"), "1.0.0");
+    let reference = registry.push(&built.layout, "1.0.0", "aos/hello");
+    let aosd = start_with(&format!(
+        "[images]\ninsecure_registries = [\"{}\"]\nremoved_ttl = \"1s\"\n",
+        registry.host()
+    ));
+    apply(
+        &aosd,
+        &item_yaml(
+            "hello-1",
+            "hello",
+            "1.0.0",
+            &format!("registry: {reference}"),
+        ),
+    );
+    let item = aosd.until("item", "hello-1", 60, |v| v["status"]["phase"] == "Ready");
+    assert_eq!(item["status"]["phase"], "Ready");
+    assert_eq!(
+        item["status"]["manifestDigest"],
+        built.manifest_digest.as_str()
+    );
+    assert_eq!(
+        item["status"]["config"]["item"]["quotas"]["ramLimit"],
+        1048576
+    );
+    let p = &item["status"]["progress"];
+    assert_eq!(p["doneBytes"], p["totalBytes"]);
+    let layers = aosd.ok(&["get", "layers"]);
+    assert_eq!(
+        layers.lines().filter(|l| l.contains("Ready")).count(),
+        2,
+        "{layers}"
+    );
+    let layer = aosd.json("layer", &built.layers[1].0.replace(':', "-"));
+    let mounted = layer["status"]["path"].as_str().unwrap().to_string();
+    assert!(Path::new(&mounted).join("usr/bin/app").exists());
+    assert_eq!(mounts_under(aosd.path()).len(), 2);
+
+    // A second item sharing a layer fetches nothing new and owns it too.
+    apply(
+        &aosd,
+        &item_yaml(
+            "hello-1b",
+            "hello",
+            "1.0.0",
+            &format!("registry: {reference}"),
+        ),
+    );
+    aosd.ok(&[
+        "wait",
+        "item/hello-1b",
+        "--for=condition=Ready",
+        "--timeout=30s",
+    ]);
+    let owners = aosd.json("layer", &built.layers[0].0.replace(':', "-"))["metadata"]
+        ["ownerReferences"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(owners, 2);
+
+    aosd.ok(&["delete", "item", "hello-1", "hello-1b", "--wait"]);
+    // Orphaned layers are cached for the TTL (1 s here), then removed with their files.
+    let start = std::time::Instant::now();
+    while !aosd.ok(&["get", "layers", "-o", "name"]).trim().is_empty() {
+        assert!(start.elapsed().as_secs() < 30, "layers were not collected");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        mounts_under(aosd.path()).is_empty(),
+        "a layer stayed mounted"
+    );
+    assert_eq!(files_in(&images_dir(&aosd).join("layers/sha256")), 0);
+    assert_eq!(files_in(&images_dir(&aosd).join("blobs/sha256")), 0);
+}
+
+#[test]
+fn a_download_killed_with_aosd_resumes_from_the_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // Incompressible data, so that the blob is big.
+    let mut x: u64 = 0x1234_5678;
+    let data: Vec<u8> = (0..8_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let built = ImageBuilder::new()
+        .layer(&[Entry::File("big".into(), data, 0o644)])
+        .write_layout(&dir.path().join("layout"), "1");
+    let (digest, _, size) = built.layers[0].clone();
+    let server = HttpServer::serve(
+        dir.path(),
+        Faults {
+            throttle: Some(4_000_000),
+            only: Some(digest[7..].to_string()),
+            ..Default::default()
+        },
+    );
+    let mut aosd = start_with("");
+    apply(
+        &aosd,
+        &item_yaml("big", "big", "1", &format!("http: {}/layout", server.url())),
+    );
+    let lname = digest.replace(':', "-");
+    let l = aosd.until("layer", &lname, 30, |v| {
+        v["status"]["downloadedBytes"].as_u64().unwrap_or(0) > size / 4
+    });
+    let had = l["status"]["downloadedBytes"].as_u64().unwrap();
+    // SIGKILL, no chance to clean up.
+    aosd.child.kill().unwrap();
+    aosd.child.wait().unwrap();
+    let partial = images_dir(&aosd).join(format!("blobs/sha256/{}.partial", &digest[7..]));
+    let kept = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    // Progress counts bytes still in the write buffer (at most 1 MiB) too.
+    assert!(
+        kept > 0 && kept + (1 << 20) >= had,
+        "the partial file ({kept}) holds what was reported ({had})"
+    );
+    server.set_faults(Faults::default());
+    aosd.restart();
+    aosd.ok(&["wait", "item/big", "--for=condition=Ready", "--timeout=60s"]);
+    let ranges: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|(p, _)| p.contains(&digest[7..]))
+        .collect();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(
+        ranges[1].1,
+        Some(kept),
+        "the restart asked only for the missing bytes"
+    );
+    let sent = server.sent();
+    assert!(
+        sent < size + size / 10 + 65536,
+        "sent {sent} bytes for a blob of {size}"
+    );
+    aosd.ok(&["delete", "item", "big", "--wait"]);
+}
+
+#[test]
+fn hostile_and_corrupt_images_fail_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = ImageBuilder::new()
+        .layer(&[Entry::Symlink("lib", "/etc"), file("lib/evil", b"x")])
+        .write_layout(&dir.path().join("hostile"), "1");
+    let tar = dir.path().join("hostile.tar");
+    aos_testkit::image::archive(&hostile.layout, &tar);
+    let corrupt = ImageBuilder::new()
+        .layer(&[file("f", &[3u8; 100_000])])
+        .write_layout(&dir.path().join("corrupt"), "1");
+    let server = HttpServer::serve(
+        dir.path(),
+        Faults {
+            corrupt: true,
+            only: Some(corrupt.layers[0].0[7..].to_string()),
+            ..Default::default()
+        },
+    );
+    let aosd = start_with("[images]\nretry_wait = \"10ms\"\n");
+    apply(
+        &aosd,
+        &item_yaml("hostile", "h", "1", &format!("archive: {}", tar.display())),
+    );
+    apply(
+        &aosd,
+        &item_yaml(
+            "corrupt",
+            "c",
+            "1",
+            &format!("http: {}/corrupt", server.url()),
+        ),
+    );
+    let h = aosd.until("item", "hostile", 30, |v| v["status"]["phase"] == "Failed");
+    let c = aosd.until("item", "corrupt", 30, |v| v["status"]["phase"] == "Failed");
+    let reason = |v: &serde_json::Value| {
+        v["status"]["conditions"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(reason(&h), "HostileLayer", "{h:#}");
+    assert!(
+        h["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("symlink"),
+        "{h:#}"
+    );
+    assert_eq!(reason(&c), "DigestMismatch", "{c:#}");
+    let out = aosd.run(&[
+        "apply",
+        "--wait",
+        "--timeout=20s",
+        "-f",
+        aosd.path().join("m").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(mounts_under(aosd.path()).is_empty());
+    assert_eq!(
+        files_in(&images_dir(&aosd).join("layers/sha256")),
+        0,
+        "nothing was published"
+    );
+}
+
+#[test]
+fn a_full_disk_fails_the_item_with_not_enough_space_and_touches_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = ImageBuilder::new()
+        .layer(&[file("small", b"small")])
+        .write_layout(&dir.path().join("small"), "1");
+    let mut x: u64 = 7;
+    let big_data: Vec<u8> = (0..24_000_000)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect();
+    let big = ImageBuilder::new()
+        .layer(&[Entry::File("big".into(), big_data, 0o644)])
+        .write_layout(&dir.path().join("big"), "1");
+    // aosd's data lives on a 48 MiB tmpfs.
+    let aosd = start_with("[images]\nkeep_free_mib = 4\n");
+    let data = aosd.path().join("data/images");
+    let tmpfs = aosd.path().join("small-fs");
+    std::fs::create_dir_all(&tmpfs).unwrap();
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .arg(&tmpfs)
+        .status()
+        .unwrap()
+        .success());
+    let mut aosd = aosd;
+    aosd.terminate();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::os::unix::fs::symlink(&tmpfs, &data).unwrap();
+    aosd.restart();
+    apply(
+        &aosd,
+        &item_yaml(
+            "small",
+            "s",
+            "1",
+            &format!("archive: {}", small.layout.display()),
+        ),
+    );
+    aosd.ok(&[
+        "wait",
+        "item/small",
+        "--for=condition=Ready",
+        "--timeout=30s",
+    ]);
+    apply(
+        &aosd,
+        &item_yaml(
+            "big",
+            "b",
+            "1",
+            &format!("archive: {}", big.layout.display()),
+        ),
+    );
+    let b = aosd.until("item", "big", 30, |v| v["status"]["phase"] == "Failed");
+    assert_eq!(
+        b["status"]["conditions"][0]["reason"], "NotEnoughSpace",
+        "{b:#}"
+    );
+    // The small item is untouched and still mounted.
+    assert_eq!(aosd.json("item", "small")["status"]["phase"], "Ready");
+    let l = aosd.json("layer", &small.layers[0].0.replace(':', "-"));
+    assert!(Path::new(l["status"]["path"].as_str().unwrap())
+        .join("small")
+        .exists());
+    aosd.ok(&["delete", "item", "small", "big", "--wait"]);
+    // Dropping aosd unmounts the layers and then the tmpfs.
+    drop(aosd);
+    assert!(!aos_e2e::mounts_under(&tmpfs).iter().any(|m| m == &tmpfs));
+}
