@@ -5,6 +5,8 @@ set -euo pipefail
 
 PACKAGES=(
   protobuf-compiler   # protoc, for the gRPC API (tonic-prost-build)
+  cmake               # builds zlib-ng (fast gunzip of layers)
+
   squashfs-tools-ng   # tar2sqfs: layers become squashfs images
   squashfs-tools      # unsquashfs, for inspecting layer images
   util-linux          # mount/umount with loop devices
@@ -12,7 +14,13 @@ PACKAGES=(
   skopeo              # pushes test images to that registry
   umoci               # the reference unpacker the tests compare against
   attr                # getfattr, used to compare trees
+  curl                # pushes extra blobs to the test registry
 )
+# The benchmarks compare with containerd.
+if [ "${AOS_SETUP_BENCH:-0}" = 1 ]; then
+  PACKAGES+=(containerd runc)
+fi
+
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -70,8 +70,8 @@ impl Default for ImagesSection {
             keep_free_mib: 64,
             allow_devices: false,
             tar2sqfs: PathBuf::from("tar2sqfs"),
-            compressor: "zstd".into(),
-            compressor_options: "level=1".into(),
+            compressor: "lz4".into(),
+            compressor_options: String::new(),
             credentials: BTreeMap::new(),
         }
     }

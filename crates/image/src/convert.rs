@@ -31,8 +31,8 @@ impl Default for ConvertOptions {
     fn default() -> Self {
         ConvertOptions {
             tar2sqfs: PathBuf::from("tar2sqfs"),
-            compressor: "zstd".into(),
-            compressor_options: Some("level=1".into()),
+            compressor: "lz4".into(),
+            compressor_options: None,
             jobs: 0,
             filter: FilterOptions::default(),
         }

@@ -74,6 +74,7 @@ async fn attempt(
     digest: &str,
     size: u64,
     store: &LayerStore,
+    durable: bool,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<PathBuf, ImageError> {
     let done = store.blob_path(digest)?;
@@ -137,10 +138,6 @@ async fn attempt(
         out.flush()
             .await
             .map_err(io("failed to write a partial blob".into()))?;
-        out.get_ref()
-            .sync_all()
-            .await
-            .map_err(io("failed to sync a partial blob".into()))?;
         if have < size {
             return Err(ImageError::Truncated {
                 digest: digest.to_string(),
@@ -158,6 +155,14 @@ async fn attempt(
             actual,
         });
     }
+    if durable {
+        let f = tokio::fs::File::open(&partial)
+            .await
+            .map_err(io("failed to open a blob".into()))?;
+        f.sync_all()
+            .await
+            .map_err(io("failed to sync a blob".into()))?;
+    }
     tokio::fs::rename(&partial, &done)
         .await
         .map_err(io(format!("failed to publish {}", done.display())))?;
@@ -165,13 +170,16 @@ async fn attempt(
 }
 
 /// Downloads a blob into the store (or finds it there), retrying transient failures on the
-/// policy's schedule. `progress` gets the bytes held so far.
+/// policy's schedule. `progress` gets the bytes held so far. `durable` syncs the blob to disk
+/// before it is published; blobs that are checked again downstream (service layers, whose diff
+/// id is verified while they are converted) skip that.
 pub async fn fetch_blob(
     source: &dyn BlobSource,
     digest: &str,
     size: u64,
     store: &LayerStore,
     policy: &RetryPolicy,
+    durable: bool,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<PathBuf, ImageError> {
     let done = store.blob_path(digest)?;
@@ -181,7 +189,7 @@ pub async fn fetch_blob(
     }
     let mut n = 0;
     loop {
-        match attempt(source, digest, size, store, progress).await {
+        match attempt(source, digest, size, store, durable, progress).await {
             Ok(p) => return Ok(p),
             Err(e) if e.is_transient() && n + 1 < policy.attempts => {
                 tracing::info!(digest, attempt = n + 1, error = %e, "download failed; retrying");

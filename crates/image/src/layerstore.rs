@@ -149,11 +149,13 @@ impl LayerStore {
         Ok(self.root.join("layers/sha256").join(hex_of(diff_id)?))
     }
 
-    /// A fresh path in the work directory.
+    /// A fresh path in the work directory (unique within this process).
     pub fn tmp_path(&self, name: &str) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.root
             .join("tmp")
-            .join(format!("{name}.{}", std::process::id()))
+            .join(format!("{name}.{}.{n}", std::process::id()))
     }
 
     /// The record of a published layer, if it is complete.
@@ -172,7 +174,8 @@ impl LayerStore {
             .map_err(io(format!("failed to sync {}", tmp_image.display())))?;
         std::fs::rename(tmp_image, &image)
             .map_err(io(format!("failed to publish {}", image.display())))?;
-        let rec_tmp = self.tmp_path("record");
+        let rec_tmp = self.tmp_path(&format!("{}.json", hex_of(&record.diff_id)?));
+
         let bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
         std::fs::write(&rec_tmp, bytes)
             .and_then(|()| std::fs::File::open(&rec_tmp)?.sync_all())

@@ -128,7 +128,19 @@ pub async fn install_service_layer(
         return Ok(rec);
     }
     let compression = oci::layer_compression(&layer.media_type)?;
-    let blob = fetch_blob(source, &layer.digest, layer.size, store, retry, progress).await?;
+    let started = std::time::Instant::now();
+    let blob = fetch_blob(
+        source,
+        &layer.digest,
+        layer.size,
+        store,
+        retry,
+        false,
+        progress,
+    )
+    .await?;
+    let downloaded = started.elapsed();
+
     let tmp = store.tmp_path(layer.diff_id.trim_start_matches("sha256:"));
     let _ = std::fs::remove_file(&tmp);
     let (blob2, tmp2, opts) = (blob.clone(), tmp.clone(), convert_opts.clone());
@@ -177,6 +189,16 @@ pub async fn install_service_layer(
     };
     store.publish(&tmp, &record)?;
     store.remove_blob(&layer.digest)?;
+    tracing::info!(
+        digest = layer.digest,
+        size = layer.size,
+        unpacked = record.unpacked_size,
+        image = record.image_size,
+        files = record.files,
+        download_ms = downloaded.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "layer installed"
+    );
     Ok(record)
 }
 
@@ -188,5 +210,14 @@ pub async fn install_component(
     retry: &RetryPolicy,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<PathBuf, ImageError> {
-    fetch_blob(source, &layer.digest, layer.size, store, retry, progress).await
+    fetch_blob(
+        source,
+        &layer.digest,
+        layer.size,
+        store,
+        retry,
+        true,
+        progress,
+    )
+    .await
 }
