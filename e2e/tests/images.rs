@@ -340,3 +340,96 @@ fn a_full_disk_fails_the_item_with_not_enough_space_and_touches_nothing_else() {
     drop(aosd);
     assert!(!aos_e2e::mounts_under(&tmpfs).iter().any(|m| m == &tmpfs));
 }
+
+fn archive_item(dir: &Path, name: &str, marker: &str) -> (aos_testkit::BuiltImage, String) {
+    let built = ImageBuilder::new()
+        .layer(&[file(&format!("{marker}.txt"), marker.as_bytes())])
+        .write_layout(&dir.join(name), "1");
+    let source = format!("archive: {}", built.layout.display());
+    (built, source)
+}
+
+#[test]
+fn a_tampered_layer_is_found_by_the_integrity_pass_and_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (built, source) = archive_item(dir.path(), "a", "intact");
+    let aosd = start_with("[images]\nintegrity_interval = \"1s\"\n");
+    apply(&aosd, &item_yaml("a", "a", "1", &source));
+    aosd.ok(&["wait", "item/a", "--for=condition=Ready", "--timeout=30s"]);
+    let lname = built.layers[0].0.replace(':', "-");
+    let first = aosd.json("layer", &lname)["status"]["verifiedAt"].clone();
+    let image = images_dir(&aosd).join(format!("layers/sha256/{}.sqfs", &built.layers[0].1[7..]));
+    let mut bytes = std::fs::read(&image).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 0xff;
+    std::fs::write(&image, &bytes).unwrap();
+    // The next pass notices, throws the layer away, fetches it again and checks it once more.
+    let l = aosd.until("layer", &lname, 30, |v| {
+        v["status"]["phase"] == "Ready"
+            && v["status"]["verifiedAt"] != first
+            && std::fs::read(&image)
+                .map(|b| b[n - 100] != bytes[n - 100])
+                .unwrap_or(false)
+    });
+    assert!(
+        aosd.log()
+            .contains("stored layer does not match its digest"),
+        "{l:#}"
+    );
+    aosd.ok(&["delete", "item", "a", "--wait"]);
+}
+
+#[test]
+fn cached_versions_beyond_the_limit_and_orphan_files_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, s1) = archive_item(dir.path(), "v1", "one");
+    let (v2, s2) = archive_item(dir.path(), "v2", "two");
+    let (v3, s3) = archive_item(dir.path(), "v3", "three");
+    let mut aosd = start_with("[images]\nversions_per_item = 2\n");
+    for (name, v, s) in [("app-1", "1", &s1), ("app-2", "2", &s2)] {
+        apply(&aosd, &item_yaml(name, "app", v, s));
+        aosd.ok(&[
+            "wait",
+            &format!("item/{name}"),
+            "--for=condition=Ready",
+            "--timeout=30s",
+        ]);
+    }
+    aosd.ok(&["delete", "item", "app-1", "app-2", "--wait"]);
+    // Both removed versions stay cached (TTL 30 days) ...
+    let layer = |b: &aos_testkit::BuiltImage| b.layers[0].0.replace(':', "-");
+    assert!(aosd.run(&["get", "layer", &layer(&v1)]).status.success());
+    assert!(aosd.run(&["get", "layer", &layer(&v2)]).status.success());
+    // ... until a third version arrives: then the oldest removed one goes.
+    apply(&aosd, &item_yaml("app-3", "app", "3", &s3));
+    aosd.ok(&[
+        "wait",
+        "item/app-3",
+        "--for=condition=Ready",
+        "--timeout=30s",
+    ]);
+    let start = std::time::Instant::now();
+    while aosd.run(&["get", "layer", &layer(&v1)]).status.success() {
+        assert!(start.elapsed().as_secs() < 20, "version 1 was not dropped");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        aosd.run(&["get", "layer", &layer(&v2)]).status.success(),
+        "version 2 is kept"
+    );
+    // Files nothing refers to are collected at start.
+    let stray = images_dir(&aosd).join(format!("blobs/sha256/{}", "ab".repeat(32)));
+    std::fs::write(&stray, b"stray").unwrap();
+    aosd.restart();
+    let start = std::time::Instant::now();
+    while stray.exists() {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the stray blob was not collected"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let v3_image = images_dir(&aosd).join(format!("layers/sha256/{}.sqfs", &v3.layers[0].1[7..]));
+    assert!(v3_image.exists(), "what is in use stays");
+    aosd.ok(&["delete", "item", "app-3", "--wait"]);
+}
