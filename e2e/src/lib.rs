@@ -232,18 +232,7 @@ impl Drop for Aosd {
     }
 }
 
-/// Mount points at or below `prefix`, deepest first.
-pub fn mounts_under(prefix: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut v: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|m| m.starts_with(prefix))
-        .collect();
-    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    v
-}
+pub use aos_image::layerstore::mounts_under;
 
 /// Resident set size of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
