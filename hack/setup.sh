@@ -15,11 +15,11 @@ PACKAGES=(
   umoci               # the reference unpacker the tests compare against
   attr                # getfattr, used to compare trees
   curl                # pushes extra blobs to the test registry
+  containerd          # the container runtime (tests start a private one)
+  runc
+  busybox-static      # a tiny rootfs for container tests
 )
-# The benchmarks compare with containerd.
-if [ "${AOS_SETUP_BENCH:-0}" = 1 ]; then
-  PACKAGES+=(containerd runc)
-fi
+
 
 
 missing=()

@@ -5,6 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 hack/setup.sh
-AOS_SETUP_BENCH=1 hack/setup.sh
 cargo build --release --quiet -p aosd -p aosctl -p aos-e2e --bins
 AOS_BIN_DIR="$PWD/target/release" exec target/release/bench-pull

@@ -3,6 +3,7 @@
 //! `skopeo` pushes, and an HTTP server of image layouts that can drop connections, corrupt bytes,
 //! ignore ranges and throttle.
 
+pub mod containerd;
 pub mod httpserver;
 pub mod image;
 pub mod registry;

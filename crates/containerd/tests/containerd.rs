@@ -1,0 +1,155 @@
+//! The containerd implementation of the Containers port against a real containerd: a task runs
+//! from our own overlay rootfs mounts, writes to its log file, exits with its status (seen by
+//! wait and by the event stream), can be killed, and removal leaves nothing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use aos_containerd::{Containerd, Containers, RootfsMount, TaskEvent, TaskSpec};
+use aos_testkit::containerd::ContainerdProcess;
+use futures::StreamExt;
+
+/// A minimal rootfs: busybox and a shell.
+fn busybox_rootfs(dir: &Path) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    for d in ["proc", "dev", "sys", "tmp", "etc"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    std::fs::set_permissions(
+        dir.join("bin/busybox"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    for app in ["sh", "echo", "sleep", "cat"] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(app)).unwrap();
+    }
+}
+
+/// runc keeps its state per namespace under /run, shared by every containerd: each test run
+/// gets its own namespace.
+fn namespace(test: &str) -> String {
+    format!("aos-test-{}-{test}", std::process::id())
+}
+
+fn spec(args: &[&str]) -> oci_spec::runtime::Spec {
+    let mut v = serde_json::to_value(oci_spec::runtime::Spec::default()).unwrap();
+    v["process"]["args"] = serde_json::json!(args);
+    v["process"]["terminal"] = serde_json::json!(false);
+    v["process"]["env"] = serde_json::json!(["PATH=/bin"]);
+    v["root"] = serde_json::json!({"path": "rootfs", "readonly": false});
+    v["linux"]["cgroupsPath"] = serde_json::json!(format!("/aos-test/{}", std::process::id()));
+    serde_json::from_value(v).unwrap()
+}
+
+fn task(dir: &Path, id: &str, args: &[&str]) -> TaskSpec {
+    let lower = dir.join("lower");
+    if !lower.exists() {
+        busybox_rootfs(&lower);
+    }
+    let (upper, work) = (
+        dir.join(format!("{id}-upper")),
+        dir.join(format!("{id}-work")),
+    );
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    TaskSpec {
+        id: id.to_string(),
+        spec: spec(args),
+        rootfs: vec![RootfsMount {
+            type_: "overlay".into(),
+            source: "overlay".into(),
+            options: vec![
+                format!("lowerdir={}", lower.display()),
+                format!("upperdir={}", upper.display()),
+                format!("workdir={}", work.display()),
+            ],
+        }],
+        stdout: dir.join(format!("{id}.out")),
+        stderr: dir.join(format!("{id}.err")),
+        labels: [("aos.edge/test".to_string(), "yes".to_string())].into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_from_our_rootfs_mounts_and_its_exit_is_seen_twice() {
+    let daemon = ContainerdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Containerd::connect(&daemon.socket, &namespace("hello"))
+        .await
+        .unwrap();
+    let mut events = c.events().await.unwrap();
+    let t = task(
+        dir.path(),
+        "hello",
+        &["/bin/sh", "-c", "echo hello from the task; exit 3"],
+    );
+    // Give the subscription a moment to reach containerd.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = c.run(&t).await.unwrap();
+    assert!(pid > 0);
+    // A wait after a fast exit still gets the status: the task stays until it is removed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = tokio::time::timeout(Duration::from_secs(20), c.wait("hello"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 3);
+    let ev = tokio::time::timeout(Duration::from_secs(20), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ev,
+        TaskEvent::Exited {
+            id: "hello".into(),
+            pid,
+            status: 3
+        }
+    );
+    assert_eq!(
+        std::fs::read_to_string(&t.stdout).unwrap(),
+        "hello from the task\n"
+    );
+    let listed = c.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].labels["aos.edge/test"], "yes");
+    assert_eq!(listed[0].task.map(|(_, running)| running), Some(false));
+    c.remove("hello").await.unwrap();
+    c.remove("hello").await.unwrap();
+    assert!(c.list().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_task_is_killed_and_removed_without_a_trace() {
+    let daemon = ContainerdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Containerd::connect(&daemon.socket, &namespace("sleeper"))
+        .await
+        .unwrap();
+    let t = task(dir.path(), "sleeper", &["/bin/sleep", "300"]);
+    c.run(&t).await.unwrap();
+    let listed = c.list().await.unwrap();
+    assert_eq!(listed[0].task.map(|(_, running)| running), Some(true));
+    let waiter = {
+        let c = c.clone();
+        tokio::spawn(async move { c.wait("sleeper").await })
+    };
+    // PID 1 of the container has no SIGTERM handler, so it ignores SIGTERM: kill.
+    c.kill("sleeper", 9).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 128 + 9);
+    c.remove("sleeper").await.unwrap();
+    assert!(c.list().await.unwrap().is_empty());
+    // The shim unmounted the rootfs it mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&*daemon.dir.path().to_string_lossy()),
+        "a mount of the task is left"
+    );
+}

@@ -1,0 +1,92 @@
+//! A private containerd (own root, state and socket; the CRI plugin off), started for a test
+//! run and stopped, with its state removed, when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ContainerdProcess {
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl ContainerdProcess {
+    pub fn start() -> ContainerdProcess {
+        assert!(
+            crate::have("containerd"),
+            "containerd is missing: run hack/setup.sh"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("aos-containerd-")
+            .tempdir()
+            .unwrap();
+        let socket = dir.path().join("containerd.sock");
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+        )
+        .unwrap();
+        let child = Command::new("containerd")
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .arg("--address")
+            .arg(&socket)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("containerd starts");
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "containerd did not listen in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ContainerdProcess { socket, dir, child }
+    }
+}
+
+impl Drop for ContainerdProcess {
+    /// Stops containerd and whatever a failed test left: shims, runc state, rootfs mounts.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let me = self.dir.path().to_string_lossy().into_owned();
+        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&me) {
+                if let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() {
+                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                }
+            }
+        }
+        let tasks = self.dir.path().join("state/io.containerd.runtime.v2.task");
+        for ns in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
+            let root = format!("/run/containerd/runc/{}", ns.file_name().to_string_lossy());
+            for id in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                let _ = Command::new("runc")
+                    .args(["--root", &root, "delete", "-f"])
+                    .arg(id.file_name())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let _ = std::fs::remove_dir(&root);
+        }
+
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&me))
+        {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+    }
+}
