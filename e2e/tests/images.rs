@@ -250,14 +250,23 @@ fn hostile_and_corrupt_images_fail_with_their_reason() {
         "{h:#}"
     );
     assert_eq!(reason(&c), "DigestMismatch", "{c:#}");
+    // apply --wait reports the failure and exits non-zero.
+    let again = aosd.path().join("hostile.yaml");
+    std::fs::write(
+        &again,
+        item_yaml("hostile", "h", "1", &format!("archive: {}", tar.display())),
+    )
+    .unwrap();
     let out = aosd.run(&[
         "apply",
         "--wait",
         "--timeout=20s",
         "-f",
-        aosd.path().join("m").to_str().unwrap(),
+        again.to_str().unwrap(),
     ]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("item/hostile failed: HostileLayer"), "{err}");
     assert!(mounts_under(aosd.path()).is_empty());
     assert_eq!(
         files_in(&images_dir(&aosd).join("layers/sha256")),

@@ -54,13 +54,18 @@ async fn a_reopened_file_has_objects_revision_and_event_log() {
 
 const CHILD_ENV: &str = "AOS_STORE_CRASH_CHILD";
 
-/// Not a test on its own: the writer process that the crash test starts and kills. Without its
-/// environment variable it returns at once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_child_writer() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
+/// The writer process the crash test starts (this same test binary, re-run with `CHILD_ENV`)
+/// and kills: writes forever from four tasks, printing `ack N` after each acknowledged write.
+fn crash_child_writer(path: std::ffi::OsString) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(child_writes(path));
+}
+
+async fn child_writes(path: std::ffi::OsString) {
     let s = Embedded::open(EmbeddedOptions::file(path)).unwrap();
     let start: u64 = std::env::var("AOS_STORE_CRASH_START")
         .unwrap()
@@ -86,8 +91,15 @@ async fn crash_child_writer() {
     }
 }
 
-#[tokio::test]
-async fn a_writer_killed_mid_write_leaves_every_acknowledged_write() {
+#[test]
+fn a_writer_killed_mid_write_leaves_every_acknowledged_write() {
+    if let Some(path) = std::env::var_os(CHILD_ENV) {
+        return crash_child_writer(path);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("crash.redb");
     let exe = std::env::current_exe().unwrap();
@@ -96,7 +108,7 @@ async fn a_writer_killed_mid_write_leaves_every_acknowledged_write() {
     for round in 0..rounds {
         let mut child = Command::new(&exe)
             .args([
-                "crash_child_writer",
+                "a_writer_killed_mid_write_leaves_every_acknowledged_write",
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",
@@ -132,9 +144,8 @@ async fn a_writer_killed_mid_write_leaves_every_acknowledged_write() {
         acked.extend(seen);
         let s = Embedded::open(EmbeddedOptions::file(&path))
             .unwrap_or_else(|e| panic!("round {round}: the store did not open after a kill: {e}"));
-        let have: std::collections::HashSet<String> = s
-            .list("Item", &Selector::everything())
-            .await
+        let have: std::collections::HashSet<String> = rt
+            .block_on(s.list("Item", &Selector::everything()))
             .unwrap()
             .items
             .into_iter()
