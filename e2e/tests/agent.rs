@@ -17,7 +17,14 @@ fn the_node_reports_itself_with_its_runtimes() {
         config: Some("[runtimes.boot]\nenabled = true\n[node]\ndmips = 12345\n".into()),
         ..Default::default()
     });
+    aosd.ok(&[
+        "wait",
+        "node/e2e-node",
+        "--for=condition=Ready",
+        "--timeout=10s",
+    ]);
     let table = aosd.ok(&["get", "nodes"]);
+
     let lines: Vec<&str> = table.lines().collect();
     assert!(
         lines[0].starts_with("NAME") && lines[0].contains("RUNTIMES"),
