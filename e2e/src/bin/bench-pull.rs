@@ -4,8 +4,8 @@
 //! `skopeo copy` + `umoci unpack`, with aosd's peak RSS and the disk space each one uses.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use aos_e2e::{Aosd, AosdOptions};
 use aos_testkit::image::Entry;
@@ -149,35 +149,8 @@ fn run_aosd(registry: &Registry, reference: &str) -> (f64, u64, u64) {
 
 /// containerd 1.6 with the overlayfs snapshotter, private and fresh. (seconds, disk)
 fn run_ctr(reference: &str) -> (f64, u64) {
-    let dir = tempfile::Builder::new()
-        .prefix("bench-ctr-")
-        .tempdir()
-        .unwrap();
-    let sock = dir.path().join("c.sock");
-    let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
-    )
-    .unwrap();
-    let mut child = Command::new("containerd")
-        .arg("--root")
-        .arg(dir.path().join("root"))
-        .arg("--state")
-        .arg(dir.path().join("state"))
-        .arg("--address")
-        .arg(&sock)
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("containerd (hack/setup.sh installs it)");
-    let start = Instant::now();
-    while !sock.exists() && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let daemon = aos_testkit::containerd::ContainerdProcess::start();
+    let sock = daemon.socket.clone();
     drop_caches();
     let t = Instant::now();
     let out = Command::new("ctr")
@@ -192,17 +165,8 @@ fn run_ctr(reference: &str) -> (f64, u64) {
         "ctr pull failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let disk = du(&dir.path().join("root"));
-    let _ = Command::new("ctr")
-        .arg("-a")
-        .arg(&sock)
-        .args(["-n", "bench", "image", "rm", reference])
-        .output();
-    let _ = child.kill();
-    let _ = child.wait();
-    for m in aos_e2e::mounts_under(dir.path()) {
-        let _ = Command::new("umount").arg("-l").arg(&m).status();
-    }
+    // Content store and snapshots, not the socket and state.
+    let disk = du(&daemon.dir.path().join("root"));
     (secs, disk)
 }
 

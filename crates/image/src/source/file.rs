@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{fetch_err, BlobSource, BlobStream};
+use super::{blob_entry, fetch_err, BlobSource, BlobStream, LayoutReader};
 use crate::ImageError;
 
 pub struct FileSource {
@@ -88,10 +88,15 @@ impl FileSource {
     }
 }
 
-fn blob_entry(digest: &str) -> Result<String, ImageError> {
-    let hex =
-        crate::digest_hex(digest).ok_or_else(|| ImageError::InvalidManifest(digest.to_string()))?;
-    Ok(format!("blobs/sha256/{hex}"))
+#[async_trait::async_trait]
+impl LayoutReader for FileSource {
+    fn layout_name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn read_entry(&self, entry: &str, limit: u64) -> Result<Option<Bytes>, ImageError> {
+        self.read_whole(entry, limit).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -101,25 +106,11 @@ impl BlobSource for FileSource {
     }
 
     async fn root(&self) -> Result<Bytes, ImageError> {
-        for entry in ["index.json", "manifest.json"] {
-            if let Some(b) = self.read_whole(entry, 16 << 20).await? {
-                return Ok(b);
-            }
-        }
-        Err(fetch_err(
-            "index.json or manifest.json",
-            &self.name(),
-            "not found",
-        ))
+        self.layout_root().await
     }
 
     async fn manifest(&self, digest: &str) -> Result<Bytes, ImageError> {
-        let b = self
-            .read_whole(&blob_entry(digest)?, 16 << 20)
-            .await?
-            .ok_or_else(|| fetch_err(digest, &self.name(), "not found"))?;
-        crate::oci::verify("the manifest", &b, digest)?;
-        Ok(b)
+        self.layout_manifest(digest).await
     }
 
     async fn blob(&self, digest: &str, offset: u64) -> Result<BlobStream, ImageError> {

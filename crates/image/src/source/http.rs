@@ -6,7 +6,7 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::header::RANGE;
 use reqwest::StatusCode;
 
-use super::{fetch_err, BlobSource, BlobStream, SourceConfig};
+use super::{blob_entry, fetch_err, BlobSource, BlobStream, LayoutReader, SourceConfig};
 use crate::ImageError;
 
 pub struct HttpSource {
@@ -35,7 +35,7 @@ impl HttpSource {
         })
     }
 
-    async fn get_small(&self, path: &str) -> Result<Option<Bytes>, ImageError> {
+    async fn get_small(&self, path: &str, limit: u64) -> Result<Option<Bytes>, ImageError> {
         let url = format!("{}/{path}", self.base);
         let resp = self
             .client
@@ -49,9 +49,9 @@ impl HttpSource {
         let resp = resp
             .error_for_status()
             .map_err(|e| fetch_err(path, &self.name(), e))?;
-        if resp.content_length().unwrap_or(0) > 16 << 20 {
+        if resp.content_length().unwrap_or(0) > limit {
             return Err(ImageError::InvalidManifest(format!(
-                "{url} is larger than 16 MiB"
+                "{url} is larger than {limit} bytes"
             )));
         }
         let body = resp
@@ -63,39 +63,32 @@ impl HttpSource {
 }
 
 #[async_trait::async_trait]
+impl LayoutReader for HttpSource {
+    fn layout_name(&self) -> String {
+        self.base.clone()
+    }
+
+    async fn read_entry(&self, entry: &str, limit: u64) -> Result<Option<Bytes>, ImageError> {
+        self.get_small(entry, limit).await
+    }
+}
+
+#[async_trait::async_trait]
 impl BlobSource for HttpSource {
     fn name(&self) -> String {
         self.base.clone()
     }
 
     async fn root(&self) -> Result<Bytes, ImageError> {
-        for entry in ["index.json", "manifest.json"] {
-            if let Some(b) = self.get_small(entry).await? {
-                return Ok(b);
-            }
-        }
-        Err(fetch_err(
-            "index.json or manifest.json",
-            &self.name(),
-            "not found",
-        ))
+        self.layout_root().await
     }
 
     async fn manifest(&self, digest: &str) -> Result<Bytes, ImageError> {
-        let hex = crate::digest_hex(digest)
-            .ok_or_else(|| ImageError::InvalidManifest(digest.to_string()))?;
-        let b = self
-            .get_small(&format!("blobs/sha256/{hex}"))
-            .await?
-            .ok_or_else(|| fetch_err(digest, &self.name(), "not found"))?;
-        crate::oci::verify("the manifest", &b, digest)?;
-        Ok(b)
+        self.layout_manifest(digest).await
     }
 
     async fn blob(&self, digest: &str, offset: u64) -> Result<BlobStream, ImageError> {
-        let hex = crate::digest_hex(digest)
-            .ok_or_else(|| ImageError::InvalidManifest(digest.to_string()))?;
-        let url = format!("{}/blobs/sha256/{hex}", self.base);
+        let url = format!("{}/{}", self.base, blob_entry(digest)?);
         let mut req = self.client.get(&url);
         if offset > 0 {
             req = req.header(RANGE, format!("bytes={offset}-"));

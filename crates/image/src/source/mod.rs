@@ -67,6 +67,48 @@ pub(crate) fn fetch_err(what: &str, source: &str, e: impl fmt::Display) -> Image
     }
 }
 
+/// Most bytes of an index or manifest read from a layout.
+const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// `blobs/sha256/<hex>` of a digest.
+pub(crate) fn blob_entry(digest: &str) -> Result<String, ImageError> {
+    let hex =
+        crate::digest_hex(digest).ok_or_else(|| ImageError::InvalidManifest(digest.to_string()))?;
+    Ok(format!("blobs/sha256/{hex}"))
+}
+
+/// An OCI image layout, wherever it is (directory, archive, HTTP): small entries by path.
+#[async_trait::async_trait]
+pub(crate) trait LayoutReader: Send + Sync {
+    fn layout_name(&self) -> String;
+    /// The entry, or `None` when the layout has no such entry.
+    async fn read_entry(&self, entry: &str, limit: u64) -> Result<Option<Bytes>, ImageError>;
+
+    /// `index.json`, or the single `manifest.json` of an AosEdge archive.
+    async fn layout_root(&self) -> Result<Bytes, ImageError> {
+        for entry in ["index.json", "manifest.json"] {
+            if let Some(b) = self.read_entry(entry, MAX_DOCUMENT).await? {
+                return Ok(b);
+            }
+        }
+        Err(fetch_err(
+            "index.json or manifest.json",
+            &self.layout_name(),
+            "not found",
+        ))
+    }
+
+    /// A manifest by digest from `blobs/`, verified.
+    async fn layout_manifest(&self, digest: &str) -> Result<Bytes, ImageError> {
+        let b = self
+            .read_entry(&blob_entry(digest)?, MAX_DOCUMENT)
+            .await?
+            .ok_or_else(|| fetch_err(digest, &self.layout_name(), "not found"))?;
+        crate::oci::verify("the manifest", &b, digest)?;
+        Ok(b)
+    }
+}
+
 /// Where to fetch from, as written in a Layer's `sources`: `registry:host[:port]/repo[:tag]`,
 /// `http:<base URL>` or `archive:<path>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
