@@ -442,3 +442,25 @@ fn cached_versions_beyond_the_limit_and_orphan_files_are_removed() {
     assert!(v3_image.exists(), "what is in use stays");
     aosd.ok(&["delete", "item", "app-3", "--wait"]);
 }
+
+#[test]
+fn an_item_pointed_at_another_image_lets_go_of_its_old_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, sa) = archive_item(dir.path(), "a", "first");
+    let (b, sb) = archive_item(dir.path(), "b", "second");
+    let aosd = start_with("");
+    apply(&aosd, &item_yaml("app", "app", "1", &sa));
+    aosd.ok(&["wait", "item/app", "--for=condition=Ready", "--timeout=30s"]);
+    apply(&aosd, &item_yaml("app", "app", "1", &sb));
+    let item = aosd.until("item", "app", 30, |v| {
+        v["status"]["phase"] == "Ready" && v["status"]["resolvedGeneration"] == 2
+    });
+    assert_eq!(item["status"]["layers"][0], b.layers[0].0.replace(':', "-"));
+    let old = aosd.json("layer", &a.layers[0].0.replace(':', "-"));
+    assert!(old["metadata"].get("ownerReferences").is_none(), "{old:#}");
+    assert_eq!(
+        old["metadata"]["annotations"]["aos.edge/removed-item"],
+        "app:1"
+    );
+    aosd.ok(&["delete", "item", "app", "--wait"]);
+}

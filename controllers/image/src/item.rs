@@ -266,6 +266,38 @@ impl ItemReconciler {
     }
 }
 
+/// Removes the Item's ownership from these Layers; a Layer left without owners is marked as a
+/// cached layer of the removed item (kept for the TTL).
+async fn disown(
+    layers: &Api<LayerSpec>,
+    obj: &Object<ItemSpec>,
+    names: impl Iterator<Item = String>,
+) -> Result<(), PipelineError> {
+    let tag = format!("{}:{}", obj.spec.item_id, obj.spec.version);
+    for lname in names {
+        let Some(mut l) = layers.get_opt(&lname).await? else {
+            continue;
+        };
+        let before = l.metadata.owner_references.len();
+        l.metadata
+            .owner_references
+            .retain(|o| !(o.kind == "Item" && o.name == obj.metadata.name));
+        if l.metadata.owner_references.len() == before {
+            continue;
+        }
+        if l.metadata.owner_references.is_empty() {
+            l.metadata
+                .annotations
+                .insert(REMOVED_ITEM.into(), tag.clone());
+            l.metadata
+                .annotations
+                .insert(REMOVED_AT.into(), now().to_rfc3339());
+        }
+        layers.apply(&l).await?;
+    }
+    Ok(())
+}
+
 /// Reads the manifest and diff ids kept for a resolved item.
 fn kept(env: &ImageEnv, status: &ItemStatus) -> Option<(Manifest, Vec<String>)> {
     let m = env.store.meta(status.manifest_digest.as_deref()?)?;
@@ -315,6 +347,25 @@ impl Reconciler for ItemReconciler {
             self.ensure_layer(&layers, &obj, desc, diff_id, &src)
                 .await?;
         }
+        // Layers of an image this Item named before (its spec changed) are no longer its own.
+        let current: std::collections::HashSet<String> = manifest
+            .layers
+            .iter()
+            .map(|d| layer_name(&d.digest))
+            .collect();
+        let (all, _) = layers.list(&aos_api::Selector::everything()).await?;
+        let stale = all
+            .iter()
+            .filter(|l| !current.contains(l.name()))
+            .filter(|l| {
+                l.metadata
+                    .owner_references
+                    .iter()
+                    .any(|o| o.kind == "Item" && o.name == name)
+            })
+            .map(|l| l.name().to_string())
+            .collect::<Vec<_>>();
+        disown(&layers, &obj, stale.into_iter()).await?;
         self.enforce_versions(&obj, ctx, &layers).await?;
 
         // Phase and progress from the Layers.
@@ -388,28 +439,7 @@ impl Reconciler for ItemReconciler {
         ctx: &Context<ItemSpec>,
     ) -> Result<Action, PipelineError> {
         let layers = Api::<LayerSpec>::new(ctx.backend.clone());
-        let tag = format!("{}:{}", obj.spec.item_id, obj.spec.version);
-        for lname in &obj.status.layers {
-            let Some(mut l) = layers.get_opt(lname).await? else {
-                continue;
-            };
-            let before = l.metadata.owner_references.len();
-            l.metadata
-                .owner_references
-                .retain(|o| !(o.kind == "Item" && o.name == obj.metadata.name));
-            if l.metadata.owner_references.len() == before {
-                continue;
-            }
-            if l.metadata.owner_references.is_empty() {
-                l.metadata
-                    .annotations
-                    .insert(REMOVED_ITEM.into(), tag.clone());
-                l.metadata
-                    .annotations
-                    .insert(REMOVED_AT.into(), now().to_rfc3339());
-            }
-            layers.apply(&l).await?;
-        }
+        disown(&layers, &obj, obj.status.layers.iter().cloned()).await?;
         Ok(Action::AwaitChange)
     }
 }
