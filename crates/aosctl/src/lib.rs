@@ -3,4 +3,5 @@
 
 pub mod client;
 pub mod files;
+pub mod pack;
 pub mod print;

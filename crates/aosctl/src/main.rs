@@ -46,6 +46,22 @@ enum Command {
     Delete(apply::DeleteArgs),
     /// Wait for a condition of a resource: wait KIND/NAME --for=condition=Ready.
     Wait(get::WaitArgs),
+    /// Build an OCI image archive from a service folder (meta/config.yaml + src/).
+    Pack {
+        dir: PathBuf,
+        #[arg(short = 'o', long, default_value = "service.tar")]
+        output: PathBuf,
+    },
+    /// Show the manifest, image config and item config of an archive, layout or registry image.
+    Inspect {
+        /// A .tar archive, a layout directory, or a registry reference.
+        image: String,
+        /// Registry hosts reached over plain HTTP.
+        #[arg(long)]
+        insecure: Vec<String>,
+        #[arg(long, default_value = "x86_64")]
+        arch: String,
+    },
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
     /// Check that aosd answers.
@@ -75,6 +91,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Completion { shell } = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "aosctl", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
+    }
+    match &cli.command {
+        Command::Pack { dir, output } => {
+            let p = aosctl::pack::pack(dir, output)?;
+            println!(
+                "{} packed: manifest {}",
+                output.display(),
+                p.manifest_digest
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Inspect {
+            image,
+            insecure,
+            arch,
+        } => {
+            inspect(image, insecure, arch).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let client = Client::connect(&cli.socket).await?;
     match cli.command {
@@ -114,8 +150,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Completion { .. } => unreachable!("handled above"),
+        Command::Completion { .. } | Command::Pack { .. } | Command::Inspect { .. } => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// Prints what an image holds, as YAML.
+async fn inspect(image: &str, insecure: &[String], arch: &str) -> anyhow::Result<()> {
+    use aos_image::source::{self, SourceConfig, SourceSpec};
+    let spec = if std::path::Path::new(image).exists() {
+        SourceSpec::Archive(image.into())
+    } else if image.starts_with("http://") || image.starts_with("https://") {
+        SourceSpec::Http(image.to_string())
+    } else {
+        SourceSpec::Registry(image.to_string())
+    };
+    let config = SourceConfig {
+        insecure_registries: insecure.to_vec(),
+        ..SourceConfig::default()
+    };
+    let src = source::open(&spec, &config)?;
+    let r = aos_image::pipeline::resolve(&*src, "linux", arch, None).await?;
+    let manifest: serde_json::Value = serde_json::from_slice(&r.manifest_bytes)?;
+    let config: serde_json::Value = serde_json::from_slice(&r.config_bytes)?;
+    let doc = serde_json::json!({
+        "manifestDigest": r.manifest_digest,
+        "manifest": manifest,
+        "config": config,
+        "itemConfig": r.item_config,
+    });
+    print!("{}", print::yaml(&doc));
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,494 @@
+//! `aosctl pack`: a service folder (`meta/config.yaml` + `src/` in rootfs layout) becomes an OCI
+//! image archive (`blobs/sha256/…`, `manifest.json`, `index.json`, `oci-layout`) with one gzip
+//! layer of `src/`, the image config and the item config. Reproducible: sorted entries, fixed
+//! times and owners, deterministic gzip, so the same folder gives the same digests.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use aos_api::AosDuration;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Why a pack failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    #[error("{file}:{line}: {path}: {message}")]
+    Config {
+        file: String,
+        line: usize,
+        path: String,
+        message: String,
+    },
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `meta/config.yaml`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceConfig {
+    #[serde(default)]
+    pub publisher: Publisher,
+    #[serde(default)]
+    pub build: Build,
+    pub configuration: Configuration,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Publisher {
+    #[serde(default)]
+    pub author: String,
+    #[serde(default)]
+    pub company: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Build {
+    #[serde(default = "linux")]
+    pub os: String,
+    /// OCI architecture (`amd64`, `arm64`, `arm`).
+    #[serde(default = "amd64")]
+    pub arch: String,
+}
+
+fn linux() -> String {
+    "linux".into()
+}
+
+fn amd64() -> String {
+    "amd64".into()
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Build {
+            os: linux(),
+            arch: amd64(),
+        }
+    }
+}
+
+/// A command as one string (split on spaces) or a list.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum Command {
+    Line(String),
+    Args(Vec<String>),
+}
+
+impl Default for Command {
+    fn default() -> Self {
+        Command::Args(Vec::new())
+    }
+}
+
+impl Command {
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Command::Line(l) => l.split_whitespace().map(str::to_string).collect(),
+            Command::Args(a) => a.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Quotas {
+    #[serde(
+        default,
+        rename = "cpuDMIPSLimit",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_dmips_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_file_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_speed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_speed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_limit: Option<u64>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestedResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ram: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<u64>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunParameters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<AosDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_burst: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_interval: Option<AosDuration>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeResource {
+    pub name: String,
+    #[serde(default = "rw")]
+    pub mode: String,
+}
+
+fn rw() -> String {
+    "rw".into()
+}
+
+/// `host`: the host's `/` is the base layer (AosEdge default); `own`: the image brings its OS.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Rootfs {
+    #[default]
+    Host,
+    Own,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Configuration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Command>,
+    pub cmd: Command,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_connections: Vec<String>,
+    #[serde(default)]
+    pub quotas: Quotas,
+    #[serde(default)]
+    pub requested_resources: RequestedResources,
+    #[serde(default)]
+    pub run_parameters: RunParameters,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctl: BTreeMap<String, String>,
+    #[serde(
+        default,
+        rename = "offlineTTL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub offline_ttl: Option<AosDuration>,
+    #[serde(default)]
+    pub skip_resource_limits: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balancing_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<NodeResource>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub alert_rules: serde_json::Value,
+    #[serde(default)]
+    pub rootfs: Rootfs,
+}
+
+/// Reads `config.yaml`; errors name the line and the key (unknown keys included).
+pub fn parse_config(text: &str, file: &str) -> Result<ServiceConfig, PackError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    let cfg: ServiceConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let line = e.inner().location().map_or(0, |l| l.line());
+        let msg = e.inner().to_string();
+        let msg = msg
+            .rsplit_once(" at line ")
+            .map_or(msg.as_str(), |(m, _)| m);
+        let msg = msg
+            .split_once(": ")
+            .filter(|(h, _)| !h.contains(' '))
+            .map_or(msg, |(_, m)| m);
+        PackError::Config {
+            file: file.to_string(),
+            line,
+            path: e.path().to_string(),
+            message: msg.to_string(),
+        }
+    })?;
+    let mut problems = Vec::new();
+    for (i, p) in cfg.configuration.exposed_ports.iter().enumerate() {
+        if let Err(e) = aos_api::kinds::parse_port_spec(p) {
+            problems.push((format!("configuration.exposedPorts[{i}]"), e));
+        }
+    }
+    for (i, c) in cfg.configuration.allowed_connections.iter().enumerate() {
+        let ok = c.split_once('/').is_some_and(|(id, ports)| {
+            !id.is_empty() && aos_api::kinds::parse_port_spec(ports).is_ok()
+        });
+        if !ok {
+            problems.push((
+                format!("configuration.allowedConnections[{i}]"),
+                format!("{c:?} must be itemId/port[-port][/tcp|udp]"),
+            ));
+        }
+    }
+    if let Some((path, message)) = problems.into_iter().next() {
+        let line = aos_api::manifest::locate(text, &path).unwrap_or(0);
+        return Err(PackError::Config {
+            file: file.to_string(),
+            line,
+            path,
+            message,
+        });
+    }
+    Ok(cfg)
+}
+
+fn digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// The tar of `src/`: sorted, owned by root, times at 0.
+pub fn layer_tar(src: &Path) -> Result<Vec<u8>, PackError> {
+    let read = |p: &Path| {
+        let p = p.display().to_string();
+        move |source| PackError::Read { path: p, source }
+    };
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    let mut stack = vec![src.to_path_buf()];
+    let mut entries = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).map_err(read(&dir))? {
+            let e = e.map_err(read(&dir))?;
+            let p = e.path();
+            if e.file_type().map_err(read(&p))?.is_dir() {
+                stack.push(p.clone());
+            }
+            entries.push(p);
+        }
+    }
+    entries.sort();
+    for p in entries {
+        let rel = p.strip_prefix(src).expect("below src");
+        let meta = std::fs::symlink_metadata(&p).map_err(read(&p))?;
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        let name = if meta.is_dir() {
+            format!("{}/", rel.display())
+        } else {
+            rel.display().to_string()
+        };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&p).map_err(read(&p))?;
+            b.append_link(&mut h, &name, &target).map_err(read(&p))?;
+        } else if meta.is_file() {
+            let f = std::fs::File::open(&p).map_err(read(&p))?;
+            b.append_data(&mut h, &name, f).map_err(read(&p))?;
+        } else if meta.is_dir() {
+            b.append_data(&mut h, &name, std::io::empty())
+                .map_err(read(&p))?;
+        }
+    }
+    b.into_inner().map_err(read(src))
+}
+
+/// gzip with no name and time 0 in the header.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    e.write_all(data).expect("writing to memory");
+    e.finish().expect("writing to memory")
+}
+
+/// The item config of AosEdge (`application/vnd.aos.item.config.v1+json`).
+pub fn item_config(cfg: &ServiceConfig) -> serde_json::Value {
+    let c = &cfg.configuration;
+    let mut v = serde_json::json!({
+        "author": cfg.publisher.author,
+        "skipResourceLimits": c.skip_resource_limits,
+        "quotas": c.quotas,
+        "requestedResources": c.requested_resources,
+        "runParameters": c.run_parameters,
+        "rootfs": c.rootfs,
+    });
+    let m = v.as_object_mut().expect("an object");
+    let mut put = |k: &str, x: serde_json::Value| {
+        if !x.is_null() && x != serde_json::json!([]) && x != serde_json::json!({}) {
+            m.insert(k.to_string(), x);
+        }
+    };
+    put("hostname", serde_json::json!(c.hostname));
+    put("balancingPolicy", serde_json::json!(c.balancing_policy));
+    put("runtimes", serde_json::json!(c.runtimes));
+    put("sysctl", serde_json::json!(c.sysctl));
+    put("offlineTTL", serde_json::json!(c.offline_ttl));
+    put("exposedPorts", serde_json::json!(c.exposed_ports));
+    put(
+        "allowedConnections",
+        serde_json::Value::Object(
+            c.allowed_connections
+                .iter()
+                .map(|a| (a.clone(), serde_json::json!({})))
+                .collect(),
+        ),
+    );
+    put("resources", serde_json::json!(c.resources));
+    put("permissions", serde_json::json!(c.permissions));
+    put("alertRules", c.alert_rules.clone());
+    v
+}
+
+/// The OCI image config.
+pub fn image_config(cfg: &ServiceConfig, diff_id: &str) -> serde_json::Value {
+    let c = &cfg.configuration;
+    let ports: serde_json::Map<String, serde_json::Value> = c
+        .exposed_ports
+        .iter()
+        .map(|p| {
+            (
+                if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("{p}/tcp")
+                },
+                serde_json::json!({}),
+            )
+        })
+        .collect();
+    let mut run = serde_json::json!({
+        "Cmd": c.cmd.args(),
+        "Env": c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        "WorkingDir": c.working_dir.clone().unwrap_or_else(|| "/".into()),
+    });
+    if let Some(e) = &c.entrypoint {
+        run["Entrypoint"] = serde_json::json!(e.args());
+    }
+    if !ports.is_empty() {
+        run["ExposedPorts"] = serde_json::Value::Object(ports);
+    }
+    serde_json::json!({
+        "architecture": cfg.build.arch,
+        "os": cfg.build.os,
+        "config": run,
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    })
+}
+
+/// What a pack produced.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    pub manifest_digest: String,
+    pub layer_digest: String,
+    pub config_digest: String,
+    pub item_config_digest: String,
+}
+
+/// Packs the service folder `dir` into the archive `out`.
+pub fn pack(dir: &Path, out: &Path) -> Result<Packed, PackError> {
+    let cfg_path = dir.join("meta/config.yaml");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|source| PackError::Read {
+        path: cfg_path.display().to_string(),
+        source,
+    })?;
+    let cfg = parse_config(&text, &cfg_path.display().to_string())?;
+    let tar = layer_tar(&dir.join("src"))?;
+    let diff_id = digest(&tar);
+    let layer = gzip(&tar);
+    let config = serde_json::to_vec(&image_config(&cfg, &diff_id)).expect("json");
+    let item = serde_json::to_vec(&item_config(&cfg)).expect("json");
+    let desc = |media: &str, data: &[u8]| serde_json::json!({"mediaType": media, "digest": digest(data), "size": data.len()});
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": aos_image::oci::media::OCI_MANIFEST,
+        "config": desc(aos_image::oci::media::OCI_CONFIG, &config),
+        "layers": [desc(aos_image::oci::media::LAYER_GZIP, &layer)],
+        "itemConfig": desc(aos_image::oci::media::ITEM_CONFIG, &item),
+    }))
+    .expect("json");
+    let mut index_entry = desc(aos_image::oci::media::OCI_MANIFEST, &manifest);
+    index_entry["platform"] =
+        serde_json::json!({"os": cfg.build.os, "architecture": cfg.build.arch});
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": aos_image::oci::media::OCI_INDEX,
+        "manifests": [index_entry],
+    }))
+    .expect("json");
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("index.json".into(), index),
+        ("manifest.json".into(), manifest.clone()),
+        (
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+    ];
+    for blob in [&config, &item, &layer, &manifest] {
+        files.push((format!("blobs/sha256/{}", &digest(blob)[7..]), blob.clone()));
+    }
+    files.sort();
+    let werr = |source| PackError::Write {
+        path: out.display().to_string(),
+        source,
+    };
+    let f = std::fs::File::create(out).map_err(werr)?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(f));
+    for dir in ["blobs/", "blobs/sha256/"] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_mtime(0);
+        h.set_size(0);
+        b.append_data(&mut h, dir, std::io::empty()).map_err(werr)?;
+    }
+    for (name, data) in &files {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data.as_slice()).map_err(werr)?;
+    }
+    b.into_inner().map_err(werr)?.flush().map_err(werr)?;
+    Ok(Packed {
+        manifest_digest: digest(&manifest),
+        layer_digest: digest(&layer),
+        config_digest: digest(&config),
+        item_config_digest: digest(&item),
+    })
+}
