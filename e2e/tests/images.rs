@@ -464,3 +464,60 @@ fn an_item_pointed_at_another_image_lets_go_of_its_old_layers() {
     );
     aosd.ok(&["delete", "item", "app", "--wait"]);
 }
+
+#[test]
+fn a_packed_and_pushed_service_is_pulled_back_by_aosd() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let archive = dir.path().join("svc.tar");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services/state-writer");
+    let aosd = start_with(&format!(
+        "[images]\ninsecure_registries = [\"{}\"]\n",
+        registry.host()
+    ));
+    let packed = aosd.ok(&[
+        "pack",
+        examples.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    let reference = format!("{}/aos/state-writer:1.0.0", registry.host());
+    let pushed = aosd.ok(&[
+        "push",
+        archive.to_str().unwrap(),
+        &reference,
+        "--insecure",
+        &registry.host(),
+    ]);
+    let digest = pushed.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(packed.contains(&digest), "{packed} / {pushed}");
+    apply(
+        &aosd,
+        &item_yaml(
+            "sw",
+            "state-writer",
+            "1.0.0",
+            &format!("registry: {reference}"),
+        ),
+    );
+    let item = aosd.until("item", "sw", 30, |v| v["status"]["phase"] == "Ready");
+    assert_eq!(item["status"]["manifestDigest"], digest.as_str());
+    assert_eq!(item["status"]["config"]["item"]["quotas"]["pidsLimit"], 16);
+    // The archive itself is an Item source too.
+    apply(
+        &aosd,
+        &item_yaml(
+            "sw-local",
+            "state-writer",
+            "1.0.0",
+            &format!("archive: {}", archive.display()),
+        ),
+    );
+    aosd.ok(&[
+        "wait",
+        "item/sw-local",
+        "--for=condition=Ready",
+        "--timeout=30s",
+    ]);
+    aosd.ok(&["delete", "item", "sw", "sw-local", "--wait"]);
+}

@@ -52,6 +52,14 @@ enum Command {
         #[arg(short = 'o', long, default_value = "service.tar")]
         output: PathBuf,
     },
+    /// Push an archive made by `pack` to a registry: push ARCHIVE host[:port]/repo:tag.
+    Push {
+        archive: PathBuf,
+        reference: String,
+        /// Registry hosts reached over plain HTTP.
+        #[arg(long)]
+        insecure: Vec<String>,
+    },
     /// Show the manifest, image config and item config of an archive, layout or registry image.
     Inspect {
         /// A .tar archive, a layout directory, or a registry reference.
@@ -110,6 +118,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             inspect(image, insecure, arch).await?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Push {
+            archive,
+            reference,
+            insecure,
+        } => {
+            let digest = aosctl::pack::push(archive, reference, insecure).await?;
+            println!("{reference} pushed: {digest}");
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     let client = Client::connect(&cli.socket).await?;
@@ -150,7 +167,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Completion { .. } | Command::Pack { .. } | Command::Inspect { .. } => {
+        Command::Completion { .. }
+        | Command::Pack { .. }
+        | Command::Push { .. }
+        | Command::Inspect { .. } => {
             unreachable!("handled above")
         }
     }

@@ -54,6 +54,56 @@ impl RegistrySource {
         })
     }
 
+    /// Pushes blobs (skipping those the registry has) and then the manifest (or index) under
+    /// this source's reference; `manifests` are pushed by digest first (an index's entries).
+    pub async fn push(
+        &self,
+        blobs: &[(String, Bytes)],
+        manifests: &[(String, Bytes, String)],
+        root: (Bytes, String),
+    ) -> Result<(), ImageError> {
+        use oci_client::RegistryOperation;
+        let err = |what: &str| {
+            let name = self.name();
+            let what = what.to_string();
+            move |e: oci_client::errors::OciDistributionError| fetch_err(&what, &name, e)
+        };
+        self.client
+            .auth(&self.reference, &self.auth, RegistryOperation::Push)
+            .await
+            .map_err(err("push access"))?;
+        for (digest, data) in blobs {
+            let image = self.at(digest);
+            if self
+                .client
+                .blob_exists(&image, digest)
+                .await
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            self.client
+                .push_blob(&self.reference, data.clone(), digest)
+                .await
+                .map_err(err(digest))?;
+        }
+        let header = |m: &str| {
+            reqwest::header::HeaderValue::from_str(m)
+                .map_err(|e| ImageError::InvalidManifest(e.to_string()))
+        };
+        for (digest, data, media) in manifests {
+            self.client
+                .push_manifest_raw(&self.at(digest), data.clone(), header(media)?)
+                .await
+                .map_err(err(digest))?;
+        }
+        self.client
+            .push_manifest_raw(&self.reference, root.0, header(&root.1)?)
+            .await
+            .map_err(err("the manifest"))?;
+        Ok(())
+    }
+
     fn at(&self, digest: &str) -> Reference {
         Reference::with_digest(
             self.reference.registry().to_string(),
