@@ -16,6 +16,11 @@ stop() {
     echo "aosd stopped"
   fi
   rm -f "$DEMO/aosd.pid"
+  # Layers stay mounted across restarts of aosd; the demo's go with it.
+  local m
+  for m in $(awk -v d="$DEMO/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
+    umount -l "$m" || true
+  done
 }
 
 if [ "${1:-}" = stop ]; then stop; exit 0; fi
@@ -25,6 +30,7 @@ echo "== building"
 cargo build --workspace --bins --quiet
 
 stop
+rm -rf "$DEMO/data"
 mkdir -p "$DEMO"
 cat > "$DEMO/aosd.toml" <<TOML
 version = 1
@@ -53,7 +59,7 @@ run get all
 echo; echo "\$ aosctl get instances -w   (in the background, while we change things)"
 "$AOSCTL" get instances -w & WATCH=$!
 sleep 0.5
-run delete instance hello-demo-1
+run delete instance state-writer-demo-1
 sleep 0.5
 run apply -f examples/
 sleep 0.5
@@ -61,6 +67,25 @@ kill "$WATCH" 2>/dev/null || true
 wait "$WATCH" 2>/dev/null || true
 
 run describe network demo
+
+echo; echo "== packing the example services and installing them (progress bars until Ready)"
+for svc in state-writer http-hello; do
+  "$AOSCTL" pack "examples/services/$svc" -o "$DEMO/$svc.tar"
+  cat > "$DEMO/$svc-item.yaml" <<YAML
+apiVersion: aos.edge/v1alpha1
+kind: Item
+metadata:
+  name: $svc-1.0.0
+spec:
+  itemId: $svc
+  version: "1.0.0"
+  source:
+    archive: $DEMO/$svc.tar
+YAML
+done
+run apply --wait -f "$DEMO/state-writer-item.yaml" -f "$DEMO/http-hello-item.yaml"
+run get items,layers
+
 
 echo
 echo "aosd is still running (pid $(cat "$DEMO/aosd.pid")). Try:"

@@ -56,7 +56,10 @@ fn the_node_reports_itself_with_its_runtimes() {
 fn examples_are_applied_watched_waited_for_and_deleted() {
     let aosd = Aosd::start();
     let out = aosd.ok(&["apply", "-f", &examples()]);
-    assert!(out.contains("item/hello-1.0.0 created"), "{out}");
+    assert!(
+        out.contains("instance/state-writer-demo-0 created"),
+        "{out}"
+    );
     assert!(out.contains("network/demo created"), "{out}");
     let again = aosd.ok(&["apply", "-f", &examples()]);
     assert!(again.lines().all(|l| l.ends_with("unchanged")), "{again}");
@@ -70,27 +73,36 @@ fn examples_are_applied_watched_waited_for_and_deleted() {
         .unwrap();
     let mut lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
     // The initial list comes first.
-    assert_eq!(lines.next().unwrap().unwrap(), "instance/hello-demo-0");
-    assert_eq!(lines.next().unwrap().unwrap(), "instance/hello-demo-1");
-    let deleted = aosd.ok(&["delete", "instance", "hello-demo-1"]);
-    assert_eq!(deleted.trim(), "instance/hello-demo-1 deleted");
-    assert_eq!(lines.next().unwrap().unwrap(), "instance/hello-demo-1");
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "instance/state-writer-demo-0"
+    );
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "instance/state-writer-demo-1"
+    );
+    let deleted = aosd.ok(&["delete", "instance", "state-writer-demo-1"]);
+    assert_eq!(deleted.trim(), "instance/state-writer-demo-1 deleted");
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "instance/state-writer-demo-1"
+    );
     watcher.kill().unwrap();
     watcher.wait().unwrap();
 
     let left = aosd.ok(&["get", "inst", "-o", "name"]);
-    assert_eq!(left.trim(), "instance/hello-demo-0");
+    assert_eq!(left.trim(), "instance/state-writer-demo-0");
     assert!(aosd
         .ok(&[
             "wait",
-            "instance/hello-demo-1",
+            "instance/state-writer-demo-1",
             "--for=delete",
             "--timeout=5s"
         ])
         .contains("condition met"));
     let out = aosd.run(&[
         "wait",
-        "item/hello-1.0.0",
+        "instance/state-writer-demo-0",
         "--for=condition=Ready",
         "--timeout=200ms",
     ]);
@@ -242,7 +254,7 @@ fn objects_survive_a_restart_and_sigterm_stops_cleanly() {
     assert!(status.success());
     let names = aosd.ok(&["get", "all", "-o", "name"]);
     assert!(
-        names.contains("instance/hello-demo-0") && names.contains("network/demo"),
+        names.contains("instance/state-writer-demo-0") && names.contains("network/demo"),
         "{names}"
     );
     assert!(aosd.log().contains("API ready"));

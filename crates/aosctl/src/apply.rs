@@ -16,6 +16,9 @@ pub struct ApplyArgs {
     /// Files, directories or - (stdin) with YAML or JSON manifests.
     #[arg(short = 'f', long = "filename", required = true)]
     files: Vec<String>,
+    /// Also read the subdirectories of directories.
+    #[arg(short = 'R', long)]
+    recursive: bool,
     /// Only show what would change (the server checks everything but stores nothing).
     #[arg(long)]
     dry_run: bool,
@@ -37,6 +40,8 @@ pub struct ApplyArgs {
 pub struct DiffArgs {
     #[arg(short = 'f', long = "filename", required = true)]
     files: Vec<String>,
+    #[arg(short = 'R', long)]
+    recursive: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -47,6 +52,8 @@ pub struct DeleteArgs {
     /// Delete the resources named in these files.
     #[arg(short = 'f', long = "filename")]
     files: Vec<String>,
+    #[arg(short = 'R', long)]
+    recursive: bool,
     /// Delete every resource of KIND matching this selector.
     #[arg(short = 'l', long = "selector")]
     selector: Option<String>,
@@ -71,8 +78,9 @@ fn label(o: &DynObject) -> String {
 async fn read_and_check(
     client: &Client,
     sources: &[String],
+    recursive: bool,
 ) -> anyhow::Result<Vec<(DynObject, DynObject, String)>> {
-    let docs = match files::read_all(sources) {
+    let docs = match files::read_all(sources, recursive) {
         Ok(d) => d,
         Err(FilesError::Invalid(errs)) => {
             let lines: Vec<String> = errs.0.iter().map(|e| format!("  {e}")).collect();
@@ -125,7 +133,7 @@ fn unified(live: Option<&DynObject>, merged: &DynObject) -> String {
 }
 
 pub async fn apply(client: &Client, a: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let checked = read_and_check(client, &a.files).await?;
+    let checked = read_and_check(client, &a.files, a.recursive).await?;
     let mut applied = HashSet::new();
     for (obj, merged, outcome) in &checked {
         applied.insert(obj.key());
@@ -184,7 +192,7 @@ pub async fn apply(client: &Client, a: ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn diff(client: &Client, a: DiffArgs) -> anyhow::Result<ExitCode> {
-    let checked = read_and_check(client, &a.files).await?;
+    let checked = read_and_check(client, &a.files, a.recursive).await?;
     let mut differs = false;
     for (obj, merged, outcome) in &checked {
         if outcome == "unchanged" {
@@ -231,7 +239,7 @@ async fn wait_gone(
 pub async fn delete(client: &Client, a: DeleteArgs) -> anyhow::Result<ExitCode> {
     let mut targets: Vec<(String, String)> = Vec::new();
     if !a.files.is_empty() {
-        for d in files::read_all(&a.files)? {
+        for d in files::read_all(&a.files, a.recursive)? {
             targets.push((d.object.kind.clone(), d.object.metadata.name.clone()));
         }
     }

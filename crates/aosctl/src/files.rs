@@ -1,5 +1,5 @@
 //! Reading manifests from `-f` arguments: files, directories (their `.yaml`, `.yml` and `.json`
-//! files, sorted) and `-` for stdin.
+//! files, sorted; subdirectories with `-R`) and `-` for stdin.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,14 +21,16 @@ pub enum FilesError {
     Empty(String),
 }
 
-fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+fn manifest_files(dir: &Path, recursive: bool) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
         if p.is_dir() {
-            out.extend(manifest_files(&p)?);
+            if recursive {
+                out.extend(manifest_files(&p, true)?);
+            }
         } else if matches!(
             p.extension().and_then(|x| x.to_str()),
             Some("yaml" | "yml" | "json")
@@ -41,7 +43,8 @@ fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Reads every object of every source. All files are read and checked; every problem of every
 /// file is reported together, and nothing is returned if there is any.
-pub fn read_all(sources: &[String]) -> Result<Vec<Document>, FilesError> {
+/// Directories are read like kubectl does: their own files, subdirectories only if `recursive`.
+pub fn read_all(sources: &[String], recursive: bool) -> Result<Vec<Document>, FilesError> {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     for src in sources {
@@ -61,7 +64,7 @@ pub fn read_all(sources: &[String]) -> Result<Vec<Document>, FilesError> {
                 source,
             };
             let files = if path.is_dir() {
-                manifest_files(path).map_err(err)?
+                manifest_files(path, recursive).map_err(err)?
             } else {
                 vec![path.to_path_buf()]
             };
