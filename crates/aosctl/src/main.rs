@@ -51,6 +51,9 @@ enum Command {
         dir: PathBuf,
         #[arg(short = 'o', long, default_value = "service.tar")]
         output: PathBuf,
+        /// Platforms (os/arch), comma separated; an index when more than one.
+        #[arg(long, value_delimiter = ',')]
+        platform: Vec<String>,
     },
     /// Push an archive made by `pack` to a registry: push ARCHIVE host[:port]/repo:tag.
     Push {
@@ -101,8 +104,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match &cli.command {
-        Command::Pack { dir, output } => {
-            let p = aosctl::pack::pack(dir, output)?;
+        Command::Pack {
+            dir,
+            output,
+            platform,
+        } => {
+            let p = aosctl::pack::pack_for(dir, output, platform)?;
             println!(
                 "{} packed: manifest {}",
                 output.display(),

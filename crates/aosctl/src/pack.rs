@@ -414,6 +414,7 @@ pub fn image_config(cfg: &ServiceConfig, diff_id: &str) -> serde_json::Value {
 /// What a pack produced.
 #[derive(Clone, Debug)]
 pub struct Packed {
+    /// The manifest's digest, or the index's with several platforms.
     pub manifest_digest: String,
     pub layer_digest: String,
     pub config_digest: String,
@@ -422,45 +423,81 @@ pub struct Packed {
 
 /// Packs the service folder `dir` into the archive `out`.
 pub fn pack(dir: &Path, out: &Path) -> Result<Packed, PackError> {
+    pack_for(dir, out, &[])
+}
+
+/// Packs for several platforms (`os/arch`); none means the one of `build`. With more than one
+/// the archive holds an index of one manifest per platform (the files of `src/` are the same).
+pub fn pack_for(dir: &Path, out: &Path, platforms: &[String]) -> Result<Packed, PackError> {
     let cfg_path = dir.join("meta/config.yaml");
     let text = std::fs::read_to_string(&cfg_path).map_err(|source| PackError::Read {
         path: cfg_path.display().to_string(),
         source,
     })?;
-    let cfg = parse_config(&text, &cfg_path.display().to_string())?;
+    let mut cfg = parse_config(&text, &cfg_path.display().to_string())?;
+    let mut targets = Vec::new();
+    for p in platforms {
+        let (os, arch) = p.split_once('/').ok_or_else(|| PackError::Config {
+            file: "--platform".into(),
+            line: 0,
+            path: p.clone(),
+            message: "a platform is os/arch, like linux/arm64".into(),
+        })?;
+        targets.push((os.to_string(), arch.to_string()));
+    }
+    if targets.is_empty() {
+        targets.push((cfg.build.os.clone(), cfg.build.arch.clone()));
+    }
     let tar = layer_tar(&dir.join("src"))?;
     let diff_id = digest(&tar);
     let layer = gzip(&tar);
-    let config = serde_json::to_vec(&image_config(&cfg, &diff_id)).expect("json");
     let item = serde_json::to_vec(&item_config(&cfg)).expect("json");
     let desc = |media: &str, data: &[u8]| serde_json::json!({"mediaType": media, "digest": digest(data), "size": data.len()});
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": aos_image::oci::media::OCI_MANIFEST,
-        "config": desc(aos_image::oci::media::OCI_CONFIG, &config),
-        "layers": [desc(aos_image::oci::media::LAYER_GZIP, &layer)],
-        "itemConfig": desc(aos_image::oci::media::ITEM_CONFIG, &item),
-    }))
-    .expect("json");
-    let mut index_entry = desc(aos_image::oci::media::OCI_MANIFEST, &manifest);
-    index_entry["platform"] =
-        serde_json::json!({"os": cfg.build.os, "architecture": cfg.build.arch});
+    let mut blobs = vec![item.clone(), layer.clone()];
+    let mut entries = Vec::new();
+    let mut first = None;
+    for (os, arch) in &targets {
+        cfg.build.os = os.clone();
+        cfg.build.arch = arch.clone();
+        let config = serde_json::to_vec(&image_config(&cfg, &diff_id)).expect("json");
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": aos_image::oci::media::OCI_MANIFEST,
+            "config": desc(aos_image::oci::media::OCI_CONFIG, &config),
+            "layers": [desc(aos_image::oci::media::LAYER_GZIP, &layer)],
+            "itemConfig": desc(aos_image::oci::media::ITEM_CONFIG, &item),
+        }))
+        .expect("json");
+        let mut entry = desc(aos_image::oci::media::OCI_MANIFEST, &manifest);
+        entry["platform"] = serde_json::json!({"os": os, "architecture": arch});
+        entries.push(entry);
+        first.get_or_insert((manifest.clone(), config.clone()));
+        blobs.push(config);
+        blobs.push(manifest);
+    }
+    let (manifest, config) = first.expect("at least one platform");
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": aos_image::oci::media::OCI_INDEX,
-        "manifests": [index_entry],
+        "manifests": entries,
     }))
     .expect("json");
     let mut files: Vec<(String, Vec<u8>)> = vec![
-        ("index.json".into(), index),
-        ("manifest.json".into(), manifest.clone()),
+        ("index.json".into(), index.clone()),
         (
             "oci-layout".into(),
             br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
         ),
     ];
-    for blob in [&config, &item, &layer, &manifest] {
-        files.push((format!("blobs/sha256/{}", &digest(blob)[7..]), blob.clone()));
+    // The AosEdge archive's single manifest, when there is a single platform.
+    if targets.len() == 1 {
+        files.push(("manifest.json".into(), manifest.clone()));
+    }
+    for blob in &blobs {
+        let name = format!("blobs/sha256/{}", &digest(blob)[7..]);
+        if !files.iter().any(|(n, _)| n == &name) {
+            files.push((name, blob.clone()));
+        }
     }
     files.sort();
     let werr = |source| PackError::Write {
@@ -486,7 +523,11 @@ pub fn pack(dir: &Path, out: &Path) -> Result<Packed, PackError> {
     }
     b.into_inner().map_err(werr)?.flush().map_err(werr)?;
     Ok(Packed {
-        manifest_digest: digest(&manifest),
+        manifest_digest: if targets.len() == 1 {
+            digest(&manifest)
+        } else {
+            digest(&index)
+        },
         layer_digest: digest(&layer),
         config_digest: digest(&config),
         item_config_digest: digest(&item),

@@ -215,3 +215,62 @@ fn config_errors_name_the_key_and_the_line() {
         .to_string();
     assert!(e.contains("configuration"), "{e}");
 }
+
+#[tokio::test]
+async fn several_platforms_give_an_index_with_one_manifest_each() {
+    use aos_image::source::{self, SourceConfig, SourceSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("multi.tar");
+    let platforms = ["linux/amd64".to_string(), "linux/arm64".to_string()];
+    aosctl::pack::pack_for(&example("state-writer"), &out, &platforms).unwrap();
+    let src = source::open(&SourceSpec::Archive(out.clone()), &SourceConfig::default()).unwrap();
+    let amd = aos_image::pipeline::resolve(&*src, "linux", "x86_64", None)
+        .await
+        .unwrap();
+    let arm = aos_image::pipeline::resolve(&*src, "linux", "aarch64", None)
+        .await
+        .unwrap();
+    assert_eq!(amd.config.architecture, "amd64");
+    assert_eq!(arm.config.architecture, "arm64");
+    assert_ne!(amd.manifest_digest, arm.manifest_digest);
+    assert_eq!(
+        amd.manifest.layers, arm.manifest.layers,
+        "one layer serves both"
+    );
+    let layout = dir.path().join("layout");
+    unpack_archive(&out, &layout);
+    assert!(
+        !layout.join("manifest.json").exists(),
+        "no single manifest with several platforms"
+    );
+    // Standard tools read each platform's image (named by a tag here).
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    for (i, tag) in ["amd", "arm"].iter().enumerate() {
+        index["manifests"][i]["annotations"] =
+            serde_json::json!({"org.opencontainers.image.ref.name": tag});
+    }
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    for tag in ["amd", "arm"] {
+        let inspect = Command::new("skopeo")
+            .args(["inspect", "--config"])
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .output()
+            .unwrap();
+        assert!(
+            inspect.status.success(),
+            "{}",
+            String::from_utf8_lossy(&inspect.stderr)
+        );
+        let config: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(
+            config["architecture"],
+            if tag == "amd" { "amd64" } else { "arm64" }
+        );
+    }
+}
