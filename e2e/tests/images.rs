@@ -519,5 +519,34 @@ fn a_packed_and_pushed_service_is_pulled_back_by_aosd() {
         "--for=condition=Ready",
         "--timeout=30s",
     ]);
-    aosd.ok(&["delete", "item", "sw", "sw-local", "--wait"]);
+    // A multi-platform archive goes up as an index; aosd picks its own platform from it.
+    let multi = dir.path().join("multi.tar");
+    aosd.ok(&[
+        "pack",
+        examples.to_str().unwrap(),
+        "-o",
+        multi.to_str().unwrap(),
+        "--platform",
+        "linux/arm64,linux/amd64",
+    ]);
+    let multi_ref = format!("{}/aos/state-writer:multi", registry.host());
+    aosd.ok(&[
+        "push",
+        multi.to_str().unwrap(),
+        &multi_ref,
+        "--insecure",
+        &registry.host(),
+    ]);
+    apply(
+        &aosd,
+        &item_yaml(
+            "sw-multi",
+            "state-writer",
+            "1.0.0",
+            &format!("registry: {multi_ref}"),
+        ),
+    );
+    let m = aosd.until("item", "sw-multi", 30, |v| v["status"]["phase"] == "Ready");
+    assert_eq!(m["status"]["config"]["image"]["architecture"], "amd64");
+    aosd.ok(&["delete", "item", "sw", "sw-local", "sw-multi", "--wait"]);
 }
