@@ -126,8 +126,9 @@ pub fn to_squashfs(
         s
     });
     let result = (|| {
+        // Large reads keep the decompressor and the hash working on big chunks.
         let stats = tarfilter::filter(
-            &mut reader,
+            std::io::BufReader::with_capacity(1 << 20, &mut reader),
             BufWriter::with_capacity(256 << 10, stdin),
             opts.filter,
         )?;

@@ -270,5 +270,5 @@ fn main() {
         "-"
     );
     println!();
-    println!("aosd / containerd: time {:.2}x (target <= 0.3x), disk {:.2}x (target <= 0.5x); peak RSS target <= 64 MB", am / cm, a_disk as f64 / c_disk as f64);
+    println!("aosd / containerd: time {:.3}x (target <= 0.3x), disk {:.3}x (target <= 0.5x); peak RSS target <= 64 MB", am / cm, a_disk as f64 / c_disk as f64);
 }
