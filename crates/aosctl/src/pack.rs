@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::Path;
 
 use aos_api::AosDuration;
+use aos_image::oci::sha256_digest as digest;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Why a pack failed.
 #[derive(Debug, thiserror::Error)]
@@ -232,19 +232,12 @@ pub fn parse_config(text: &str, file: &str) -> Result<ServiceConfig, PackError> 
     let de = serde_norway::Deserializer::from_str(text);
     let cfg: ServiceConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let line = e.inner().location().map_or(0, |l| l.line());
-        let msg = e.inner().to_string();
-        let msg = msg
-            .rsplit_once(" at line ")
-            .map_or(msg.as_str(), |(m, _)| m);
-        let msg = msg
-            .split_once(": ")
-            .filter(|(h, _)| !h.contains(' '))
-            .map_or(msg, |(_, m)| m);
+        let msg = aos_api::manifest::clean_message(&e.inner().to_string());
         PackError::Config {
             file: file.to_string(),
             line,
             path: e.path().to_string(),
-            message: msg.to_string(),
+            message: msg,
         }
     })?;
     let mut problems = Vec::new();
@@ -274,10 +267,6 @@ pub fn parse_config(text: &str, file: &str) -> Result<ServiceConfig, PackError> 
         });
     }
     Ok(cfg)
-}
-
-fn digest(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
 /// The tar of `src/`: sorted, owned by root, times at 0.

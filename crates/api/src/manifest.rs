@@ -100,8 +100,9 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
     found
 }
 
-/// The message of a serde error without the location and path the YAML crate adds to it.
-fn clean_message(msg: &str) -> String {
+/// The message of a serde error without the location and path the YAML crate adds to it (they
+/// are reported separately).
+pub fn clean_message(msg: &str) -> String {
     let mut m = msg;
     if let Some(i) = m.rfind(" at line ") {
         m = &m[..i];
