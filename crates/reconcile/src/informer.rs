@@ -108,12 +108,14 @@ impl<K: Spec> Reader<K> {
     }
 }
 
-/// Runs until cancelled: list, fill, watch; re-list after any watch failure.
-pub(crate) async fn run<K: Spec>(
+/// Lists a kind, then follows its watch from the listed revision; lists again after any watch
+/// failure (`Gone`, a lost connection) and retries a failed list every second. Runs until
+/// cancelled.
+async fn follow<K: Spec>(
     api: Api<K>,
-    reader: Reader<K>,
-    keys: mpsc::UnboundedSender<String>,
     shutdown: CancellationToken,
+    mut on_list: impl FnMut(Vec<Object<K>>),
+    mut on_event: impl FnMut(aos_store::TypedEvent<K>),
 ) {
     let everything = Selector::everything();
     loop {
@@ -131,10 +133,7 @@ pub(crate) async fn run<K: Spec>(
                 }
             }
         };
-        for k in reader.replace_all(items) {
-            let _ = keys.send(k);
-        }
-        reader.ready.send_replace(true);
+        on_list(items);
         let mut stream = api.watch(Some(rev));
         loop {
             let ev = tokio::select! {
@@ -142,12 +141,7 @@ pub(crate) async fn run<K: Spec>(
                 ev = stream.next() => ev,
             };
             match ev {
-                Some(Ok(ev)) => {
-                    let name = ev.object.metadata.name.clone();
-                    if reader.apply(ev.type_, ev.object) {
-                        let _ = keys.send(name);
-                    }
-                }
+                Some(Ok(ev)) => on_event(ev),
                 Some(Err(e)) => {
                     tracing::info!(kind = K::KIND, error = %e, "watch ended; listing again");
                     break;
@@ -156,6 +150,34 @@ pub(crate) async fn run<K: Spec>(
             }
         }
     }
+}
+
+/// Fills the cache and tells the controller which keys changed.
+pub(crate) async fn run<K: Spec>(
+    api: Api<K>,
+    reader: Reader<K>,
+    keys: mpsc::UnboundedSender<String>,
+    shutdown: CancellationToken,
+) {
+    let r = reader.clone();
+    let k = keys.clone();
+    follow(
+        api,
+        shutdown,
+        move |items| {
+            for key in r.replace_all(items) {
+                let _ = k.send(key);
+            }
+            r.ready.send_replace(true);
+        },
+        move |ev| {
+            let name = ev.object.metadata.name.clone();
+            if reader.apply(ev.type_, ev.object) {
+                let _ = keys.send(name);
+            }
+        },
+    )
+    .await
 }
 
 /// Maps a change of another kind to the keys it concerns.
@@ -168,30 +190,15 @@ pub(crate) async fn run_mapped<K2: Spec>(
     keys: mpsc::UnboundedSender<String>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let rev = match api.list(&Selector::everything()).await {
-            Ok((_, rev)) => rev,
-            Err(_) => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
+    follow(
+        api,
+        shutdown,
+        |_| {},
+        move |ev| {
+            for k in map(&ev.object) {
+                let _ = keys.send(k);
             }
-        };
-        let mut stream = api.watch(Some(rev));
-        loop {
-            let ev = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                ev = stream.next() => ev,
-            };
-            match ev {
-                Some(Ok(ev)) => {
-                    for k in map(&ev.object) {
-                        let _ = keys.send(k);
-                    }
-                }
-                _ => break,
-            }
-        }
-    }
+        },
+    )
+    .await
 }
