@@ -204,8 +204,7 @@ async fn the_overlay_of_the_layers_equals_what_umoci_unpacks() {
     }
 }
 
-fn http_source(server: &HttpServer, layout: &Path) -> Arc<dyn BlobSource> {
-    let _ = layout;
+fn http_source(server: &HttpServer) -> Arc<dyn BlobSource> {
     source::open(
         &SourceSpec::Http(format!("{}/layout", server.url())),
         &SourceConfig::default(),
@@ -230,7 +229,7 @@ async fn a_dropped_connection_resumes_with_a_range_request() {
         },
     );
     let store = LayerStore::open(dir.path().join("images")).unwrap();
-    let src = http_source(&server, &built.layout);
+    let src = http_source(&server);
     let dirs = install_all(&store, &*src).await.unwrap();
     let _m = Mounts(dirs);
     let blob_requests: Vec<_> = server
@@ -268,31 +267,38 @@ async fn a_server_that_ignores_ranges_still_gives_a_complete_blob() {
         },
     );
     let store = LayerStore::open(dir.path().join("images")).unwrap();
-    let dirs = install_all(&store, &*http_source(&server, &built.layout))
-        .await
-        .unwrap();
+    let dirs = install_all(&store, &*http_source(&server)).await.unwrap();
     let _m = Mounts(dirs);
+}
+
+/// Installs a one-layer image of `size` bytes from a server with `faults` on the layer blob.
+async fn install_through_faults(
+    size: usize,
+    faults: Faults,
+) -> (
+    tempfile::TempDir,
+    LayerStore,
+    Result<Vec<PathBuf>, ImageError>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let built = ImageBuilder::new()
+        .layer(&[Entry::File("f".into(), vec![1u8; size], 0o644)])
+        .write_layout(&dir.path().join("layout"), "v1");
+    let only = Some(built.layers[0].0.trim_start_matches("sha256:").to_string());
+    let server = HttpServer::serve(dir.path(), Faults { only, ..faults });
+    let store = LayerStore::open(dir.path().join("images")).unwrap();
+    let result = install_all(&store, &*http_source(&server)).await;
+    (dir, store, result)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_bytes_fail_the_digest_and_leave_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let built = ImageBuilder::new()
-        .layer(&[Entry::File("f".into(), vec![1u8; 300_000], 0o644)])
-        .write_layout(&dir.path().join("layout"), "v1");
-    let only = Some(built.layers[0].0.trim_start_matches("sha256:").to_string());
-    let server = HttpServer::serve(
-        dir.path(),
-        Faults {
-            corrupt: true,
-            only,
-            ..Default::default()
-        },
-    );
-    let store = LayerStore::open(dir.path().join("images")).unwrap();
-    let err = install_all(&store, &*http_source(&server, &built.layout))
-        .await
-        .unwrap_err();
+    let faults = Faults {
+        corrupt: true,
+        ..Default::default()
+    };
+    let (_dir, store, result) = install_through_faults(300_000, faults).await;
+    let err = result.unwrap_err();
     assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
     assert!(
         store.blobs_on_disk().is_empty(),
@@ -303,23 +309,12 @@ async fn corrupted_bytes_fail_the_digest_and_leave_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_larger_than_its_descriptor_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let built = ImageBuilder::new()
-        .layer(&[Entry::File("f".into(), vec![1u8; 1000], 0o644)])
-        .write_layout(&dir.path().join("layout"), "v1");
-    let only = Some(built.layers[0].0.trim_start_matches("sha256:").to_string());
-    let server = HttpServer::serve(
-        dir.path(),
-        Faults {
-            oversize: true,
-            only,
-            ..Default::default()
-        },
-    );
-    let store = LayerStore::open(dir.path().join("images")).unwrap();
-    let err = install_all(&store, &*http_source(&server, &built.layout))
-        .await
-        .unwrap_err();
+    let faults = Faults {
+        oversize: true,
+        ..Default::default()
+    };
+    let (_dir, store, result) = install_through_faults(1000, faults).await;
+    let err = result.unwrap_err();
     assert!(matches!(err, ImageError::TooLarge { .. }), "{err}");
     assert!(store.blobs_on_disk().is_empty());
 }
