@@ -169,6 +169,16 @@ impl Aosd {
         self.aosctl().args(args).output().expect("aosctl runs")
     }
 
+    /// Waits until the node has reported itself (its Ready condition).
+    pub fn wait_node_ready(&self) {
+        self.ok(&[
+            "wait",
+            "node/e2e-node",
+            "--for=condition=Ready",
+            "--timeout=10s",
+        ]);
+    }
+
     /// The object as JSON.
     pub fn json(&self, kind: &str, name: &str) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["get", kind, name, "-o", "json"])).unwrap()

@@ -17,12 +17,7 @@ fn the_node_reports_itself_with_its_runtimes() {
         config: Some("[runtimes.boot]\nenabled = true\n[node]\ndmips = 12345\n".into()),
         ..Default::default()
     });
-    aosd.ok(&[
-        "wait",
-        "node/e2e-node",
-        "--for=condition=Ready",
-        "--timeout=10s",
-    ]);
+    aosd.wait_node_ready();
     let table = aosd.ok(&["get", "nodes"]);
 
     let lines: Vec<&str> = table.lines().collect();
@@ -122,12 +117,7 @@ fn a_malformed_file_names_the_field_and_line_and_changes_nothing() {
         config: Some("[node]\nusage_interval = \"1h\"\n".into()),
         ..Default::default()
     });
-    aosd.ok(&[
-        "wait",
-        "node/e2e-node",
-        "--for=condition=Ready",
-        "--timeout=10s",
-    ]);
+    aosd.wait_node_ready();
     let before = aosd.ok(&["health"]);
     let bad = aosd.path().join("bad.yaml");
     let text = std::fs::read_to_string(format!("{}/hello.yaml", examples())).unwrap();
