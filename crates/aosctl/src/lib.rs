@@ -5,3 +5,4 @@ pub mod client;
 pub mod files;
 pub mod pack;
 pub mod print;
+pub mod push;

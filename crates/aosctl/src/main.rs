@@ -130,7 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reference,
             insecure,
         } => {
-            let digest = aosctl::pack::push(archive, reference, insecure).await?;
+            let digest = aosctl::push::push(archive, reference, insecure).await?;
             println!("{reference} pushed: {digest}");
             return Ok(ExitCode::SUCCESS);
         }
