@@ -199,6 +199,29 @@ impl Client {
         }))
     }
 
+    /// An instance's log records: the last `tail` (all when `None`) since `since`, then new
+    /// ones with `follow`.
+    pub async fn logs(
+        &self,
+        name: &str,
+        follow: bool,
+        tail: Option<usize>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<impl Stream<Item = Result<v1::LogEntry, ClientError>> + use<>, ClientError> {
+        let stream = self
+            .inner
+            .clone()
+            .logs(v1::LogsRequest {
+                name: name.into(),
+                follow,
+                tail: tail.map_or(-1, |t| t as i64),
+                since: since.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            })
+            .await?
+            .into_inner();
+        Ok(stream.map(|r| Ok(r?)))
+    }
+
     pub async fn health(&self) -> Result<v1::HealthResponse, ClientError> {
         Ok(self
             .inner

@@ -2,6 +2,7 @@
 
 mod apply;
 mod get;
+mod logs;
 mod progress;
 
 use std::path::PathBuf;
@@ -73,6 +74,10 @@ enum Command {
         #[arg(long, default_value = "x86_64")]
         arch: String,
     },
+    /// Print an instance's output: logs NAME [-f] [--tail N] [--since 5m].
+    Logs(logs::LogsArgs),
+    /// Show the CPU, RAM, state and storage use of instances.
+    Top(logs::TopArgs),
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
     /// Check that aosd answers.
@@ -166,6 +171,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Delete(a) => apply::delete(&client, a).await,
         Command::Wait(a) => get::wait(&client, a).await,
+        Command::Logs(a) => logs::logs(&client, a).await,
+        Command::Top(a) => logs::top(&client, a).await,
         Command::Health => {
             let h = client.health().await?;
             println!(

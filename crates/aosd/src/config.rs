@@ -147,10 +147,67 @@ pub struct RuntimeSection {
     pub max_instances: u64,
 }
 
+/// The container runtime: containerd, the rootfs, limits, restarts and logs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
+pub struct ContainerSection {
+    pub enabled: bool,
+    pub max_instances: u64,
+    pub containerd_socket: PathBuf,
+    pub namespace: String,
+    pub runtime_binary: String,
+    pub runtime_root: String,
+    pub cgroup_parent: String,
+    pub host_binds: Vec<String>,
+    pub run_dir_mib: u64,
+    pub resources_file: PathBuf,
+    pub uid_base: u32,
+    pub uid_count: u32,
+    pub logger: PathBuf,
+    pub log_max_size: u64,
+    pub log_max_files: usize,
+    pub stop_grace: AosDuration,
+    pub restart_interval: AosDuration,
+    pub start_burst: u32,
+    pub start_interval: AosDuration,
+    pub tmp_size_mib: u64,
+    pub usage_interval: AosDuration,
+}
+
+impl Default for ContainerSection {
+    fn default() -> Self {
+        ContainerSection {
+            enabled: true,
+            max_instances: 0,
+            containerd_socket: PathBuf::from("/run/containerd/containerd.sock"),
+            namespace: "aos".into(),
+            runtime_binary: String::new(),
+            runtime_root: String::new(),
+            cgroup_parent: "aos".into(),
+            host_binds: ["bin", "sbin", "lib", "lib64", "usr"]
+                .map(String::from)
+                .to_vec(),
+            run_dir_mib: 16,
+            resources_file: PathBuf::from("/etc/aosd/resources.json"),
+            uid_base: 5000,
+            uid_count: 60000,
+            logger: PathBuf::new(),
+            log_max_size: 1 << 20,
+            log_max_files: 3,
+            stop_grace: AosDuration::from_secs(10),
+            restart_interval: AosDuration::from_secs(1),
+            start_burst: 3,
+            start_interval: AosDuration::from_secs(5),
+            tmp_size_mib: 64,
+            usage_interval: AosDuration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
 pub struct RuntimesSection {
-    pub container: RuntimeSection,
+    pub container: ContainerSection,
     pub boot: RuntimeSection,
     pub rootfs: RuntimeSection,
 }
@@ -223,18 +280,6 @@ impl Default for ControllersSection {
     }
 }
 
-impl Default for RuntimesSection {
-    fn default() -> Self {
-        RuntimesSection {
-            container: RuntimeSection {
-                enabled: true,
-                max_instances: 0,
-            },
-            boot: RuntimeSection::default(),
-            rootfs: RuntimeSection::default(),
-        }
-    }
-}
 
 impl Config {
     /// Reads a config file; a missing file at the default path gives the defaults.

@@ -4,6 +4,7 @@
 mod auth;
 mod config;
 mod images;
+mod instances;
 mod server;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -51,6 +52,12 @@ struct Cli {
     /// Log filter (overrides log.level).
     #[arg(long)]
     log_level: Option<String>,
+    /// containerd's socket (overrides runtimes.container.containerd_socket).
+    #[arg(long)]
+    containerd_socket: Option<PathBuf>,
+    /// containerd namespace of this aosd's containers (overrides runtimes.container.namespace).
+    #[arg(long)]
+    namespace: Option<String>,
     /// Print the default config and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -74,6 +81,12 @@ impl Cli {
         }
         if let Some(n) = &self.node_id {
             c.node.id = n.clone();
+        }
+        if let Some(s) = &self.containerd_socket {
+            c.runtimes.container.containerd_socket = s.clone();
+        }
+        if let Some(n) = &self.namespace {
+            c.runtimes.container.namespace = n.clone();
         }
         if let Some(f) = self.log_format {
             c.log.format = f;
@@ -153,13 +166,26 @@ fn controller_config(c: &Config) -> ControllerConfig {
 
 fn node_config(c: &Config) -> NodeConfig {
     let mut runtimes = Vec::new();
-    for (t, r) in [
-        (RuntimeType::Container, &c.runtimes.container),
-        (RuntimeType::Boot, &c.runtimes.boot),
-        (RuntimeType::Rootfs, &c.runtimes.rootfs),
+    let container = &c.runtimes.container;
+    for (t, enabled, max) in [
+        (
+            RuntimeType::Container,
+            container.enabled,
+            container.max_instances,
+        ),
+        (
+            RuntimeType::Boot,
+            c.runtimes.boot.enabled,
+            c.runtimes.boot.max_instances,
+        ),
+        (
+            RuntimeType::Rootfs,
+            c.runtimes.rootfs.enabled,
+            c.runtimes.rootfs.max_instances,
+        ),
     ] {
-        if r.enabled {
-            runtimes.push((t, r.max_instances));
+        if enabled {
+            runtimes.push((t, max));
         }
     }
     let mut partitions = vec![("data".to_string(), c.data_dir.clone())];
@@ -216,7 +242,12 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     let listener = bind_socket(&c, auth.group()).await?;
     let shutdown = CancellationToken::new();
 
-    let api = server::ApiServer::new(backend.clone(), auth, node.node_id.clone());
+    let api = server::ApiServer::new(
+        backend.clone(),
+        auth,
+        node.node_id.clone(),
+        instances::instances_dir(&c),
+    );
     let server = tonic::transport::Server::builder()
         .add_service(aos_rpc::AosdServer::new(api).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(
@@ -242,6 +273,14 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         Controller::new(node_reconciler, backend.clone(), controller_config(&c))
             .run(shutdown.clone()),
     );
+    instances::spawn(
+        &mut controllers,
+        &c,
+        image_env.store.clone(),
+        backend.clone(),
+        controller_config(&c),
+        &shutdown,
+    )?;
     images::spawn(
         &mut controllers,
         image_env,

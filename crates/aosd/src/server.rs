@@ -17,15 +17,32 @@ pub struct ApiServer {
     backend: Arc<dyn Backend>,
     auth: Auth,
     node_id: String,
+    /// Where instances keep their files: `<dir>/<name>/logs`.
+    instances_dir: std::path::PathBuf,
 }
 
 impl ApiServer {
-    pub fn new(backend: Arc<dyn Backend>, auth: Auth, node_id: String) -> Self {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        auth: Auth,
+        node_id: String,
+        instances_dir: std::path::PathBuf,
+    ) -> Self {
         ApiServer {
             backend,
             auth,
             node_id,
+            instances_dir,
         }
+    }
+}
+
+fn entry(l: aos_logger::LogLine) -> v1::LogEntry {
+    v1::LogEntry {
+        time: l.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        stream: l.stream.as_str().into(),
+        text: l.text,
+        partial: l.partial,
     }
 }
 
@@ -66,6 +83,7 @@ fn selector(s: &str) -> Result<Selector, Status> {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchEvent, Status>> + Send>>;
+type LogsStream = Pin<Box<dyn Stream<Item = Result<v1::LogEntry, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl aos_rpc::Aosd for ApiServer {
@@ -175,6 +193,61 @@ impl aos_rpc::Aosd for ApiServer {
             futures::future::ready(out)
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    type LogsStream = LogsStream;
+
+    async fn logs(&self, req: Request<v1::LogsRequest>) -> Result<Response<LogsStream>, Status> {
+        self.auth.check_write(&req, "logs")?;
+        let req = req.into_inner();
+        let api = aos_store::Api::<aos_api::InstanceSpec>::new(self.backend.clone());
+        if api.get_opt(&req.name).await.map_err(status_of)?.is_none() {
+            return Err(Status::not_found(format!(
+                "instance {:?} not found",
+                req.name
+            )));
+        }
+        let since = match req.since.as_str() {
+            "" => None,
+            s => Some(
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map_err(|e| Status::invalid_argument(format!("since {s:?}: {e}")))?
+                    .with_timezone(&chrono::Utc),
+            ),
+        };
+        let tail = usize::try_from(req.tail).ok();
+        let dir = self.instances_dir.join(&req.name).join("logs");
+        // Start following before reading, so that nothing falls between the two.
+        let mut follower = req.follow.then(|| aos_logger::Follower::new(&dir, false));
+        let first =
+            aos_logger::read(&dir, tail, since).map_err(|e| Status::internal(e.to_string()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let name = req.name.clone();
+        tokio::spawn(async move {
+            for l in first {
+                if tx.send(Ok(entry(l))).await.is_err() {
+                    return;
+                }
+            }
+            let Some(f) = follower.as_mut() else { return };
+            loop {
+                for l in f.poll() {
+                    if tx.send(Ok(entry(l))).await.is_err() {
+                        return;
+                    }
+                }
+                if api.get_opt(&name).await.ok().flatten().is_none() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn health(

@@ -58,14 +58,57 @@ pub struct RootfsMount {
     pub options: Vec<String>,
 }
 
+/// Where a task's stdout and stderr go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskIo {
+    /// Appended to files (the shim opens them).
+    Files { stdout: PathBuf, stderr: PathBuf },
+    /// Piped to a containerd logging binary, with `--key value` arguments.
+    Logger {
+        binary: PathBuf,
+        args: Vec<(String, String)>,
+    },
+}
+
+impl TaskIo {
+    fn uris(&self) -> (String, String) {
+        match self {
+            TaskIo::Files { stdout, stderr } => (
+                format!("file://{}", stdout.display()),
+                format!("file://{}", stderr.display()),
+            ),
+            TaskIo::Logger { binary, args } => {
+                let query: Vec<String> = args
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                    .collect();
+                let uri = format!("binary://{}?{}", binary.display(), query.join("&"));
+                (uri.clone(), uri)
+            }
+        }
+    }
+}
+
+/// Percent-encodes what a URL query value cannot hold as is.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_./~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Everything needed to run one task.
 #[derive(Clone, Debug)]
 pub struct TaskSpec {
     pub id: String,
     pub spec: oci_spec::runtime::Spec,
     pub rootfs: Vec<RootfsMount>,
-    pub stdout: PathBuf,
-    pub stderr: PathBuf,
+    pub io: TaskIo,
     pub labels: HashMap<String, String>,
 }
 
@@ -84,13 +127,21 @@ impl TaskEvent {
     }
 }
 
+/// The task of a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskState {
+    pub pid: u32,
+    pub running: bool,
+    /// Meaningful once the task stopped.
+    pub exit_status: u32,
+}
+
 /// A container the runtime knows, and its task if it has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskInfo {
     pub id: String,
     pub labels: HashMap<String, String>,
-    /// Pid and whether it still runs.
-    pub task: Option<(u32, bool)>,
+    pub task: Option<TaskState>,
 }
 
 /// What the Instance controller needs from a container runtime.
@@ -104,6 +155,17 @@ pub trait Containers: Send + Sync {
     /// Deletes the task (if any) and the container; fine if neither exists.
     async fn remove(&self, id: &str) -> Result<(), ContainersError>;
     async fn list(&self) -> Result<Vec<TaskInfo>, ContainersError>;
+    /// One container and its task; `None` when there is no such container.
+    async fn inspect(&self, id: &str) -> Result<Option<TaskInfo>, ContainersError>;
+    /// Runs a command in a running task (as `user`, with `env`) and returns its exit status.
+    async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        args: &[String],
+        env: &[String],
+        user: (u32, u32),
+    ) -> Result<u32, ContainersError>;
     /// Exits and OOMs of every task of the namespace, from now on.
     async fn events(&self) -> Result<BoxStream<'static, TaskEvent>, ContainersError>;
 }
@@ -124,12 +186,31 @@ fn decode_event(any: prost_types::Any) -> Option<TaskEvent> {
     }
 }
 
+/// The runc shim's options (`containerd.runc.v1.Options`), the fields we set.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RuncOptions {
+    #[prost(string, tag = "6")]
+    binary_name: String,
+    #[prost(string, tag = "7")]
+    root: String,
+}
+
+/// How tasks are run: the OCI runtime binary (runc, crun, …) and its state directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// Empty: the shim's default (runc).
+    pub binary: String,
+    /// Empty: the shim's default (`/run/containerd/runc`).
+    pub root: String,
+}
+
 /// containerd over its gRPC socket.
 #[derive(Clone)]
 pub struct Containerd {
     channel: Channel,
     namespace: String,
     runtime: String,
+    options: RuntimeOptions,
 }
 
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -160,7 +241,46 @@ impl Containerd {
             channel,
             namespace: namespace.to_string(),
             runtime: "io.containerd.runc.v2".into(),
+            options: RuntimeOptions::default(),
         })
+    }
+
+    /// Runs tasks with this OCI runtime binary and state root.
+    pub fn with_runtime(mut self, options: RuntimeOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    fn runtime_options(&self) -> Option<prost_types::Any> {
+        if self.options == RuntimeOptions::default() {
+            return None;
+        }
+        let o = RuncOptions {
+            binary_name: self.options.binary.clone(),
+            root: self.options.root.clone(),
+        };
+        Some(prost_types::Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: o.encode_to_vec(),
+        })
+    }
+
+    async fn task_state(&self, id: &str) -> Result<Option<TaskState>, ContainersError> {
+        let mut tasks = TasksClient::new(self.channel.clone());
+        let req = GetRequest {
+            container_id: id.to_string(),
+            ..Default::default()
+        };
+        match tasks.get(with_namespace!(req, self.ns())).await {
+            Ok(r) => Ok(r.into_inner().process.map(|p| TaskState {
+                pid: p.pid,
+                // containerd's Status: 2 = RUNNING, 4 = PAUSED, 5 = PAUSING.
+                running: matches!(p.status, 2 | 4 | 5),
+                exit_status: p.exit_status,
+            })),
+            Err(s) if s.code() == Code::NotFound => Ok(None),
+            Err(s) => Err(call("get task", id)(s)),
+        }
     }
 
     fn ns(&self) -> &str {
@@ -180,7 +300,7 @@ impl Containers for Containerd {
             labels: t.labels.clone(),
             runtime: Some(Runtime {
                 name: self.runtime.clone(),
-                options: None,
+                options: self.runtime_options(),
             }),
             spec: Some(spec),
             ..Default::default()
@@ -197,6 +317,7 @@ impl Containers for Containerd {
             .await
             .map_err(call("create container", &t.id))?;
         let mut tasks = TasksClient::new(self.channel.clone());
+        let (stdout, stderr) = t.io.uris();
         let req = CreateTaskRequest {
             container_id: t.id.clone(),
             rootfs: t
@@ -209,10 +330,9 @@ impl Containers for Containerd {
                     ..Default::default()
                 })
                 .collect(),
-            // file:// makes the shim create the file and append to it.
-            stdout: format!("file://{}", t.stdout.display()),
-            stderr: format!("file://{}", t.stderr.display()),
-
+            stdout,
+            stderr,
+            options: self.runtime_options(),
             ..Default::default()
         };
         let created = tasks.create(with_namespace!(req, self.ns())).await;
@@ -288,17 +408,8 @@ impl Containers for Containerd {
             .map_err(call("list containers", ""))?
             .into_inner();
         let mut out = Vec::new();
-        let mut tasks = TasksClient::new(self.channel.clone());
         for c in list.containers {
-            let req = GetRequest {
-                container_id: c.id.clone(),
-                ..Default::default()
-            };
-            let task = match tasks.get(with_namespace!(req, self.ns())).await {
-                Ok(r) => r.into_inner().process.map(|p| (p.pid, p.status == 2)),
-                Err(s) if s.code() == Code::NotFound => None,
-                Err(s) => return Err(call("get task", &c.id)(s)),
-            };
+            let task = self.task_state(&c.id).await?;
             out.push(TaskInfo {
                 id: c.id,
                 labels: c.labels,
@@ -306,6 +417,88 @@ impl Containers for Containerd {
             });
         }
         Ok(out)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<TaskInfo>, ContainersError> {
+        let mut containers = ContainersClient::new(self.channel.clone());
+        let req = containerd_client::services::v1::GetContainerRequest { id: id.to_string() };
+        let c = match containers.get(with_namespace!(req, self.ns())).await {
+            Ok(r) => r.into_inner().container,
+            Err(s) if s.code() == Code::NotFound => None,
+            Err(s) => return Err(call("get container", id)(s)),
+        };
+        let Some(c) = c else { return Ok(None) };
+        Ok(Some(TaskInfo {
+            task: self.task_state(id).await?,
+            id: c.id,
+            labels: c.labels,
+        }))
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        args: &[String],
+        env: &[String],
+        user: (u32, u32),
+    ) -> Result<u32, ContainersError> {
+        use containerd_client::services::v1::{DeleteProcessRequest, ExecProcessRequest};
+        let process = serde_json::json!({
+            "args": args, "env": env, "cwd": "/", "terminal": false,
+            "user": {"uid": user.0, "gid": user.1}, "noNewPrivileges": true,
+        });
+        let mut tasks = TasksClient::new(self.channel.clone());
+        let req = ExecProcessRequest {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            spec: Some(prost_types::Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                value: serde_json::to_vec(&process)?,
+            }),
+            ..Default::default()
+        };
+        tasks
+            .exec(with_namespace!(req, self.ns()))
+            .await
+            .map_err(call("exec in", id))?;
+        // A finished exec keeps its status until the process is deleted: wait after start.
+        let result = async {
+            let mut tasks = TasksClient::new(self.channel.clone());
+            tasks
+                .start(with_namespace!(
+                    StartRequest {
+                        container_id: id.to_string(),
+                        exec_id: exec_id.to_string(),
+                    },
+                    self.ns()
+                ))
+                .await
+                .map_err(call("start exec in", id))?;
+            let r = tasks
+                .wait(with_namespace!(
+                    WaitRequest {
+                        container_id: id.to_string(),
+                        exec_id: exec_id.to_string(),
+                    },
+                    self.ns()
+                ))
+                .await
+                .map_err(call("wait for exec in", id))?;
+            Ok(r.into_inner().exit_status)
+        }
+        .await;
+        let mut tasks = TasksClient::new(self.channel.clone());
+        let _ = tasks
+            .delete_process(with_namespace!(
+                DeleteProcessRequest {
+                    container_id: id.to_string(),
+                    exec_id: exec_id.to_string(),
+                },
+                self.ns()
+            ))
+            .await;
+        result
     }
 
     async fn events(&self) -> Result<BoxStream<'static, TaskEvent>, ContainersError> {

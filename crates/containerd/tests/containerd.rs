@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use aos_containerd::{Containerd, Containers, RootfsMount, TaskEvent, TaskSpec};
+use aos_containerd::{Containerd, Containers, RootfsMount, TaskEvent, TaskIo, TaskSpec};
 use aos_testkit::containerd::ContainerdProcess;
 use futures::StreamExt;
 
@@ -66,8 +66,10 @@ fn task(dir: &Path, id: &str, args: &[&str]) -> TaskSpec {
                 format!("workdir={}", work.display()),
             ],
         }],
-        stdout: dir.join(format!("{id}.out")),
-        stderr: dir.join(format!("{id}.err")),
+        io: TaskIo::Files {
+            stdout: dir.join(format!("{id}.out")),
+            stderr: dir.join(format!("{id}.err")),
+        },
         labels: [("aos.edge/test".to_string(), "yes".to_string())].into(),
     }
 }
@@ -108,14 +110,23 @@ async fn a_task_runs_from_our_rootfs_mounts_and_its_exit_is_seen_twice() {
             status: 3
         }
     );
+    let TaskIo::Files { stdout, .. } = &t.io else {
+        unreachable!()
+    };
     assert_eq!(
-        std::fs::read_to_string(&t.stdout).unwrap(),
+        std::fs::read_to_string(stdout).unwrap(),
         "hello from the task\n"
     );
+    let seen = c.inspect("hello").await.unwrap().unwrap();
+    assert_eq!(
+        seen.task.map(|t| (t.running, t.exit_status)),
+        Some((false, 3))
+    );
+    assert!(c.inspect("nothing-here").await.unwrap().is_none());
     let listed = c.list().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].labels["aos.edge/test"], "yes");
-    assert_eq!(listed[0].task.map(|(_, running)| running), Some(false));
+    assert_eq!(listed[0].task.map(|t| t.running), Some(false));
     c.remove("hello").await.unwrap();
     c.remove("hello").await.unwrap();
     assert!(c.list().await.unwrap().is_empty());
@@ -131,7 +142,7 @@ async fn a_running_task_is_killed_and_removed_without_a_trace() {
     let t = task(dir.path(), "sleeper", &["/bin/sleep", "300"]);
     c.run(&t).await.unwrap();
     let listed = c.list().await.unwrap();
-    assert_eq!(listed[0].task.map(|(_, running)| running), Some(true));
+    assert_eq!(listed[0].task.map(|t| t.running), Some(true));
     let waiter = {
         let c = c.clone();
         tokio::spawn(async move { c.wait("sleeper").await })

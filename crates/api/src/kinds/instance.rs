@@ -45,6 +45,77 @@ pub struct InstanceNetwork {
     pub allowed_connections: Vec<String>,
 }
 
+/// An HTTP GET probe: any status from 200 to 399 passes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpGetProbe {
+    #[serde(default = "root_path")]
+    pub path: String,
+    pub port: u16,
+    /// Default: the instance's address (loopback when it shares the host network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+/// A TCP probe: the port accepts a connection.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpProbe {
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// A command run inside the instance: exit status 0 passes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecProbe {
+    pub command: Vec<String>,
+}
+
+/// One probe, as kubelet has them: exactly one of exec, httpGet, tcpSocket.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probe {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecProbe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetProbe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpProbe>,
+    /// Wait after the start before the first probe (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<AosDuration>,
+    /// Default 10 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<AosDuration>,
+    /// Default 1 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<AosDuration>,
+    /// Consecutive failures that count as failed (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_threshold: Option<u32>,
+    /// Consecutive successes that count as passed after a failure (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_threshold: Option<u32>,
+}
+
+/// Startup gates the other two; readiness sets the Ready condition; liveness restarts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Probe>,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceSpec {
@@ -62,6 +133,8 @@ pub struct InstanceSpec {
     pub priority: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<Probes>,
 }
 
 /// Exactly the reference's states.
@@ -84,6 +157,41 @@ pub struct LastExit {
     pub at: DateTime<Utc>,
 }
 
+/// Whether an environment override is in force.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvState {
+    #[default]
+    Applied,
+    Expired,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarStatus {
+    pub name: String,
+    pub state: EnvState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Resource usage of a running instance.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceUsage {
+    /// Share of one core since the previous sample.
+    pub cpu_percent: f64,
+    /// The same as DMIPS of this node.
+    pub cpu_dmips: u64,
+    pub ram_bytes: u64,
+    pub state_bytes: u64,
+    pub storage_bytes: u64,
+    pub updated_at: DateTime<Utc>,
+    /// Total CPU time, for the next sample's rate.
+    #[serde(default)]
+    pub cpu_time_ns: u64,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceStatus {
@@ -104,6 +212,35 @@ pub struct InstanceStatus {
     pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_version: Option<String>,
+    /// The instance's own user and group (persistent, from the node's pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// Host pid of the task's first process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// The restart window: when it began and how many starts it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub window_starts: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVarStatus>,
+    /// Layer resources the running task's rootfs is made of, lowest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<InstanceUsage>,
+    /// The generation that failed: a new one starts afresh.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_generation: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 impl_status!(InstanceStatus);
 
@@ -144,6 +281,38 @@ impl Spec for InstanceSpec {
                     errors.push(FieldError::new(
                         format!("spec.network.allowedConnections[{i}]"),
                         format!("{c:?} must be itemId/port[-port][/tcp|udp]"),
+                    ));
+                }
+            }
+        }
+        if let Some(p) = &self.probes {
+            for (name, probe) in [
+                ("startup", &p.startup),
+                ("readiness", &p.readiness),
+                ("liveness", &p.liveness),
+            ] {
+                let Some(probe) = probe else { continue };
+                let kinds = [
+                    probe.exec.is_some(),
+                    probe.http_get.is_some(),
+                    probe.tcp_socket.is_some(),
+                ];
+                if kinds.iter().filter(|k| **k).count() != 1 {
+                    errors.push(FieldError::new(
+                        format!("spec.probes.{name}"),
+                        "exactly one of exec, httpGet or tcpSocket must be set",
+                    ));
+                }
+                if probe.exec.as_ref().is_some_and(|e| e.command.is_empty()) {
+                    errors.push(FieldError::new(
+                        format!("spec.probes.{name}.exec.command"),
+                        "must not be empty",
+                    ));
+                }
+                if probe.failure_threshold == Some(0) || probe.success_threshold == Some(0) {
+                    errors.push(FieldError::new(
+                        format!("spec.probes.{name}"),
+                        "thresholds must be at least 1",
                     ));
                 }
             }

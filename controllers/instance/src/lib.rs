@@ -1,0 +1,231 @@
+//! The Instance controller for `runtime: container`: waits for the instance's Item to be Ready,
+//! assembles its rootfs and runtime spec, runs it as a containerd task, restarts it by the
+//! reference's policy, stops it with SIGTERM then SIGKILL after a grace, adopts tasks that still
+//! run after an aosd restart, and reports state, exits, probes and usage in status.
+
+pub mod cgroup;
+pub mod config;
+mod plan;
+pub mod policy;
+pub mod probes;
+mod reconciler;
+pub mod rootfs;
+pub mod spec;
+mod uid;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aos_api::{InstanceSpec, Object};
+use aos_containerd::{Containers, ContainersError, TaskEvent};
+use aos_image::layerstore::LayerStore;
+use aos_reconcile::{Reason, Waker};
+use aos_store::{Api, Backend, StoreError};
+use futures::StreamExt;
+
+pub use config::NodeResources;
+pub use reconciler::InstanceReconciler;
+pub use uid::UidPool;
+
+/// Label of our containers: the Instance's name.
+pub const INSTANCE_LABEL: &str = "aos.edge/instance";
+/// Label of our containers: the digest of everything the task was made from.
+pub const CONFIG_LABEL: &str = "aos.edge/config";
+/// The finalizer that keeps an Instance until its task, mounts and files are gone.
+pub const FINALIZER: &str = "aos.edge/instance";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(transparent)]
+    Runtime(#[from] ContainersError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("rootfs: {0}")]
+    Rootfs(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("layer {0} is not ready on this node")]
+    LayerMissing(String),
+    #[error("the uid pool is exhausted ({0} instances hold every uid)")]
+    NoUid(u32),
+    #[error("the node declares no resource {0:?}")]
+    ResourceMissing(String),
+}
+
+impl Reason for InstanceError {
+    fn reason(&self) -> &'static str {
+        match self {
+            InstanceError::Runtime(e) => e.reason(),
+            InstanceError::Store(_) => "StoreError",
+            InstanceError::Io { .. } => "IoError",
+            InstanceError::Rootfs(_) => "RootfsFailed",
+            InstanceError::Config(_) => "InvalidConfig",
+            InstanceError::LayerMissing(_) => "LayerMissing",
+            InstanceError::NoUid(_) => "UidPoolExhausted",
+            InstanceError::ResourceMissing(_) => "ResourceMissing",
+        }
+    }
+}
+
+/// The defaults of REFERENCE.md and aosd's own, overridable per item and per instance.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub restart_interval: Duration,
+    pub start_burst: u32,
+    pub start_interval: Duration,
+    pub stop_grace: Duration,
+    /// Size of `/tmp` without a `tmpLimit`.
+    pub tmp_size: u64,
+    /// How often a running instance's usage is sampled into its status.
+    pub usage_interval: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            restart_interval: Duration::from_secs(1),
+            start_burst: 3,
+            start_interval: Duration::from_secs(5),
+            stop_grace: Duration::from_secs(10),
+            tmp_size: 64 << 20,
+            usage_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// The `aos-logger` binary.
+    pub logger: PathBuf,
+    pub max_size: u64,
+    pub max_files: usize,
+}
+
+/// Everything the controller works with.
+pub struct InstanceEnv {
+    pub containers: Arc<dyn Containers>,
+    pub layers: LayerStore,
+    /// A tmpfs of aosd's own for the small rootfs directories.
+    pub run_dir: PathBuf,
+    /// Per-instance state, storage and logs: `<dir>/<name>/`.
+    pub data_dir: PathBuf,
+    /// cgroups go under `/<cgroup_parent>/<name>`.
+    pub cgroup_parent: String,
+    pub host_root: PathBuf,
+    pub host_binds: Vec<String>,
+    pub resolv_conf: PathBuf,
+    pub resources: NodeResources,
+    pub logs: LogSettings,
+    pub defaults: Defaults,
+    pub uids: UidPool,
+    pub cgroups: cgroup::Cgroups,
+    /// Tasks that hit their memory limit since they started.
+    pub oom: Mutex<HashSet<String>>,
+    pub probes: probes::Probers,
+}
+
+impl InstanceEnv {
+    pub fn instance_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join(name)
+    }
+
+    pub fn log_dir(&self, name: &str) -> PathBuf {
+        self.instance_dir(name).join("logs")
+    }
+
+    pub fn run_dirs(&self, name: &str) -> rootfs::RunDirs {
+        rootfs::RunDirs {
+            root: self.run_dir.join("instances").join(name),
+        }
+    }
+
+    /// Stops a task: SIGTERM, up to `grace` for it to exit, then SIGKILL; then deletes the
+    /// task and container (which unmounts the rootfs).
+    pub async fn stop(&self, name: &str, grace: Duration) -> Result<(), InstanceError> {
+        if let Some(info) = self.containers.inspect(name).await? {
+            if info.task.is_some_and(|t| t.running) {
+                self.containers.kill(name, 15).await?;
+                let exited = tokio::time::timeout(grace, self.containers.wait(name)).await;
+                if exited.is_err() {
+                    tracing::info!(
+                        instance = name,
+                        grace_ms = grace.as_millis() as u64,
+                        "no exit after SIGTERM: SIGKILL"
+                    );
+                    self.containers.kill(name, 9).await?;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), self.containers.wait(name))
+                            .await;
+                }
+            }
+        }
+        self.containers.remove(name).await?;
+        self.probes.stop(name);
+        Ok(())
+    }
+}
+
+/// Feeds task exits and OOMs to the controller: a task's event wakes its Instance at once.
+pub fn spawn_events(
+    env: Arc<InstanceEnv>,
+    waker: Waker,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut events = match env.containers.events().await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "no task events: exits are seen only at resync");
+                return;
+            }
+        };
+        loop {
+            let ev = tokio::select! {
+                _ = stop.cancelled() => return,
+                ev = events.next() => ev,
+            };
+            let Some(ev) = ev else { return };
+            if let TaskEvent::Oom { id } = &ev {
+                env.oom
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone());
+            }
+            tracing::debug!(event = ?ev, "task event");
+            waker.wake(ev.id());
+        }
+    })
+}
+
+/// Stops and removes our containers whose Instance is gone (deleted while aosd was down).
+pub async fn sweep_orphans(
+    env: &InstanceEnv,
+    backend: Arc<dyn Backend>,
+) -> Result<usize, InstanceError> {
+    let api = Api::<InstanceSpec>::new(backend);
+    let (items, _) = api.list(&Default::default()).await?;
+    let wanted: HashSet<String> = items
+        .iter()
+        .map(|i: &Object<InstanceSpec>| i.name().to_string())
+        .collect();
+    let mut n = 0;
+    for c in env.containers.list().await? {
+        if !c.labels.contains_key(INSTANCE_LABEL) || wanted.contains(&c.id) {
+            continue;
+        }
+        tracing::info!(container = %c.id, "removing a container whose Instance is gone");
+        env.stop(&c.id, env.defaults.stop_grace).await?;
+        let _ = std::fs::remove_dir_all(env.run_dirs(&c.id).root);
+        n += 1;
+    }
+    Ok(n)
+}

@@ -1,0 +1,332 @@
+//! What a task of an instance is made of, computed without touching the host: the runtime
+//! spec, the layers and the top layer of its rootfs, its policy and environment; and a digest
+//! of all of it, kept as a container label, so that a running task is adopted when it matches
+//! and replaced when anything that shapes it changed.
+
+use std::path::PathBuf;
+
+use aos_api::{
+    EnvState, EnvVarStatus, InstanceSpec, ItemSpec, LayerPhase, LayerSpec, NodeSpec, Object,
+};
+use aos_store::{Api, Backend};
+use chrono::{DateTime, Utc};
+use sha2::Digest;
+use std::sync::Arc;
+
+use crate::config::{limits, NodeResource, RunConfig};
+use crate::policy::Policy;
+use crate::rootfs::{ImageLayer, TopLayer};
+use crate::spec::{self, Bind, Device, SpecInput};
+use crate::{InstanceEnv, InstanceError};
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct Plan {
+    pub spec: oci_spec::runtime::Spec,
+    /// Layer resource names and their stack entries, lowest first.
+    pub layers: Vec<(String, String, ImageLayer)>,
+    pub host_base: bool,
+    pub top: TopLayer,
+    pub policy: Policy,
+    pub env_status: Vec<EnvVarStatus>,
+    /// When an environment override expires next (the task is then re-made without it).
+    pub next_env_expiry: Option<DateTime<Utc>>,
+    pub env: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroups_path: String,
+    pub quotas: crate::config::Quotas,
+    /// The node's DMIPS and cores, for usage in DMIPS.
+    pub node_dmips: u64,
+    pub cores: u64,
+    pub hash: String,
+}
+
+/// Sets `NAME=value` in `env`, replacing an earlier value of the same name.
+fn set_env(env: &mut Vec<String>, kv: String) {
+    let name = kv.split('=').next().unwrap_or("").to_string();
+    env.retain(|e| e.split('=').next() != Some(name.as_str()));
+    env.push(kv);
+}
+
+fn device(d: &crate::config::ResourceDevice) -> Result<Device, InstanceError> {
+    use nix::sys::stat::{major, minor, stat, SFlag};
+    let st = stat(d.host_path.as_str())
+        .map_err(|e| InstanceError::Config(format!("device {}: {e}", d.host_path)))?;
+    let kind = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+        SFlag::S_IFCHR => 'c',
+        SFlag::S_IFBLK => 'b',
+        _ => {
+            return Err(InstanceError::Config(format!(
+                "{} is not a device",
+                d.host_path
+            )))
+        }
+    };
+    Ok(Device {
+        path: d
+            .container_path
+            .clone()
+            .unwrap_or_else(|| d.host_path.clone()),
+        kind,
+        major: major(st.st_rdev) as i64,
+        minor: minor(st.st_rdev) as i64,
+        access: d.permissions.clone().unwrap_or_else(|| "rwm".into()),
+        mode: st.st_mode & 0o7777,
+        gid: st.st_gid,
+    })
+}
+
+/// JSON text with object keys sorted, whatever map type produced it.
+fn canonical(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::from(k.as_str()),
+                        canonical(&m[*k])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        serde_json::Value::Array(a) => {
+            format!(
+                "[{}]",
+                a.iter().map(canonical).collect::<Vec<_>>().join(",")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+fn group_id(g: &str) -> Result<u32, InstanceError> {
+    if let Ok(n) = g.parse() {
+        return Ok(n);
+    }
+    match nix::unistd::Group::from_name(g) {
+        Ok(Some(gr)) => Ok(gr.gid.as_raw()),
+        _ => Err(InstanceError::Config(format!(
+            "host group {g:?} does not exist"
+        ))),
+    }
+}
+
+pub async fn plan(
+    env: &InstanceEnv,
+    backend: &Arc<dyn Backend>,
+    obj: &Object<InstanceSpec>,
+    item: &Object<ItemSpec>,
+    (uid, gid): (u32, u32),
+    now: DateTime<Utc>,
+) -> Result<Plan, InstanceError> {
+    let name = obj.name();
+    let s = &obj.spec;
+    let run = RunConfig::from_item_status(&item.status.config)?;
+    let item_run = run.item();
+
+    let layer_api = Api::<LayerSpec>::new(backend.clone());
+    let mut layers = Vec::new();
+    for lname in &item.status.layers {
+        let l = layer_api
+            .get_opt(lname)
+            .await?
+            .filter(|l| l.status.phase == LayerPhase::Ready)
+            .ok_or_else(|| InstanceError::LayerMissing(lname.clone()))?;
+        let diff_id = l
+            .spec
+            .diff_id
+            .clone()
+            .ok_or_else(|| InstanceError::LayerMissing(lname.clone()))?;
+        let record = env
+            .layers
+            .record(&diff_id)
+            .ok_or_else(|| InstanceError::LayerMissing(lname.clone()))?;
+        let root = env
+            .layers
+            .mount_path(&diff_id)
+            .map_err(|e| InstanceError::Rootfs(e.to_string()))?;
+        layers.push((
+            lname.clone(),
+            diff_id,
+            ImageLayer {
+                root,
+                implicit_dirs: record.implicit_dirs,
+            },
+        ));
+    }
+
+    let (nodes, _) = Api::<NodeSpec>::new(backend.clone())
+        .list(&Default::default())
+        .await?;
+    let (dmips, cores) = nodes
+        .first()
+        .map(|n| (n.status.dmips, n.status.cpus))
+        .unwrap_or((0, 1));
+    let limits = limits(&item_run, dmips, cores, env.defaults.tmp_size);
+
+    let resources: Vec<NodeResource> = env
+        .resources
+        .resolve(&item_run.resources)
+        .map_err(InstanceError::ResourceMissing)?;
+
+    let instance_id = aos_api::ids::instance_id(&s.item_id, &s.subject_id, s.index);
+    let mut vars = vec![
+        format!("AOS_ITEM_ID={}", s.item_id),
+        format!("AOS_SUBJECT_ID={}", s.subject_id),
+        format!("AOS_INSTANCE_INDEX={}", s.index),
+        format!("AOS_INSTANCE_ID={instance_id}"),
+    ];
+    let image_env = run.image.env.clone().unwrap_or_default();
+    if !image_env.iter().any(|e| e.starts_with("PATH=")) {
+        vars.push(DEFAULT_PATH.into());
+    }
+    for e in image_env {
+        set_env(&mut vars, e);
+    }
+    let mut binds = vec![
+        Bind {
+            source: env.instance_dir(name).join("state.dat"),
+            destination: "/state.dat".into(),
+            read_only: false,
+        },
+        Bind {
+            source: env.instance_dir(name).join("storage"),
+            destination: "/storage".into(),
+            read_only: false,
+        },
+    ];
+    let mut top = TopLayer {
+        hostname: item_run
+            .hostname
+            .clone()
+            .unwrap_or_else(|| name.to_string()),
+        resolv_conf: std::fs::read_to_string(&env.resolv_conf).unwrap_or_default(),
+        ..TopLayer::default()
+    };
+    let mut devices = Vec::new();
+    let mut groups = Vec::new();
+    for r in &resources {
+        for e in &r.env {
+            set_env(&mut vars, e.clone());
+        }
+        for d in &r.devices {
+            let dev = device(d)?;
+            groups.push(dev.gid);
+            if let Some(parent) = std::path::Path::new(&dev.path).parent() {
+                top.mount_dirs.push(parent.display().to_string());
+            }
+            devices.push(dev);
+        }
+        for m in &r.mounts {
+            let src = PathBuf::from(&m.source);
+            if src.is_dir() {
+                top.mount_dirs.push(m.destination.clone());
+            } else {
+                top.mount_files.push(m.destination.clone());
+            }
+            binds.push(Bind {
+                source: src,
+                destination: m.destination.clone(),
+                read_only: m.options.iter().any(|o| o == "ro"),
+            });
+        }
+        for g in &r.groups {
+            groups.push(group_id(g)?);
+        }
+        top.hosts.extend(r.hosts.iter().cloned());
+    }
+    groups.sort_unstable();
+    groups.dedup();
+
+    let mut env_status = Vec::new();
+    let mut next_env_expiry: Option<DateTime<Utc>> = None;
+    for o in &s.env {
+        match o.ttl {
+            Some(t) if t <= now => env_status.push(EnvVarStatus {
+                name: o.name.clone(),
+                state: EnvState::Expired,
+                message: Some(format!("expired at {}", t.to_rfc3339())),
+            }),
+            ttl => {
+                set_env(&mut vars, format!("{}={}", o.name, o.value));
+                if let Some(t) = ttl {
+                    next_env_expiry = Some(next_env_expiry.map_or(t, |n| n.min(t)));
+                }
+                env_status.push(EnvVarStatus {
+                    name: o.name.clone(),
+                    state: EnvState::Applied,
+                    message: None,
+                });
+            }
+        }
+    }
+
+    let cgroups_path = format!("/{}/{}", env.cgroup_parent, name);
+    let doc = spec::document(&SpecInput {
+        args: run.args(),
+        env: vars.clone(),
+        cwd: run.image.working_dir.clone().unwrap_or_default(),
+        uid,
+        gid,
+        additional_gids: groups,
+        hostname: top.hostname.clone(),
+        cgroups_path: cgroups_path.clone(),
+        limits,
+        binds,
+        devices,
+        sysctl: item_run.sysctl.clone(),
+        netns: None,
+    })?;
+    let spec = spec::from_document(doc.clone())?;
+    let policy = crate::policy::Policy::resolve(
+        &env.defaults,
+        &item_run.run_parameters,
+        s.restart_policy.as_ref(),
+    );
+    let host_base = run.uses_host_rootfs();
+    let mut h = sha2::Sha256::new();
+    // The OCI types hold sets and maps: hash our own document, with sorted keys.
+    h.update(canonical(&doc).as_bytes());
+    let hash = hex::encode(h.finalize())[..32].to_string();
+    Ok(Plan {
+        spec,
+        layers,
+        host_base,
+        top,
+        policy,
+        env_status,
+        next_env_expiry,
+        env: vars,
+        uid,
+        gid,
+        cgroups_path,
+        quotas: item_run.quotas.clone(),
+        node_dmips: dmips,
+        cores,
+        hash,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn canonical_json_does_not_depend_on_key_order() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"q": 2, "p": 3}], "x": null}}"#)
+                .unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{"a": {"x": null, "y": [1, {"p": 3, "q": 2}]}, "b": 1}"#)
+                .unwrap();
+        assert_eq!(super::canonical(&a), super::canonical(&b));
+        assert_eq!(
+            super::canonical(&a),
+            r#"{"a":{"x":null,"y":[1,{"p":3,"q":2}]},"b":1}"#
+        );
+    }
+}

@@ -1,0 +1,554 @@
+//! The reconcile of one Instance: level-triggered on the Instance, its Item, the task's
+//! events and the probes. Each pass looks at what runs and does the one next step: adopt,
+//! replace, record an exit and schedule the restart, fail after the burst, or start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aos_api::{
+    ConditionStatus, InstanceSpec, InstanceState, InstanceStatus, InstanceUsage, ItemPhase,
+    ItemSpec, LastExit, Object, RuntimeType,
+};
+use aos_containerd::{TaskIo, TaskSpec, TaskState};
+use aos_reconcile::{Action, Context, Reason, Reconciler};
+use aos_store::{Api, Backend};
+use chrono::{DateTime, Utc};
+
+use crate::plan::{plan, Plan};
+use crate::{rootfs, InstanceEnv, InstanceError, CONFIG_LABEL, FINALIZER, INSTANCE_LABEL};
+
+pub struct InstanceReconciler {
+    env: Arc<InstanceEnv>,
+}
+
+impl InstanceReconciler {
+    pub fn new(env: Arc<InstanceEnv>) -> Self {
+        InstanceReconciler { env }
+    }
+}
+
+fn cond(s: &mut InstanceStatus, t: &str, ok: bool, reason: &str, msg: &str, now: DateTime<Utc>) {
+    let st = if ok {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    s.common.set_condition(t, st, reason, msg, now);
+}
+
+fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    at.signed_duration_since(now)
+        .to_std()
+        .unwrap_or_default()
+        .max(Duration::from_millis(10))
+}
+
+async fn find_item(
+    backend: &Arc<dyn Backend>,
+    s: &InstanceSpec,
+) -> Result<Option<Object<ItemSpec>>, InstanceError> {
+    let (items, _) = Api::<ItemSpec>::new(backend.clone())
+        .list(&Default::default())
+        .await?;
+    Ok(items.into_iter().find(|i| {
+        i.spec.item_id == s.item_id
+            && i.spec.version == s.version
+            && i.metadata.deletion_timestamp.is_none()
+    }))
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(p)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| dir_size(&e.path()))
+        .sum()
+}
+
+impl InstanceReconciler {
+    /// The instance's uid and gid, allocated once and kept in its status.
+    async fn ids(
+        &self,
+        obj: &Object<InstanceSpec>,
+        api: &Api<InstanceSpec>,
+    ) -> Result<(u32, u32), InstanceError> {
+        if let Some(uid) = obj.status.uid {
+            self.env.uids.claim(uid);
+            return Ok((uid, obj.status.gid.unwrap_or(uid)));
+        }
+        let uid = self.env.uids.allocate(api).await?;
+        let s = &obj.spec;
+        let id = aos_api::ids::instance_id(&s.item_id, &s.subject_id, s.index).to_string();
+        api.update_status(obj.name(), |st| {
+            st.uid = Some(uid);
+            st.gid = Some(uid);
+            st.instance_id = id.clone();
+        })
+        .await?;
+        Ok((uid, uid))
+    }
+
+    /// The per-instance files that outlive tasks: `state.dat`, `storage/`, `logs/`.
+    fn prepare_data(&self, name: &str, uid: u32, gid: u32) -> Result<(), InstanceError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.env.instance_dir(name);
+        let io = |what: String| move |source| InstanceError::Io { what, source };
+        for d in [dir.join("storage"), dir.join("logs")] {
+            std::fs::create_dir_all(&d).map_err(io(format!("failed to create {}", d.display())))?;
+        }
+        let state = dir.join("state.dat");
+        if !state.exists() {
+            std::fs::write(&state, b"")
+                .map_err(io(format!("failed to create {}", state.display())))?;
+        }
+        for (p, mode) in [(state, 0o600), (dir.join("storage"), 0o700)] {
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid))
+                .and_then(|()| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)))
+                .map_err(io(format!("failed to hand {} to uid {uid}", p.display())))?;
+        }
+        Ok(())
+    }
+
+    async fn start(
+        &self,
+        obj: &Object<InstanceSpec>,
+        plan: Plan,
+        api: &Api<InstanceSpec>,
+        fresh_window: bool,
+    ) -> Result<Action, InstanceError> {
+        let env = &self.env;
+        let name = obj.name();
+        let now = Utc::now();
+        self.prepare_data(name, plan.uid, plan.gid)?;
+        for (lname, diff, _) in &plan.layers {
+            env.layers
+                .mount(diff)
+                .map_err(|e| InstanceError::Rootfs(format!("layer {lname}: {e}")))?;
+        }
+        let image_layers: Vec<_> = plan.layers.iter().map(|(_, _, l)| l.clone()).collect();
+        let base = plan
+            .host_base
+            .then_some((env.host_root.as_path(), env.host_binds.as_slice()));
+        let mount = rootfs::prepare(&env.run_dirs(name), &image_layers, base, &plan.top)?;
+        let task = TaskSpec {
+            id: name.to_string(),
+            spec: plan.spec.clone(),
+            rootfs: vec![mount],
+            io: TaskIo::Logger {
+                binary: env.logs.logger.clone(),
+                args: vec![
+                    ("--dir".into(), env.log_dir(name).display().to_string()),
+                    ("--max-size".into(), env.logs.max_size.to_string()),
+                    ("--max-files".into(), env.logs.max_files.to_string()),
+                ],
+            },
+            labels: [
+                (INSTANCE_LABEL.to_string(), name.to_string()),
+                (CONFIG_LABEL.to_string(), plan.hash.clone()),
+            ]
+            .into(),
+        };
+        let (window, starts) = if fresh_window {
+            plan.policy.record_start(None, 0, now)
+        } else {
+            plan.policy
+                .record_start(obj.status.window_start, obj.status.window_starts, now)
+        };
+        env.oom
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        let layer_names: Vec<String> = plan.layers.iter().map(|(n, _, _)| n.clone()).collect();
+        let version = obj.spec.version.clone();
+        let has_probes = obj.spec.probes.is_some();
+        match env.containers.run(&task).await {
+            Ok(pid) => {
+                tracing::info!(instance = name, pid, version = %version, "task started");
+                api.update_status(name, |s| {
+                    s.state = InstanceState::Active;
+                    s.pid = Some(pid);
+                    s.started_at = Some(now);
+                    s.running_version = Some(version.clone());
+                    s.window_start = Some(window);
+                    s.window_starts = starts;
+                    s.restart_at = None;
+                    s.failed_generation = 0;
+                    s.layers = layer_names.clone();
+                    s.env = plan.env_status.clone();
+                    s.usage = None;
+                    cond(s, "Running", true, "Started", "", now);
+                    cond(s, "ItemReady", true, "Ready", "", now);
+                    if has_probes {
+                        cond(
+                            s,
+                            "Ready",
+                            false,
+                            "ProbesPending",
+                            "waiting for the probes",
+                            now,
+                        );
+                    } else {
+                        cond(s, "Ready", true, "Running", "", now);
+                    }
+                })
+                .await?;
+                Ok(self.next_look(&plan, now))
+            }
+            Err(e) => {
+                tracing::warn!(instance = name, error = %e, "task did not start");
+                let msg = e.to_string();
+                self.record_stop(
+                    obj,
+                    &plan,
+                    api,
+                    None,
+                    e.reason(),
+                    &msg,
+                    Some((window, starts)),
+                )
+                .await
+            }
+        }
+    }
+
+    fn next_look(&self, plan: &Plan, now: DateTime<Utc>) -> Action {
+        let mut d = self.env.defaults.usage_interval;
+        if let Some(t) = plan.next_env_expiry {
+            d = d.min(until(t, now));
+        }
+        Action::Requeue(d)
+    }
+
+    /// Records a stopped task (an exit, a failed start or a probe's verdict) and schedules the
+    /// restart, or fails the instance when the burst is spent.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_stop(
+        &self,
+        obj: &Object<InstanceSpec>,
+        plan: &Plan,
+        api: &Api<InstanceSpec>,
+        exit_code: Option<i32>,
+        reason: &str,
+        message: &str,
+        window: Option<(DateTime<Utc>, u32)>,
+    ) -> Result<Action, InstanceError> {
+        let now = Utc::now();
+        let (w, n) = window.unwrap_or((
+            obj.status.window_start.unwrap_or(now),
+            obj.status.window_starts,
+        ));
+        let p = &plan.policy;
+        let exhausted = p.exhausted(Some(w), n, now);
+        let generation = obj.metadata.generation;
+        let restart_at = now + chrono::Duration::from_std(p.restart_interval).unwrap_or_default();
+        tracing::info!(
+            instance = obj.name(),
+            ?exit_code,
+            reason,
+            exhausted,
+            "task stopped"
+        );
+        api.update_status(obj.name(), |s| {
+            s.last_exit = Some(LastExit {
+                exit_code,
+                reason: reason.to_string(),
+                at: now,
+            });
+            s.pid = None;
+            s.window_start = Some(w);
+            s.window_starts = n;
+            cond(s, "Ready", false, reason, message, now);
+            if exhausted {
+                s.state = InstanceState::Failed;
+                s.failed_generation = generation;
+                s.restart_at = None;
+                let m = format!(
+                    "{n} starts within {} s; last: {reason} {message}",
+                    p.start_interval.as_secs()
+                );
+                cond(s, "Running", false, "CrashLoop", m.trim(), now);
+            } else {
+                s.state = InstanceState::Activating;
+                s.restart_at = Some(restart_at);
+                s.restarts += 1;
+                cond(s, "Running", false, "Restarting", message, now);
+            }
+        })
+        .await?;
+        Ok(if exhausted {
+            Action::AwaitChange
+        } else {
+            Action::Requeue(p.restart_interval)
+        })
+    }
+
+    /// A task that runs as planned: probes, usage and status.
+    async fn running(
+        &self,
+        obj: &Object<InstanceSpec>,
+        plan: Plan,
+        t: TaskState,
+        api: &Api<InstanceSpec>,
+    ) -> Result<Action, InstanceError> {
+        let env = &self.env;
+        let name = obj.name();
+        let now = Utc::now();
+        let mut ready = (true, "Running".to_string(), String::new());
+        if let Some(probes) = &obj.spec.probes {
+            let target = crate::probes::Target {
+                host: obj.status.ip.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                uid: plan.uid,
+                gid: plan.gid,
+                env: plan.env.clone(),
+            };
+            let key = format!("{}:{}", plan.hash, t.pid);
+            let st = env.probes.ensure(name, &key, probes, target);
+            if let Some(why) = st.failed {
+                env.stop(name, plan.policy.stop_grace).await?;
+                let reason = if why.starts_with("startup") {
+                    "StartupProbeFailed"
+                } else {
+                    "LivenessProbeFailed"
+                };
+                return self
+                    .record_stop(obj, &plan, api, None, reason, &why, None)
+                    .await;
+            }
+            ready = match (st.started, st.ready) {
+                (true, true) => (true, "ProbesPassed".into(), String::new()),
+                (false, _) => (
+                    false,
+                    "StartupPending".into(),
+                    "the startup probe has not passed yet".into(),
+                ),
+                (true, false) => (false, "ReadinessFailed".into(), st.message.clone()),
+            };
+        }
+        let usage = self.usage(obj, &plan, now);
+        let version = obj.spec.version.clone();
+        let layer_names: Vec<String> = plan.layers.iter().map(|(n, _, _)| n.clone()).collect();
+        api.update_status(name, |s| {
+            s.state = InstanceState::Active;
+            s.pid = Some(t.pid);
+            s.running_version = Some(version.clone());
+            s.restart_at = None;
+            s.layers = layer_names.clone();
+            s.env = plan.env_status.clone();
+            cond(s, "Running", true, "Started", "", now);
+            cond(s, "ItemReady", true, "Ready", "", now);
+            cond(s, "Ready", ready.0, &ready.1, &ready.2, now);
+            if let Some(u) = &usage {
+                for (t, used, limit) in [
+                    ("StateLimitExceeded", u.state_bytes, plan.quotas.state_limit),
+                    (
+                        "StorageLimitExceeded",
+                        u.storage_bytes,
+                        plan.quotas.storage_limit,
+                    ),
+                ] {
+                    if let Some(limit) = limit {
+                        let over = used > limit;
+                        let msg = format!("{used} bytes used of {limit}");
+                        cond(
+                            s,
+                            t,
+                            over,
+                            if over { "OverLimit" } else { "WithinLimit" },
+                            &msg,
+                            now,
+                        );
+                    }
+                }
+                s.usage = Some(u.clone());
+            }
+        })
+        .await?;
+        Ok(self.next_look(&plan, now))
+    }
+
+    /// A new usage sample when the last one is older than the usage interval.
+    fn usage(
+        &self,
+        obj: &Object<InstanceSpec>,
+        plan: &Plan,
+        now: DateTime<Utc>,
+    ) -> Option<InstanceUsage> {
+        let env = &self.env;
+        let prev = obj.status.usage.as_ref();
+        let interval = chrono::Duration::from_std(env.defaults.usage_interval).unwrap_or_default();
+        if prev.is_some_and(|p| now - p.updated_at < interval - chrono::Duration::milliseconds(500))
+        {
+            return None;
+        }
+        let cpu = env.cgroups.cpu_time_ns(&plan.cgroups_path).unwrap_or(0);
+        let cpu_percent = match prev {
+            Some(p) if cpu >= p.cpu_time_ns => {
+                let wall = (now - p.updated_at).num_nanoseconds().unwrap_or(0).max(1) as f64;
+                ((cpu - p.cpu_time_ns) as f64 / wall * 1000.0).round() / 10.0
+            }
+            _ => 0.0,
+        };
+        let per_core = plan.node_dmips / plan.cores.max(1);
+        let dir = env.instance_dir(obj.name());
+        Some(InstanceUsage {
+            cpu_percent,
+            cpu_dmips: (cpu_percent / 100.0 * per_core as f64) as u64,
+            ram_bytes: env.cgroups.memory_bytes(&plan.cgroups_path).unwrap_or(0),
+            state_bytes: dir_size(&dir.join("state.dat")),
+            storage_bytes: dir_size(&dir.join("storage")),
+            updated_at: now,
+            cpu_time_ns: cpu,
+        })
+    }
+}
+
+impl Reconciler for InstanceReconciler {
+    type Kind = InstanceSpec;
+    type Error = InstanceError;
+
+    fn finalizer(&self) -> Option<&'static str> {
+        Some(FINALIZER)
+    }
+
+    async fn apply(
+        &self,
+        obj: Arc<Object<InstanceSpec>>,
+        ctx: &Context<InstanceSpec>,
+    ) -> Result<Action, InstanceError> {
+        if obj.spec.runtime != RuntimeType::Container {
+            return Ok(Action::AwaitChange);
+        }
+        let env = &self.env;
+        let api = &ctx.api;
+        let name = obj.name();
+        let now = Utc::now();
+        let ids = self.ids(&obj, api).await?;
+        let item = find_item(&ctx.backend, &obj.spec).await?;
+        let info = env.containers.inspect(name).await?;
+        let running = info.as_ref().and_then(|i| i.task).filter(|t| t.running);
+        let Some(item) = item.filter(|i| i.status.phase == ItemPhase::Ready) else {
+            let msg = format!(
+                "waiting for Item {} version {} to be Ready{}",
+                obj.spec.item_id,
+                obj.spec.version,
+                match &obj.status.running_version {
+                    Some(v) if running.is_some() => format!("; version {v} keeps running"),
+                    _ => String::new(),
+                }
+            );
+            api.update_status(name, |s| {
+                cond(s, "ItemReady", false, "WaitingForItem", &msg, now);
+                if running.is_none() && s.state != InstanceState::Failed {
+                    s.state = InstanceState::Activating;
+                }
+            })
+            .await?;
+            return Ok(Action::AwaitChange);
+        };
+        let plan = match plan(env, &ctx.backend, &obj, &item, ids, now).await {
+            Ok(p) => p,
+            Err(e) => {
+                let msg = e.to_string();
+                api.update_status(name, |s| {
+                    cond(s, "Running", running.is_some(), e.reason(), &msg, now);
+                })
+                .await?;
+                return Err(e);
+            }
+        };
+        let generation = obj.metadata.generation;
+        let mut fresh_window = false;
+        if let Some(i) = &info {
+            match i.task {
+                Some(t) if t.running => {
+                    if i.labels.get(CONFIG_LABEL) == Some(&plan.hash) {
+                        return self.running(&obj, plan, t, api).await;
+                    }
+                    tracing::info!(instance = name, version = %obj.spec.version, "the instance changed: replacing its task");
+                    env.stop(name, plan.policy.stop_grace).await?;
+                    fresh_window = true;
+                }
+                Some(t) => {
+                    env.containers.remove(name).await?;
+                    env.probes.stop(name);
+                    let code = (t.exit_status & 0xff) as i32;
+                    let oom = env
+                        .oom
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(name);
+                    let reason = if oom {
+                        "OOMKilled"
+                    } else if t.exit_status == 0 {
+                        "Completed"
+                    } else if t.exit_status >= 128 {
+                        "Killed"
+                    } else {
+                        "Error"
+                    };
+                    let msg = format!("exited with status {}", t.exit_status);
+                    return self
+                        .record_stop(&obj, &plan, api, Some(code), reason, &msg, None)
+                        .await;
+                }
+                None => env.containers.remove(name).await?,
+            }
+        }
+        if !fresh_window {
+            let st = &obj.status;
+            if st.state == InstanceState::Failed && st.failed_generation == generation {
+                return Ok(Action::AwaitChange);
+            }
+            if st.state == InstanceState::Failed {
+                fresh_window = true;
+            } else if let Some(at) = st.restart_at.filter(|at| *at > now) {
+                return Ok(Action::Requeue(until(at, now)));
+            }
+        }
+        self.start(&obj, plan, api, fresh_window).await
+    }
+
+    async fn cleanup(
+        &self,
+        obj: Arc<Object<InstanceSpec>>,
+        ctx: &Context<InstanceSpec>,
+    ) -> Result<Action, InstanceError> {
+        if obj.spec.runtime != RuntimeType::Container {
+            return Ok(Action::AwaitChange);
+        }
+        let env = &self.env;
+        let name = obj.name();
+        let _ = ctx
+            .api
+            .update_status(name, |s| s.state = InstanceState::Inactive)
+            .await;
+        let grace = obj
+            .spec
+            .restart_policy
+            .as_ref()
+            .and_then(|p| p.stop_grace)
+            .map(|g| g.0)
+            .unwrap_or(env.defaults.stop_grace);
+        env.stop(name, grace).await?;
+        let io = |what: String| move |source| InstanceError::Io { what, source };
+        for dir in [env.run_dirs(name).root, env.instance_dir(name)] {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(format!("failed to remove {}", dir.display()))(e)),
+            }
+        }
+        if let Some(uid) = obj.status.uid {
+            env.uids.release(uid);
+        }
+        tracing::info!(instance = name, "instance removed");
+        Ok(Action::AwaitChange)
+    }
+}

@@ -1,0 +1,132 @@
+//! Wiring of the container runtime: containerd (reached in the background, so that the API
+//! serves while containerd starts), the tmpfs for rootfs directories, the Instance controller,
+//! its Item watch and task events, and the sweep of containers whose Instance is gone.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context as _};
+use aos_api::{InstanceSpec, ItemSpec, Object};
+use aos_containerd::{Containerd, RuntimeOptions};
+use aos_instance_controller::{
+    cgroup::Cgroups, probes::Probers, rootfs, Defaults, InstanceEnv, InstanceReconciler,
+    LogSettings, NodeResources, UidPool,
+};
+use aos_reconcile::{Controller, ControllerConfig};
+use aos_store::Backend;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Where instances keep state, storage and logs.
+pub fn instances_dir(c: &Config) -> PathBuf {
+    c.data_dir.join("instances")
+}
+
+fn logger_path(c: &Config) -> anyhow::Result<PathBuf> {
+    let configured = &c.runtimes.container.logger;
+    let path = if configured.as_os_str().is_empty() {
+        std::env::current_exe()
+            .context("failed to find aosd's own path")?
+            .with_file_name("aos-logger")
+    } else {
+        configured.clone()
+    };
+    if !path.is_file() {
+        bail!(
+            "the logging binary {} is missing (install aos-logger beside aosd or set runtimes.container.logger)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Starts the container runtime's controller once containerd answers.
+pub fn spawn(
+    tasks: &mut JoinSet<()>,
+    c: &Config,
+    layers: aos_image::layerstore::LayerStore,
+    backend: Arc<dyn Backend>,
+    config: ControllerConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let rc = c.runtimes.container.clone();
+    if !rc.enabled {
+        return Ok(());
+    }
+    let run_dir = c.data_dir.join("run");
+    rootfs::ensure_tmpfs(&run_dir, rc.run_dir_mib)
+        .with_context(|| format!("failed to prepare {}", run_dir.display()))?;
+    let logger = logger_path(c)?;
+    let resources = NodeResources::load(&rc.resources_file)?;
+    let data_dir = instances_dir(c);
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let containerd = loop {
+            match Containerd::connect(&rc.containerd_socket, &rc.namespace).await {
+                Ok(cd) => break cd,
+                Err(e) => {
+                    tracing::warn!(error = %e, "containerd is not reachable yet; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        };
+        let containers = Arc::new(containerd.with_runtime(RuntimeOptions {
+            binary: rc.runtime_binary.clone(),
+            root: rc.runtime_root.clone(),
+        }));
+        let env = Arc::new(InstanceEnv {
+            containers: containers.clone(),
+            layers,
+            run_dir,
+            data_dir,
+            cgroup_parent: rc.cgroup_parent.clone(),
+            host_root: PathBuf::from("/"),
+            host_binds: rc.host_binds.clone(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            resources,
+            logs: LogSettings {
+                logger,
+                max_size: rc.log_max_size,
+                max_files: rc.log_max_files,
+            },
+            defaults: Defaults {
+                restart_interval: rc.restart_interval.0,
+                start_burst: rc.start_burst,
+                start_interval: rc.start_interval.0,
+                stop_grace: rc.stop_grace.0,
+                tmp_size: rc.tmp_size_mib << 20,
+                usage_interval: rc.usage_interval.0,
+            },
+            uids: UidPool::new(rc.uid_base, rc.uid_count),
+            cgroups: Cgroups::detect(std::path::Path::new("/sys/fs/cgroup")),
+            oom: Mutex::new(Default::default()),
+            probes: Probers::new(containers),
+        });
+        match aos_instance_controller::sweep_orphans(&env, backend.clone()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed containers of deleted instances"),
+            Err(e) => tracing::warn!(error = %e, "failed to sweep orphan containers"),
+        }
+        let controller = Controller::new(InstanceReconciler::new(env.clone()), backend, config);
+        let reader = controller.reader();
+        let controller = controller.watches::<ItemSpec>(move |item: &Object<ItemSpec>| {
+            reader
+                .list()
+                .iter()
+                .filter(|i: &&Arc<Object<InstanceSpec>>| i.spec.item_id == item.spec.item_id)
+                .map(|i| i.name().to_string())
+                .collect()
+        });
+        let waker = controller.waker();
+        env.probes.set_waker(waker.clone());
+        let events = aos_instance_controller::spawn_events(env, waker, stop.clone());
+        controller.run(stop).await;
+        let _ = events.await;
+    });
+    Ok(())
+}
