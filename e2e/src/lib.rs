@@ -48,6 +48,16 @@ pub struct Aosd {
 pub struct AosdOptions {
     pub config: Option<String>,
     pub args: Vec<String>,
+    /// containerd's socket; without one aosd is pointed at a socket that does not exist, so
+    /// that no test touches a containerd it did not start.
+    pub containerd: Option<PathBuf>,
+}
+
+/// A containerd namespace of this test process alone (runc state is shared per namespace).
+pub fn unique_namespace() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("aos-e2e-{}-{n}", std::process::id())
 }
 
 impl Aosd {
@@ -69,6 +79,19 @@ impl Aosd {
         )
         .unwrap();
         let started = Instant::now();
+        let mut opts = opts;
+        match &opts.containerd {
+            Some(sock) => opts.args.extend([
+                "--containerd-socket".to_string(),
+                sock.display().to_string(),
+                "--namespace".to_string(),
+                unique_namespace(),
+            ]),
+            None => opts.args.extend([
+                "--containerd-socket".to_string(),
+                dir.path().join("no-containerd.sock").display().to_string(),
+            ]),
+        }
         let child = Self::spawn(dir.path(), &socket, &opts);
         let mut aosd = Aosd {
             opts,
@@ -110,6 +133,21 @@ impl Aosd {
         self.child = Self::spawn(self.dir.path(), &self.socket, &self.opts);
         self.ready_after = self.wait_ready(started);
         status
+    }
+
+    /// Kills aosd with SIGKILL (no cleanup at all) and starts it again on the same data.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let started = Instant::now();
+        self.child = Self::spawn(self.dir.path(), &self.socket, &self.opts);
+        self.ready_after = self.wait_ready(started);
+    }
+
+    /// The containerd namespace this aosd uses, if it was given a containerd.
+    pub fn namespace(&self) -> Option<String> {
+        let i = self.opts.args.iter().position(|a| a == "--namespace")?;
+        self.opts.args.get(i + 1).cloned()
     }
 
     /// Sends SIGTERM and waits for the exit.

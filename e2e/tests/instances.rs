@@ -1,0 +1,214 @@
+//! The container runtime end to end, driven through aosctl against a real containerd (started
+//! per test), a real registry and real cgroups: instances run from a pulled item, log, keep
+//! `/state.dat` across restarts and a version update, are restarted when killed, fail after a
+//! crash loop, are adopted after `kill -9` of aosd, obey probes, and leave nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aos_e2e::{Aosd, AosdOptions};
+use aos_testkit::containerd::ContainerdProcess;
+use aos_testkit::Registry;
+use serde_json::Value;
+
+/// aosd and its containerd; containerd is cleaned up first (its shims, tasks and rootfs
+/// mounts), then aosd (its layer mounts and tmpfs).
+struct Node {
+    containerd: ContainerdProcess,
+    aosd: Aosd,
+}
+
+impl Node {
+    fn start(config: &str) -> Node {
+        let containerd = ContainerdProcess::start();
+        let aosd = Aosd::start_with(AosdOptions {
+            config: Some(format!(
+                "[runtimes.container]\nstop_grace = \"2s\"\nusage_interval = \"1s\"\n{config}"
+            )),
+            containerd: Some(containerd.socket.clone()),
+            ..Default::default()
+        });
+        aosd.wait_node_ready();
+        Node { containerd, aosd }
+    }
+
+    fn apply(&self, yaml: &str) {
+        let f = self.aosd.path().join(format!("apply-{}.yaml", rand_suffix()));
+        std::fs::write(&f, yaml).unwrap();
+        self.aosd.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+
+    fn containers(&self) -> String {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(&self.containerd.socket)
+            .args(["-n", &self.aosd.namespace().unwrap(), "containers", "ls", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn until_instance(&self, name: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
+        self.aosd.until("instance", name, secs, f)
+    }
+
+    fn active(&self, name: &str) -> Value {
+        self.until_instance(name, 60, |v| v["status"]["state"] == "active" && v["status"]["pid"].is_u64())
+    }
+
+    fn file(&self, name: &str, rel: &str) -> String {
+        std::fs::read_to_string(self.aosd.path().join("data/instances").join(name).join(rel))
+            .unwrap_or_default()
+    }
+
+    /// Waits until `aosctl logs NAME` shows `text`.
+    fn logs_show(&self, name: &str, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let out = self.aosd.run(&["logs", name]);
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "logs of {name} never showed {text:?}: {s}\n{}",
+                self.aosd.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn instance(name: &str, item: &str, version: &str, index: u64, extra: &str) -> String {
+    format!(
+        "apiVersion: aos.edge/v1alpha1\nkind: Instance\nmetadata:\n  name: {name}\nspec:\n  itemId: {item}\n  version: {version}\n  subjectId: e2e\n  index: {index}\n  runtime: container\n{extra}---\n"
+    )
+}
+
+fn item(item: &str, version: &str, source: &str) -> String {
+    format!(
+        "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: {item}-{version}\nspec:\n  itemId: {item}\n  version: {version}\n  source:\n    {source}\n---\n"
+    )
+}
+
+/// A service folder with this config and one script.
+fn service(dir: &Path, config: &str, script: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("meta")).unwrap();
+    std::fs::create_dir_all(dir.join("src/usr/bin")).unwrap();
+    std::fs::write(dir.join("meta/config.yaml"), config).unwrap();
+    let s = dir.join("src/usr/bin/svc.sh");
+    std::fs::write(&s, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir.to_path_buf()
+}
+
+fn pack(aosd: &Aosd, dir: &Path, out: &Path) {
+    aosd.ok(&["pack", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+}
+
+fn cgroup_file(name: &str, v1_controller: &str, v1: &str, v2: &str) -> PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        root.join("aos").join(name).join(v2)
+    } else {
+        root.join(v1_controller).join("aos").join(name).join(v1)
+    }
+}
+
+#[test]
+fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let mut node = Node::start(&format!(
+        "[images]\ninsecure_registries = [\"{}\"]\n",
+        registry.host()
+    ));
+    let aosd = &node.aosd;
+    // Two versions of the example service; the second greets differently.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services/state-writer");
+    let v2 = tmp.path().join("v2");
+    Command::new("cp").arg("-r").arg(&examples).arg(&v2).status().unwrap();
+    let cfg = std::fs::read_to_string(v2.join("meta/config.yaml")).unwrap();
+    std::fs::write(v2.join("meta/config.yaml"), cfg.replace("GREETING: hello", "GREETING: hello-v2")).unwrap();
+    for (dir, tag) in [(examples.as_path(), "1.0.0"), (v2.as_path(), "2.0.0")] {
+        let archive = tmp.path().join(format!("{tag}.tar"));
+        pack(aosd, dir, &archive);
+        let reference = format!("{}/e2e/state-writer:{tag}", registry.host());
+        aosd.ok(&["push", archive.to_str().unwrap(), &reference, "--insecure", &registry.host()]);
+    }
+    let src = |tag: &str| format!("registry: {}/e2e/state-writer:{tag}", registry.host());
+    node.apply(&(item("state-writer", "1.0.0", &src("1.0.0"))
+        + &instance("sw-0", "state-writer", "1.0.0", 0, "")
+        + &instance("sw-1", "state-writer", "1.0.0", 1, "")));
+    let a = node.active("sw-0");
+    let b = node.active("sw-1");
+    assert_ne!(a["status"]["uid"], b["status"]["uid"], "each instance has its own uid");
+    assert!(node.logs_show("sw-0", "hello from state-writer (start 1)").contains("start 1"));
+    node.logs_show("sw-1", "hello from state-writer (start 1)");
+    assert_eq!(node.file("sw-0", "state.dat").trim(), "1");
+
+    // Limits of the item config are in the task's cgroup.
+    let limit = std::fs::read_to_string(cgroup_file("sw-0", "memory", "memory.limit_in_bytes", "memory.max")).unwrap();
+    assert_eq!(limit.trim(), "16777216");
+    let pids = std::fs::read_to_string(cgroup_file("sw-0", "pids", "pids.max", "pids.max")).unwrap();
+    assert_eq!(pids.trim(), "16");
+
+    // aosd killed and started again: the task is adopted, not restarted.
+    let pid = a["status"]["pid"].as_u64().unwrap();
+    node.aosd.crash_and_restart();
+    std::thread::sleep(Duration::from_secs(2));
+    let again = node.active("sw-0");
+    assert_eq!(again["status"]["pid"].as_u64(), Some(pid), "{}", node.aosd.log());
+    assert_eq!(again["status"]["restarts"], 0);
+
+    // The process killed: restarted, counted, state kept.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let v = node.until_instance("sw-0", 30, |v| {
+        v["status"]["restarts"] == 1 && v["status"]["state"] == "active" && v["status"]["pid"].as_u64() != Some(pid)
+    });
+    assert_eq!(v["status"]["lastExit"]["reason"], "Killed");
+    assert_eq!(v["status"]["lastExit"]["exitCode"], 137);
+    node.logs_show("sw-0", "(start 2)");
+    assert_eq!(node.file("sw-0", "state.dat").trim(), "2");
+
+    // A version update: the new version is downloaded, then replaces the old task; state stays.
+    node.apply(&(item("state-writer", "2.0.0", &src("2.0.0"))
+        + &instance("sw-0", "state-writer", "2.0.0", 0, "")));
+    node.until_instance("sw-0", 60, |v| {
+        v["status"]["runningVersion"] == "2.0.0" && v["status"]["state"] == "active"
+    });
+    node.logs_show("sw-0", "hello-v2 from state-writer (start 3)");
+    assert_eq!(node.file("sw-0", "state.dat").trim(), "3");
+    assert_eq!(node.json("item", "state-writer-1.0.0")["status"]["phase"], "Ready", "the old version stays for rollback");
+
+    // Usage is sampled into the status and shown by top.
+    let v = node.until_instance("sw-1", 30, |v| v["status"]["usage"]["ramBytes"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(v["status"]["usage"]["stateBytes"], 2, "\"1\\n\" in state.dat");
+    assert!(node.aosd.ok(&["top"]).contains("sw-1"));
+
+    // Delete: nothing of the instances is left.
+    let aosd = &node.aosd;
+    aosd.ok(&["delete", "instance", "sw-0", "sw-1", "--wait"]);
+    assert_eq!(node.containers().trim(), "", "no container left");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains("/sw-0/") && !mounts.contains("/sw-1/"), "{mounts}");
+    for n in ["sw-0", "sw-1"] {
+        assert!(!aosd.path().join("data/instances").join(n).exists());
+        assert!(!aosd.path().join("data/run/instances").join(n).exists());
+        assert!(!cgroup_file(n, "memory", "", "").exists(), "cgroup of {n} left");
+    }
+}
+
+impl Node {
+    fn json(&self, kind: &str, name: &str) -> Value {
+        self.aosd.json(kind, name)
+    }
+}
