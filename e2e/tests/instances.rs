@@ -34,7 +34,10 @@ impl Node {
     }
 
     fn apply(&self, yaml: &str) {
-        let f = self.aosd.path().join(format!("apply-{}.yaml", rand_suffix()));
+        let f = self
+            .aosd
+            .path()
+            .join(format!("apply-{}.yaml", rand_suffix()));
         std::fs::write(&f, yaml).unwrap();
         self.aosd.ok(&["apply", "-f", f.to_str().unwrap()]);
     }
@@ -43,7 +46,13 @@ impl Node {
         let out = Command::new("ctr")
             .arg("-a")
             .arg(&self.containerd.socket)
-            .args(["-n", &self.aosd.namespace().unwrap(), "containers", "ls", "-q"])
+            .args([
+                "-n",
+                &self.aosd.namespace().unwrap(),
+                "containers",
+                "ls",
+                "-q",
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -54,7 +63,9 @@ impl Node {
     }
 
     fn active(&self, name: &str) -> Value {
-        self.until_instance(name, 60, |v| v["status"]["state"] == "active" && v["status"]["pid"].is_u64())
+        self.until_instance(name, 60, |v| {
+            v["status"]["state"] == "active" && v["status"]["pid"].is_u64()
+        })
     }
 
     fn file(&self, name: &str, rel: &str) -> String {
@@ -135,30 +146,59 @@ fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothin
     // Two versions of the example service; the second greets differently.
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services/state-writer");
     let v2 = tmp.path().join("v2");
-    Command::new("cp").arg("-r").arg(&examples).arg(&v2).status().unwrap();
+    Command::new("cp")
+        .arg("-r")
+        .arg(&examples)
+        .arg(&v2)
+        .status()
+        .unwrap();
     let cfg = std::fs::read_to_string(v2.join("meta/config.yaml")).unwrap();
-    std::fs::write(v2.join("meta/config.yaml"), cfg.replace("GREETING: hello", "GREETING: hello-v2")).unwrap();
+    std::fs::write(
+        v2.join("meta/config.yaml"),
+        cfg.replace("GREETING: hello", "GREETING: hello-v2"),
+    )
+    .unwrap();
     for (dir, tag) in [(examples.as_path(), "1.0.0"), (v2.as_path(), "2.0.0")] {
         let archive = tmp.path().join(format!("{tag}.tar"));
         pack(aosd, dir, &archive);
         let reference = format!("{}/e2e/state-writer:{tag}", registry.host());
-        aosd.ok(&["push", archive.to_str().unwrap(), &reference, "--insecure", &registry.host()]);
+        aosd.ok(&[
+            "push",
+            archive.to_str().unwrap(),
+            &reference,
+            "--insecure",
+            &registry.host(),
+        ]);
     }
     let src = |tag: &str| format!("registry: {}/e2e/state-writer:{tag}", registry.host());
-    node.apply(&(item("state-writer", "1.0.0", &src("1.0.0"))
-        + &instance("sw-0", "state-writer", "1.0.0", 0, "")
-        + &instance("sw-1", "state-writer", "1.0.0", 1, "")));
+    node.apply(
+        &(item("state-writer", "1.0.0", &src("1.0.0"))
+            + &instance("sw-0", "state-writer", "1.0.0", 0, "")
+            + &instance("sw-1", "state-writer", "1.0.0", 1, "")),
+    );
     let a = node.active("sw-0");
     let b = node.active("sw-1");
-    assert_ne!(a["status"]["uid"], b["status"]["uid"], "each instance has its own uid");
-    assert!(node.logs_show("sw-0", "hello from state-writer (start 1)").contains("start 1"));
+    assert_ne!(
+        a["status"]["uid"], b["status"]["uid"],
+        "each instance has its own uid"
+    );
+    assert!(node
+        .logs_show("sw-0", "hello from state-writer (start 1)")
+        .contains("start 1"));
     node.logs_show("sw-1", "hello from state-writer (start 1)");
     assert_eq!(node.file("sw-0", "state.dat").trim(), "1");
 
     // Limits of the item config are in the task's cgroup.
-    let limit = std::fs::read_to_string(cgroup_file("sw-0", "memory", "memory.limit_in_bytes", "memory.max")).unwrap();
+    let limit = std::fs::read_to_string(cgroup_file(
+        "sw-0",
+        "memory",
+        "memory.limit_in_bytes",
+        "memory.max",
+    ))
+    .unwrap();
     assert_eq!(limit.trim(), "16777216");
-    let pids = std::fs::read_to_string(cgroup_file("sw-0", "pids", "pids.max", "pids.max")).unwrap();
+    let pids =
+        std::fs::read_to_string(cgroup_file("sw-0", "pids", "pids.max", "pids.max")).unwrap();
     assert_eq!(pids.trim(), "16");
 
     // aosd killed and started again: the task is adopted, not restarted.
@@ -166,13 +206,24 @@ fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothin
     node.aosd.crash_and_restart();
     std::thread::sleep(Duration::from_secs(2));
     let again = node.active("sw-0");
-    assert_eq!(again["status"]["pid"].as_u64(), Some(pid), "{}", node.aosd.log());
+    assert_eq!(
+        again["status"]["pid"].as_u64(),
+        Some(pid),
+        "{}",
+        node.aosd.log()
+    );
     assert_eq!(again["status"]["restarts"], 0);
 
     // The process killed: restarted, counted, state kept.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let v = node.until_instance("sw-0", 30, |v| {
-        v["status"]["restarts"] == 1 && v["status"]["state"] == "active" && v["status"]["pid"].as_u64() != Some(pid)
+        v["status"]["restarts"] == 1
+            && v["status"]["state"] == "active"
+            && v["status"]["pid"].as_u64() != Some(pid)
     });
     assert_eq!(v["status"]["lastExit"]["reason"], "Killed");
     assert_eq!(v["status"]["lastExit"]["exitCode"], 137);
@@ -180,18 +231,29 @@ fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothin
     assert_eq!(node.file("sw-0", "state.dat").trim(), "2");
 
     // A version update: the new version is downloaded, then replaces the old task; state stays.
-    node.apply(&(item("state-writer", "2.0.0", &src("2.0.0"))
-        + &instance("sw-0", "state-writer", "2.0.0", 0, "")));
+    node.apply(
+        &(item("state-writer", "2.0.0", &src("2.0.0"))
+            + &instance("sw-0", "state-writer", "2.0.0", 0, "")),
+    );
     node.until_instance("sw-0", 60, |v| {
         v["status"]["runningVersion"] == "2.0.0" && v["status"]["state"] == "active"
     });
     node.logs_show("sw-0", "hello-v2 from state-writer (start 3)");
     assert_eq!(node.file("sw-0", "state.dat").trim(), "3");
-    assert_eq!(node.json("item", "state-writer-1.0.0")["status"]["phase"], "Ready", "the old version stays for rollback");
+    assert_eq!(
+        node.json("item", "state-writer-1.0.0")["status"]["phase"],
+        "Ready",
+        "the old version stays for rollback"
+    );
 
     // Usage is sampled into the status and shown by top.
-    let v = node.until_instance("sw-1", 30, |v| v["status"]["usage"]["ramBytes"].as_u64().unwrap_or(0) > 0);
-    assert_eq!(v["status"]["usage"]["stateBytes"], 2, "\"1\\n\" in state.dat");
+    let v = node.until_instance("sw-1", 30, |v| {
+        v["status"]["usage"]["ramBytes"].as_u64().unwrap_or(0) > 0
+    });
+    assert_eq!(
+        v["status"]["usage"]["stateBytes"], 2,
+        "\"1\\n\" in state.dat"
+    );
     assert!(node.aosd.ok(&["top"]).contains("sw-1"));
 
     // Delete: nothing of the instances is left.
@@ -199,11 +261,17 @@ fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothin
     aosd.ok(&["delete", "instance", "sw-0", "sw-1", "--wait"]);
     assert_eq!(node.containers().trim(), "", "no container left");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    assert!(!mounts.contains("/sw-0/") && !mounts.contains("/sw-1/"), "{mounts}");
+    assert!(
+        !mounts.contains("/sw-0/") && !mounts.contains("/sw-1/"),
+        "{mounts}"
+    );
     for n in ["sw-0", "sw-1"] {
         assert!(!aosd.path().join("data/instances").join(n).exists());
         assert!(!aosd.path().join("data/run/instances").join(n).exists());
-        assert!(!cgroup_file(n, "memory", "", "").exists(), "cgroup of {n} left");
+        assert!(
+            !cgroup_file(n, "memory", "", "").exists(),
+            "cgroup of {n} left"
+        );
     }
 }
 
@@ -211,4 +279,134 @@ impl Node {
     fn json(&self, kind: &str, name: &str) -> Value {
         self.aosd.json(kind, name)
     }
+}
+
+#[test]
+fn a_crash_loop_fails_after_the_burst_with_its_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start("");
+    let dir = service(
+        &tmp.path().join("crasher"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n  runParameters:\n    restartInterval: 0.2s\n    startBurst: 3\n    startInterval: 10s\n",
+        "#!/bin/sh\necho boom\nexit 3\n",
+    );
+    let archive = tmp.path().join("crasher.tar");
+    pack(&node.aosd, &dir, &archive);
+    node.apply(
+        &(item("crasher", "v1", &format!("archive: {}", archive.display()))
+            + &instance("crasher-0", "crasher", "v1", 0, "")),
+    );
+    let v = node.until_instance("crasher-0", 60, |v| v["status"]["state"] == "failed");
+    assert_eq!(v["status"]["lastExit"]["exitCode"], 3);
+    assert_eq!(v["status"]["lastExit"]["reason"], "Error");
+    assert_eq!(
+        v["status"]["restarts"], 2,
+        "three starts: the first and two restarts"
+    );
+    let running = v["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Running")
+        .unwrap()
+        .clone();
+    assert_eq!(running["reason"], "CrashLoop");
+    assert!(
+        running["message"].as_str().unwrap().contains("3 starts"),
+        "{running}"
+    );
+    let logs = node.logs_show("crasher-0", "boom");
+    assert_eq!(logs.matches("boom").count(), 3, "{logs}");
+    // Failed stays failed until the Instance changes; a change starts it afresh.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(node.json("instance", "crasher-0")["status"]["restarts"], 2);
+    node.apply(&instance(
+        "crasher-0",
+        "crasher",
+        "v1",
+        0,
+        "  env:\n  - name: TRY\n    value: again\n",
+    ));
+    node.until_instance("crasher-0", 30, |v| {
+        v["status"]["restarts"].as_u64() > Some(2)
+    });
+    node.aosd.ok(&["delete", "instance", "crasher-0", "--wait"]);
+    assert_eq!(node.containers().trim(), "");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_failing_readiness_probe_keeps_an_instance_unready_and_a_failing_liveness_probe_restarts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start("");
+    let port = free_port();
+    let dir = service(
+        &tmp.path().join("web"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n",
+        "#!/bin/sh\nmkdir -p /tmp/www && echo ok > /tmp/www/healthy\nexec /bin/busybox httpd -f -p \"127.0.0.1:$PORT\" -h /tmp/www\n",
+    );
+    let archive = tmp.path().join("web.tar");
+    pack(&node.aosd, &dir, &archive);
+    let probe = |kind: &str, path: &str| {
+        format!("    {kind}:\n      httpGet:\n        path: {path}\n        port: {port}\n      period: 0.3s\n      failureThreshold: 2\n")
+    };
+    let env = format!("  env:\n  - name: PORT\n    value: \"{port}\"\n");
+    node.apply(
+        &(item("web", "v1", &format!("archive: {}", archive.display()))
+            + &instance(
+                "web-ready",
+                "web",
+                "v1",
+                0,
+                &format!("{env}  probes:\n{}", probe("readiness", "/healthy")),
+            )),
+    );
+    // A passing readiness probe makes it Ready.
+    let ready = |v: &Value| {
+        v["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .map(|c| c["status"] == "True")
+    };
+    node.until_instance("web-ready", 60, |v| ready(v) == Some(true));
+    // The same instance probing a missing page: running, never Ready.
+    node.apply(&instance(
+        "web-ready",
+        "web",
+        "v1",
+        0,
+        &format!("{env}  probes:\n{}", probe("readiness", "/missing")),
+    ));
+    let v = node.until_instance("web-ready", 30, |v| {
+        ready(v) == Some(false) && v["status"]["state"] == "active"
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let v2 = node.json("instance", "web-ready");
+    assert_eq!(ready(&v2), Some(false), "{v2:#}");
+    assert_eq!(
+        v2["status"]["restarts"], v["status"]["restarts"],
+        "readiness does not restart"
+    );
+
+    // Liveness on the missing page: restarted with the probe's reason.
+    node.apply(&instance(
+        "web-ready",
+        "web",
+        "v1",
+        0,
+        &format!("{env}  probes:\n{}", probe("liveness", "/missing")),
+    ));
+    let v = node.until_instance("web-ready", 30, |v| {
+        v["status"]["lastExit"]["reason"] == "LivenessProbeFailed"
+    });
+    assert!(v["status"]["restarts"].as_u64() >= Some(1));
+    node.aosd.ok(&["delete", "instance", "web-ready", "--wait"]);
+    assert_eq!(node.containers().trim(), "");
 }

@@ -155,11 +155,13 @@ impl InstanceReconciler {
             ]
             .into(),
         };
-        let (window, starts) = if fresh_window {
-            plan.policy.record_start(None, 0, now)
-        } else {
-            plan.policy
-                .record_start(obj.status.window_start, obj.status.window_starts, now)
+        let policy = plan.policy.clone();
+        let window = move |s: &InstanceStatus| {
+            if fresh_window {
+                policy.record_start(None, 0, now)
+            } else {
+                policy.record_start(s.window_start, s.window_starts, now)
+            }
         };
         env.oom
             .lock()
@@ -176,8 +178,9 @@ impl InstanceReconciler {
                     s.pid = Some(pid);
                     s.started_at = Some(now);
                     s.running_version = Some(version.clone());
-                    s.window_start = Some(window);
-                    s.window_starts = starts;
+                    let (w, n) = window(s);
+                    s.window_start = Some(w);
+                    s.window_starts = n;
                     s.restart_at = None;
                     s.failed_generation = 0;
                     s.layers = layer_names.clone();
@@ -211,7 +214,7 @@ impl InstanceReconciler {
                     None,
                     e.reason(),
                     &msg,
-                    Some((window, starts)),
+                    move |s: &InstanceStatus| Some(window(s)),
                 )
                 .await
             }
@@ -237,25 +240,17 @@ impl InstanceReconciler {
         exit_code: Option<i32>,
         reason: &str,
         message: &str,
-        window: Option<(DateTime<Utc>, u32)>,
+        start: impl Fn(&InstanceStatus) -> Option<(DateTime<Utc>, u32)> + Send + Sync,
     ) -> Result<Action, InstanceError> {
         let now = Utc::now();
-        let (w, n) = window.unwrap_or((
-            obj.status.window_start.unwrap_or(now),
-            obj.status.window_starts,
-        ));
         let p = &plan.policy;
-        let exhausted = p.exhausted(Some(w), n, now);
         let generation = obj.metadata.generation;
         let restart_at = now + chrono::Duration::from_std(p.restart_interval).unwrap_or_default();
-        tracing::info!(
-            instance = obj.name(),
-            ?exit_code,
-            reason,
-            exhausted,
-            "task stopped"
-        );
+        let mut exhausted = false;
         api.update_status(obj.name(), |s| {
+            // The window as of the latest status, with this attempt counted when it is one.
+            let (w, n) = start(s).unwrap_or((s.window_start.unwrap_or(now), s.window_starts));
+            exhausted = p.exhausted(Some(w), n, now);
             s.last_exit = Some(LastExit {
                 exit_code,
                 reason: reason.to_string(),
@@ -282,6 +277,13 @@ impl InstanceReconciler {
             }
         })
         .await?;
+        tracing::info!(
+            instance = obj.name(),
+            ?exit_code,
+            reason,
+            exhausted,
+            "task stopped"
+        );
         Ok(if exhausted {
             Action::AwaitChange
         } else {
@@ -308,7 +310,13 @@ impl InstanceReconciler {
                 gid: plan.gid,
                 env: plan.env.clone(),
             };
-            let key = format!("{}:{}", plan.hash, t.pid);
+            // New probes for a new task or a change of the probes.
+            let key = format!(
+                "{}:{}:{}",
+                plan.hash,
+                t.pid,
+                serde_json::to_string(probes).unwrap_or_default()
+            );
             let st = env.probes.ensure(name, &key, probes, target);
             if let Some(why) = st.failed {
                 env.stop(name, plan.policy.stop_grace).await?;
@@ -318,7 +326,7 @@ impl InstanceReconciler {
                     "LivenessProbeFailed"
                 };
                 return self
-                    .record_stop(obj, &plan, api, None, reason, &why, None)
+                    .record_stop(obj, &plan, api, None, reason, &why, |_| None)
                     .await;
             }
             ready = match (st.started, st.ready) {
@@ -427,6 +435,11 @@ impl Reconciler for InstanceReconciler {
         }
         let env = &self.env;
         let api = &ctx.api;
+        // The cache may not hold our own last status write yet: decide on the latest.
+        let obj = match api.get_opt(obj.name()).await? {
+            Some(latest) => Arc::new(latest),
+            None => return Ok(Action::AwaitChange),
+        };
         let name = obj.name();
         let now = Utc::now();
         let ids = self.ids(&obj, api).await?;
@@ -495,7 +508,7 @@ impl Reconciler for InstanceReconciler {
                     };
                     let msg = format!("exited with status {}", t.exit_status);
                     return self
-                        .record_stop(&obj, &plan, api, Some(code), reason, &msg, None)
+                        .record_stop(&obj, &plan, api, Some(code), reason, &msg, |_| None)
                         .await;
                 }
                 None => env.containers.remove(name).await?,

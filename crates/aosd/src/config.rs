@@ -280,7 +280,6 @@ impl Default for ControllersSection {
     }
 }
 
-
 impl Config {
     /// Reads a config file; a missing file at the default path gives the defaults.
     pub fn load(path: &Path, required: bool) -> anyhow::Result<Config> {
