@@ -266,6 +266,8 @@ pub async fn delete(client: &Client, a: DeleteArgs) -> anyhow::Result<ExitCode> 
         bail!("nothing to delete: give KIND NAME…, KIND/NAME, KIND -l SELECTOR or -f FILE");
     }
     let mut failed = false;
+    // Everything is marked first; the waits then run side by side (as kubectl does).
+    let mut pending = Vec::new();
     for (kind, name) in &targets {
         let what = format!("{}/{name}", kind.to_ascii_lowercase());
         let dry = if a.dry_run { " (dry run)" } else { "" };
@@ -277,8 +279,7 @@ pub async fn delete(client: &Client, a: DeleteArgs) -> anyhow::Result<ExitCode> 
                     o.metadata.finalizers.join(", ")
                 );
                 if a.wait && !a.dry_run {
-                    wait_gone(client, kind, name, a.timeout.0).await?;
-                    println!("{what} deleted");
+                    pending.push((kind.clone(), name.clone(), what));
                 }
             }
             Err(e) if e.is_not_found() && a.ignore_not_found => {}
@@ -286,6 +287,17 @@ pub async fn delete(client: &Client, a: DeleteArgs) -> anyhow::Result<ExitCode> 
                 eprintln!("error: {what}: {e}");
                 failed = true;
             }
+        }
+    }
+    let waits = pending.iter().map(|(kind, name, what)| async move {
+        wait_gone(client, kind, name, a.timeout.0).await?;
+        println!("{what} deleted");
+        anyhow::Ok(())
+    });
+    for r in futures::future::join_all(waits).await {
+        if let Err(e) = r {
+            eprintln!("error: {e:#}");
+            failed = true;
         }
     }
     Ok(if failed {

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Start benchmark of issue 4, one run: apply-to-Active latency (image unpacked) beside `ctr run -d`
+# of the same rootfs, time for 100 instances to converge, aosd RSS with 100 running and aosd CPU
+# over 60 s idle. BENCH_INSTANCES and BENCH_IDLE_SECS shorten it. Release build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+hack/setup.sh
+cargo build --release --quiet -p aosd -p aosctl -p aos-logger -p aos-e2e --bins
+AOS_BIN_DIR="$PWD/target/release" exec target/release/bench-start
