@@ -16,6 +16,7 @@ stop() {
     echo "aosd stopped"
   fi
   rm -f "$DEMO/aosd.pid"
+  hack/containerd.sh stop "$DEMO/containerd"
   # Layers stay mounted across restarts of aosd; the demo's go with it.
   local m
   for m in $(awk -v d="$DEMO/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
@@ -32,10 +33,17 @@ cargo build --workspace --bins --quiet
 stop
 rm -rf "$DEMO/data"
 mkdir -p "$DEMO"
+echo "== starting a private containerd (state in $DEMO/containerd)"
+CONTAINERD_SOCK="$(hack/containerd.sh start "$DEMO/containerd")"
 cat > "$DEMO/aosd.toml" <<TOML
 version = 1
 [api]
 group = ""
+[runtimes.container]
+containerd_socket = "$CONTAINERD_SOCK"
+namespace = "aos-demo"
+stop_grace = "3s"
+usage_interval = "5s"
 [runtimes.boot]
 enabled = true
 [runtimes.rootfs]
@@ -85,6 +93,14 @@ YAML
 done
 run apply --wait -f "$DEMO/state-writer-item.yaml" -f "$DEMO/http-hello-item.yaml"
 run get items,layers
+
+echo; echo "== the instances of examples/hello.yaml now run as containerd tasks"
+run wait instance/state-writer-demo-0 --for=condition=Ready --timeout=30s
+run wait instance/state-writer-demo-1 --for=condition=Ready --timeout=30s
+run get instances -o wide
+run logs state-writer-demo-0
+sleep 5
+run top
 
 
 echo
