@@ -296,6 +296,15 @@ fn a_crash_loop_fails_after_the_burst_with_its_reason() {
         &(item("crasher", "v1", &format!("archive: {}", archive.display()))
             + &instance("crasher-0", "crasher", "v1", 0, "")),
     );
+    // Followed from the start: the follower ends when the Instance is deleted.
+    node.until_instance("crasher-0", 30, |v| v["status"]["uid"].is_u64());
+    let follow = node
+        .aosd
+        .aosctl()
+        .args(["logs", "-f", "crasher-0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let v = node.until_instance("crasher-0", 60, |v| v["status"]["state"] == "failed");
     assert_eq!(v["status"]["lastExit"]["exitCode"], 3);
     assert_eq!(v["status"]["lastExit"]["reason"], "Error");
@@ -330,7 +339,23 @@ fn a_crash_loop_fails_after_the_burst_with_its_reason() {
     node.until_instance("crasher-0", 30, |v| {
         v["status"]["restarts"].as_u64() > Some(2)
     });
+    node.logs_show("crasher-0", "boom\nboom\nboom\nboom");
+    let tail = node
+        .aosd
+        .ok(&["logs", "crasher-0", "--tail", "2", "--timestamps"]);
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(
+        tail.lines()
+            .all(|l| l.ends_with(" boom") && l.starts_with("20")),
+        "{tail}"
+    );
     node.aosd.ok(&["delete", "instance", "crasher-0", "--wait"]);
+    let followed = follow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&followed.stdout);
+    assert!(
+        text.matches("boom").count() >= 4,
+        "logs -f saw every start: {text}"
+    );
     assert_eq!(node.containers().trim(), "");
 }
 
@@ -357,6 +382,7 @@ fn a_failing_readiness_probe_keeps_an_instance_unready_and_a_failing_liveness_pr
     let probe = |kind: &str, path: &str| {
         format!("    {kind}:\n      httpGet:\n        path: {path}\n        port: {port}\n      period: 0.3s\n      failureThreshold: 2\n")
     };
+    let exec = "    readiness:\n      exec:\n        command: [\"/bin/test\", \"-f\", \"/tmp/www/healthy\"]\n      period: 0.3s\n";
     let env = format!("  env:\n  - name: PORT\n    value: \"{port}\"\n");
     node.apply(
         &(item("web", "v1", &format!("archive: {}", archive.display()))
@@ -365,16 +391,25 @@ fn a_failing_readiness_probe_keeps_an_instance_unready_and_a_failing_liveness_pr
                 "web",
                 "v1",
                 0,
-                &format!("{env}  probes:\n{}", probe("readiness", "/healthy")),
+                &format!("{env}  probes:\n{exec}"),
             )),
     );
-    // A passing readiness probe makes it Ready.
     let ready = |v: &Value| {
         v["status"]["conditions"]
             .as_array()
             .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
             .map(|c| c["status"] == "True")
     };
+    // An exec probe that passes inside the instance makes it Ready.
+    node.until_instance("web-ready", 60, |v| ready(v) == Some(true));
+    // So does an HTTP probe of a page that is there.
+    node.apply(&instance(
+        "web-ready",
+        "web",
+        "v1",
+        0,
+        &format!("{env}  probes:\n{}", probe("readiness", "/healthy")),
+    ));
     node.until_instance("web-ready", 60, |v| ready(v) == Some(true));
     // The same instance probing a missing page: running, never Ready.
     node.apply(&instance(
@@ -408,5 +443,29 @@ fn a_failing_readiness_probe_keeps_an_instance_unready_and_a_failing_liveness_pr
     });
     assert!(v["status"]["restarts"].as_u64() >= Some(1));
     node.aosd.ok(&["delete", "instance", "web-ready", "--wait"]);
+    assert_eq!(node.containers().trim(), "");
+}
+
+#[test]
+fn an_instance_over_its_memory_limit_is_oom_killed_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start("");
+    let dir = service(
+        &tmp.path().join("hog"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n  quotas:\n    ramLimit: 8388608\n  runParameters:\n    restartInterval: 60s\n",
+        "#!/bin/sh\necho eating\nexec /bin/busybox dd if=/dev/zero of=/dev/null bs=64M count=1\n",
+    );
+    let archive = tmp.path().join("hog.tar");
+    pack(&node.aosd, &dir, &archive);
+    node.apply(
+        &(item("hog", "v1", &format!("archive: {}", archive.display()))
+            + &instance("hog-0", "hog", "v1", 0, "")),
+    );
+    let v = node.until_instance("hog-0", 60, |v| {
+        v["status"]["lastExit"]["reason"].is_string()
+    });
+    assert_eq!(v["status"]["lastExit"]["reason"], "OOMKilled", "{v:#}");
+    assert_eq!(v["status"]["lastExit"]["exitCode"], 137);
+    node.aosd.ok(&["delete", "instance", "hog-0", "--wait"]);
     assert_eq!(node.containers().trim(), "");
 }

@@ -85,6 +85,21 @@ impl Cgroups {
         }
     }
 
+    /// How many processes of the cgroup the OOM killer killed (0 when the kernel does not say).
+    pub fn oom_kills(&self, path: &str) -> u64 {
+        let file = match self.layout {
+            Layout::V1 => self.file("memory", path, "memory.oom_control", ""),
+            Layout::V2 => self.file("", path, "", "memory.events"),
+        };
+        read(&file)
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Memory in use, page cache excluded where the kernel says how much it is.
     pub fn memory_bytes(&self, path: &str) -> Option<u64> {
         let (usage, stat, cache_key) = match self.layout {
@@ -138,11 +153,18 @@ mod tests {
         );
         put(t.path(), "cpu/aos/x/cpu.cfs_quota_us", "50000\n");
         put(t.path(), "cpu/aos/x/cpu.cfs_period_us", "100000\n");
+        put(
+            t.path(),
+            "memory/aos/x/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
         let c = Cgroups::detect(t.path());
         assert_eq!(c.layout, Layout::V1);
         assert_eq!(c.cpu_time_ns("/aos/x"), Some(123456));
         assert_eq!(c.memory_bytes("/aos/x"), Some(6000));
         assert_eq!(c.cpu_quota("/aos/x"), Some((50000, 100000)));
+        assert_eq!(c.oom_kills("/aos/x"), 2);
+        assert_eq!(c.oom_kills("/aos/none"), 0);
         assert_eq!(
             c.memory_limit_file("/aos/x"),
             t.path().join("memory/aos/x/memory.limit_in_bytes")
@@ -161,11 +183,17 @@ mod tests {
             "anon 4096\ninactive_file 1000\n",
         );
         put(t.path(), "aos/x/cpu.max", "max 100000\n");
+        put(
+            t.path(),
+            "aos/x/memory.events",
+            "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n",
+        );
         let c = Cgroups::detect(t.path());
         assert_eq!(c.layout, Layout::V2);
         assert_eq!(c.cpu_time_ns("/aos/x"), Some(42_000));
         assert_eq!(c.memory_bytes("/aos/x"), Some(7192));
         assert_eq!(c.cpu_quota("/aos/x"), Some((-1, 100000)));
+        assert_eq!(c.oom_kills("/aos/x"), 1);
         assert_eq!(c.pids_limit_file("/aos/x"), t.path().join("aos/x/pids.max"));
     }
 }

@@ -489,14 +489,17 @@ impl Reconciler for InstanceReconciler {
                     fresh_window = true;
                 }
                 Some(t) => {
+                    // The cgroup lives until the task is deleted: ask it before removing.
+                    let killed = env.cgroups.oom_kills(&plan.cgroups_path) > 0;
                     env.containers.remove(name).await?;
                     env.probes.stop(name);
                     let code = (t.exit_status & 0xff) as i32;
-                    let oom = env
+                    let flagged = env
                         .oom
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(name);
+                    let oom = killed || flagged;
                     let reason = if oom {
                         "OOMKilled"
                     } else if t.exit_status == 0 {

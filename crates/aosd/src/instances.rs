@@ -56,8 +56,6 @@ pub fn spawn(
         return Ok(());
     }
     let run_dir = c.data_dir.join("run");
-    rootfs::ensure_tmpfs(&run_dir, rc.run_dir_mib)
-        .with_context(|| format!("failed to prepare {}", run_dir.display()))?;
     let logger = logger_path(c)?;
     let resources = NodeResources::load(&rc.resources_file)?;
     let data_dir = instances_dir(c);
@@ -75,6 +73,11 @@ pub fn spawn(
                 }
             }
         };
+        // Mounted once containerd answers: a node without containerd mounts nothing.
+        if let Err(e) = rootfs::ensure_tmpfs(&run_dir, rc.run_dir_mib) {
+            tracing::error!(error = %e, dir = %run_dir.display(), "no container runtime: the rootfs tmpfs cannot be mounted");
+            return;
+        }
         let containers = Arc::new(containerd.with_runtime(RuntimeOptions {
             binary: rc.runtime_binary.clone(),
             root: rc.runtime_root.clone(),

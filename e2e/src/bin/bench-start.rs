@@ -37,7 +37,11 @@ fn apply_until_active(aosd: &Aosd, args: &[&str], n: usize) -> Duration {
         let mut events = Box::pin(client.watch("Instance", "", "", rev).await.unwrap());
         let start = Instant::now();
         let out = aosd.aosctl().args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut active = std::collections::HashSet::new();
         while active.len() < n {
             let ev = tokio::time::timeout(Duration::from_secs(300), events.next())
@@ -89,14 +93,25 @@ fn main() {
     )
     .unwrap();
     let archive = tmp.path().join("sleeper.tar");
-    aosd.ok(&["pack", svc.to_str().unwrap(), "-o", archive.to_str().unwrap()]);
+    aosd.ok(&[
+        "pack",
+        svc.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
     let item = format!(
         "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: sleeper\nspec:\n  itemId: sleeper\n  version: v1\n  source:\n    archive: {}\n",
         archive.display()
     );
     let f = tmp.path().join("item.yaml");
     std::fs::write(&f, item).unwrap();
-    aosd.ok(&["apply", "-f", f.to_str().unwrap(), "--wait", "--timeout=60s"]);
+    aosd.ok(&[
+        "apply",
+        "-f",
+        f.to_str().unwrap(),
+        "--wait",
+        "--timeout=60s",
+    ]);
 
     // One instance, image unpacked: apply → active; then delete and again.
     let one = tmp.path().join("one.yaml");
@@ -124,7 +139,11 @@ fn main() {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     if let Some(l) = mounts.lines().find(|l| l.contains("/one/rootfs ")) {
         let opts = l.split(' ').nth(3).unwrap();
-        lowerdir = opts.split(',').find(|o| o.starts_with("lowerdir=")).unwrap().to_string();
+        lowerdir = opts
+            .split(',')
+            .find(|o| o.starts_with("lowerdir="))
+            .unwrap()
+            .to_string();
     }
     let rootfs = tmp.path().join("ctr-rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
@@ -148,9 +167,21 @@ fn main() {
     for i in 0..ROUNDS {
         let id = format!("ctr-{i}");
         let start = Instant::now();
-        let out = ctr(&["run", "-d", "--rootfs", rootfs.to_str().unwrap(), &id, "/bin/sleep", "1000000"]);
+        let out = ctr(&[
+            "run",
+            "-d",
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            &id,
+            "/bin/sleep",
+            "1000000",
+        ]);
         ctr_ms.push(start.elapsed().as_secs_f64() * 1000.0);
-        assert!(out.status.success(), "ctr run: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ctr run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         ctr(&["task", "kill", "-s", "SIGKILL", &id]);
         std::thread::sleep(Duration::from_millis(100));
         ctr(&["task", "delete", "-f", &id]);
@@ -161,7 +192,9 @@ fn main() {
 
     // Many instances at once.
     let many = tmp.path().join("many.yaml");
-    let text: String = (0..count).map(|i| instance(&format!("many-{i}"), i)).collect();
+    let text: String = (0..count)
+        .map(|i| instance(&format!("many-{i}"), i))
+        .collect();
     std::fs::write(&many, text).unwrap();
     let converge = apply_until_active(&aosd, &["apply", "-f", many.to_str().unwrap()], count);
     std::thread::sleep(Duration::from_secs(2));
@@ -176,9 +209,17 @@ fn main() {
     println!("  aosd apply -> active     {a:8.1} ms");
     println!("  ctr run -d (same rootfs) {c:8.1} ms");
     println!("  ratio                    {:8.2}x (target <= 1.3x)", a / c);
-    println!("{count} instances converge: {:.2} s", converge.as_secs_f64());
-    println!("aosd RSS with {count} running: {:.1} MB (target < 30 MB)", rss as f64 / 1e6);
-    println!("aosd CPU over {idle_secs} s idle with {count} running: {cpu:.2}% of a core (target < 1%)");
+    println!(
+        "{count} instances converge: {:.2} s",
+        converge.as_secs_f64()
+    );
+    println!(
+        "aosd RSS with {count} running: {:.1} MB (target < 30 MB)",
+        rss as f64 / 1e6
+    );
+    println!(
+        "aosd CPU over {idle_secs} s idle with {count} running: {cpu:.2}% of a core (target < 1%)"
+    );
 
     let start = Instant::now();
     let names: Vec<String> = (0..count).map(|i| format!("many-{i}")).collect();
@@ -186,7 +227,10 @@ fn main() {
     args.extend(names.iter().map(String::as_str));
     args.extend(["--wait", "--timeout=300s"]);
     aosd.ok(&args);
-    println!("{count} instances deleted: {:.2} s", start.elapsed().as_secs_f64());
+    println!(
+        "{count} instances deleted: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
     let left = std::fs::read_to_string("/proc/mounts")
         .unwrap()
         .lines()
