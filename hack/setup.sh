@@ -18,6 +18,8 @@ PACKAGES=(
   containerd          # the container runtime (tests start a private one)
   runc
   busybox-static      # a tiny rootfs for container tests
+  nftables            # nft: the NAT and firewall rules of instance networks
+  iproute2            # ip: the tests list links and namespaces with it
 )
 
 

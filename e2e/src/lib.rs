@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests and benchmarks: start an isolated aosd (own data dir, socket and
 //! node id) from the built binaries, run aosctl against it, and clean up on drop.
 
+pub mod node;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

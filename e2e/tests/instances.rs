@@ -5,125 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aos_e2e::{Aosd, AosdOptions};
-use aos_testkit::containerd::ContainerdProcess;
+use aos_e2e::node::{instance, item, pack, service, Node};
 use aos_testkit::Registry;
 use serde_json::Value;
-
-/// aosd and its containerd; containerd is cleaned up first (its shims, tasks and rootfs
-/// mounts), then aosd (its layer mounts and tmpfs).
-struct Node {
-    containerd: ContainerdProcess,
-    aosd: Aosd,
-}
-
-impl Node {
-    fn start(config: &str) -> Node {
-        let containerd = ContainerdProcess::start();
-        let aosd = Aosd::start_with(AosdOptions {
-            config: Some(format!(
-                "[runtimes.container]\nstop_grace = \"2s\"\nusage_interval = \"1s\"\n{config}"
-            )),
-            containerd: Some(containerd.socket.clone()),
-            ..Default::default()
-        });
-        aosd.wait_node_ready();
-        Node { containerd, aosd }
-    }
-
-    fn apply(&self, yaml: &str) {
-        let f = self
-            .aosd
-            .path()
-            .join(format!("apply-{}.yaml", rand_suffix()));
-        std::fs::write(&f, yaml).unwrap();
-        self.aosd.ok(&["apply", "-f", f.to_str().unwrap()]);
-    }
-
-    fn containers(&self) -> String {
-        let out = Command::new("ctr")
-            .arg("-a")
-            .arg(&self.containerd.socket)
-            .args([
-                "-n",
-                &self.aosd.namespace().unwrap(),
-                "containers",
-                "ls",
-                "-q",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn until_instance(&self, name: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
-        self.aosd.until("instance", name, secs, f)
-    }
-
-    fn active(&self, name: &str) -> Value {
-        self.until_instance(name, 60, |v| {
-            v["status"]["state"] == "active" && v["status"]["pid"].is_u64()
-        })
-    }
-
-    fn file(&self, name: &str, rel: &str) -> String {
-        std::fs::read_to_string(self.aosd.path().join("data/instances").join(name).join(rel))
-            .unwrap_or_default()
-    }
-
-    /// Waits until `aosctl logs NAME` shows `text`.
-    fn logs_show(&self, name: &str, text: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let out = self.aosd.run(&["logs", name]);
-            let s = String::from_utf8_lossy(&out.stdout).into_owned();
-            if s.contains(text) {
-                return s;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "logs of {name} never showed {text:?}: {s}\n{}",
-                self.aosd.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-fn instance(name: &str, item: &str, version: &str, index: u64, extra: &str) -> String {
-    format!(
-        "apiVersion: aos.edge/v1alpha1\nkind: Instance\nmetadata:\n  name: {name}\nspec:\n  itemId: {item}\n  version: {version}\n  subjectId: e2e\n  index: {index}\n  runtime: container\n{extra}---\n"
-    )
-}
-
-fn item(item: &str, version: &str, source: &str) -> String {
-    format!(
-        "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: {item}-{version}\nspec:\n  itemId: {item}\n  version: {version}\n  source:\n    {source}\n---\n"
-    )
-}
-
-/// A service folder with this config and one script.
-fn service(dir: &Path, config: &str, script: &str) -> PathBuf {
-    std::fs::create_dir_all(dir.join("meta")).unwrap();
-    std::fs::create_dir_all(dir.join("src/usr/bin")).unwrap();
-    std::fs::write(dir.join("meta/config.yaml"), config).unwrap();
-    let s = dir.join("src/usr/bin/svc.sh");
-    std::fs::write(&s, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir.to_path_buf()
-}
-
-fn pack(aosd: &Aosd, dir: &Path, out: &Path) {
-    aosd.ok(&["pack", dir.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-}
 
 fn cgroup_file(name: &str, v1_controller: &str, v1: &str, v2: &str) -> PathBuf {
     let root = Path::new("/sys/fs/cgroup");
@@ -272,12 +158,6 @@ fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothin
             !cgroup_file(n, "memory", "", "").exists(),
             "cgroup of {n} left"
         );
-    }
-}
-
-impl Node {
-    fn json(&self, kind: &str, name: &str) -> Value {
-        self.aosd.json(kind, name)
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 pub mod config;
+pub mod network;
 mod plan;
 pub mod policy;
 pub mod probes;
@@ -58,6 +59,8 @@ pub enum InstanceError {
     NoUid(u32),
     #[error("the node declares no resource {0:?}")]
     ResourceMissing(String),
+    #[error("network: {0}")]
+    Network(String),
 }
 
 impl Reason for InstanceError {
@@ -71,6 +74,7 @@ impl Reason for InstanceError {
             InstanceError::LayerMissing(_) => "LayerMissing",
             InstanceError::NoUid(_) => "UidPoolExhausted",
             InstanceError::ResourceMissing(_) => "ResourceMissing",
+            InstanceError::Network(_) => "NetworkNotReady",
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct InstanceEnv {
     /// Tasks that hit their memory limit since they started.
     pub oom: Mutex<HashSet<String>>,
     pub probes: probes::Probers,
+    /// Instance networking; `None`: instances with `spec.network` cannot start.
+    pub networks: Option<Arc<dyn network::Networks>>,
 }
 
 impl InstanceEnv {

@@ -77,6 +77,20 @@ fn device(d: &crate::config::ResourceDevice) -> Result<Device, InstanceError> {
     })
 }
 
+/// `/etc/resolv.conf` of the network's own name servers, if it names any.
+async fn dns_servers(
+    backend: &Arc<dyn Backend>,
+    network: &str,
+) -> Result<Option<String>, InstanceError> {
+    let net = Api::<aos_api::NetworkSpec>::new(backend.clone())
+        .get_opt(network)
+        .await?;
+    Ok(net
+        .map(|n| n.spec.dns_servers)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.iter().map(|s| format!("nameserver {s}\n")).collect()))
+}
+
 /// JSON text with object keys sorted, whatever map type produced it.
 fn canonical(v: &serde_json::Value) -> String {
     match v {
@@ -267,6 +281,20 @@ pub async fn plan(
         }
     }
 
+    let netns = match (&s.network, &env.networks) {
+        (None, _) => None,
+        (Some(n), Some(nets)) => {
+            if let Some(servers) = dns_servers(backend, &n.network_id).await? {
+                top.resolv_conf = servers;
+            }
+            Some(nets.netns_path(name).display().to_string())
+        }
+        (Some(_), None) => {
+            return Err(InstanceError::Network(
+                "this node runs no network controller".into(),
+            ))
+        }
+    };
     let cgroups_path = format!("/{}/{}", env.cgroup_parent, name);
     let doc = spec::document(&SpecInput {
         args: run.args(),
@@ -281,7 +309,7 @@ pub async fn plan(
         binds,
         devices,
         sysctl: item_run.sysctl.clone(),
-        netns: None,
+        netns,
     })?;
     let spec = spec::from_document(doc.clone())?;
     let policy = crate::policy::Policy::resolve(

@@ -127,6 +127,14 @@ impl InstanceReconciler {
         let name = obj.name();
         let now = Utc::now();
         self.prepare_data(name, plan.uid, plan.gid)?;
+        let mut ip = None;
+        if let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) {
+            let a = nets
+                .attach(name, &n.network_id)
+                .await
+                .map_err(InstanceError::Network)?;
+            ip = Some(a.ip);
+        }
         for (lname, diff, _) in &plan.layers {
             env.layers
                 .mount(diff)
@@ -178,6 +186,7 @@ impl InstanceReconciler {
                     s.pid = Some(pid);
                     s.started_at = Some(now);
                     s.running_version = Some(version.clone());
+                    s.ip = ip.clone();
                     let (w, n) = window(s);
                     s.window_start = Some(w);
                     s.window_starts = n;
@@ -553,6 +562,11 @@ impl Reconciler for InstanceReconciler {
             .map(|g| g.0)
             .unwrap_or(env.defaults.stop_grace);
         env.stop(name, grace).await?;
+        if let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) {
+            nets.detach(name, &n.network_id)
+                .await
+                .map_err(InstanceError::Network)?;
+        }
         let io = |what: String| move |source| InstanceError::Io { what, source };
         for dir in [env.run_dirs(name).root, env.instance_dir(name)] {
             match std::fs::remove_dir_all(&dir) {

@@ -26,6 +26,26 @@ pub struct Config {
     pub controllers: ControllersSection,
     pub runtimes: RuntimesSection,
     pub images: ImagesSection,
+    pub network: NetworkSection,
+}
+
+/// Instance networking: subnet pools and where network namespaces are mounted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    pub enabled: bool,
+    pub pools: Vec<String>,
+    pub netns_dir: PathBuf,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            enabled: true,
+            pools: (17..=31).map(|b| format!("172.{b}.0.0/16")).collect(),
+            netns_dir: PathBuf::from("/run/netns"),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -224,6 +244,7 @@ impl Default for Config {
             controllers: ControllersSection::default(),
             runtimes: RuntimesSection::default(),
             images: ImagesSection::default(),
+            network: NetworkSection::default(),
         }
     }
 }

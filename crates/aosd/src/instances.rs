@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _};
-use aos_api::{InstanceSpec, ItemSpec, Object};
+use aos_api::{InstanceSpec, ItemSpec, NetworkSpec, Object};
 use aos_containerd::{Containerd, RuntimeOptions};
 use aos_instance_controller::{
     cgroup::Cgroups, probes::Probers, rootfs, Defaults, InstanceEnv, InstanceReconciler,
@@ -59,6 +59,8 @@ pub fn spawn(
     let logger = logger_path(c)?;
     let resources = NodeResources::load(&rc.resources_file)?;
     let data_dir = instances_dir(c);
+    let net_cfg = c.network.clone();
+    let scope = c.data_dir.display().to_string();
     let stop = shutdown.clone();
     tasks.spawn(async move {
         let containerd = loop {
@@ -78,6 +80,18 @@ pub fn spawn(
             tracing::error!(error = %e, dir = %run_dir.display(), "no container runtime: the rootfs tmpfs cannot be mounted");
             return;
         }
+        // The network side: its own controller, and the port the Instance controller uses.
+        let (networks, net_controller) = if net_cfg.enabled {
+            match network_parts(&net_cfg, &scope, backend.clone(), config.clone()) {
+                Ok((a, c)) => (Some(a), Some(c)),
+                Err(e) => {
+                    tracing::error!(error = %e, "instance networking is off");
+                    (None, None)
+                }
+            }
+        } else {
+            (None, None)
+        };
         let containers = Arc::new(containerd.with_runtime(RuntimeOptions {
             binary: rc.runtime_binary.clone(),
             root: rc.runtime_root.clone(),
@@ -109,19 +123,32 @@ pub fn spawn(
             cgroups: Cgroups::detect(std::path::Path::new("/sys/fs/cgroup")),
             oom: Mutex::new(Default::default()),
             probes: Probers::new(containers),
+            networks: networks.clone(),
         });
         match aos_instance_controller::sweep_orphans(&env, backend.clone()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "removed containers of deleted instances"),
             Err(e) => tracing::warn!(error = %e, "failed to sweep orphan containers"),
         }
+        if let Some(net) = net_controller {
+            tokio::spawn(net.run(stop.clone()));
+        }
         let controller = Controller::new(InstanceReconciler::new(env.clone()), backend, config);
         let reader = controller.reader();
+        let by_network = reader.clone();
         let controller = controller.watches::<ItemSpec>(move |item: &Object<ItemSpec>| {
             reader
                 .list()
                 .iter()
                 .filter(|i: &&Arc<Object<InstanceSpec>>| i.spec.item_id == item.spec.item_id)
+                .map(|i| i.name().to_string())
+                .collect()
+        });
+        let controller = controller.watches::<NetworkSpec>(move |n: &Object<NetworkSpec>| {
+            by_network
+                .list()
+                .iter()
+                .filter(|i| i.spec.network.as_ref().is_some_and(|x| x.network_id == n.name()))
                 .map(|i| i.name().to_string())
                 .collect()
         });
@@ -132,4 +159,29 @@ pub fn spawn(
         let _ = events.await;
     });
     Ok(())
+}
+
+type NetParts = (
+    Arc<dyn aos_instance_controller::network::Networks>,
+    Controller<aos_network_controller::NetworkReconciler>,
+);
+
+/// The Network controller and the attacher, sharing one netlink connection.
+fn network_parts(
+    c: &crate::config::NetworkSection,
+    scope: &str,
+    backend: Arc<dyn Backend>,
+    config: ControllerConfig,
+) -> anyhow::Result<NetParts> {
+    use aos_network_controller::{ipam::Cidr, netlink::Links, Attacher, Names, NetworkReconciler};
+    let pool = c
+        .pools
+        .iter()
+        .map(|p| Cidr::parse(p).with_context(|| format!("network.pools: {p:?} is not a.b.c.d/len")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let names = Names::new(scope, c.netns_dir.clone());
+    let links = Links::new()?;
+    let attacher = Arc::new(Attacher::new(backend.clone(), names.clone(), links.clone()));
+    let controller = Controller::new(NetworkReconciler::new(names, links, pool), backend, config);
+    Ok((attacher, controller))
 }

@@ -1,0 +1,24 @@
+//! The `Networks` port: what the Instance controller needs from the network side. An instance
+//! with `spec.network` joins the namespace the port names, attached before its task starts and
+//! detached after its task is gone.
+
+use std::path::PathBuf;
+
+/// Where an attached instance is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub ip: String,
+    pub gateway: String,
+    /// Name servers for `/etc/resolv.conf` (empty: the host's).
+    pub dns: Vec<String>,
+}
+
+#[async_trait::async_trait]
+pub trait Networks: Send + Sync {
+    /// The network namespace the instance's task joins (known before it exists).
+    fn netns_path(&self, instance: &str) -> PathBuf;
+    /// Attaches the instance (idempotent); `Err` says why it cannot be yet.
+    async fn attach(&self, instance: &str, network_id: &str) -> Result<Attachment, String>;
+    /// Removes the namespace, links and address of the instance (idempotent).
+    async fn detach(&self, instance: &str, network_id: &str) -> Result<(), String>;
+}

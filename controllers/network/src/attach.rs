@@ -1,0 +1,138 @@
+//! Attaching an instance to its network: an address from the Network's status (allocated once,
+//! kept across restarts of aosd and of the instance), a named namespace, a veth pair on the
+//! bridge with `eth0` inside, a default route. Idempotent; a half-made attachment is undone.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aos_api::NetworkSpec;
+use aos_instance_controller::network::{Attachment, Networks};
+use aos_store::{Api, Backend};
+
+use crate::ipam::{self, Cidr};
+use crate::netlink::{self, Links};
+use crate::{Names, NetError};
+
+pub struct Attacher {
+    api: Api<NetworkSpec>,
+    names: Names,
+    links: Links,
+}
+
+impl Attacher {
+    pub fn new(backend: Arc<dyn Backend>, names: Names, links: Links) -> Attacher {
+        Attacher {
+            api: Api::new(backend),
+            names,
+            links,
+        }
+    }
+
+    async fn attach_inner(&self, instance: &str, network: &str) -> Result<Attachment, NetError> {
+        let net = self
+            .api
+            .get_opt(network)
+            .await?
+            .ok_or_else(|| NetError::NotReady(format!("{network} (no such Network)")))?;
+        let (Some(subnet), Some(bridge)) = (
+            net.status.subnet.as_deref().and_then(Cidr::parse),
+            net.status.bridge.clone(),
+        ) else {
+            return Err(NetError::NotReady(network.to_string()));
+        };
+        if net.metadata.deletion_timestamp.is_some() {
+            return Err(NetError::NotReady(format!("{network} (being deleted)")));
+        }
+        let mut ip: Option<Ipv4Addr> = None;
+        let updated = self
+            .api
+            .update_status(network, |s| {
+                ip = s.allocations.get(instance).and_then(|a| a.parse().ok());
+                if ip.is_none() {
+                    let taken: BTreeSet<Ipv4Addr> = s
+                        .allocations
+                        .values()
+                        .filter_map(|a| a.parse().ok())
+                        .collect();
+                    ip = ipam::allocate(&subnet, &taken);
+                    if let Some(a) = ip {
+                        s.allocations.insert(instance.to_string(), a.to_string());
+                    }
+                }
+            })
+            .await?;
+        let _ = updated;
+        let ip = ip.ok_or_else(|| NetError::NoAddress(network.to_string()))?;
+        let bridge_index = self
+            .links
+            .index(&bridge)
+            .await?
+            .ok_or_else(|| NetError::NotReady(format!("{network} (no bridge yet)")))?;
+        let netns = netlink::create_netns(&self.names.netns_dir, &self.ns_name(instance))?;
+        let host = self.names.host_veth(instance);
+        if self.links.index(&host).await?.is_none() {
+            let peer = self.names.peer_veth(instance);
+            self.links.delete(&peer).await?;
+            self.links
+                .add_veth(&host, &peer, bridge_index, &netns)
+                .await?;
+            let (ns, gw) = (netns.clone(), subnet.gateway());
+            let made = tokio::task::spawn_blocking(move || {
+                netlink::configure_inside(&ns, &peer, ip, subnet.len, gw)
+            })
+            .await
+            .map_err(|e| NetError::Netns(e.to_string()))?;
+            if let Err(e) = made {
+                let _ = self.links.delete(&host).await;
+                return Err(e);
+            }
+        }
+        Ok(Attachment {
+            ip: ip.to_string(),
+            gateway: subnet.gateway().to_string(),
+            dns: net.spec.dns_servers.clone(),
+        })
+    }
+
+    fn ns_name(&self, instance: &str) -> String {
+        self.names
+            .netns(instance)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    async fn detach_inner(&self, instance: &str, network: &str) -> Result<(), NetError> {
+        self.links.delete(&self.names.host_veth(instance)).await?;
+        netlink::delete_netns(&self.names.netns(instance))?;
+        if self.api.get_opt(network).await?.is_some() {
+            self.api
+                .update_status(network, |s| {
+                    s.allocations.remove(instance);
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Networks for Attacher {
+    fn netns_path(&self, instance: &str) -> PathBuf {
+        self.names.netns(instance)
+    }
+
+    async fn attach(&self, instance: &str, network_id: &str) -> Result<Attachment, String> {
+        self.attach_inner(instance, network_id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn detach(&self, instance: &str, network_id: &str) -> Result<(), String> {
+        self.detach_inner(instance, network_id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

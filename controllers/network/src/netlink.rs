@@ -1,0 +1,322 @@
+//! The mechanics, over rtnetlink: bridges, veth pairs, addresses and routes on the host, named
+//! network namespaces (bind-mounted under `/run/netns` as `ip netns add` does, made from a
+//! thread of their own, never by forking the daemon) and the configuration inside them (from a
+//! thread that enters the namespace and runs its own netlink connection).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::ipam::Cidr;
+use crate::NetError;
+
+fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> NetError {
+    move |e| NetError::Netlink {
+        what,
+        message: e.to_string(),
+    }
+}
+
+fn exists(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc_eexist())
+}
+
+fn libc_eexist() -> i32 {
+    nix::errno::Errno::EEXIST as i32
+}
+
+/// A netlink connection to the host's network namespace.
+#[derive(Clone)]
+pub struct Links {
+    handle: Handle,
+}
+
+impl Links {
+    /// Opens the connection; its driver runs on the current tokio runtime.
+    pub fn new() -> Result<Links, NetError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| NetError::Io {
+            what: "failed to open a netlink socket".into(),
+            source: e,
+        })?;
+        tokio::spawn(conn);
+        Ok(Links { handle })
+    }
+
+    pub async fn index(&self, name: &str) -> Result<Option<u32>, NetError> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match links.try_next().await {
+            Ok(l) => Ok(l.map(|l| l.header.index)),
+            Err(rtnetlink::Error::NetlinkError(m))
+                if m.raw_code() == -(nix::errno::Errno::ENODEV as i32) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(nl(format!("failed to look up link {name}"))(e)),
+        }
+    }
+
+    /// A bridge named `name`, up, with the gateway address of `subnet`.
+    pub async fn ensure_bridge(&self, name: &str, subnet: &Cidr) -> Result<u32, NetError> {
+        let index = match self.index(name).await? {
+            Some(i) => i,
+            None => {
+                self.handle
+                    .link()
+                    .add(LinkBridge::new(name).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl(format!("failed to create bridge {name}")))?;
+                self.index(name).await?.ok_or_else(|| NetError::Netlink {
+                    what: format!("bridge {name}"),
+                    message: "vanished after creation".into(),
+                })?
+            }
+        };
+        let r = self
+            .handle
+            .address()
+            .add(index, IpAddr::V4(subnet.gateway()), subnet.len)
+            .execute()
+            .await;
+        if let Err(e) = r {
+            if !exists(&e) {
+                return Err(nl(format!("failed to address bridge {name}"))(e));
+            }
+        }
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("failed to bring up {name}")))?;
+        Ok(index)
+    }
+
+    /// Deletes a link if it exists.
+    pub async fn delete(&self, name: &str) -> Result<(), NetError> {
+        if let Some(i) = self.index(name).await? {
+            self.handle
+                .link()
+                .del(i)
+                .execute()
+                .await
+                .map_err(nl(format!("failed to delete link {name}")))?;
+        }
+        Ok(())
+    }
+
+    /// The destinations of the host's IPv4 routes (to keep pool subnets clear of them).
+    pub async fn host_routes(&self) -> Result<Vec<Cidr>, NetError> {
+        let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut routes = self.handle.route().get(req).execute();
+        let mut out = Vec::new();
+        while let Some(r) = routes
+            .try_next()
+            .await
+            .map_err(nl("failed to list routes".into()))?
+        {
+            for a in &r.attributes {
+                if let rtnetlink::packet_route::route::RouteAttribute::Destination(
+                    rtnetlink::packet_route::route::RouteAddress::Inet(ip),
+                ) = a
+                {
+                    out.push(Cidr::new(*ip, r.header.destination_prefix_length));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A veth pair: `host` on the bridge, up; `peer` moved into the namespace at `netns`.
+    pub async fn add_veth(
+        &self,
+        host: &str,
+        peer: &str,
+        bridge: u32,
+        netns: &Path,
+    ) -> Result<(), NetError> {
+        self.handle
+            .link()
+            .add(LinkVeth::new(host, peer).build())
+            .execute()
+            .await
+            .map_err(nl(format!("failed to create veth {host}")))?;
+        let h = self.index(host).await?.ok_or_else(|| NetError::Netlink {
+            what: format!("veth {host}"),
+            message: "vanished after creation".into(),
+        })?;
+        let p = self.index(peer).await?.ok_or_else(|| NetError::Netlink {
+            what: format!("veth {peer}"),
+            message: "vanished after creation".into(),
+        })?;
+        let ns = std::fs::File::open(netns).map_err(|e| NetError::Io {
+            what: format!("failed to open {}", netns.display()),
+            source: e,
+        })?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(p)
+                    .setns_by_fd(ns.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl(format!(
+                "failed to move {peer} into {}",
+                netns.display()
+            )))?;
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(h)
+                    .controller(bridge)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl(format!("failed to attach {host} to its bridge")))?;
+        Ok(())
+    }
+}
+
+/// Creates the named namespace `dir/name` (idempotent) and returns its path.
+pub fn create_netns(dir: &Path, name: &str) -> Result<PathBuf, NetError> {
+    use nix::mount::{mount, MsFlags};
+    let path = dir.join(name);
+    if is_netns(&path) {
+        return Ok(path);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| NetError::Io {
+        what: format!("failed to create {}", dir.display()),
+        source: e,
+    })?;
+    std::fs::write(&path, b"").map_err(|e| NetError::Io {
+        what: format!("failed to create {}", path.display()),
+        source: e,
+    })?;
+    let p = path.clone();
+    let made = std::thread::spawn(move || -> Result<(), String> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("unshare: {e}"))?;
+        let own = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
+        mount(
+            Some(own.as_str()),
+            &p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| format!("bind mount: {e}"))
+    })
+    .join()
+    .map_err(|_| NetError::Netns("the namespace thread panicked".into()))?;
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(NetError::Netns(format!("{}: {e}", path.display())));
+    }
+    Ok(path)
+}
+
+/// Whether `path` is a mounted namespace.
+pub fn is_netns(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let p = path.to_string_lossy();
+    text.lines().any(|l| l.split(' ').nth(4) == Some(&*p))
+}
+
+/// Unmounts and removes a named namespace (its links go with it).
+pub fn delete_netns(path: &Path) -> Result<(), NetError> {
+    if is_netns(path) {
+        nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| NetError::Netns(format!("failed to unmount {}: {e}", path.display())))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(NetError::Io {
+            what: format!("failed to remove {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// Inside the namespace at `netns`: `peer` renamed to `eth0` with `ip/len`, up; `lo` up; a
+/// default route through `gateway`.
+pub fn configure_inside(
+    netns: &Path,
+    peer: &str,
+    ip: Ipv4Addr,
+    len: u8,
+    gateway: Ipv4Addr,
+) -> Result<(), NetError> {
+    let ns = std::fs::File::open(netns).map_err(|e| NetError::Io {
+        what: format!("failed to open {}", netns.display()),
+        source: e,
+    })?;
+    let peer = peer.to_string();
+    std::thread::spawn(move || -> Result<(), NetError> {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetError::Netns(format!("setns: {e}")))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| NetError::Io {
+                what: "failed to start a runtime in the namespace".into(),
+                source: e,
+            })?;
+        rt.block_on(async move {
+            let links = Links::new()?;
+            let h = &links.handle;
+            let p = links.index(&peer).await?.ok_or_else(|| NetError::Netlink {
+                what: format!("veth {peer}"),
+                message: "not in the namespace".into(),
+            })?;
+            h.link()
+                .set(LinkUnspec::new_with_index(p).name("eth0").build())
+                .execute()
+                .await
+                .map_err(nl("failed to rename the veth to eth0".into()))?;
+            let r = h.address().add(p, IpAddr::V4(ip), len).execute().await;
+            if let Err(e) = r {
+                if !exists(&e) {
+                    return Err(nl(format!("failed to add {ip}/{len}"))(e));
+                }
+            }
+            h.link()
+                .set(LinkUnspec::new_with_index(p).up().build())
+                .execute()
+                .await
+                .map_err(nl("failed to bring up eth0".into()))?;
+            if let Some(lo) = links.index("lo").await? {
+                h.link()
+                    .set(LinkUnspec::new_with_index(lo).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl("failed to bring up lo".into()))?;
+            }
+            let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gateway)
+                .build();
+            if let Err(e) = h.route().add(route).execute().await {
+                if !exists(&e) {
+                    return Err(nl(format!("failed to route through {gateway}"))(e));
+                }
+            }
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| NetError::Netns("the namespace thread panicked".into()))?
+}
