@@ -1,6 +1,6 @@
 //! Instance networking end to end with a real containerd, real namespaces, veths, a bridge and
-//! nftables: two instances of one network reach each other, the host reaches them through the
-//! bridge, addresses survive a `kill -9` of aosd, and deleting everything leaves no namespace,
+//! nftables: two instances of one network reach each other by DNS name, the host reaches them
+//! through the bridge, addresses survive a `kill -9` of aosd, and deleting everything leaves no namespace,
 //! link or table of ours.
 
 use std::path::Path;
@@ -94,11 +94,16 @@ fn two_instances_of_a_network_reach_each_other_and_leave_nothing_behind() {
     assert!(subnet.starts_with("172."), "{net:#}");
     assert_eq!(net["status"]["allocations"]["web-0"], ip.as_str());
 
-    // Another instance of the network reaches it by address.
-    let env = format!("  env:\n  - name: PEER\n    value: \"{ip}\"\n");
+    // Another instance of the network reaches it by name, through the network's resolver.
+    let env = "  env:\n  - name: PEER\n    value: 0.e2e.web\n".to_string();
     node.apply(&instance("client-0", "client", "v1", 0, &on("n1", &env)));
     node.active("client-0");
     node.logs_show("client-0", "hello from 0");
+    let net = node.json("network", "n1");
+    assert!(
+        net["status"]["conditions"].to_string().contains("DnsReady"),
+        "{net:#}"
+    );
     // The host reaches it through the bridge.
     let out = Command::new("curl")
         .args(["-s", "--max-time", "2", &format!("http://{ip}:8080/hello")])

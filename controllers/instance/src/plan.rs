@@ -77,16 +77,23 @@ fn device(d: &crate::config::ResourceDevice) -> Result<Device, InstanceError> {
     })
 }
 
-/// `/etc/resolv.conf` of the network's own name servers, if it names any.
+/// `/etc/resolv.conf` of an instance on `network`: the network's resolver on its gateway
+/// (which knows the instances' names and forwards the rest), or the network's own servers.
 async fn dns_servers(
     backend: &Arc<dyn Backend>,
     network: &str,
 ) -> Result<Option<String>, InstanceError> {
-    let net = Api::<aos_api::NetworkSpec>::new(backend.clone())
+    let Some(net) = Api::<aos_api::NetworkSpec>::new(backend.clone())
         .get_opt(network)
-        .await?;
-    Ok(net
-        .map(|n| n.spec.dns_servers)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let servers: Vec<String> = match &net.status.gateway {
+        Some(gw) if net.status.common.is_true("DnsReady") => vec![gw.clone()],
+        _ => net.spec.dns_servers.clone(),
+    };
+    Ok(Some(servers)
         .filter(|d| !d.is_empty())
         .map(|d| d.iter().map(|s| format!("nameserver {s}\n")).collect()))
 }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aos_api::{ConditionStatus, NetworkSpec, Object};
+use aos_api::{ConditionStatus, InstanceSpec, ItemSpec, NetworkSpec, Object};
 use aos_reconcile::{Action, Context, Reconciler};
 use aos_store::Api;
 
+use crate::dns::{names_for, Dns};
 use crate::ipam::{self, Cidr};
 use crate::nat::{self, NatNetwork};
 use crate::netlink::Links;
@@ -18,17 +19,22 @@ pub struct NetworkReconciler {
     names: Names,
     links: Links,
     pool: Vec<Cidr>,
-    /// One NAT rewrite at a time.
-    nat: tokio::sync::Mutex<()>,
+    dns: Arc<Dns>,
+    /// One subnet choice at a time.
+    choosing: tokio::sync::Mutex<()>,
+    /// One NAT rewrite at a time; the last set written (unchanged sets are not rewritten).
+    nat: tokio::sync::Mutex<Option<Vec<NatNetwork>>>,
 }
 
 impl NetworkReconciler {
-    pub fn new(names: Names, links: Links, pool: Vec<Cidr>) -> Self {
+    pub fn new(names: Names, links: Links, pool: Vec<Cidr>, dns: Arc<Dns>) -> Self {
         NetworkReconciler {
             names,
             links,
             pool,
-            nat: tokio::sync::Mutex::new(()),
+            dns,
+            choosing: tokio::sync::Mutex::new(()),
+            nat: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -38,7 +44,7 @@ impl NetworkReconciler {
         api: &Api<NetworkSpec>,
         leaving: Option<&str>,
     ) -> Result<(), NetError> {
-        let _one = self.nat.lock().await;
+        let mut last = self.nat.lock().await;
         let (all, _) = api.list(&Default::default()).await?;
         let nets: Vec<NatNetwork> = all
             .iter()
@@ -51,10 +57,16 @@ impl NetworkReconciler {
                 })
             })
             .collect();
+        if last.as_ref() == Some(&nets) {
+            return Ok(());
+        }
         let table = self.names.table();
+        let written = nets.clone();
         tokio::task::spawn_blocking(move || nat::sync(&table, &nets))
             .await
-            .map_err(|e| NetError::Firewall(e.to_string()))?
+            .map_err(|e| NetError::Firewall(e.to_string()))??;
+        *last = Some(written);
+        Ok(())
     }
 }
 
@@ -81,6 +93,7 @@ impl Reconciler for NetworkReconciler {
                 Cidr::parse(s).ok_or_else(|| NetError::Config(format!("bad subnet {s}")))?
             }
             (None, None) => {
+                let _one = self.choosing.lock().await;
                 let (all, _) = api.list(&Default::default()).await?;
                 let used: Vec<Cidr> = all
                     .iter()
@@ -90,22 +103,45 @@ impl Reconciler for NetworkReconciler {
                     })
                     .collect();
                 let routes = self.links.host_routes().await?;
-                ipam::choose_subnet(&self.pool, &used, &routes).ok_or(NetError::NoSubnet)?
+                let chosen =
+                    ipam::choose_subnet(&self.pool, &used, &routes).ok_or(NetError::NoSubnet)?;
+                api.update_status(name, |s| s.subnet = Some(chosen.to_string()))
+                    .await?;
+                chosen
             }
         };
         let bridge = self.names.bridge(name);
-        api.update_status(name, |s| {
-            s.subnet = Some(subnet.to_string());
-            s.gateway = Some(subnet.gateway().to_string());
-            s.bridge = Some(bridge.clone());
-        })
-        .await?;
+        // The subnet is kept at once (two new networks must not pick the same one); the
+        // bridge and gateway, which instances wait for, once everything is up.
+        api.update_status(name, |s| s.subnet = Some(subnet.to_string()))
+            .await?;
         self.links.ensure_bridge(&bridge, &subnet).await?;
         self.sync_nat(api, None).await?;
+        let latest = api.get(name).await?;
+        self.dns.set_zone(
+            name,
+            zone(&ctx.backend, name, &latest.status.allocations).await?,
+        );
+        let dns = self.dns.serve(name, subnet.gateway()).await;
         let now = chrono_now();
         api.update_status(name, |s| {
+            s.gateway = Some(subnet.gateway().to_string());
+            s.bridge = Some(bridge.clone());
             s.common
                 .set_condition("Ready", ConditionStatus::True, "BridgeUp", "", now);
+            match &dns {
+                Ok(()) => {
+                    s.common
+                        .set_condition("DnsReady", ConditionStatus::True, "Serving", "", now)
+                }
+                Err(e) => s.common.set_condition(
+                    "DnsReady",
+                    ConditionStatus::False,
+                    "ListenFailed",
+                    &e.to_string(),
+                    now,
+                ),
+            };
         })
         .await?;
         tracing::debug!(network = name, %subnet, bridge, "network ready");
@@ -130,6 +166,7 @@ impl Reconciler for NetworkReconciler {
                 .await?;
             return Ok(Action::Requeue(Duration::from_secs(1)));
         }
+        self.dns.stop(name);
         self.links.delete(&self.names.bridge(name)).await?;
         self.sync_nat(&ctx.api, Some(name)).await?;
         tracing::info!(network = name, "network removed");
@@ -139,4 +176,45 @@ impl Reconciler for NetworkReconciler {
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
+}
+
+/// The names of the network's attached instances.
+async fn zone(
+    backend: &Arc<dyn aos_store::Backend>,
+    network: &str,
+    allocations: &std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::HashMap<String, std::net::Ipv4Addr>, NetError> {
+    let (instances, _) = Api::<InstanceSpec>::new(backend.clone())
+        .list(&Default::default())
+        .await?;
+    let (items, _) = Api::<ItemSpec>::new(backend.clone())
+        .list(&Default::default())
+        .await?;
+    let mut out = std::collections::HashMap::new();
+    for i in &instances {
+        let Some(ip) = allocations.get(i.name()).and_then(|a| a.parse().ok()) else {
+            continue;
+        };
+        let s = &i.spec;
+        let hostname = items
+            .iter()
+            .find(|it| it.spec.item_id == s.item_id && it.spec.version == s.version)
+            .and_then(|it| {
+                it.status
+                    .config
+                    .pointer("/item/hostname")?
+                    .as_str()
+                    .map(str::to_string)
+            });
+        for n in names_for(
+            &s.item_id,
+            &s.subject_id,
+            s.index,
+            hostname.as_deref(),
+            network,
+        ) {
+            out.insert(n, ip);
+        }
+    }
+    Ok(out)
 }

@@ -5,6 +5,7 @@
 
 mod attach;
 mod controller;
+pub mod dns;
 pub mod ipam;
 pub mod nat;
 pub mod netlink;

@@ -182,6 +182,22 @@ fn network_parts(
     let names = Names::new(scope, c.netns_dir.clone());
     let links = Links::new()?;
     let attacher = Arc::new(Attacher::new(backend.clone(), names.clone(), links.clone()));
-    let controller = Controller::new(NetworkReconciler::new(names, links, pool), backend, config);
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let dns = aos_network_controller::dns::Dns::new(aos_network_controller::dns::Dns::upstream_of(
+        &resolv,
+    ));
+    // Instances joining and leaving change the names the network's resolver answers.
+    let controller = Controller::new(
+        NetworkReconciler::new(names, links, pool, dns),
+        backend,
+        config,
+    )
+    .watches::<InstanceSpec>(|i: &Object<InstanceSpec>| {
+        i.spec
+            .network
+            .iter()
+            .map(|n| n.network_id.clone())
+            .collect()
+    });
     Ok((attacher, controller))
 }
