@@ -160,3 +160,104 @@ fn two_instances_of_a_network_reach_each_other_and_leave_nothing_behind() {
     .into_owned();
     assert!(!tables.contains(&names.table()), "{tables}");
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn another_network_reaches_only_allowed_exposed_ports_and_a_published_port_answers_on_localhost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start("");
+    let names = Names::new(
+        &node.aosd.path().join("data").display().to_string(),
+        "/run/netns".into(),
+    );
+    let _leftovers = Leftovers {
+        names: names.clone(),
+        networks: vec!["front", "back"],
+        instances: vec!["web-0", "allowed-0", "denied-0"],
+    };
+    // web serves 8080 (exposed) and 9090 (not exposed).
+    let web = service(
+        &tmp.path().join("web"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n",
+        "#!/bin/sh\nmkdir -p /tmp/www && echo hello > /tmp/www/hello\n/bin/busybox httpd -p 9090 -h /tmp/www\nexec /bin/busybox httpd -f -p 8080 -h /tmp/www\n",
+    );
+    let client = service(
+        &tmp.path().join("client"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n",
+        "#!/bin/sh\nwhile true; do for p in 8080 9090; do if /usr/bin/curl -s --max-time 1 -o /dev/null \"http://$PEER:$p/hello\"; then echo \"ok $p\"; else echo \"no $p\"; fi; done; sleep 0.2; done\n",
+    );
+    for (dir, id) in [(&web, "web"), (&client, "client")] {
+        let archive = tmp.path().join(format!("{id}.tar"));
+        pack(&node.aosd, dir, &archive);
+        node.apply(&item(id, "v1", &format!("archive: {}", archive.display())));
+    }
+    let host_port = free_port();
+    let web_net = format!(
+        "  network:\n    networkId: back\n    exposedPorts: [\"8080\"]\n    hostPorts: [\"{host_port}:8080\"]\n"
+    );
+    node.apply(
+        &(network("back") + &network("front") + &instance("web-0", "web", "v1", 0, &web_net)),
+    );
+    let ip = node.active("web-0")["status"]["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client_net = |allowed: &str| {
+        format!("  env:\n  - name: PEER\n    value: \"{ip}\"\n  network:\n    networkId: front\n    allowedConnections: [{allowed}]\n")
+    };
+    node.apply(
+        &(instance(
+            "allowed-0",
+            "client",
+            "v1",
+            0,
+            &client_net("\"web/8080\", \"web/9090\""),
+        ) + &instance("denied-0", "client", "v1", 1, &client_net(""))),
+    );
+    node.active("allowed-0");
+    node.active("denied-0");
+    // Allowed and exposed: reached. Allowed but not exposed: not. Not allowed: not.
+    let allowed = node.logs_show("allowed-0", "ok 8080");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let allowed = node.aosd.ok(&["logs", "allowed-0"]) + &allowed;
+    assert!(!allowed.contains("ok 9090"), "{allowed}");
+    assert!(allowed.contains("no 9090"), "{allowed}");
+    let denied = node.logs_show("denied-0", "no 8080");
+    assert!(
+        !denied.contains("ok 8080") && !denied.contains("ok 9090"),
+        "{denied}"
+    );
+    // The published port answers on the host's loopback.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://127.0.0.1:{host_port}/hello"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+
+    node.aosd.ok(&[
+        "delete",
+        "instance",
+        "web-0",
+        "allowed-0",
+        "denied-0",
+        "--wait",
+    ]);
+    node.aosd
+        .ok(&["delete", "network", "front", "back", "--wait"]);
+    let l = links();
+    for n in ["front", "back"] {
+        assert!(!l.contains(&names.bridge(n)), "bridge of {n} left");
+    }
+}

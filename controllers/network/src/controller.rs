@@ -11,7 +11,7 @@ use aos_store::Api;
 
 use crate::dns::{names_for, Dns};
 use crate::ipam::{self, Cidr};
-use crate::nat::{self, NatNetwork};
+use crate::nat::{self, NatInstance, NatNetwork, Ports};
 use crate::netlink::Links;
 use crate::{Names, NetError, FINALIZER};
 
@@ -38,22 +38,41 @@ impl NetworkReconciler {
         }
     }
 
-    /// Rewrites the table from every Network with a subnet, except `leaving`.
+    /// Rewrites the table from every Network with a subnet (except `leaving`) and the
+    /// instances attached to them.
     async fn sync_nat(
         &self,
-        api: &Api<NetworkSpec>,
+        backend: &Arc<dyn aos_store::Backend>,
         leaving: Option<&str>,
     ) -> Result<(), NetError> {
         let mut last = self.nat.lock().await;
+        let api = Api::<NetworkSpec>::new(backend.clone());
         let (all, _) = api.list(&Default::default()).await?;
+        let (instances, _) = Api::<InstanceSpec>::new(backend.clone())
+            .list(&Default::default())
+            .await?;
+        let all: Vec<_> = all.iter().filter(|n| Some(n.name()) != leaving).collect();
+        // Every attached instance's address, for resolving allowed connections.
+        let addr = |name: &str| -> Option<std::net::Ipv4Addr> {
+            all.iter()
+                .find_map(|n| n.status.allocations.get(name))
+                .and_then(|a| a.parse().ok())
+        };
         let nets: Vec<NatNetwork> = all
             .iter()
-            .filter(|n| Some(n.name()) != leaving)
             .filter_map(|n| {
+                let attached = instances
+                    .iter()
+                    .filter_map(|i| {
+                        let ip = n.status.allocations.get(i.name())?.parse().ok()?;
+                        Some(nat_instance(i, ip, &instances, &addr))
+                    })
+                    .collect();
                 Some(NatNetwork {
                     subnet: Cidr::parse(n.status.subnet.as_deref()?)?,
                     bridge: self.names.bridge(n.name()),
                     allow_outside: n.spec.allow_outside,
+                    instances: attached,
                 })
             })
             .collect();
@@ -116,7 +135,7 @@ impl Reconciler for NetworkReconciler {
         api.update_status(name, |s| s.subnet = Some(subnet.to_string()))
             .await?;
         self.links.ensure_bridge(&bridge, &subnet).await?;
-        self.sync_nat(api, None).await?;
+        self.sync_nat(&ctx.backend, None).await?;
         let latest = api.get(name).await?;
         self.dns.set_zone(
             name,
@@ -168,7 +187,7 @@ impl Reconciler for NetworkReconciler {
         }
         self.dns.stop(name);
         self.links.delete(&self.names.bridge(name)).await?;
-        self.sync_nat(&ctx.api, Some(name)).await?;
+        self.sync_nat(&ctx.backend, Some(name)).await?;
         tracing::info!(network = name, "network removed");
         Ok(Action::AwaitChange)
     }
@@ -217,4 +236,63 @@ async fn zone(
         }
     }
     Ok(out)
+}
+
+fn ports(spec: &str) -> Option<Ports> {
+    let (first, last, proto) = aos_api::parse_port_spec(spec).ok()?;
+    Some(Ports {
+        first,
+        last,
+        proto: proto.to_string(),
+    })
+}
+
+/// The firewall's view of one attached instance: its exposed ports, its allowed connections
+/// resolved to the addresses of the item's attached instances, its published ports.
+fn nat_instance(
+    i: &Object<InstanceSpec>,
+    ip: std::net::Ipv4Addr,
+    all: &[Object<InstanceSpec>],
+    addr: &dyn Fn(&str) -> Option<std::net::Ipv4Addr>,
+) -> NatInstance {
+    let Some(n) = &i.spec.network else {
+        return NatInstance {
+            ip,
+            exposed: vec![],
+            allowed: vec![],
+            published: vec![],
+        };
+    };
+    let exposed = n.exposed_ports.iter().filter_map(|p| ports(p)).collect();
+    let mut allowed = Vec::new();
+    for c in &n.allowed_connections {
+        let Some((item, spec)) = c.split_once('/') else {
+            continue;
+        };
+        let Some(p) = ports(spec) else { continue };
+        for peer in all.iter().filter(|x| x.spec.item_id == item) {
+            // Only to ports the peer exposes.
+            let exposes = peer.spec.network.as_ref().is_some_and(|pn| {
+                pn.exposed_ports
+                    .iter()
+                    .filter_map(|e| ports(e))
+                    .any(|e| e.proto == p.proto && e.first <= p.first && p.last <= e.last)
+            });
+            if let (true, Some(a)) = (exposes, addr(peer.name())) {
+                allowed.push((a, p.clone()));
+            }
+        }
+    }
+    let published = n
+        .host_ports
+        .iter()
+        .filter_map(|h| aos_api::parse_host_port(h).ok())
+        .map(|(h, p, proto)| (h, p, proto.to_string()))
+        .collect();
+    NatInstance {
+        ip,
+        exposed,
+        allowed,
+        published,
+    }
 }

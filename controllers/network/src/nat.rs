@@ -1,13 +1,46 @@
-//! The firewall side, in one nftables table of ours (nothing else is touched): masquerade of
-//! each network that may reach the outside, and a drop of forwarded traffic leaving a network
-//! that may not. The whole table is rewritten in one atomic `nft -f` run whenever the set of
-//! networks changes.
+//! The firewall, in one nftables table of ours (nothing else is touched), rewritten whole in one
+//! atomic `nft -f` run whenever what it must say changes:
+//! - NAT: masquerade of networks that may reach the outside; published host ports (DNAT, from
+//!   other hosts and from the host itself, 127.0.0.1 included);
+//! - forward: replies pass; traffic inside one network passes; an instance is reachable from
+//!   elsewhere only on its exposed ports; it reaches instances of other networks only through
+//!   its allowed connections, and the outside only if its network allows it.
 
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use crate::ipam::Cidr;
 use crate::NetError;
+
+/// Ports `first..=last` of a protocol (`tcp` or `udp`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub first: u16,
+    pub last: u16,
+    pub proto: String,
+}
+
+impl Ports {
+    fn nft(&self) -> String {
+        if self.first == self.last {
+            format!("{} dport {}", self.proto, self.first)
+        } else {
+            format!("{} dport {}-{}", self.proto, self.first, self.last)
+        }
+    }
+}
+
+/// What the firewall knows of one attached instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatInstance {
+    pub ip: Ipv4Addr,
+    pub exposed: Vec<Ports>,
+    /// Resolved allowed connections: a peer address and its ports.
+    pub allowed: Vec<(Ipv4Addr, Ports)>,
+    /// (host port, instance port, proto).
+    pub published: Vec<(u16, u16, String)>,
+}
 
 /// One network as the firewall sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +48,7 @@ pub struct NatNetwork {
     pub subnet: Cidr,
     pub bridge: String,
     pub allow_outside: bool,
+    pub instances: Vec<NatInstance>,
 }
 
 /// The nft script that makes `table` hold exactly the rules of `networks` (or removes it).
@@ -24,34 +58,106 @@ pub fn script(table: &str, networks: &[NatNetwork]) -> String {
     if networks.is_empty() {
         return s;
     }
-    s.push_str(&format!("table inet {table} {{\n"));
-    s.push_str(
-        "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n",
-    );
+    let mut line = |l: String| {
+        s.push_str(&l);
+        s.push('\n');
+    };
+    line(format!("table inet {table} {{"));
+    let dnat: Vec<(u16, String, Ipv4Addr, u16)> = networks
+        .iter()
+        .flat_map(|n| &n.instances)
+        .flat_map(|i| {
+            i.published
+                .iter()
+                .map(|(h, p, proto)| (*h, proto.clone(), i.ip, *p))
+        })
+        .collect();
+    for (chain, hook, prio) in [
+        ("prerouting", "prerouting", "dstnat"),
+        ("output", "output", "-100"),
+    ] {
+        line(format!("  chain {chain} {{"));
+        line(format!(
+            "    type nat hook {hook} priority {prio}; policy accept;"
+        ));
+        for (h, proto, ip, p) in &dnat {
+            line(format!(
+                "    fib daddr type local {proto} dport {h} dnat ip to {ip}:{p}"
+            ));
+        }
+        line("  }".into());
+    }
+    line("  chain postrouting {".into());
+    line("    type nat hook postrouting priority srcnat; policy accept;".into());
+    for (_, _, ip, _) in &dnat {
+        // Published ports reached from the host itself (127.0.0.1) need a source it can answer.
+        line(format!("    ip saddr 127.0.0.0/8 ip daddr {ip} masquerade"));
+    }
     for n in networks.iter().filter(|n| n.allow_outside) {
-        s.push_str(&format!(
-            "    ip saddr {} ip daddr != {} masquerade\n",
+        line(format!(
+            "    ip saddr {} ip daddr != {} masquerade",
             n.subnet, n.subnet
         ));
     }
-    s.push_str(
-        "  }\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
-    );
-    for n in networks {
-        if n.allow_outside {
-            s.push_str(&format!("    iifname \"{}\" accept\n", n.bridge));
-            s.push_str(&format!(
-                "    oifname \"{}\" ct state established,related accept\n",
-                n.bridge
+    line("  }".into());
+    line("  chain forward {".into());
+    line("    type filter hook forward priority filter; policy accept;".into());
+    let bridges: Vec<&str> = networks.iter().map(|n| n.bridge.as_str()).collect();
+    let subnets: Vec<String> = networks.iter().map(|n| n.subnet.to_string()).collect();
+    if !bridges.is_empty() {
+        let set = |v: &[String]| format!("{{ {} }}", v.join(", "));
+        let quoted: Vec<String> = bridges.iter().map(|b| format!("\"{b}\"")).collect();
+        line(format!(
+            "    oifname {} ct state established,related accept",
+            set(&quoted)
+        ));
+        for b in &bridges {
+            line(format!("    iifname \"{b}\" oifname \"{b}\" accept"));
+        }
+        // Between networks: what the source allows and the destination exposes (the pairs
+        // arrive checked against the destination's exposed ports).
+        for n in networks {
+            for i in &n.instances {
+                for (peer, p) in &i.allowed {
+                    line(format!(
+                        "    iifname \"{}\" ip saddr {} ip daddr {peer} {} accept",
+                        n.bridge,
+                        i.ip,
+                        p.nft()
+                    ));
+                }
+            }
+        }
+        // From outside every network: the exposed ports.
+        for n in networks {
+            for i in &n.instances {
+                for p in &i.exposed {
+                    line(format!(
+                        "    iifname != {} oifname \"{}\" ip daddr {} {} accept",
+                        set(&quoted),
+                        n.bridge,
+                        i.ip,
+                        p.nft()
+                    ));
+                }
+            }
+        }
+        line(format!("    oifname {} drop", set(&quoted)));
+        for n in networks {
+            line(format!(
+                "    iifname \"{}\" ip daddr {} drop",
+                n.bridge,
+                set(&subnets)
             ));
-        } else {
-            s.push_str(&format!(
-                "    iifname \"{}\" oifname != \"{}\" drop\n",
-                n.bridge, n.bridge
+            line(format!(
+                "    iifname \"{}\" {}",
+                n.bridge,
+                if n.allow_outside { "accept" } else { "drop" }
             ));
         }
     }
-    s.push_str("  }\n}\n");
+    line("  }".into());
+    line("}".into());
     s
 }
 
@@ -83,6 +189,15 @@ pub fn sync(table: &str, networks: &[NatNetwork]) -> Result<(), NetError> {
     if networks.iter().any(|n| n.allow_outside) {
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
     }
+    for n in networks {
+        if n.instances.iter().any(|i| !i.published.is_empty()) {
+            // 127.0.0.1 may leave through this bridge (after DNAT and masquerade) only so.
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge),
+                "1",
+            );
+        }
+    }
     Ok(())
 }
 
@@ -90,25 +205,59 @@ pub fn sync(table: &str, networks: &[NatNetwork]) -> Result<(), NetError> {
 mod tests {
     use super::*;
 
+    fn ports(p: u16, proto: &str) -> Ports {
+        Ports {
+            first: p,
+            last: p,
+            proto: proto.into(),
+        }
+    }
+
     #[test]
-    fn the_table_masquerades_open_networks_and_fences_closed_ones() {
+    fn the_table_masquerades_open_networks_fences_closed_ones_and_opens_only_what_is_declared() {
+        let web = NatInstance {
+            ip: Ipv4Addr::new(172, 17, 0, 2),
+            exposed: vec![ports(8080, "tcp")],
+            allowed: vec![],
+            published: vec![(18080, 8080, "tcp".into())],
+        };
+        let client = NatInstance {
+            ip: Ipv4Addr::new(172, 18, 0, 2),
+            exposed: vec![],
+            allowed: vec![(web.ip, ports(8080, "tcp"))],
+            published: vec![],
+        };
         let nets = [
             NatNetwork {
                 subnet: Cidr::parse("172.17.0.0/16").unwrap(),
                 bridge: "ab1".into(),
                 allow_outside: true,
+                instances: vec![web],
             },
             NatNetwork {
                 subnet: Cidr::parse("172.18.0.0/16").unwrap(),
                 bridge: "ab2".into(),
                 allow_outside: false,
+                instances: vec![client],
             },
         ];
         let s = script("aosd_x", &nets);
         assert!(s.starts_with("table inet aosd_x {}\ndelete table inet aosd_x\n"));
         assert!(s.contains("ip saddr 172.17.0.0/16 ip daddr != 172.17.0.0/16 masquerade"));
         assert!(!s.contains("172.18.0.0/16 masquerade"));
-        assert!(s.contains("iifname \"ab2\" oifname != \"ab2\" drop"));
+        assert!(s.contains(
+            "iifname != { \"ab1\", \"ab2\" } oifname \"ab1\" ip daddr 172.17.0.2 tcp dport 8080 accept"
+        ));
+        assert!(s.contains(
+            "iifname \"ab2\" ip saddr 172.18.0.2 ip daddr 172.17.0.2 tcp dport 8080 accept"
+        ));
+        assert!(s.contains("fib daddr type local tcp dport 18080 dnat ip to 172.17.0.2:8080"));
+        assert!(s.contains("iifname \"ab2\" drop"));
+        assert!(s.contains("iifname \"ab1\" accept"));
+        // Accepts come before the drops they make exceptions to.
+        let accept = s.find("tcp dport 8080 accept").unwrap();
+        let drop = s.find("oifname { \"ab1\", \"ab2\" } drop").unwrap();
+        assert!(accept < drop, "{s}");
         assert_eq!(
             script("aosd_x", &[]),
             "table inet aosd_x {}\ndelete table inet aosd_x\n"

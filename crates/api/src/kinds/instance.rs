@@ -43,6 +43,27 @@ pub struct InstanceNetwork {
     pub exposed_ports: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_connections: Vec<String>,
+    /// Exposed ports published on the host: `hostPort:port[/tcp|udp]` (reachable on the host's
+    /// addresses, 127.0.0.1 included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<String>,
+}
+
+/// Parses `hostPort:port[/proto]`.
+pub fn parse_host_port(s: &str) -> Result<(u16, u16, &str), String> {
+    let (host, rest) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} must be hostPort:port[/tcp|udp]"))?;
+    let host: u16 = host
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{s:?}: {host:?} is not a port number"))?;
+    let (a, b, proto) = crate::kinds::network::parse_port_spec(rest)?;
+    if a != b {
+        return Err(format!("{s:?}: publish one port, not a range"));
+    }
+    Ok((host, a, proto))
 }
 
 /// An HTTP GET probe: any status from 200 to 399 passes.
@@ -271,6 +292,11 @@ impl Spec for InstanceSpec {
                         format!("spec.network.exposedPorts[{i}]"),
                         e,
                     ));
+                }
+            }
+            for (i, h) in n.host_ports.iter().enumerate() {
+                if let Err(e) = parse_host_port(h) {
+                    errors.push(FieldError::new(format!("spec.network.hostPorts[{i}]"), e));
                 }
             }
             for (i, c) in n.allowed_connections.iter().enumerate() {
