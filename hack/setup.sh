@@ -20,6 +20,7 @@ PACKAGES=(
   busybox-static      # a tiny rootfs for container tests
   nftables            # nft: the NAT and firewall rules of instance networks
   iproute2            # ip: the tests list links and namespaces with it
+  netavark            # the peer of hack/bench/net.sh
 )
 
 

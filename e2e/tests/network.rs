@@ -9,8 +9,10 @@ use std::process::Command;
 use aos_e2e::node::{instance, item, pack, service, Node};
 use aos_network_controller::Names;
 
-fn network(name: &str) -> String {
-    format!("apiVersion: aos.edge/v1alpha1\nkind: Network\nmetadata:\n  name: {name}\nspec:\n  allowOutside: true\n---\n")
+/// A network with its own subnet: tests run side by side, each with its own aosd, and two
+/// aosd picking from the same pool at the same moment could pick the same subnet.
+fn network(name: &str, subnet: &str) -> String {
+    format!("apiVersion: aos.edge/v1alpha1\nkind: Network\nmetadata:\n  name: {name}\nspec:\n  subnet: {subnet}\n  allowOutside: true\n---\n")
 }
 
 fn on(net: &str, env: &str) -> String {
@@ -83,7 +85,9 @@ fn two_instances_of_a_network_reach_each_other_and_leave_nothing_behind() {
         pack(&node.aosd, dir, &archive);
         node.apply(&item(id, "v1", &format!("archive: {}", archive.display())));
     }
-    node.apply(&(network("n1") + &instance("web-0", "web", "v1", 0, &on("n1", ""))));
+    node.apply(
+        &(network("n1", "172.29.1.0/24") + &instance("web-0", "web", "v1", 0, &on("n1", ""))),
+    );
     let w = node.active("web-0");
     let ip = w["status"]["ip"]
         .as_str()
@@ -91,7 +95,7 @@ fn two_instances_of_a_network_reach_each_other_and_leave_nothing_behind() {
         .to_string();
     let net = node.json("network", "n1");
     let subnet = net["status"]["subnet"].as_str().unwrap().to_string();
-    assert!(subnet.starts_with("172."), "{net:#}");
+    assert_eq!(subnet, "172.29.1.0/24", "{net:#}");
     assert_eq!(net["status"]["allocations"]["web-0"], ip.as_str());
 
     // Another instance of the network reaches it by name, through the network's resolver.
@@ -203,7 +207,9 @@ fn another_network_reaches_only_allowed_exposed_ports_and_a_published_port_answe
         "  network:\n    networkId: back\n    exposedPorts: [\"8080\"]\n    hostPorts: [\"{host_port}:8080\"]\n"
     );
     node.apply(
-        &(network("back") + &network("front") + &instance("web-0", "web", "v1", 0, &web_net)),
+        &(network("back", "172.29.2.0/24")
+            + &network("front", "172.29.3.0/24")
+            + &instance("web-0", "web", "v1", 0, &web_net)),
     );
     let ip = node.active("web-0")["status"]["ip"]
         .as_str()
@@ -234,6 +240,12 @@ fn another_network_reaches_only_allowed_exposed_ports_and_a_published_port_answe
         !denied.contains("ok 8080") && !denied.contains("ok 9090"),
         "{denied}"
     );
+    // Traffic counters move (sampled every second here).
+    let v = node.until_instance("allowed-0", 30, |v| {
+        v["status"]["usage"]["txBytes"].as_u64().unwrap_or(0) > 0
+            && v["status"]["usage"]["rxBytes"].as_u64().unwrap_or(0) > 0
+    });
+    assert!(v["status"]["usage"]["txBytes"].as_u64() > Some(100));
     // The published port answers on the host's loopback.
     let out = Command::new("curl")
         .args([

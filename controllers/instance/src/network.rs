@@ -19,6 +19,8 @@ pub trait Networks: Send + Sync {
     fn netns_path(&self, instance: &str) -> PathBuf;
     /// Attaches the instance (idempotent); `Err` says why it cannot be yet.
     async fn attach(&self, instance: &str, network_id: &str) -> Result<Attachment, String>;
+    /// Bytes the instance received and sent on its network, if it is attached.
+    fn counters(&self, instance: &str) -> Option<(u64, u64)>;
     /// Removes the namespace, links and address of the instance (idempotent).
     async fn detach(&self, instance: &str, network_id: &str) -> Result<(), String>;
 }

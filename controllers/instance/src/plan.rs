@@ -83,12 +83,12 @@ async fn dns_servers(
     backend: &Arc<dyn Backend>,
     network: &str,
 ) -> Result<Option<String>, InstanceError> {
-    let Some(net) = Api::<aos_api::NetworkSpec>::new(backend.clone())
+    // Not before the network is up: what the instance is made with depends on it.
+    let net = Api::<aos_api::NetworkSpec>::new(backend.clone())
         .get_opt(network)
         .await?
-    else {
-        return Ok(None);
-    };
+        .filter(|n| n.status.bridge.is_some() && n.metadata.deletion_timestamp.is_none())
+        .ok_or_else(|| InstanceError::Network(format!("network {network} is not ready")))?;
     let servers: Vec<String> = match &net.status.gateway {
         Some(gw) if net.status.common.is_true("DnsReady") => vec![gw.clone()],
         _ => net.spec.dns_servers.clone(),

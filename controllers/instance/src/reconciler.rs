@@ -414,7 +414,15 @@ impl InstanceReconciler {
         };
         let per_core = plan.node_dmips / plan.cores.max(1);
         let dir = env.instance_dir(obj.name());
+        let (rx_bytes, tx_bytes) = env
+            .networks
+            .as_ref()
+            .filter(|_| obj.spec.network.is_some())
+            .and_then(|n| n.counters(obj.name()))
+            .unwrap_or_default();
         Some(InstanceUsage {
+            rx_bytes,
+            tx_bytes,
             cpu_percent,
             cpu_dmips: (cpu_percent / 100.0 * per_core as f64) as u64,
             ram_bytes: env.cgroups.memory_bytes(&plan.cgroups_path).unwrap_or(0),

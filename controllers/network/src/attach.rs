@@ -130,6 +130,21 @@ impl Networks for Attacher {
             .map_err(|e| e.to_string())
     }
 
+    fn counters(&self, instance: &str) -> Option<(u64, u64)> {
+        // The host end of the veth: what it sends the instance receives, and the reverse.
+        let dir = std::path::Path::new("/sys/class/net")
+            .join(self.names.host_veth(instance))
+            .join("statistics");
+        let read = |f: &str| -> Option<u64> {
+            std::fs::read_to_string(dir.join(f))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        Some((read("tx_bytes")?, read("rx_bytes")?))
+    }
+
     async fn detach(&self, instance: &str, network_id: &str) -> Result<(), String> {
         self.detach_inner(instance, network_id)
             .await

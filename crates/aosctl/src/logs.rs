@@ -92,6 +92,8 @@ pub async fn top(client: &Client, a: TopArgs) -> anyhow::Result<ExitCode> {
                 cell(&|u| print::bytes(num(u, "/ramBytes"))),
                 cell(&|u| print::bytes(num(u, "/stateBytes"))),
                 cell(&|u| print::bytes(num(u, "/storageBytes"))),
+                cell(&|u| print::bytes(num(u, "/rxBytes"))),
+                cell(&|u| print::bytes(num(u, "/txBytes"))),
             ]
         })
         .collect();
@@ -109,7 +111,9 @@ pub async fn top(client: &Client, a: TopArgs) -> anyhow::Result<ExitCode> {
                 "DMIPS",
                 "RAM",
                 "STATE.DAT",
-                "STORAGE"
+                "STORAGE",
+                "NET-IN",
+                "NET-OUT"
             ],
             &rows
         )

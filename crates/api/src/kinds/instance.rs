@@ -208,6 +208,11 @@ pub struct InstanceUsage {
     pub state_bytes: u64,
     pub storage_bytes: u64,
     pub updated_at: DateTime<Utc>,
+    /// Bytes received and sent on the instance's network (since its attachment).
+    #[serde(default)]
+    pub rx_bytes: u64,
+    #[serde(default)]
+    pub tx_bytes: u64,
     /// Total CPU time, for the next sample's rate.
     #[serde(default)]
     pub cpu_time_ns: u64,
