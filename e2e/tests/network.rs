@@ -273,3 +273,75 @@ fn another_network_reaches_only_allowed_exposed_ports_and_a_published_port_answe
         assert!(!l.contains(&names.bridge(n)), "bridge of {n} left");
     }
 }
+
+#[test]
+fn an_upload_speed_limit_holds_within_ten_percent_and_an_upload_limit_raises_its_condition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start("");
+    let names = Names::new(
+        &node.aosd.path().join("data").display().to_string(),
+        "/run/netns".into(),
+    );
+    let _leftovers = Leftovers {
+        names: names.clone(),
+        networks: vec!["shaped"],
+        instances: vec!["big-0"],
+    };
+    let rate: u64 = 1 << 20;
+    let web = service(
+        &tmp.path().join("big"),
+        &format!(
+            "configuration:\n  cmd: /usr/bin/svc.sh\n  exposedPorts: [\"8080\"]\n  quotas:\n    uploadSpeed: {rate}\n    uploadLimit: 1000000\n"
+        ),
+        "#!/bin/sh\nmkdir -p /tmp/www && /bin/busybox dd if=/dev/zero of=/tmp/www/big bs=1048576 count=4 2>/dev/null\nexec /bin/busybox httpd -f -p 8080 -h /tmp/www\n",
+    );
+    let archive = tmp.path().join("big.tar");
+    pack(&node.aosd, &web, &archive);
+    node.apply(
+        &(item("big", "v1", &format!("archive: {}", archive.display()))
+            + &network("shaped", "172.29.4.0/24")
+            + &instance("big-0", "big", "v1", 0, &on("shaped", ""))),
+    );
+    let ip = node.active("big-0")["status"]["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A transfer from the instance's namespace to the host, through the bridge.
+    let url = format!("http://{ip}:8080/big");
+    let mut speed = 0.0;
+    for _ in 0..20 {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "20",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{speed_download}",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(s) = text.strip_prefix("200 ") {
+            speed = s.trim().parse().unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let ratio = speed / rate as f64;
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "{speed} B/s is {ratio:.3} of {rate}"
+    );
+    let v = node.until_instance("big-0", 30, |v| {
+        v["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "UploadLimitExceeded"))
+            .is_some_and(|c| c["status"] == "True")
+    });
+    assert!(v["status"]["usage"]["txBytes"].as_u64() > Some(4_000_000));
+    node.aosd.ok(&["delete", "instance", "big-0", "--wait"]);
+    node.aosd.ok(&["delete", "network", "shaped", "--wait"]);
+}

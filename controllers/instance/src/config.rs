@@ -31,6 +31,12 @@ pub struct Quotas {
     pub tmp_limit: Option<u64>,
     pub state_limit: Option<u64>,
     pub storage_limit: Option<u64>,
+    /// Bytes per second.
+    pub upload_speed: Option<u64>,
+    pub download_speed: Option<u64>,
+    /// Bytes (since the instance joined its network) before an alert condition.
+    pub upload_limit: Option<u64>,
+    pub download_limit: Option<u64>,
 }
 
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]

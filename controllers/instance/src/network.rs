@@ -13,12 +13,27 @@ pub struct Attachment {
     pub dns: Vec<String>,
 }
 
+/// Speed limits of an instance's traffic, in bytes per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shaping {
+    /// What the instance sends.
+    pub upload: Option<u64>,
+    /// What the instance receives.
+    pub download: Option<u64>,
+}
+
 #[async_trait::async_trait]
 pub trait Networks: Send + Sync {
     /// The network namespace the instance's task joins (known before it exists).
     fn netns_path(&self, instance: &str) -> PathBuf;
-    /// Attaches the instance (idempotent); `Err` says why it cannot be yet.
-    async fn attach(&self, instance: &str, network_id: &str) -> Result<Attachment, String>;
+    /// Attaches the instance with these speed limits (idempotent; the limits are set each
+    /// time); `Err` says why it cannot be yet.
+    async fn attach(
+        &self,
+        instance: &str,
+        network_id: &str,
+        shaping: Shaping,
+    ) -> Result<Attachment, String>;
     /// Bytes the instance received and sent on its network, if it is attached.
     fn counters(&self, instance: &str) -> Option<(u64, u64)>;
     /// Removes the namespace, links and address of the instance (idempotent).

@@ -130,7 +130,14 @@ impl InstanceReconciler {
         let mut ip = None;
         if let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) {
             let a = nets
-                .attach(name, &n.network_id)
+                .attach(
+                    name,
+                    &n.network_id,
+                    crate::network::Shaping {
+                        upload: plan.quotas.upload_speed,
+                        download: plan.quotas.download_speed,
+                    },
+                )
                 .await
                 .map_err(InstanceError::Network)?;
             ip = Some(a.ip);
@@ -368,6 +375,12 @@ impl InstanceReconciler {
                         "StorageLimitExceeded",
                         u.storage_bytes,
                         plan.quotas.storage_limit,
+                    ),
+                    ("UploadLimitExceeded", u.tx_bytes, plan.quotas.upload_limit),
+                    (
+                        "DownloadLimitExceeded",
+                        u.rx_bytes,
+                        plan.quotas.download_limit,
                     ),
                 ] {
                     if let Some(limit) = limit {

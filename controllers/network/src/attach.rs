@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aos_api::NetworkSpec;
-use aos_instance_controller::network::{Attachment, Networks};
+use aos_instance_controller::network::{Attachment, Networks, Shaping};
 use aos_store::{Api, Backend};
 
 use crate::ipam::{self, Cidr};
@@ -30,7 +30,12 @@ impl Attacher {
         }
     }
 
-    async fn attach_inner(&self, instance: &str, network: &str) -> Result<Attachment, NetError> {
+    async fn attach_inner(
+        &self,
+        instance: &str,
+        network: &str,
+        shaping: Shaping,
+    ) -> Result<Attachment, NetError> {
         let net = self
             .api
             .get_opt(network)
@@ -89,6 +94,12 @@ impl Attacher {
                 return Err(e);
             }
         }
+        let host_veth = host.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::shaping::apply(&host_veth, &netns, shaping.upload, shaping.download)
+        })
+        .await
+        .map_err(|e| NetError::Netns(e.to_string()))??;
         Ok(Attachment {
             ip: ip.to_string(),
             gateway: subnet.gateway().to_string(),
@@ -124,8 +135,13 @@ impl Networks for Attacher {
         self.names.netns(instance)
     }
 
-    async fn attach(&self, instance: &str, network_id: &str) -> Result<Attachment, String> {
-        self.attach_inner(instance, network_id)
+    async fn attach(
+        &self,
+        instance: &str,
+        network_id: &str,
+        shaping: Shaping,
+    ) -> Result<Attachment, String> {
+        self.attach_inner(instance, network_id, shaping)
             .await
             .map_err(|e| e.to_string())
     }

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod ipam;
 pub mod nat;
 pub mod netlink;
+pub mod shaping;
 
 use std::path::PathBuf;
 

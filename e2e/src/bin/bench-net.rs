@@ -97,7 +97,10 @@ async fn main() {
     for r in 0..ROUNDS {
         let name = format!("one-{r}");
         let t = Instant::now();
-        attacher.attach(&name, "bench").await.unwrap();
+        attacher
+            .attach(&name, "bench", Default::default())
+            .await
+            .unwrap();
         up.push(ms(t.elapsed()));
         let t = Instant::now();
         attacher.detach(&name, "bench").await.unwrap();
@@ -150,7 +153,10 @@ async fn main() {
     let names_n: Vec<String> = (0..count).map(|i| format!("many-{i}")).collect();
     let t = Instant::now();
     for n in &names_n {
-        attacher.attach(n, "bench").await.unwrap();
+        attacher
+            .attach(n, "bench", Default::default())
+            .await
+            .unwrap();
     }
     let many_up = t.elapsed();
     let t = Instant::now();
