@@ -11,6 +11,12 @@ AOSCTL="$PWD/target/debug/aosctl"
 
 stop() {
   if [ -f "$DEMO/aosd.pid" ] && kill -0 "$(cat "$DEMO/aosd.pid")" 2>/dev/null; then
+    # Instances and networks keep running across restarts of aosd: the demo's go first, so
+    # that no namespace, link or rule of it outlives it.
+    for kind in instance network; do
+      "$AOSCTL" --socket "$SOCK" delete "$kind" -l app.kubernetes.io/part-of=aos-demo \
+        --wait --timeout=60s >/dev/null 2>&1 || true
+    done
     kill -TERM "$(cat "$DEMO/aosd.pid")"
     for _ in $(seq 50); do kill -0 "$(cat "$DEMO/aosd.pid")" 2>/dev/null || break; sleep 0.1; done
     echo "aosd stopped"

@@ -211,12 +211,13 @@ impl Aosd {
 
     /// Waits until the node has reported itself (its Ready condition).
     pub fn wait_node_ready(&self) {
-        self.ok(&[
-            "wait",
-            "node/e2e-node",
-            "--for=condition=Ready",
-            "--timeout=10s",
-        ]);
+        // The API answers before the Node exists: wait for it to appear, then to be Ready.
+        self.until("node", "e2e-node", 20, |v| {
+            v["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .is_some_and(|c| c["status"] == "True")
+        });
     }
 
     /// The object as JSON.

@@ -151,7 +151,13 @@ impl InstanceReconciler {
         let base = plan
             .host_base
             .then_some((env.host_root.as_path(), env.host_binds.as_slice()));
-        let mount = rootfs::prepare(&env.run_dirs(name), &image_layers, base, &plan.top)?;
+        // The address is the instance's for good (kept by its network): it goes into
+        // /etc/hosts without being part of what the task is compared by.
+        let mut top = plan.top.clone();
+        if let Some(ip) = &ip {
+            top.hosts.push(format!("{ip}\t{}", top.hostname));
+        }
+        let mount = rootfs::prepare(&env.run_dirs(name), &image_layers, base, &top)?;
         let task = TaskSpec {
             id: name.to_string(),
             spec: plan.spec.clone(),

@@ -100,10 +100,15 @@ pub fn write_top(dir: &Path, top: &TopLayer) -> Result<(), InstanceError> {
         }
         std::fs::write(&p, b"").map_err(io(format!("failed to create {}", p.display())))?;
     }
-    let mut hosts = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-        top.hostname
-    );
+    let mut hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
+    // The hostname names the instance's own address when it has one, else loopback.
+    let own = top
+        .hosts
+        .iter()
+        .any(|h| h.split_whitespace().skip(1).any(|n| n == top.hostname));
+    if !own {
+        hosts.push_str(&format!("127.0.1.1\t{}\n", top.hostname));
+    }
     for h in &top.hosts {
         hosts.push_str(h);
         hosts.push('\n');
