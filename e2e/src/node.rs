@@ -128,3 +128,26 @@ impl Node {
         self.aosd.json(kind, name)
     }
 }
+
+impl Node {
+    /// Packs a service folder into `<dir>.tar` beside it and applies its Item (version `v1`)
+    /// from that archive.
+    pub fn install(&self, dir: &Path, item_id: &str) {
+        let archive = dir.with_extension("tar");
+        pack(&self.aosd, dir, &archive);
+        self.apply(&item(
+            item_id,
+            "v1",
+            &format!("archive: {}", archive.display()),
+        ));
+    }
+}
+
+/// A TCP port free on this host right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

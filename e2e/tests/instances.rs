@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use aos_e2e::node::{instance, item, pack, service, Node};
+use aos_e2e::node::{free_port, instance, item, pack, service, Node};
 use aos_testkit::Registry;
 use serde_json::Value;
 
@@ -170,12 +170,8 @@ fn a_crash_loop_fails_after_the_burst_with_its_reason() {
         "configuration:\n  cmd: /usr/bin/svc.sh\n  runParameters:\n    restartInterval: 0.2s\n    startBurst: 3\n    startInterval: 10s\n",
         "#!/bin/sh\necho boom\nexit 3\n",
     );
-    let archive = tmp.path().join("crasher.tar");
-    pack(&node.aosd, &dir, &archive);
-    node.apply(
-        &(item("crasher", "v1", &format!("archive: {}", archive.display()))
-            + &instance("crasher-0", "crasher", "v1", 0, "")),
-    );
+    node.install(&dir, "crasher");
+    node.apply(&instance("crasher-0", "crasher", "v1", 0, ""));
     // Followed from the start: the follower ends when the Instance is deleted.
     node.until_instance("crasher-0", 30, |v| v["status"]["uid"].is_u64());
     let follow = node
@@ -239,14 +235,6 @@ fn a_crash_loop_fails_after_the_burst_with_its_reason() {
     assert_eq!(node.containers().trim(), "");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_failing_readiness_probe_keeps_an_instance_unready_and_a_failing_liveness_probe_restarts_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -257,23 +245,19 @@ fn a_failing_readiness_probe_keeps_an_instance_unready_and_a_failing_liveness_pr
         "configuration:\n  cmd: /usr/bin/svc.sh\n",
         "#!/bin/sh\nmkdir -p /tmp/www && echo ok > /tmp/www/healthy\nexec /bin/busybox httpd -f -p \"127.0.0.1:$PORT\" -h /tmp/www\n",
     );
-    let archive = tmp.path().join("web.tar");
-    pack(&node.aosd, &dir, &archive);
+    node.install(&dir, "web");
     let probe = |kind: &str, path: &str| {
         format!("    {kind}:\n      httpGet:\n        path: {path}\n        port: {port}\n      period: 0.3s\n      failureThreshold: 2\n")
     };
     let exec = "    readiness:\n      exec:\n        command: [\"/bin/test\", \"-f\", \"/tmp/www/healthy\"]\n      period: 0.3s\n";
     let env = format!("  env:\n  - name: PORT\n    value: \"{port}\"\n");
-    node.apply(
-        &(item("web", "v1", &format!("archive: {}", archive.display()))
-            + &instance(
-                "web-ready",
-                "web",
-                "v1",
-                0,
-                &format!("{env}  probes:\n{exec}"),
-            )),
-    );
+    node.apply(&instance(
+        "web-ready",
+        "web",
+        "v1",
+        0,
+        &format!("{env}  probes:\n{exec}"),
+    ));
     let ready = |v: &Value| {
         v["status"]["conditions"]
             .as_array()
@@ -335,12 +319,8 @@ fn an_instance_over_its_memory_limit_is_oom_killed_and_says_so() {
         "configuration:\n  cmd: /usr/bin/svc.sh\n  quotas:\n    ramLimit: 8388608\n  runParameters:\n    restartInterval: 60s\n",
         "#!/bin/sh\necho eating\nexec /bin/busybox dd if=/dev/zero of=/dev/null bs=64M count=1\n",
     );
-    let archive = tmp.path().join("hog.tar");
-    pack(&node.aosd, &dir, &archive);
-    node.apply(
-        &(item("hog", "v1", &format!("archive: {}", archive.display()))
-            + &instance("hog-0", "hog", "v1", 0, "")),
-    );
+    node.install(&dir, "hog");
+    node.apply(&instance("hog-0", "hog", "v1", 0, ""));
     let v = node.until_instance("hog-0", 60, |v| {
         v["status"]["lastExit"]["reason"].is_string()
     });

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use aos_e2e::node::{instance, item, pack, service, Node};
+use aos_e2e::node::{free_port, instance, service, Node};
 use aos_network_controller::Names;
 
 /// A network with its own subnet: tests run side by side, each with its own aosd, and two
@@ -28,6 +28,14 @@ fn links() -> String {
             .stdout,
     )
     .into_owned()
+}
+
+/// The names aosd gives its links, namespaces and table (derived from its data dir).
+fn names_of(node: &Node) -> Names {
+    Names::new(
+        &node.aosd.path().join("data").display().to_string(),
+        "/run/netns".into(),
+    )
 }
 
 /// Removes whatever a failed run left of ours: links, namespaces and the table.
@@ -61,10 +69,7 @@ impl Drop for Leftovers {
 fn two_instances_of_a_network_reach_each_other_and_leave_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let mut node = Node::start("");
-    let names = Names::new(
-        &node.aosd.path().join("data").display().to_string(),
-        "/run/netns".into(),
-    );
+    let names = names_of(&node);
     let _leftovers = Leftovers {
         names: names.clone(),
         networks: vec!["n1"],
@@ -80,11 +85,8 @@ fn two_instances_of_a_network_reach_each_other_and_leave_nothing_behind() {
         "configuration:\n  cmd: /usr/bin/svc.sh\n",
         "#!/bin/sh\nwhile true; do /usr/bin/curl -s --max-time 1 \"http://$PEER:8080/hello\"; sleep 0.3; done\n",
     );
-    for (dir, id) in [(&web, "web"), (&client, "client")] {
-        let archive = tmp.path().join(format!("{id}.tar"));
-        pack(&node.aosd, dir, &archive);
-        node.apply(&item(id, "v1", &format!("archive: {}", archive.display())));
-    }
+    node.install(&web, "web");
+    node.install(&client, "client");
     node.apply(
         &(network("n1", "172.29.1.0/24") + &instance("web-0", "web", "v1", 0, &on("n1", ""))),
     );
@@ -165,22 +167,11 @@ fn two_instances_of_a_network_reach_each_other_and_leave_nothing_behind() {
     assert!(!tables.contains(&names.table()), "{tables}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn another_network_reaches_only_allowed_exposed_ports_and_a_published_port_answers_on_localhost() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start("");
-    let names = Names::new(
-        &node.aosd.path().join("data").display().to_string(),
-        "/run/netns".into(),
-    );
+    let names = names_of(&node);
     let _leftovers = Leftovers {
         names: names.clone(),
         networks: vec!["front", "back"],
@@ -197,11 +188,8 @@ fn another_network_reaches_only_allowed_exposed_ports_and_a_published_port_answe
         "configuration:\n  cmd: /usr/bin/svc.sh\n",
         "#!/bin/sh\nwhile true; do for p in 8080 9090; do if /usr/bin/curl -s --max-time 1 -o /dev/null \"http://$PEER:$p/hello\"; then echo \"ok $p\"; else echo \"no $p\"; fi; done; sleep 0.2; done\n",
     );
-    for (dir, id) in [(&web, "web"), (&client, "client")] {
-        let archive = tmp.path().join(format!("{id}.tar"));
-        pack(&node.aosd, dir, &archive);
-        node.apply(&item(id, "v1", &format!("archive: {}", archive.display())));
-    }
+    node.install(&web, "web");
+    node.install(&client, "client");
     let host_port = free_port();
     let web_net = format!(
         "  network:\n    networkId: back\n    exposedPorts: [\"8080\"]\n    hostPorts: [\"{host_port}:8080\"]\n"
@@ -278,10 +266,7 @@ fn another_network_reaches_only_allowed_exposed_ports_and_a_published_port_answe
 fn an_upload_speed_limit_holds_within_ten_percent_and_an_upload_limit_raises_its_condition() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start("");
-    let names = Names::new(
-        &node.aosd.path().join("data").display().to_string(),
-        "/run/netns".into(),
-    );
+    let names = names_of(&node);
     let _leftovers = Leftovers {
         names: names.clone(),
         networks: vec!["shaped"],
@@ -295,11 +280,9 @@ fn an_upload_speed_limit_holds_within_ten_percent_and_an_upload_limit_raises_its
         ),
         "#!/bin/sh\nmkdir -p /tmp/www && /bin/busybox dd if=/dev/zero of=/tmp/www/big bs=1048576 count=4 2>/dev/null\nexec /bin/busybox httpd -f -p 8080 -h /tmp/www\n",
     );
-    let archive = tmp.path().join("big.tar");
-    pack(&node.aosd, &web, &archive);
+    node.install(&web, "big");
     node.apply(
-        &(item("big", "v1", &format!("archive: {}", archive.display()))
-            + &network("shaped", "172.29.4.0/24")
+        &(network("shaped", "172.29.4.0/24")
             + &instance("big-0", "big", "v1", 0, &on("shaped", ""))),
     );
     let ip = node.active("big-0")["status"]["ip"]

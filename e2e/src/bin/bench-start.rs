@@ -58,6 +58,22 @@ fn apply_until_active(aosd: &Aosd, args: &[&str], n: usize) -> Duration {
     })
 }
 
+/// The `lowerdir=` option of the overlay containerd mounted for the task `id`.
+fn rootfs_lowerdir(id: &str) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.contains(&format!("/{id}/rootfs ")))
+        .expect("the task's rootfs is mounted");
+    line.split(' ')
+        .nth(3)
+        .unwrap()
+        .split(',')
+        .find(|o| o.starts_with("lowerdir="))
+        .unwrap()
+        .to_string()
+}
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
@@ -117,34 +133,16 @@ fn main() {
     let one = tmp.path().join("one.yaml");
     std::fs::write(&one, instance("one", 0)).unwrap();
     let mut aosd_ms = Vec::new();
-    let mut lowerdir = String::new();
     for _ in 0..ROUNDS {
         let took = apply_until_active(&aosd, &["apply", "-f", one.to_str().unwrap()], 1);
         aosd_ms.push(took.as_secs_f64() * 1000.0);
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        if let Some(l) = mounts.lines().find(|l| l.contains("/one/rootfs ")) {
-            let opts = l.split(' ').nth(3).unwrap();
-            lowerdir = opts
-                .split(',')
-                .find(|o| o.starts_with("lowerdir="))
-                .unwrap()
-                .to_string();
-        }
         aosd.ok(&["delete", "instance", "one", "--wait", "--timeout=60s"]);
     }
     // The same rootfs for ctr: the overlay aosd built, mounted again (the run dir stays, the
     // layer stays mounted while the Item lives). Recreated from the last instance's options.
     std::fs::write(&one, instance("one", 0)).unwrap();
     apply_until_active(&aosd, &["apply", "-f", one.to_str().unwrap()], 1);
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    if let Some(l) = mounts.lines().find(|l| l.contains("/one/rootfs ")) {
-        let opts = l.split(' ').nth(3).unwrap();
-        lowerdir = opts
-            .split(',')
-            .find(|o| o.starts_with("lowerdir="))
-            .unwrap()
-            .to_string();
-    }
+    let lowerdir = rootfs_lowerdir("one");
     let rootfs = tmp.path().join("ctr-rootfs");
     std::fs::create_dir_all(&rootfs).unwrap();
     let ok = Command::new("mount")
