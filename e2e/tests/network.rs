@@ -135,7 +135,7 @@ fn two_instances_of_a_network_reach_each_other_and_leave_nothing_behind() {
     node.aosd.crash_and_restart();
     std::thread::sleep(std::time::Duration::from_secs(1));
     let again = node.active("web-0");
-    assert_eq!(again["status"]["pid"].as_u64(), pid);
+    assert_eq!(again["status"]["pid"].as_u64(), pid, "{}", node.aosd.log());
     assert_eq!(again["status"]["ip"], ip.as_str());
 
     // Deleting everything leaves no namespace, link or table of ours.

@@ -89,9 +89,11 @@ async fn dns_servers(
         .await?
         .filter(|n| n.status.bridge.is_some() && n.metadata.deletion_timestamp.is_none())
         .ok_or_else(|| InstanceError::Network(format!("network {network} is not ready")))?;
+    // Always the network's resolver: a resolver that could not listen yet is retried by the
+    // Network controller, and what an instance is made with must not flip with it.
     let servers: Vec<String> = match &net.status.gateway {
-        Some(gw) if net.status.common.is_true("DnsReady") => vec![gw.clone()],
-        _ => net.spec.dns_servers.clone(),
+        Some(gw) => vec![gw.clone()],
+        None => net.spec.dns_servers.clone(),
     };
     Ok(Some(servers)
         .filter(|d| !d.is_empty())

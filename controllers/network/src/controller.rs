@@ -163,6 +163,8 @@ impl Reconciler for NetworkReconciler {
             };
         })
         .await?;
+        // The resolver is retried (with the runtime's backoff) until it listens.
+        dns?;
         tracing::debug!(network = name, %subnet, bridge, "network ready");
         Ok(Action::AwaitChange)
     }
