@@ -48,6 +48,7 @@ struct Leftovers {
 impl Drop for Leftovers {
     fn drop(&mut self) {
         let mut links: Vec<String> = self.networks.iter().map(|n| self.names.bridge(n)).collect();
+        links.extend(self.networks.iter().map(|n| self.names.vlan(n)));
         links.extend(self.instances.iter().map(|i| self.names.host_veth(i)));
         for l in links {
             let _ = Command::new("ip")
@@ -327,4 +328,99 @@ fn an_upload_speed_limit_holds_within_ten_percent_and_an_upload_limit_raises_its
     assert!(v["status"]["usage"]["txBytes"].as_u64() > Some(4_000_000));
     node.aosd.ok(&["delete", "instance", "big-0", "--wait"]);
     node.aosd.ok(&["delete", "network", "shaped", "--wait"]);
+}
+
+/// Whether this kernel can make VLAN links (8021q), tried on a throwaway veth.
+fn kernel_has_vlans(base: &str) -> bool {
+    let vlan = format!("{base}v");
+    let ok = Command::new("ip")
+        .args([
+            "link", "add", "link", base, "name", &vlan, "type", "vlan", "id", "7",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    let _ = Command::new("ip")
+        .args(["link", "del", &vlan])
+        .stderr(std::process::Stdio::null())
+        .status();
+    ok
+}
+
+#[test]
+fn a_network_with_a_vlan_id_puts_a_vlan_link_of_the_uplink_on_its_bridge_or_says_why_not() {
+    // The uplink: one end of a veth pair (this kernel may lack dummy links).
+    let uplink = format!("aosup{}", std::process::id() % 100_000);
+    struct Uplink(String);
+    impl Drop for Uplink {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).status();
+        }
+    }
+    assert!(Command::new("ip")
+        .args([
+            "link",
+            "add",
+            &uplink,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{uplink}p")
+        ])
+        .status()
+        .unwrap()
+        .success());
+    let _uplink = Uplink(uplink.clone());
+    let vlans = kernel_has_vlans(&uplink);
+    let node = Node::start(&format!("[network]\nuplink = \"{uplink}\"\n"));
+    let names = names_of(&node);
+    let _leftovers = Leftovers {
+        names: names.clone(),
+        networks: vec!["tagged"],
+        instances: vec![],
+    };
+    node.apply(&network("tagged", "172.29.5.0/24").replace("spec:\n", "spec:\n  vlanId: 42\n"));
+    let v = node.aosd.until("network", "tagged", 30, |v| {
+        v["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "VlanReady"))
+    });
+    let cond = v["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "VlanReady")
+        .unwrap()
+        .clone();
+    if vlans {
+        assert_eq!(cond["status"], "True", "{cond}");
+        let out = Command::new("ip")
+            .args(["-d", "link", "show", &names.vlan("tagged")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("vlan protocol 802.1Q id 42"), "{text}");
+        assert!(
+            text.contains(&format!("master {}", names.bridge("tagged"))),
+            "{text}"
+        );
+        assert!(text.contains(&format!("@{uplink}")), "{text}");
+    } else {
+        // Without 8021q the network still works locally and says why it has no VLAN.
+        assert_eq!(cond["status"], "False", "{cond}");
+        assert_eq!(cond["reason"], "VlanFailed", "{cond}");
+        assert!(
+            cond["message"].as_str().unwrap().contains("VLAN 42"),
+            "{cond}"
+        );
+        assert!(links().contains(&names.bridge("tagged")));
+    }
+    node.aosd.ok(&["delete", "network", "tagged", "--wait"]);
+    let l = links();
+    assert!(
+        !l.contains(&names.vlan("tagged")) && !l.contains(&names.bridge("tagged")),
+        "{l}"
+    );
 }

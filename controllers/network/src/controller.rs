@@ -20,6 +20,8 @@ pub struct NetworkReconciler {
     links: Links,
     pool: Vec<Cidr>,
     dns: Arc<Dns>,
+    /// The interface that carries networks with a VLAN id.
+    uplink: Option<String>,
     /// One subnet choice at a time.
     choosing: tokio::sync::Mutex<()>,
     /// One NAT rewrite at a time; the last set written (unchanged sets are not rewritten).
@@ -27,12 +29,19 @@ pub struct NetworkReconciler {
 }
 
 impl NetworkReconciler {
-    pub fn new(names: Names, links: Links, pool: Vec<Cidr>, dns: Arc<Dns>) -> Self {
+    pub fn new(
+        names: Names,
+        links: Links,
+        pool: Vec<Cidr>,
+        dns: Arc<Dns>,
+        uplink: Option<String>,
+    ) -> Self {
         NetworkReconciler {
             names,
             links,
             pool,
             dns,
+            uplink,
             choosing: tokio::sync::Mutex::new(()),
             nat: tokio::sync::Mutex::new(None),
         }
@@ -134,7 +143,20 @@ impl Reconciler for NetworkReconciler {
         // bridge and gateway, which instances wait for, once everything is up.
         api.update_status(name, |s| s.subnet = Some(subnet.to_string()))
             .await?;
-        self.links.ensure_bridge(&bridge, &subnet).await?;
+        let bridge_index = self.links.ensure_bridge(&bridge, &subnet).await?;
+        let vlan = match (obj.spec.vlan_id, &self.uplink) {
+            (None, _) => None,
+            (Some(_), None) => Some(Err((
+                "NoUplink",
+                "no uplink is configured (network.uplink)".to_string(),
+            ))),
+            (Some(id), Some(up)) => Some(
+                self.links
+                    .ensure_vlan(&self.names.vlan(name), up, id, bridge_index)
+                    .await
+                    .map_err(|e| ("VlanFailed", e.to_string())),
+            ),
+        };
         self.sync_nat(&ctx.backend, None).await?;
         let latest = api.get(name).await?;
         self.dns.set_zone(
@@ -148,6 +170,17 @@ impl Reconciler for NetworkReconciler {
             s.bridge = Some(bridge.clone());
             s.common
                 .set_condition("Ready", ConditionStatus::True, "BridgeUp", "", now);
+            match &vlan {
+                None => {}
+                Some(Ok(())) => {
+                    s.common
+                        .set_condition("VlanReady", ConditionStatus::True, "Attached", "", now);
+                }
+                Some(Err((reason, e))) => {
+                    s.common
+                        .set_condition("VlanReady", ConditionStatus::False, reason, e, now);
+                }
+            }
             match &dns {
                 Ok(()) => {
                     s.common
@@ -188,6 +221,7 @@ impl Reconciler for NetworkReconciler {
             return Ok(Action::Requeue(Duration::from_secs(1)));
         }
         self.dns.stop(name);
+        self.links.delete(&self.names.vlan(name)).await?;
         self.links.delete(&self.names.bridge(name)).await?;
         self.sync_nat(&ctx.backend, Some(name)).await?;
         tracing::info!(network = name, "network removed");

@@ -91,6 +91,11 @@ impl Names {
         format!("aosb{}", self.hash("bridge", network))
     }
 
+    /// The VLAN link of a network on the uplink.
+    pub fn vlan(&self, network: &str) -> String {
+        format!("aosl{}", self.hash("vlan", network))
+    }
+
     pub fn host_veth(&self, instance: &str) -> String {
         format!("aosv{}", self.hash("veth", instance))
     }

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder};
 
 use crate::ipam::Cidr;
 use crate::NetError;
@@ -98,6 +98,46 @@ impl Links {
             .await
             .map_err(nl(format!("failed to bring up {name}")))?;
         Ok(index)
+    }
+
+    /// A VLAN link `name` with `id` on `uplink`, a port of the bridge, up.
+    pub async fn ensure_vlan(
+        &self,
+        name: &str,
+        uplink: &str,
+        id: u16,
+        bridge: u32,
+    ) -> Result<(), NetError> {
+        let base = self.index(uplink).await?.ok_or_else(|| NetError::Netlink {
+            what: format!("uplink {uplink}"),
+            message: "no such link".into(),
+        })?;
+        let index = match self.index(name).await? {
+            Some(i) => i,
+            None => {
+                self.handle
+                    .link()
+                    .add(LinkVlan::new(name, base, id).build())
+                    .execute()
+                    .await
+                    .map_err(nl(format!("failed to create VLAN {id} on {uplink}")))?;
+                self.index(name).await?.ok_or_else(|| NetError::Netlink {
+                    what: format!("VLAN link {name}"),
+                    message: "vanished after creation".into(),
+                })?
+            }
+        };
+        self.handle
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .controller(bridge)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl(format!("failed to put {name} on its bridge")))
     }
 
     /// Deletes a link if it exists.

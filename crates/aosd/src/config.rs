@@ -36,6 +36,7 @@ pub struct NetworkSection {
     pub enabled: bool,
     pub pools: Vec<String>,
     pub netns_dir: PathBuf,
+    pub uplink: String,
 }
 
 impl Default for NetworkSection {
@@ -44,6 +45,7 @@ impl Default for NetworkSection {
             enabled: true,
             pools: (17..=31).map(|b| format!("172.{b}.0.0/16")).collect(),
             netns_dir: PathBuf::from("/run/netns"),
+            uplink: String::new(),
         }
     }
 }

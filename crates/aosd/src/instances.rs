@@ -188,7 +188,13 @@ fn network_parts(
     ));
     // Instances joining and leaving change the names the network's resolver answers.
     let controller = Controller::new(
-        NetworkReconciler::new(names, links, pool, dns),
+        NetworkReconciler::new(
+            names,
+            links,
+            pool,
+            dns,
+            Some(c.uplink.clone()).filter(|u| !u.is_empty()),
+        ),
         backend,
         config,
     )
