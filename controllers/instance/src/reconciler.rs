@@ -593,6 +593,8 @@ impl Reconciler for InstanceReconciler {
             nets.detach(name, &n.network_id)
                 .await
                 .map_err(InstanceError::Network)?;
+            // Tells the network side (which follows instance addresses) that it has left.
+            let _ = ctx.api.update_status(name, |s| s.ip = None).await;
         }
         let io = |what: String| move |source| InstanceError::Io { what, source };
         for dir in [env.run_dirs(name).root, env.instance_dir(name)] {

@@ -198,12 +198,30 @@ fn network_parts(
         backend,
         config,
     )
-    .watches::<InstanceSpec>(|i: &Object<InstanceSpec>| {
-        i.spec
-            .network
-            .iter()
-            .map(|n| n.network_id.clone())
-            .collect()
-    });
+    .watches::<InstanceSpec>(network_changes());
     Ok((attacher, controller))
+}
+
+/// Maps an Instance event to its network, only when what the network side uses changed (spec,
+/// address, deletion): usage samples every few seconds would otherwise wake every network.
+fn network_changes() -> impl Fn(&Object<InstanceSpec>) -> Vec<String> + Send + Sync + 'static {
+    let seen = Mutex::new(std::collections::HashMap::<String, String>::new());
+    move |i: &Object<InstanceSpec>| {
+        let Some(n) = &i.spec.network else {
+            return Vec::new();
+        };
+        let key =
+            serde_json::json!([i.spec, i.status.ip, i.metadata.deletion_timestamp]).to_string();
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.get(i.name()) == Some(&key) {
+            return Vec::new();
+        }
+        if i.metadata.deletion_timestamp.is_some() && i.status.ip.is_none() {
+            // Gone from its network: forget it (its last event then wakes the network once more).
+            seen.remove(i.name());
+        } else {
+            seen.insert(i.name().to_string(), key);
+        }
+        vec![n.network_id.clone()]
+    }
 }
