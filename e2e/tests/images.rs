@@ -192,9 +192,11 @@ fn a_download_killed_with_aosd_resumes_from_the_partial_file() {
         Some(kept),
         "the restart asked only for the missing bytes"
     );
+    // Bytes in flight when aosd was killed (socket buffers, more on a loaded machine) are
+    // lost; a download started over would send the blob twice.
     let sent = server.sent();
     assert!(
-        sent < size + size / 10 + 65536,
+        sent < size + size / 4 + 65536,
         "sent {sent} bytes for a blob of {size}"
     );
     aosd.ok(&["delete", "item", "big", "--wait"]);

@@ -11,12 +11,15 @@ use aos_e2e::node::{free_port, instance, item, pack, service, Node};
 use aos_testkit::Registry;
 use serde_json::Value;
 
-fn cgroup_file(name: &str, v1_controller: &str, v1: &str, v2: &str) -> PathBuf {
+/// A file of an instance's cgroup: `/<namespace>/<name>` (aosd's default parent is its
+/// containerd namespace) under the v1 controller or in the v2 tree.
+fn cgroup_file(node: &Node, name: &str, v1_controller: &str, v1: &str, v2: &str) -> PathBuf {
     let root = Path::new("/sys/fs/cgroup");
+    let parent = node.aosd.namespace().unwrap();
     if root.join("cgroup.controllers").exists() {
-        root.join("aos").join(name).join(v2)
+        root.join(parent).join(name).join(v2)
     } else {
-        root.join(v1_controller).join("aos").join(name).join(v1)
+        root.join(v1_controller).join(parent).join(name).join(v1)
     }
 }
 
@@ -76,6 +79,7 @@ fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothin
 
     // Limits of the item config are in the task's cgroup.
     let limit = std::fs::read_to_string(cgroup_file(
+        &node,
         "sw-0",
         "memory",
         "memory.limit_in_bytes",
@@ -83,8 +87,8 @@ fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothin
     ))
     .unwrap();
     assert_eq!(limit.trim(), "16777216");
-    let pids =
-        std::fs::read_to_string(cgroup_file("sw-0", "pids", "pids.max", "pids.max")).unwrap();
+    let pids = std::fs::read_to_string(cgroup_file(&node, "sw-0", "pids", "pids.max", "pids.max"))
+        .unwrap();
     assert_eq!(pids.trim(), "16");
 
     // aosd killed and started again: the task is adopted, not restarted.
@@ -155,7 +159,7 @@ fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothin
         assert!(!aosd.path().join("data/instances").join(n).exists());
         assert!(!aosd.path().join("data/run/instances").join(n).exists());
         assert!(
-            !cgroup_file(n, "memory", "", "").exists(),
+            !cgroup_file(&node, n, "memory", "", "").exists(),
             "cgroup of {n} left"
         );
     }

@@ -205,7 +205,7 @@ impl Default for ContainerSection {
             namespace: "aos".into(),
             runtime_binary: String::new(),
             runtime_root: String::new(),
-            cgroup_parent: "aos".into(),
+            cgroup_parent: String::new(),
             host_binds: ["bin", "sbin", "lib", "lib64", "usr"]
                 .map(String::from)
                 .to_vec(),

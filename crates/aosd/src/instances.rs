@@ -101,7 +101,9 @@ pub fn spawn(
             layers,
             run_dir,
             data_dir,
-            cgroup_parent: rc.cgroup_parent.clone(),
+            cgroup_parent: Some(rc.cgroup_parent.clone())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| rc.namespace.clone()),
             host_root: PathBuf::from("/"),
             host_binds: rc.host_binds.clone(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
