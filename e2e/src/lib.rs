@@ -276,15 +276,7 @@ impl Drop for Aosd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // The cgroup parent of this aosd's instances (its namespace), empty once their tasks
-        // are gone (tests drop containerd first).
-        if let Some(ns) = self.namespace() {
-            let root = Path::new("/sys/fs/cgroup");
-            let _ = std::fs::remove_dir(root.join(&ns));
-            for c in std::fs::read_dir(root).into_iter().flatten().flatten() {
-                let _ = std::fs::remove_dir(c.path().join(&ns));
-            }
-        }
+
         // Layers stay mounted across restarts of aosd; a test's must not outlive it.
         for m in mounts_under(self.dir.path()) {
             let _ = Command::new("umount").arg("-l").arg(&m).status();

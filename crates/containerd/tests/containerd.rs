@@ -33,13 +33,14 @@ fn namespace(test: &str) -> String {
     format!("aos-test-{}-{test}", std::process::id())
 }
 
-fn spec(args: &[&str]) -> oci_spec::runtime::Spec {
+/// A task's spec; its cgroup sits under the namespace, which the daemon's drop removes.
+fn spec(id: &str, args: &[&str]) -> oci_spec::runtime::Spec {
     let mut v = serde_json::to_value(oci_spec::runtime::Spec::default()).unwrap();
     v["process"]["args"] = serde_json::json!(args);
     v["process"]["terminal"] = serde_json::json!(false);
     v["process"]["env"] = serde_json::json!(["PATH=/bin"]);
     v["root"] = serde_json::json!({"path": "rootfs", "readonly": false});
-    v["linux"]["cgroupsPath"] = serde_json::json!(format!("/aos-test/{}", std::process::id()));
+    v["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", namespace(id)));
     serde_json::from_value(v).unwrap()
 }
 
@@ -56,7 +57,7 @@ fn task(dir: &Path, id: &str, args: &[&str]) -> TaskSpec {
     std::fs::create_dir_all(&work).unwrap();
     TaskSpec {
         id: id.to_string(),
-        spec: spec(args),
+        spec: spec(id, args),
         rootfs: vec![RootfsMount {
             type_: "overlay".into(),
             source: "overlay".into(),

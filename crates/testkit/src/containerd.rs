@@ -78,6 +78,12 @@ impl Drop for ContainerdProcess {
                     .status();
             }
             let _ = std::fs::remove_dir(&root);
+            // The namespace's cgroup parent (aosd's default), empty once the tasks are gone.
+            let cg = std::path::Path::new("/sys/fs/cgroup");
+            let _ = std::fs::remove_dir(cg.join(ns.file_name()));
+            for c in std::fs::read_dir(cg).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_dir(c.path().join(ns.file_name()));
+            }
         }
 
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
