@@ -34,6 +34,8 @@ pub use uid::UidPool;
 pub const INSTANCE_LABEL: &str = "aos.edge/instance";
 /// Label of our containers: the digest of everything the task was made from.
 pub const CONFIG_LABEL: &str = "aos.edge/config";
+/// Label of our containers: the network the task's namespace belongs to, if any.
+pub const NETWORK_LABEL: &str = "aos.edge/network";
 /// The finalizer that keeps an Instance until its task, mounts and files are gone.
 pub const FINALIZER: &str = "aos.edge/instance";
 
@@ -230,6 +232,11 @@ pub async fn sweep_orphans(
         }
         tracing::info!(container = %c.id, "removing a container whose Instance is gone");
         env.stop(&c.id, env.defaults.stop_grace).await?;
+        if let (Some(net), Some(nets)) = (c.labels.get(NETWORK_LABEL), &env.networks) {
+            if let Err(e) = nets.detach(&c.id, net).await {
+                tracing::warn!(container = %c.id, error = %e, "failed to detach a removed container");
+            }
+        }
         let _ = std::fs::remove_dir_all(env.run_dirs(&c.id).root);
         n += 1;
     }

@@ -174,7 +174,14 @@ impl InstanceReconciler {
                 (INSTANCE_LABEL.to_string(), name.to_string()),
                 (CONFIG_LABEL.to_string(), plan.hash.clone()),
             ]
-            .into(),
+            .into_iter()
+            .chain(
+                obj.spec
+                    .network
+                    .as_ref()
+                    .map(|n| (crate::NETWORK_LABEL.to_string(), n.network_id.clone())),
+            )
+            .collect(),
         };
         let policy = plan.policy.clone();
         let window = move |s: &InstanceStatus| {
