@@ -77,7 +77,8 @@ impl Attacher {
             .ok_or_else(|| NetError::NotReady(format!("{network} (no bridge yet)")))?;
         let netns = netlink::create_netns(&self.names.netns_dir, &self.ns_name(instance))?;
         let host = self.names.host_veth(instance);
-        if self.links.index(&host).await?.is_none() {
+        let fresh = self.links.index(&host).await?.is_none();
+        if fresh {
             let peer = self.names.peer_veth(instance);
             self.links.delete(&peer).await?;
             self.links
@@ -94,12 +95,15 @@ impl Attacher {
                 return Err(e);
             }
         }
-        let host_veth = host.clone();
-        tokio::task::spawn_blocking(move || {
-            crate::shaping::apply(&host_veth, &netns, shaping.upload, shaping.download)
-        })
-        .await
-        .map_err(|e| NetError::Netns(e.to_string()))??;
+        // A fresh veth has no bucket to clear: run tc only for limits or an older veth.
+        if shaping != Shaping::default() || !fresh {
+            let host_veth = host.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::shaping::apply(&host_veth, &netns, shaping.upload, shaping.download)
+            })
+            .await
+            .map_err(|e| NetError::Netns(e.to_string()))??;
+        }
         Ok(Attachment {
             ip: ip.to_string(),
             gateway: subnet.gateway().to_string(),

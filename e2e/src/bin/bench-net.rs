@@ -109,6 +109,16 @@ async fn main() {
 
     let mut peer = None;
     if let Some(bin) = netavark() {
+        // netavark leaves its chains in iptables' tables: remove the tables it made.
+        let had = |t: &str| {
+            Command::new("nft")
+                .args(["list", "table", "ip", t])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let made_by_peer: Vec<&str> = ["nat", "filter"].into_iter().filter(|t| !had(t)).collect();
         let dir = tempfile::tempdir().unwrap();
         let nbridge = format!("nvb{}", std::process::id() % 100000);
         let id = format!("{:064x}", std::process::id());
@@ -147,6 +157,11 @@ async fn main() {
             .args(["link", "del", &nbridge])
             .stderr(Stdio::null())
             .status();
+        for t in made_by_peer {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", t])
+                .status();
+        }
         peer = Some((median(&nsadd), median(&setup), median(&teardown)));
     }
 
