@@ -18,9 +18,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// With `BENCH_NETWORK=1` every instance joins the network `bench` (own namespace, veth,
+/// address, DNS name, rules).
+fn on_network() -> bool {
+    std::env::var("BENCH_NETWORK").is_ok_and(|v| v == "1")
+}
+
 fn instance(name: &str, index: usize) -> String {
+    let net = if on_network() {
+        "  network:\n    networkId: bench\n"
+    } else {
+        ""
+    };
     format!(
-        "apiVersion: aos.edge/v1alpha1\nkind: Instance\nmetadata:\n  name: {name}\nspec:\n  itemId: sleeper\n  version: v1\n  subjectId: bench\n  index: {index}\n  runtime: container\n---\n"
+        "apiVersion: aos.edge/v1alpha1\nkind: Instance\nmetadata:\n  name: {name}\nspec:\n  itemId: sleeper\n  version: v1\n  subjectId: bench\n  index: {index}\n  runtime: container\n{net}---\n"
     )
 }
 
@@ -119,8 +130,9 @@ fn main() {
         "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: sleeper\nspec:\n  itemId: sleeper\n  version: v1\n  source:\n    archive: {}\n",
         archive.display()
     );
+    let network = "---\napiVersion: aos.edge/v1alpha1\nkind: Network\nmetadata:\n  name: bench\nspec:\n  subnet: 172.29.200.0/24\n";
     let f = tmp.path().join("item.yaml");
-    std::fs::write(&f, item).unwrap();
+    std::fs::write(&f, if on_network() { item + network } else { item }).unwrap();
     aosd.ok(&[
         "apply",
         "-f",
@@ -203,6 +215,9 @@ fn main() {
     let cpu = (cpu_ticks(aosd.pid()) - before) as f64 / ticks / idle_secs as f64 * 100.0;
 
     let (a, c) = (median(aosd_ms), median(ctr_ms));
+    if on_network() {
+        println!("(BENCH_NETWORK=1: every aosd instance also gets its own network namespace and address; ctr's does not)");
+    }
     println!("apply-to-Active (image unpacked, median of {ROUNDS}):");
     println!("  aosd apply -> active     {a:8.1} ms");
     println!("  ctr run -d (same rootfs) {c:8.1} ms");
@@ -235,4 +250,7 @@ fn main() {
         .filter(|l| l.contains(&*aosd.path().to_string_lossy()) && l.starts_with("overlay"))
         .count();
     assert_eq!(left, 0, "rootfs mounts left");
+    if on_network() {
+        aosd.ok(&["delete", "network", "bench", "--wait", "--timeout=60s"]);
+    }
 }
