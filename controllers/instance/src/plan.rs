@@ -15,16 +15,17 @@ use std::sync::Arc;
 
 use crate::config::{limits, NodeResource, RunConfig};
 use crate::policy::Policy;
-use crate::rootfs::{ImageLayer, TopLayer};
+use crate::rootfs::TopLayer;
 use crate::spec::{self, Bind, Device, SpecInput};
 use crate::{InstanceEnv, InstanceError};
+use aos_image::stack::StackLayer;
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct Plan {
     pub spec: oci_spec::runtime::Spec,
     /// Layer resource names and their stack entries, lowest first.
-    pub layers: Vec<(String, String, ImageLayer)>,
+    pub layers: Vec<(String, String, StackLayer)>,
     pub host_base: bool,
     pub top: TopLayer,
     pub policy: Policy,
@@ -100,34 +101,6 @@ async fn dns_servers(
         .map(|d| d.iter().map(|s| format!("nameserver {s}\n")).collect()))
 }
 
-/// JSON text with object keys sorted, whatever map type produced it.
-fn canonical(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    format!(
-                        "{}:{}",
-                        serde_json::Value::from(k.as_str()),
-                        canonical(&m[*k])
-                    )
-                })
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        serde_json::Value::Array(a) => {
-            format!(
-                "[{}]",
-                a.iter().map(canonical).collect::<Vec<_>>().join(",")
-            )
-        }
-        other => other.to_string(),
-    }
-}
-
 fn group_id(g: &str) -> Result<u32, InstanceError> {
     if let Ok(n) = g.parse() {
         return Ok(n);
@@ -177,9 +150,9 @@ pub async fn plan(
         layers.push((
             lname.clone(),
             diff_id,
-            ImageLayer {
+            StackLayer {
                 root,
-                implicit_dirs: record.implicit_dirs,
+                implicit_dirs: record.implicit_dirs.into_iter().collect(),
             },
         ));
     }
@@ -328,8 +301,9 @@ pub async fn plan(
     );
     let host_base = run.uses_host_rootfs();
     let mut h = sha2::Sha256::new();
-    // The OCI types hold sets and maps: hash our own document, with sorted keys.
-    h.update(canonical(&doc).as_bytes());
+    // The OCI types hold sets and maps (their order changes from run to run): hash our own
+    // document instead, built in a fixed order from vectors and sorted maps.
+    h.update(serde_json::to_vec(&doc).map_err(|e| InstanceError::Config(e.to_string()))?);
     let hash = hex::encode(h.finalize())[..32].to_string();
     Ok(Plan {
         spec,
@@ -348,22 +322,4 @@ pub async fn plan(
         cores,
         hash,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn canonical_json_does_not_depend_on_key_order() {
-        let a: serde_json::Value =
-            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"q": 2, "p": 3}], "x": null}}"#)
-                .unwrap();
-        let b: serde_json::Value =
-            serde_json::from_str(r#"{"a": {"x": null, "y": [1, {"p": 3, "q": 2}]}, "b": 1}"#)
-                .unwrap();
-        assert_eq!(super::canonical(&a), super::canonical(&b));
-        assert_eq!(
-            super::canonical(&a),
-            r#"{"a":{"x":null,"y":[1,{"p":3,"q":2}]},"b":1}"#
-        );
-    }
 }

@@ -125,13 +125,6 @@ pub fn write_top(dir: &Path, top: &TopLayer) -> Result<(), InstanceError> {
     Ok(())
 }
 
-/// One image layer of the stack: its mount point and the directories it holds implicitly.
-#[derive(Clone, Debug)]
-pub struct ImageLayer {
-    pub root: PathBuf,
-    pub implicit_dirs: Vec<String>,
-}
-
 /// Where the small directories of one instance go.
 #[derive(Clone, Debug)]
 pub struct RunDirs {
@@ -154,7 +147,7 @@ impl RunDirs {
 /// `host_base`: the host's `/` and the binds to keep, or `None` for an image with its own OS.
 pub fn prepare(
     dirs: &RunDirs,
-    layers: &[ImageLayer],
+    layers: &[StackLayer],
     host_base: Option<(&Path, &[String])>,
     top: &TopLayer,
 ) -> Result<RootfsMount, InstanceError> {
@@ -163,16 +156,9 @@ pub fn prepare(
             .map_err(io(format!("failed to clear {}", dirs.root.display())))?;
     }
     write_top(&dirs.top(), top)?;
-    let stack: Vec<StackLayer> = layers
-        .iter()
-        .map(|l| StackLayer {
-            root: l.root.clone(),
-            implicit_dirs: l.implicit_dirs.iter().cloned().collect(),
-        })
-        .collect();
     std::fs::create_dir_all(dirs.fixups())
         .map_err(io(format!("failed to create {}", dirs.fixups().display())))?;
-    write_fixups(&dirs.fixups(), &fixups(&stack))
+    write_fixups(&dirs.fixups(), &fixups(layers))
         .map_err(|e| InstanceError::Rootfs(e.to_string()))?;
     let mut lower = vec![dirs.top(), dirs.fixups()];
     lower.extend(layers.iter().rev().map(|l| l.root.clone()));
@@ -213,13 +199,13 @@ mod tests {
             root: tmp.path().join("run"),
         };
         let layers = [
-            ImageLayer {
+            StackLayer {
                 root: l1.clone(),
-                implicit_dirs: vec![],
+                implicit_dirs: Default::default(),
             },
-            ImageLayer {
+            StackLayer {
                 root: l2.clone(),
-                implicit_dirs: vec![],
+                implicit_dirs: Default::default(),
             },
         ];
         let keep = ["usr".to_string(), "bin".to_string()];

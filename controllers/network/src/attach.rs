@@ -51,8 +51,7 @@ impl Attacher {
             return Err(NetError::NotReady(format!("{network} (being deleted)")));
         }
         let mut ip: Option<Ipv4Addr> = None;
-        let updated = self
-            .api
+        self.api
             .update_status(network, |s| {
                 ip = s.allocations.get(instance).and_then(|a| a.parse().ok());
                 if ip.is_none() {
@@ -68,7 +67,6 @@ impl Attacher {
                 }
             })
             .await?;
-        let _ = updated;
         let ip = ip.ok_or_else(|| NetError::NoAddress(network.to_string()))?;
         let bridge_index = self
             .links

@@ -52,14 +52,12 @@ impl NetworkReconciler {
     async fn sync_nat(
         &self,
         backend: &Arc<dyn aos_store::Backend>,
+        instances: &[Object<InstanceSpec>],
         leaving: Option<&str>,
     ) -> Result<(), NetError> {
         let mut last = self.nat.lock().await;
         let api = Api::<NetworkSpec>::new(backend.clone());
         let (all, _) = api.list(&Default::default()).await?;
-        let (instances, _) = Api::<InstanceSpec>::new(backend.clone())
-            .list(&Default::default())
-            .await?;
         let all: Vec<_> = all.iter().filter(|n| Some(n.name()) != leaving).collect();
         // Every attached instance's address, for resolving allowed connections.
         let addr = |name: &str| -> Option<std::net::Ipv4Addr> {
@@ -74,7 +72,7 @@ impl NetworkReconciler {
                     .iter()
                     .filter_map(|i| {
                         let ip = n.status.allocations.get(i.name())?.parse().ok()?;
-                        Some(nat_instance(i, ip, &instances, &addr))
+                        Some(nat_instance(i, ip, instances, &addr))
                     })
                     .collect();
                 Some(NatNetwork {
@@ -157,14 +155,17 @@ impl Reconciler for NetworkReconciler {
                     .map_err(|e| ("VlanFailed", e.to_string())),
             ),
         };
-        self.sync_nat(&ctx.backend, None).await?;
+        let (instances, _) = Api::<InstanceSpec>::new(ctx.backend.clone())
+            .list(&Default::default())
+            .await?;
+        self.sync_nat(&ctx.backend, &instances, None).await?;
         let latest = api.get(name).await?;
         self.dns.set_zone(
             name,
-            zone(&ctx.backend, name, &latest.status.allocations).await?,
+            zone(&ctx.backend, name, &latest.status.allocations, &instances).await?,
         );
         let dns = self.dns.serve(name, subnet.gateway()).await;
-        let now = chrono_now();
+        let now = chrono::Utc::now();
         api.update_status(name, |s| {
             s.gateway = Some(subnet.gateway().to_string());
             s.bridge = Some(bridge.clone());
@@ -211,7 +212,7 @@ impl Reconciler for NetworkReconciler {
         let latest = ctx.api.get_opt(name).await?;
         if let Some(n) = latest.filter(|n| !n.status.allocations.is_empty()) {
             let msg = format!("{} instances still attached", n.status.allocations.len());
-            let now = chrono_now();
+            let now = chrono::Utc::now();
             ctx.api
                 .update_status(name, |s| {
                     s.common
@@ -223,14 +224,13 @@ impl Reconciler for NetworkReconciler {
         self.dns.stop(name);
         self.links.delete(&self.names.vlan(name)).await?;
         self.links.delete(&self.names.bridge(name)).await?;
-        self.sync_nat(&ctx.backend, Some(name)).await?;
+        let (instances, _) = Api::<InstanceSpec>::new(ctx.backend.clone())
+            .list(&Default::default())
+            .await?;
+        self.sync_nat(&ctx.backend, &instances, Some(name)).await?;
         tracing::info!(network = name, "network removed");
         Ok(Action::AwaitChange)
     }
-}
-
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
 }
 
 /// The names of the network's attached instances.
@@ -238,15 +238,13 @@ async fn zone(
     backend: &Arc<dyn aos_store::Backend>,
     network: &str,
     allocations: &std::collections::BTreeMap<String, String>,
+    instances: &[Object<InstanceSpec>],
 ) -> Result<std::collections::HashMap<String, std::net::Ipv4Addr>, NetError> {
-    let (instances, _) = Api::<InstanceSpec>::new(backend.clone())
-        .list(&Default::default())
-        .await?;
     let (items, _) = Api::<ItemSpec>::new(backend.clone())
         .list(&Default::default())
         .await?;
     let mut out = std::collections::HashMap::new();
-    for i in &instances {
+    for i in instances {
         let Some(ip) = allocations.get(i.name()).and_then(|a| a.parse().ok()) else {
             continue;
         };

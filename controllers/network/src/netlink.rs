@@ -21,11 +21,7 @@ fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> NetError {
 }
 
 fn exists(e: &rtnetlink::Error) -> bool {
-    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc_eexist())
-}
-
-fn libc_eexist() -> i32 {
-    nix::errno::Errno::EEXIST as i32
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -(nix::errno::Errno::EEXIST as i32))
 }
 
 /// A netlink connection to the host's network namespace.
@@ -269,11 +265,7 @@ pub fn create_netns(dir: &Path, name: &str) -> Result<PathBuf, NetError> {
 
 /// Whether `path` is a mounted namespace.
 pub fn is_netns(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let p = path.to_string_lossy();
-    text.lines().any(|l| l.split(' ').nth(4) == Some(&*p))
+    aos_image::layerstore::is_mounted(path)
 }
 
 /// Unmounts and removes a named namespace (its links go with it).
