@@ -59,6 +59,14 @@ impl Links {
         }
     }
 
+    /// The index of a link that must be there; `what` names it and `why` says why it is not.
+    async fn existing(&self, name: &str, what: String, why: &str) -> Result<u32, NetError> {
+        self.index(name).await?.ok_or_else(|| NetError::Netlink {
+            what,
+            message: why.into(),
+        })
+    }
+
     /// A bridge named `name`, up, with the gateway address of `subnet`.
     pub async fn ensure_bridge(&self, name: &str, subnet: &Cidr) -> Result<u32, NetError> {
         let index = match self.index(name).await? {
@@ -70,10 +78,8 @@ impl Links {
                     .execute()
                     .await
                     .map_err(nl(format!("failed to create bridge {name}")))?;
-                self.index(name).await?.ok_or_else(|| NetError::Netlink {
-                    what: format!("bridge {name}"),
-                    message: "vanished after creation".into(),
-                })?
+                self.existing(name, format!("bridge {name}"), "vanished after creation")
+                    .await?
             }
         };
         let r = self
@@ -104,10 +110,9 @@ impl Links {
         id: u16,
         bridge: u32,
     ) -> Result<(), NetError> {
-        let base = self.index(uplink).await?.ok_or_else(|| NetError::Netlink {
-            what: format!("uplink {uplink}"),
-            message: "no such link".into(),
-        })?;
+        let base = self
+            .existing(uplink, format!("uplink {uplink}"), "no such link")
+            .await?;
         let index = match self.index(name).await? {
             Some(i) => i,
             None => {
@@ -117,10 +122,8 @@ impl Links {
                     .execute()
                     .await
                     .map_err(nl(format!("failed to create VLAN {id} on {uplink}")))?;
-                self.index(name).await?.ok_or_else(|| NetError::Netlink {
-                    what: format!("VLAN link {name}"),
-                    message: "vanished after creation".into(),
-                })?
+                self.existing(name, format!("VLAN link {name}"), "vanished after creation")
+                    .await?
             }
         };
         self.handle
@@ -185,14 +188,12 @@ impl Links {
             .execute()
             .await
             .map_err(nl(format!("failed to create veth {host}")))?;
-        let h = self.index(host).await?.ok_or_else(|| NetError::Netlink {
-            what: format!("veth {host}"),
-            message: "vanished after creation".into(),
-        })?;
-        let p = self.index(peer).await?.ok_or_else(|| NetError::Netlink {
-            what: format!("veth {peer}"),
-            message: "vanished after creation".into(),
-        })?;
+        let h = self
+            .existing(host, format!("veth {host}"), "vanished after creation")
+            .await?;
+        let p = self
+            .existing(peer, format!("veth {peer}"), "vanished after creation")
+            .await?;
         let ns = std::fs::File::open(netns).map_err(|e| NetError::Io {
             what: format!("failed to open {}", netns.display()),
             source: e,
@@ -311,10 +312,9 @@ pub fn configure_inside(
         rt.block_on(async move {
             let links = Links::new()?;
             let h = &links.handle;
-            let p = links.index(&peer).await?.ok_or_else(|| NetError::Netlink {
-                what: format!("veth {peer}"),
-                message: "not in the namespace".into(),
-            })?;
+            let p = links
+                .existing(&peer, format!("veth {peer}"), "not in the namespace")
+                .await?;
             h.link()
                 .set(LinkUnspec::new_with_index(p).name("eth0").build())
                 .execute()
