@@ -204,6 +204,35 @@ impl Aosd {
         c
     }
 
+    /// An aosctl command run as another user. The binary is first copied to a directory every
+    /// user can read (a checkout under a 0700 directory, as `mktemp -d` makes, is not one).
+    pub fn aosctl_as(&self, uid: u32, gid: u32) -> Command {
+        use std::os::unix::process::CommandExt;
+        let public = self.dir.path().join("public-bin");
+        let copy = public.join("aosctl");
+        if !copy.exists() {
+            std::fs::create_dir_all(&public).unwrap();
+            std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let tmp = public.join(format!(".aosctl-{}", std::process::id()));
+            std::fs::copy(bin("aosctl"), &tmp).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &copy).unwrap();
+        }
+        let mut c = Command::new(copy);
+        c.arg("--socket").arg(&self.socket);
+        // std drops root's supplementary groups when it sets the uid.
+        c.uid(uid).gid(gid);
+        c
+    }
+
+    /// A copy of `file` that every user can read (in this aosd's directory).
+    pub fn public_file(&self, file: &Path) -> PathBuf {
+        let to = self.dir.path().join(file.file_name().expect("a file name"));
+        std::fs::copy(file, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+        to
+    }
+
     /// Runs aosctl with these arguments.
     pub fn run(&self, args: &[&str]) -> Output {
         self.aosctl().args(args).output().expect("aosctl runs")

@@ -27,12 +27,17 @@ pub fn timed_mhz(budget: Duration) -> f64 {
     iters as f64 * 4.0 / start.elapsed().as_secs_f64() / 1e6
 }
 
-/// The node's DMIPS: per-core estimate times the number of cores.
-pub fn estimate(cpuinfo: Option<&str>, cores: u64) -> u64 {
-    let mhz = cpuinfo
-        .and_then(crate::host::parse_cpu_mhz)
-        .unwrap_or_else(|| timed_mhz(Duration::from_millis(50)));
-    (mhz * DMIPS_PER_MHZ * cores as f64).round() as u64
+/// The node's DMIPS (per-core estimate times the number of cores) and where the clock came
+/// from: `/proc/cpuinfo` (estimated) or a timed loop (calibrated).
+pub fn estimate(cpuinfo: Option<&str>, cores: u64) -> (u64, aos_api::DmipsSource) {
+    let (mhz, source) = match cpuinfo.and_then(crate::host::parse_cpu_mhz) {
+        Some(mhz) => (mhz, aos_api::DmipsSource::Estimated),
+        None => (
+            timed_mhz(Duration::from_millis(50)),
+            aos_api::DmipsSource::Calibrated,
+        ),
+    };
+    ((mhz * DMIPS_PER_MHZ * cores as f64).round() as u64, source)
 }
 
 #[cfg(test)]
@@ -42,8 +47,21 @@ mod tests {
     #[test]
     fn the_estimate_scales_with_clock_and_cores() {
         let info = "cpu MHz : 1000.0\n";
-        assert_eq!(estimate(Some(info), 1), 3500);
-        assert_eq!(estimate(Some(info), 4), 14000);
+        let estimated = aos_api::DmipsSource::Estimated;
+        assert_eq!(estimate(Some(info), 1), (3500, estimated));
+        assert_eq!(estimate(Some(info), 4), (14000, estimated));
+    }
+
+    #[test]
+    fn a_clock_from_cpuinfo_is_an_estimate_and_a_timed_one_a_calibration() {
+        assert_eq!(
+            estimate(Some("cpu MHz : 2000.0\n"), 1).1,
+            aos_api::DmipsSource::Estimated
+        );
+        assert_eq!(
+            estimate(Some("model name : ARMv8\n"), 1).1,
+            aos_api::DmipsSource::Calibrated
+        );
     }
 
     #[test]

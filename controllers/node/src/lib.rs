@@ -96,10 +96,7 @@ impl NodeReconciler {
                     let (total_ram, _) = parse_mem(read("/proc/meminfo"));
                     let (dmips, dmips_source) = match configured {
                         Some(d) => (d, DmipsSource::Configured),
-                        None => (
-                            dmips::estimate(read("/proc/cpuinfo").as_deref(), cpus),
-                            DmipsSource::Calibrated,
-                        ),
+                        None => dmips::estimate(read("/proc/cpuinfo").as_deref(), cpus),
                     };
                     Facts {
                         arch: std::env::consts::ARCH.to_string(),

@@ -33,6 +33,7 @@ fn describe(s: &tonic::Status) -> String {
         Code::InvalidArgument => "invalid",
         Code::PermissionDenied => "permission denied",
         Code::OutOfRange => "too old",
+        Code::FailedPrecondition => "not now",
         Code::Unavailable => "unavailable",
         _ => "error",
     };

@@ -90,15 +90,40 @@ fn print_value(v: &serde_json::Value, output: Option<Output>) -> anyhow::Result<
     Ok(())
 }
 
-pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
-    let kinds: Vec<String> = if a.kinds == "all" {
+/// What `get` names: `KIND[,KIND…] [NAME…]`, `all`, or `KIND/NAME…` (as kubectl takes them),
+/// as kinds with the names asked of each (none: list them all).
+fn targets(first: &str, rest: &[String]) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    if first.contains('/') {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for arg in std::iter::once(first).chain(rest.iter().map(String::as_str)) {
+            let (kind, name) = crate::kind_and_name(arg, None)?;
+            let name = name
+                .filter(|n| !n.is_empty())
+                .with_context(|| format!("{arg:?}: use KIND/NAME for every argument"))?;
+            match out.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, names)) => names.push(name),
+                None => out.push((kind, vec![name])),
+            }
+        }
+        return Ok(out);
+    }
+    let kinds: Vec<String> = if first == "all" {
         aos_api::KINDS.iter().map(|k| k.kind.to_string()).collect()
     } else {
-        a.kinds
+        first
             .split(',')
             .map(|k| crate::kind_and_name(k, None).map(|(k, _)| k))
             .collect::<anyhow::Result<_>>()?
     };
+    if !rest.is_empty() && kinds.len() > 1 {
+        bail!("names go with one kind: get KIND NAME…, or KIND/NAME for each");
+    }
+    Ok(kinds.into_iter().map(|k| (k, rest.to_vec())).collect())
+}
+
+pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
+    let targets = targets(&a.kinds, &a.names)?;
+    let kinds: Vec<String> = targets.iter().map(|(k, _)| k.clone()).collect();
     if a.watch && kinds.len() != 1 {
         bail!("--watch takes exactly one kind");
     }
@@ -106,14 +131,14 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut all = Vec::new();
     let mut revision = 0;
-    for kind in &kinds {
-        let objs = if a.names.is_empty() {
+    for (kind, names) in &targets {
+        let objs = if names.is_empty() {
             let (objs, rev) = client.list(kind, &sel).await?;
             revision = rev;
             objs
         } else {
             let mut objs = Vec::new();
-            for n in &a.names {
+            for n in names {
                 match client.get(kind, n).await {
                     Ok(o) => objs.push(o),
                     Err(e) => {
@@ -128,6 +153,11 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
     }
     let multi = kinds.len() > 1;
     let listed_nothing = all.iter().all(Vec::is_empty);
+    let listed = if a.watch {
+        all.first().cloned().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let table = matches!(a.output, None | Some(Output::Wide));
     if table {
         let mut first = true;
@@ -148,7 +178,7 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         let flat: Vec<DynObject> = all.into_iter().flatten().collect();
-        let single = a.names.len() == 1 && !multi;
+        let single = targets.iter().map(|(_, n)| n.len()).sum::<usize>() == 1 && !multi;
         match (a.output, single, flat.len()) {
             (Some(Output::Name), _, _) => print_objects(&flat, a.output, multi, true)?,
             (_, true, 0) => {}
@@ -157,8 +187,9 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if a.watch {
-        let name = if a.names.len() == 1 {
-            a.names[0].clone()
+        let names = &targets[0].1;
+        let name = if names.len() == 1 {
+            names[0].clone()
         } else {
             String::new()
         };
@@ -170,6 +201,7 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
             revision,
             a.output,
             listed_nothing,
+            &listed,
         )
         .await?;
     }
@@ -188,8 +220,15 @@ async fn watch(
     mut since: u64,
     output: Option<Output>,
     need_header: bool,
+    listed: &[DynObject],
 ) -> anyhow::Result<()> {
     let mut need_header = need_header;
+    // Tables print a row only when a printed column (other than the age) changed.
+    let table = matches!(output, None | Some(Output::Wide));
+    let mut shown: std::collections::HashMap<String, Vec<String>> = listed
+        .iter()
+        .map(|o| (o.metadata.name.clone(), visible_row(o, output)))
+        .collect();
     loop {
         let mut events = client.watch(kind, name, sel, since).await?;
         let mut relist = false;
@@ -202,6 +241,17 @@ async fn watch(
                 }
                 Err(e) => return Err(e.into()),
             };
+            if table {
+                let row = visible_row(&ev.object, output);
+                let name = &ev.object.metadata.name;
+                if ev.type_ == "DELETED" {
+                    shown.remove(name);
+                } else if shown.get(name) == Some(&row) {
+                    continue;
+                } else {
+                    shown.insert(name.clone(), row);
+                }
+            }
             if output == Some(Output::Yaml) {
                 println!("---");
             }
@@ -214,6 +264,19 @@ async fn watch(
         // Too far behind: list again and go on from there.
         since = client.list(kind, sel).await?.1;
     }
+}
+
+/// The cells of an object's table row that a watch compares: all but the age.
+fn visible_row(o: &DynObject, output: Option<Output>) -> Vec<String> {
+    let wide = output == Some(Output::Wide);
+    let age = print::headers(&o.kind, wide)
+        .iter()
+        .position(|h| *h == "AGE");
+    let mut row = print::row(o, wide, chrono::Utc::now(), false);
+    if let Some(i) = age.filter(|i| *i < row.len()) {
+        row.remove(i);
+    }
+    row
 }
 
 fn parse_for(f: &str) -> anyhow::Result<Option<(String, ConditionStatus)>> {
@@ -247,11 +310,18 @@ pub async fn wait(client: &Client, a: WaitArgs) -> anyhow::Result<ExitCode> {
         (Some(_), None) => false,
         (Some((t, want)), Some(o)) => o.condition(t).is_some_and(|c| c.status == *want),
     };
+    // Waiting for a condition of an object on its way out can only end one way.
+    let terminating = |o: Option<&DynObject>| {
+        cond.is_some() && o.is_some_and(|o| o.metadata.deletion_timestamp.is_some())
+    };
     let wait = async {
         let mut events = client.watch(&kind, &name, "", 0).await?;
         let current = client.get_opt(&kind, &name).await?;
         if cond.is_some() && current.is_none() {
             bail!("{what} not found");
+        }
+        if terminating(current.as_ref()) {
+            bail!("{what} is being deleted");
         }
         if met(current.as_ref()) {
             return Ok(());
@@ -259,6 +329,9 @@ pub async fn wait(client: &Client, a: WaitArgs) -> anyhow::Result<ExitCode> {
         while let Some(ev) = events.next().await {
             let ev = ev?;
             let obj = (ev.type_ != "DELETED").then_some(&ev.object);
+            if terminating(obj) {
+                bail!("{what} is being deleted");
+            }
             if met(obj) {
                 return Ok(());
             }

@@ -2,6 +2,7 @@
 //! manifests from files, directories or stdin, and printing resources the way kubectl does.
 
 pub mod client;
+pub mod describe;
 pub mod files;
 pub mod pack;
 pub mod print;

@@ -1,8 +1,20 @@
 //! aosctl: the command line of aosd. Talks to aosd's API socket (`--socket`, `AOSD_SOCKET`).
 
+/// `print!` for this binary: a closed stdout ends the command quietly (see `out`).
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::out::write(format_args!($($arg)*)) };
+}
+
+/// `println!` for this binary: a closed stdout ends the command quietly (see `out`).
+macro_rules! println {
+    () => { $crate::out::write(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::out::write(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod apply;
 mod get;
 mod logs;
+mod out;
 mod progress;
 
 use std::path::PathBuf;
@@ -105,7 +117,9 @@ pub fn kind_and_name(kind: &str, name: Option<&str>) -> anyhow::Result<(String, 
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Completion { shell } = cli.command {
-        clap_complete::generate(shell, &mut Cli::command(), "aosctl", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "aosctl", &mut script);
+        out::write_bytes(&script);
         return Ok(ExitCode::SUCCESS);
     }
     match &cli.command {
@@ -233,6 +247,7 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if out::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             // Like kubectl diff: 1 means differences, so errors are 2 there.

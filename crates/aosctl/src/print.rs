@@ -8,6 +8,8 @@ use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Padding, Style};
 
+pub use crate::describe::describe;
+
 /// kubectl's short human durations: `45s`, `3m12s`, `15m`, `5h3m`, `30h`, `3d4h`, `90d`, `3y20d`.
 pub fn human_duration(d: chrono::Duration) -> String {
     let secs = d.num_seconds();
@@ -89,7 +91,8 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn s(v: &Value, ptr: &str) -> String {
+/// The value at a JSON pointer as a table cell (`<none>` when absent or empty).
+pub fn cell(v: &Value, ptr: &str) -> String {
     match v.pointer(ptr) {
         None | Some(Value::Null) => "<none>".into(),
         Some(Value::String(x)) if x.is_empty() => "<none>".into(),
@@ -105,6 +108,38 @@ fn n(v: &Value, ptr: &str) -> u64 {
 fn short_digest(d: &str) -> String {
     d.strip_prefix("sha256:")
         .map_or(d.to_string(), |h| h.chars().take(12).collect())
+}
+
+/// What the ERROR column shows: the reason of the last failed reconcile, else, for an object
+/// that failed (an Item's phase, an Instance's state), the reason of its failing condition.
+pub fn error_reason(v: &Value) -> String {
+    if let Some(e) = v.pointer("/status/lastError").and_then(Value::as_str) {
+        return e.split(':').next().unwrap_or(e).trim().to_string();
+    }
+    let failed = ["/status/phase", "/status/state"].iter().any(|p| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .is_some_and(|x| x.eq_ignore_ascii_case("failed"))
+    });
+    if !failed {
+        return "<none>".into();
+    }
+    let conditions = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let is_false = |c: &&Value| c["status"] == "False";
+    // A specific condition (Running: CrashLoop) says more than the summary (Ready).
+    conditions
+        .iter()
+        .filter(is_false)
+        .find(|c| c["type"] != "Ready")
+        .or_else(|| conditions.iter().find(is_false))
+        .and_then(|c| c["reason"].as_str())
+        .filter(|r| !r.is_empty())
+        .unwrap_or("Failed")
+        .to_string()
 }
 
 /// Column headers of a kind (`wide` adds more).
@@ -161,13 +196,24 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
         o.metadata.name.clone()
     };
     let age = age(o.metadata.creation_timestamp, now);
-    let err = || s(&v, "/status/lastError");
+    let err = || error_reason(&v);
+    let terminating = o.metadata.deletion_timestamp.is_some();
+    // kubectl's word for an object whose deletion waits for its finalizers.
+    let state = |ptr: &str, default: &str| {
+        if terminating {
+            return "Terminating".to_string();
+        }
+        v.pointer(ptr)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
+            .to_string()
+    };
     let item_ref = || {
-        let id = s(&v, "/spec/item/itemId");
+        let id = cell(&v, "/spec/item/itemId");
         if id == "<none>" {
             id
         } else {
-            format!("{id}:{}", s(&v, "/spec/item/version"))
+            format!("{id}:{}", cell(&v, "/spec/item/version"))
         }
     };
     let (mut cells, extra): (Vec<String>, Vec<String>) = match o.kind.as_str() {
@@ -177,7 +223,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 .and_then(Value::as_array)
                 .map(|rs| {
                     rs.iter()
-                        .map(|r| s(r, "/type"))
+                        .map(|r| cell(r, "/type"))
                         .collect::<Vec<_>>()
                         .join(",")
                 })
@@ -186,8 +232,8 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
             (
                 vec![
                     name,
-                    s(&v, "/status/arch"),
-                    s(&v, "/status/os"),
+                    cell(&v, "/status/arch"),
+                    cell(&v, "/status/os"),
                     n(&v, "/status/cpus").to_string(),
                     n(&v, "/status/dmips").to_string(),
                     bytes(n(&v, "/status/totalRam")),
@@ -199,7 +245,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                         .and_then(Value::as_f64)
                         .map_or("<none>".into(), |c| format!("{c:.1}")),
                     bytes(n(&v, "/status/usage/ramUsed")),
-                    s(&v, "/status/nodeId"),
+                    cell(&v, "/status/nodeId"),
                 ],
             )
         }
@@ -221,17 +267,13 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 })
                 .unwrap_or("<none>")
                 .to_string();
-            let phase = v
-                .pointer("/status/phase")
-                .and_then(Value::as_str)
-                .unwrap_or("Pending")
-                .to_string();
+            let phase = state("/status/phase", "Pending");
             (
                 vec![
                     name,
-                    s(&v, "/spec/itemId"),
-                    s(&v, "/spec/version"),
-                    s(&v, "/spec/type").replace("<none>", "service"),
+                    cell(&v, "/spec/itemId"),
+                    cell(&v, "/spec/version"),
+                    cell(&v, "/spec/type").replace("<none>", "service"),
                     phase,
                     progress,
                     age,
@@ -242,71 +284,69 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
         "Layer" => (
             vec![
                 name,
-                short_digest(&s(&v, "/spec/digest")),
-                v.pointer("/status/phase")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Pending")
-                    .to_string(),
+                short_digest(&cell(&v, "/spec/digest")),
+                state("/status/phase", "Pending"),
                 bytes(n(&v, "/spec/size")),
                 age,
             ],
-            vec![s(&v, "/spec/mediaType"), s(&v, "/status/path")],
+            vec![cell(&v, "/spec/mediaType"), cell(&v, "/status/path")],
         ),
         "Instance" => (
             vec![
                 name,
-                s(&v, "/spec/itemId"),
-                s(&v, "/spec/version"),
-                s(&v, "/spec/subjectId"),
+                cell(&v, "/spec/itemId"),
+                cell(&v, "/spec/version"),
+                cell(&v, "/spec/subjectId"),
                 n(&v, "/spec/index").to_string(),
-                v.pointer("/status/state")
-                    .and_then(Value::as_str)
-                    .unwrap_or("activating")
-                    .to_string(),
+                state("/status/state", "activating"),
                 n(&v, "/status/restarts").to_string(),
-                s(&v, "/status/ip"),
+                cell(&v, "/status/ip"),
                 age,
             ],
-            vec![s(&v, "/spec/runtime"), s(&v, "/status/instanceId"), err()],
+            vec![
+                cell(&v, "/spec/runtime"),
+                cell(&v, "/status/instanceId"),
+                err(),
+            ],
         ),
         "Network" => {
             let count = v
                 .pointer("/status/allocations")
                 .and_then(Value::as_object)
                 .map_or(0, |m| m.len());
-            let subnet = match s(&v, "/status/subnet").as_str() {
-                "<none>" => s(&v, "/spec/subnet"),
+            let subnet = match cell(&v, "/status/subnet").as_str() {
+                "<none>" => cell(&v, "/spec/subnet"),
                 x => x.to_string(),
             };
             (
                 vec![
                     name,
                     subnet,
-                    s(&v, "/status/bridge"),
-                    s(&v, "/status/gateway"),
+                    cell(&v, "/status/bridge"),
+                    cell(&v, "/status/gateway"),
                     count.to_string(),
                     age,
                 ],
-                vec![s(&v, "/spec/vlanId")],
+                vec![cell(&v, "/spec/vlanId")],
             )
         }
         "BootSlot" => (
             vec![
                 name,
                 item_ref(),
-                s(&v, "/status/current"),
-                s(&v, "/status/pending"),
-                s(&v, "/status/health"),
+                cell(&v, "/status/current"),
+                cell(&v, "/status/pending"),
+                cell(&v, "/status/health"),
                 age,
             ],
-            vec![s(&v, "/status/main")],
+            vec![cell(&v, "/status/main")],
         ),
         "RootfsSlot" => (
             vec![
                 name,
                 item_ref(),
-                s(&v, "/status/installedVersion"),
-                s(&v, "/status/pendingVersion"),
+                cell(&v, "/status/installedVersion"),
+                cell(&v, "/status/pendingVersion"),
                 v.pointer("/status/action")
                     .and_then(Value::as_str)
                     .unwrap_or("none")
@@ -355,104 +395,6 @@ pub fn list_value(items: &[DynObject]) -> Value {
     serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
 }
 
-/// `kubectl describe`-style text.
-pub fn describe(o: &DynObject, now: DateTime<Utc>) -> String {
-    let m = &o.metadata;
-    let mut out = String::new();
-    let kv = |out: &mut String, k: &str, v: String| {
-        out.push_str(&format!("{:<14}{}\n", format!("{k}:"), v))
-    };
-    let map = |m: &std::collections::BTreeMap<String, String>| {
-        if m.is_empty() {
-            "<none>".to_string()
-        } else {
-            m.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("\n              ")
-        }
-    };
-    kv(&mut out, "Name", m.name.clone());
-    kv(&mut out, "Kind", o.kind.clone());
-    kv(&mut out, "Labels", map(&m.labels));
-    kv(&mut out, "Annotations", map(&m.annotations));
-    kv(
-        &mut out,
-        "Created",
-        m.creation_timestamp.map_or("<unknown>".into(), |t| {
-            format!("{} ({} ago)", t.to_rfc3339(), age(Some(t), now))
-        }),
-    );
-    if let Some(t) = m.deletion_timestamp {
-        kv(
-            &mut out,
-            "Deleting",
-            format!("since {} ({} ago)", t.to_rfc3339(), age(Some(t), now)),
-        );
-    }
-    let observed = o
-        .status
-        .get("observedGeneration")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    kv(
-        &mut out,
-        "Generation",
-        format!("{} (observed {observed})", m.generation),
-    );
-    if !m.finalizers.is_empty() {
-        kv(&mut out, "Finalizers", m.finalizers.join(", "));
-    }
-    for r in &m.owner_references {
-        kv(&mut out, "Owned by", format!("{}/{}", r.kind, r.name));
-    }
-    let indent = |text: String| text.lines().map(|l| format!("  {l}\n")).collect::<String>();
-    out.push_str("Spec:\n");
-    out.push_str(&indent(yaml(&o.spec)));
-    let mut status = o.status.clone();
-    let conditions = status.as_object_mut().and_then(|s| s.remove("conditions"));
-    if let Some(s) = status.as_object_mut() {
-        s.remove("observedGeneration");
-    }
-    out.push_str("Status:\n");
-    if status.as_object().is_some_and(|s| !s.is_empty()) {
-        out.push_str(&indent(yaml(&status)));
-    } else {
-        out.push_str("  <none>\n");
-    }
-    out.push_str("Conditions:\n");
-    match conditions
-        .as_ref()
-        .and_then(Value::as_array)
-        .filter(|c| !c.is_empty())
-    {
-        None => out.push_str("  <none>\n"),
-        Some(cs) => {
-            let rows: Vec<Vec<String>> = cs
-                .iter()
-                .map(|c| {
-                    let t = c
-                        .get("lastTransitionTime")
-                        .and_then(Value::as_str)
-                        .and_then(|t| t.parse().ok());
-                    vec![
-                        s(c, "/type"),
-                        s(c, "/status"),
-                        s(c, "/reason"),
-                        age(t, now),
-                        s(c, "/message"),
-                    ]
-                })
-                .collect();
-            out.push_str(&indent(table(
-                &["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"],
-                &rows,
-            )));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +418,21 @@ mod tests {
         for (dur, want) in cases {
             assert_eq!(human_duration(dur), want, "{dur:?}");
         }
+    }
+
+    #[test]
+    fn the_error_column_names_the_failing_condition() {
+        let item = serde_json::json!({"status": {"phase": "Failed", "conditions": [
+            {"type": "Ready", "status": "False", "reason": "DigestMismatch", "message": "x"}]}});
+        assert_eq!(error_reason(&item), "DigestMismatch");
+        let looping = serde_json::json!({"status": {"state": "failed", "conditions": [
+            {"type": "Ready", "status": "False", "reason": "Error"},
+            {"type": "Running", "status": "False", "reason": "CrashLoop"}]}});
+        assert_eq!(error_reason(&looping), "CrashLoop");
+        let retrying = serde_json::json!({"status": {"lastError": "StoreError: disk full"}});
+        assert_eq!(error_reason(&retrying), "StoreError");
+        let fine = serde_json::json!({"status": {"state": "active"}});
+        assert_eq!(error_reason(&fine), "<none>");
     }
 
     #[test]

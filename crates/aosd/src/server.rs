@@ -100,6 +100,21 @@ impl aos_rpc::Aosd for ApiServer {
             obj.kind = k.kind.to_string();
         }
         registry::validate(&obj).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // An object on its way out takes no new configuration: the apply would look like it
+        // worked and then vanish with the object.
+        match self.backend.get(&obj.kind, obj.name()).await {
+            Ok(live) if live.metadata.deletion_timestamp.is_some() => {
+                return Err(Status::failed_precondition(format!(
+                    "{}/{} is being deleted (waiting for {}); apply it again once it is gone",
+                    obj.kind.to_ascii_lowercase(),
+                    obj.name(),
+                    live.metadata.finalizers.join(", ")
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(status_of(e)),
+        }
         let applied = self
             .backend
             .apply(obj, req.dry_run)

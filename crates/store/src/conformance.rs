@@ -58,6 +58,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("finalizers hold a deleted object until removed", |b| {
         finalizers(b).boxed()
     }),
+    ("an object being deleted is never Ready", |b| {
+        terminating(b).boxed()
+    }),
     ("list filters by kind and label selector", |b| {
         list(b).boxed()
     }),
@@ -273,6 +276,45 @@ async fn finalizers(b: Arc<dyn Backend>) {
         .unwrap()
         .unwrap();
     assert_eq!(kept.metadata.finalizers, ["x"]);
+}
+
+fn ready_of(o: &DynObject) -> (String, String) {
+    let c = o.status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    (
+        c["status"].as_str().unwrap_or("").to_string(),
+        c["reason"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+async fn terminating(b: Arc<dyn Backend>) {
+    let mut f = obj("Item", "a", json!({}));
+    f.metadata.finalizers = vec!["aos.edge/test".into()];
+    b.apply(f, false).await.unwrap();
+    let ready = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Done",
+        "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}], "phase": "Ready"});
+    b.update_status("Item", "a", ready.clone(), None)
+        .await
+        .unwrap();
+    let marked = b.delete("Item", "a", None, false).await.unwrap().unwrap();
+    assert_eq!(ready_of(&marked), ("False".into(), "Terminating".into()));
+    assert_eq!(
+        marked.status["phase"], "Ready",
+        "the rest of the status stays"
+    );
+    // A controller that still writes Ready=True does not make it Ready again.
+    let after = b.update_status("Item", "a", ready, None).await.unwrap();
+    assert_eq!(ready_of(&after), ("False".into(), "Terminating".into()));
+    assert_eq!(b.get("Item", "a").await.unwrap().status, after.status);
+    // An object without any status gets the condition too.
+    let mut g = obj("Item", "b", json!({}));
+    g.metadata.finalizers = vec!["aos.edge/test".into()];
+    b.apply(g, false).await.unwrap();
+    let marked = b.delete("Item", "b", None, false).await.unwrap().unwrap();
+    assert_eq!(ready_of(&marked), ("False".into(), "Terminating".into()));
 }
 
 async fn list(b: Arc<dyn Backend>) {

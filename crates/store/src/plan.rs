@@ -84,6 +84,47 @@ fn check_rv(cur: &DynObject, rv: Option<Revision>) -> Result<(), StoreError> {
     }
 }
 
+/// An object being deleted is never Ready: its `Ready` condition says `False`, `Terminating`
+/// (kubectl's word), from the moment it is marked until it is gone, whatever a controller
+/// writes meanwhile.
+fn mark_terminating(obj: &mut DynObject, now: DateTime<Utc>) {
+    if !obj.status.is_object() {
+        obj.status = serde_json::json!({});
+    }
+    let Some(map) = obj.status.as_object_mut() else {
+        return;
+    };
+    let mut common = aos_api::CommonStatus {
+        observed_generation: map
+            .get("observedGeneration")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
+        conditions: map
+            .get("conditions")
+            .cloned()
+            .and_then(|c| serde_json::from_value(c).ok())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    let waiting = if obj.metadata.finalizers.is_empty() {
+        String::new()
+    } else {
+        format!("; waiting for {}", obj.metadata.finalizers.join(", "))
+    };
+    let message = format!("being deleted{waiting}");
+    if common.set_condition(
+        "Ready",
+        aos_api::ConditionStatus::False,
+        "Terminating",
+        &message,
+        now,
+    ) {
+        if let Ok(c) = serde_json::to_value(&common.conditions) {
+            map.insert("conditions".into(), c);
+        }
+    }
+}
+
 fn removed(mut obj: DynObject, rev: Revision) -> Planned {
     obj.metadata.resource_version = rev;
     Planned {
@@ -163,14 +204,17 @@ pub fn plan(
         Op::Status { status, rv, .. } => {
             let cur = current.ok_or_else(missing)?;
             check_rv(&cur, *rv)?;
-            if cur.status == *status {
+            let mut obj = cur.clone();
+            obj.status = status.clone();
+            if obj.metadata.deletion_timestamp.is_some() {
+                mark_terminating(&mut obj, now);
+            }
+            if cur.status == obj.status {
                 return Ok(Planned {
                     change: Change::None,
                     reply: Reply::Object(cur),
                 });
             }
-            let mut obj = cur;
-            obj.status = status.clone();
             obj.metadata.resource_version = rev;
             Ok(Planned {
                 change: Change::Put(obj.clone(), EventType::Modified),
@@ -212,6 +256,7 @@ pub fn plan(
             let mut obj = cur;
             obj.metadata.deletion_timestamp = Some(now);
             obj.metadata.resource_version = rev;
+            mark_terminating(&mut obj, now);
             Ok(Planned {
                 change: Change::Put(obj.clone(), EventType::Modified),
                 reply: Reply::Maybe(Some(obj)),

@@ -107,8 +107,12 @@ pub struct RuntimeInfo {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum DmipsSource {
+    /// `node.dmips` of the config.
     #[default]
     Configured,
+    /// The clock of `/proc/cpuinfo` times a typical DMIPS/MHz rate.
+    Estimated,
+    /// The clock measured by a timed loop (where `/proc/cpuinfo` has none) times that rate.
     Calibrated,
 }
 
