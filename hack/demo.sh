@@ -50,10 +50,6 @@ containerd_socket = "$CONTAINERD_SOCK"
 namespace = "aos-demo"
 stop_grace = "3s"
 usage_interval = "5s"
-[runtimes.boot]
-enabled = true
-[runtimes.rootfs]
-enabled = true
 TOML
 
 echo "== starting aosd (data in $DEMO/data, socket $SOCK, log $DEMO/aosd.log)"

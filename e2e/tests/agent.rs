@@ -24,18 +24,25 @@ fn the_node_reports_itself_with_its_runtimes() {
         lines[0].starts_with("NAME") && lines[0].contains("RUNTIMES"),
         "{table}"
     );
+    // boot is enabled in the config, but nothing in this build runs it: not advertised.
     assert!(
-        lines[1].starts_with("e2e-node ") && lines[1].contains("container,boot"),
+        lines[1].starts_with("e2e-node ") && lines[1].contains(" container "),
         "{table}"
     );
     assert!(lines[1].contains("12345"), "{table}");
     let json: serde_json::Value =
         serde_json::from_str(&aosd.ok(&["get", "node", "e2e-node", "-o", "json"])).unwrap();
     let runtimes = json["status"]["runtimes"].as_array().unwrap();
-    let boot = runtimes.iter().find(|r| r["type"] == "boot").unwrap();
-    // UUID v3 of "boot-e2e-node" in the OID namespace.
-    assert_eq!(boot["maxInstances"], 1);
-    assert_eq!(boot["id"].as_str().unwrap().len(), 36);
+    assert_eq!(runtimes.len(), 1, "{runtimes:?}");
+    // UUID v3 of "container-e2e-node" in the OID namespace.
+    assert_eq!(runtimes[0]["type"], "container");
+    assert_eq!(runtimes[0]["maxInstances"], 0);
+    assert_eq!(runtimes[0]["id"].as_str().unwrap().len(), 36);
+    assert!(
+        aosd.log().contains("no controller for it"),
+        "{}",
+        aosd.log()
+    );
     assert_eq!(json["status"]["nodeId"], "e2e-node");
     assert!(json["status"]["totalRam"].as_u64().unwrap() > 0);
     assert!(
@@ -249,4 +256,206 @@ fn objects_survive_a_restart_and_sigterm_stops_cleanly() {
         "{names}"
     );
     assert!(aosd.log().contains("API ready"));
+}
+
+#[test]
+fn apply_keeps_labels_others_set_and_diff_shows_only_what_files_set() {
+    let aosd = Aosd::start();
+    let file = format!("{}/network.yaml", examples());
+    aosd.ok(&["apply", "-f", &file]);
+    // Another writer (a controller, the cloud) labels the object through the API.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
+        let mut live = c.get("Network", "demo").await.unwrap();
+        live.metadata
+            .labels
+            .insert("owner".into(), "operations".into());
+        c.apply(&live, false).await.unwrap();
+    });
+    let out = aosd.run(&["diff", "-f", &file]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "nothing the file sets differs: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let again = aosd.ok(&["apply", "-f", &file]);
+    assert!(again.contains("network/demo unchanged"), "{again}");
+    let labels = aosd.json("network", "demo")["metadata"]["labels"].clone();
+    assert_eq!(labels["owner"], "operations", "{labels}");
+    assert_eq!(labels["app.kubernetes.io/part-of"], "aos-demo", "{labels}");
+
+    // A change of the file shows as that change alone, and applying it keeps the other label
+    // but drops the one the file no longer names.
+    let changed = aosd.path().join("network.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &changed,
+        text.replace("allowOutside: false", "allowOutside: true")
+            .replace("    app.kubernetes.io/part-of: aos-demo", "    tier: demo"),
+    )
+    .unwrap();
+    let out = aosd.run(&["diff", "-f", changed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(diff.contains("+  allowOutside: true"), "{diff}");
+    for noise in [
+        "resourceVersion",
+        "status",
+        "uid",
+        "generation",
+        "last-applied",
+    ] {
+        assert!(!diff.contains(noise), "{noise} in {diff}");
+    }
+    let dry = aosd.ok(&["apply", "--dry-run", "-f", changed.to_str().unwrap()]);
+    assert!(dry.contains("network/demo configured (dry run)"), "{dry}");
+    aosd.ok(&["apply", "-f", changed.to_str().unwrap()]);
+    let labels = aosd.json("network", "demo")["metadata"]["labels"].clone();
+    assert_eq!(
+        labels,
+        serde_json::json!({"owner": "operations", "tier": "demo"}),
+        "the file's old label went, the other writer's stayed"
+    );
+}
+
+#[test]
+fn an_object_being_deleted_shows_terminating_and_takes_no_apply() {
+    let aosd = Aosd::start();
+    let file = format!("{}/network.yaml", examples());
+    aosd.ok(&["apply", "-f", &file]);
+    // A finalizer nobody removes here (no network controller runs without containerd) keeps
+    // the object in its terminating state.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
+        let mut live = c.get("Network", "demo").await.unwrap();
+        live.metadata.finalizers.push("e2e/hold".into());
+        c.apply(&live, false).await.unwrap();
+    });
+    aosd.ok(&["delete", "network", "demo"]);
+    let desc = aosd.ok(&["describe", "network", "demo"]);
+    assert!(
+        desc.lines()
+            .any(|l| l.contains("Ready") && l.contains("False") && l.contains("Terminating")),
+        "{desc}"
+    );
+    let out = aosd.run(&[
+        "wait",
+        "network/demo",
+        "--for=condition=Ready=False",
+        "--timeout=5s",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is being deleted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = aosd.run(&["apply", "-f", &file]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("network/demo is being deleted"), "{err}");
+}
+
+#[test]
+fn get_kind_slash_name_shows_that_object_or_fails() {
+    let aosd = Aosd::start();
+    aosd.wait_node_ready();
+    let out = aosd.ok(&["get", "node/e2e-node", "-o", "name"]);
+    assert_eq!(out.trim(), "node/e2e-node");
+    let out = aosd.run(&["get", "node/nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = aosd.run(&["get", "node/e2e-node", "network/nope", "-o", "name"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "node/e2e-node");
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly_with_exit_0() {
+    let aosd = Aosd::start();
+    aosd.wait_node_ready();
+    for args in [
+        vec!["completion", "fish"],
+        vec!["get", "nodes", "-o", "yaml"],
+        vec!["get", "all"],
+        vec!["describe", "node", "e2e-node"],
+    ] {
+        // The reader is gone before aosctl writes a byte: every write fails with EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = aosd
+            .aosctl()
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_table_watch_prints_a_row_only_when_a_printed_column_changes() {
+    let aosd = Aosd::start();
+    let file = aosd.public_file(std::path::Path::new(&format!(
+        "{}/network.yaml",
+        examples()
+    )));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let with_subnet = |subnet: &str, label: &str| {
+        text.replace(
+            "spec:\n",
+            &format!("  annotations:\n    note: \"{label}\"\nspec:\n  subnet: {subnet}\n"),
+        )
+    };
+    std::fs::write(&file, with_subnet("10.77.0.0/16", "a")).unwrap();
+    aosd.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let mut watcher = aosd
+        .aosctl()
+        .args(["get", "networks", "-w"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines() {
+            let _ = tx.send(l.unwrap());
+        }
+    });
+    let next = || rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert!(next().starts_with("NAME"));
+    assert!(next().contains("10.77.0.0/16"));
+    // An annotation is not a column: no row. A new subnet is: one row.
+    std::fs::write(&file, with_subnet("10.77.0.0/16", "b")).unwrap();
+    aosd.ok(&["apply", "-f", file.to_str().unwrap()]);
+    std::fs::write(&file, with_subnet("10.78.0.0/16", "b")).unwrap();
+    aosd.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let row = next();
+    assert!(
+        row.contains("10.78.0.0/16"),
+        "the unchanged row was printed again: {row}"
+    );
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
 }

@@ -206,6 +206,13 @@ fn a_crash_loop_fails_after_the_burst_with_its_reason() {
     );
     let logs = node.logs_show("crasher-0", "boom");
     assert_eq!(logs.matches("boom").count(), 3, "{logs}");
+    let wide = node
+        .aosd
+        .ok(&["get", "instance", "crasher-0", "-o", "wide"]);
+    assert!(
+        wide.lines().nth(1).unwrap().ends_with("CrashLoop"),
+        "{wide}"
+    );
     // Failed stays failed until the Instance changes; a change starts it afresh.
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(node.json("instance", "crasher-0")["status"]["restarts"], 2);
@@ -332,4 +339,33 @@ fn an_instance_over_its_memory_limit_is_oom_killed_and_says_so() {
     assert_eq!(v["status"]["lastExit"]["exitCode"], 137);
     node.aosd.ok(&["delete", "instance", "hog-0", "--wait"]);
     assert_eq!(node.containers().trim(), "");
+}
+
+#[test]
+fn an_instance_of_a_runtime_the_node_does_not_serve_says_so() {
+    let node = Node::start("[runtimes.boot]\nenabled = true\n");
+    node.apply(
+        &instance("fw-0", "firmware", "1.0.0", 0, "")
+            .replace("runtime: container", "runtime: boot"),
+    );
+    let v = node.until_instance("fw-0", 30, |v| v["status"]["state"] == "failed");
+    let ready = v["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "RuntimeUnavailable", "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("no boot instances"),
+        "{ready}"
+    );
+    let wide = node.aosd.ok(&["get", "instance", "fw-0", "-o", "wide"]);
+    assert!(wide.contains("RuntimeUnavailable"), "{wide}");
+    node.aosd
+        .ok(&["delete", "instance", "fw-0", "--wait", "--timeout=20s"]);
 }

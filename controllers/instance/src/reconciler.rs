@@ -474,6 +474,17 @@ impl Reconciler for InstanceReconciler {
         ctx: &Context<InstanceSpec>,
     ) -> Result<Action, InstanceError> {
         if obj.spec.runtime != RuntimeType::Container {
+            // Nothing on this node runs other runtimes' Instances: say so instead of waiting.
+            let msg = format!(
+                "this node runs no {} instances (it serves: container)",
+                obj.spec.runtime.as_str()
+            );
+            ctx.api
+                .update_status(obj.name(), |s| {
+                    s.state = InstanceState::Failed;
+                    cond(s, "Ready", false, "RuntimeUnavailable", &msg, Utc::now());
+                })
+                .await?;
             return Ok(Action::AwaitChange);
         }
         let env = &self.env;

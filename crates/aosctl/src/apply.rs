@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use aos_api::DynObject;
 use aosctl::client::Client;
 use aosctl::files::{self, FilesError};
-use aosctl::print;
+use aosctl::{merge, print};
 use futures::StreamExt;
 
 #[derive(clap::Args, Debug)]
@@ -74,12 +74,31 @@ fn label(o: &DynObject) -> String {
     format!("{}/{}", o.kind.to_ascii_lowercase(), o.metadata.name)
 }
 
-/// Reads the manifests, then has the server check every object before anything is stored.
+/// One object of the files, as checked by the server.
+struct Checked {
+    /// As the file has it.
+    file: DynObject,
+    /// What the node has now.
+    live: Option<DynObject>,
+    /// What the store would hold after the apply (from the server's dry run).
+    result: DynObject,
+    outcome: String,
+}
+
+impl Checked {
+    /// Whether applying changes anything a file can set.
+    fn differs(&self) -> bool {
+        self.live.as_ref().map(merge::view) != Some(merge::view(&self.result))
+    }
+}
+
+/// Reads the manifests, then has the server check every object (merged with what the node has,
+/// see [`merge`]) before anything is stored.
 async fn read_and_check(
     client: &Client,
     sources: &[String],
     recursive: bool,
-) -> anyhow::Result<Vec<(DynObject, DynObject, String)>> {
+) -> anyhow::Result<Vec<Checked>> {
     let docs = match files::read_all(sources, recursive) {
         Ok(d) => d,
         Err(FilesError::Invalid(errs)) => {
@@ -100,8 +119,23 @@ async fn read_and_check(
             errors.push(format!("  {at}: {} appears twice", label(&d.object)));
             continue;
         }
-        match client.apply(&d.object, true).await {
-            Ok((merged, outcome)) => checked.push((d.object, merged, outcome)),
+        let live = match client.get_opt(&d.object.kind, d.object.name()).await {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(format!("  {at}: {}: {e}", label(&d.object)));
+                continue;
+            }
+        };
+        match client
+            .apply(&merge::merge(&d.object, live.as_ref()), true)
+            .await
+        {
+            Ok((result, outcome)) => checked.push(Checked {
+                file: d.object,
+                live,
+                result,
+                outcome,
+            }),
             Err(e) => errors.push(format!("  {at}: {}: {e}", label(&d.object))),
         }
     }
@@ -114,18 +148,26 @@ async fn read_and_check(
     Ok(checked)
 }
 
-/// YAML of an object for diffs: without the revision, which every write changes.
-fn diff_text(o: Option<&DynObject>) -> String {
-    let Some(o) = o else { return String::new() };
-    let mut o = o.clone();
-    o.metadata.resource_version = 0;
-    print::yaml(&o)
+/// Applies one object, merged with the latest live one; a concurrent change is merged again.
+async fn apply_one(client: &Client, file: &DynObject) -> anyhow::Result<String> {
+    let mut attempt = 0;
+    loop {
+        let live = client.get_opt(&file.kind, file.name()).await?;
+        match client
+            .apply(&merge::merge(file, live.as_ref()), false)
+            .await
+        {
+            Ok((_, outcome)) => return Ok(outcome),
+            Err(e) if e.code() == Some(tonic::Code::Aborted) && attempt < 5 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn unified(live: Option<&DynObject>, merged: &DynObject) -> String {
-    let (a, b) = (diff_text(live), diff_text(Some(merged)));
+    let text = |o: Option<&DynObject>| o.map(|o| print::yaml(&merge::view(o))).unwrap_or_default();
     let name = label(merged);
-    similar::TextDiff::from_lines(&a, &b)
+    similar::TextDiff::from_lines(&text(live), &text(Some(merged)))
         .unified_diff()
         .context_radius(3)
         .header(&format!("live/{name}"), &format!("merged/{name}"))
@@ -135,18 +177,17 @@ fn unified(live: Option<&DynObject>, merged: &DynObject) -> String {
 pub async fn apply(client: &Client, a: ApplyArgs) -> anyhow::Result<ExitCode> {
     let checked = read_and_check(client, &a.files, a.recursive).await?;
     let mut applied = HashSet::new();
-    for (obj, merged, outcome) in &checked {
+    for c in &checked {
+        let obj = &c.file;
         applied.insert(obj.key());
         if a.dry_run {
-            println!("{} {outcome} (dry run)", label(obj));
-            if outcome == "configured" {
-                let live = client.get_opt(&obj.kind, obj.name()).await?;
-                print!("{}", unified(live.as_ref(), merged));
+            println!("{} {} (dry run)", label(obj), c.outcome);
+            if c.live.is_some() && c.differs() {
+                print!("{}", unified(c.live.as_ref(), &c.result));
             }
             continue;
         }
-        let (_, outcome) = client
-            .apply(obj, false)
+        let outcome = apply_one(client, obj)
             .await
             .with_context(|| format!("failed to apply {}", label(obj)))?;
         println!("{} {outcome}", label(obj));
@@ -154,8 +195,8 @@ pub async fn apply(client: &Client, a: ApplyArgs) -> anyhow::Result<ExitCode> {
     if a.wait && !a.dry_run {
         let items: Vec<String> = checked
             .iter()
-            .filter(|(o, _, _)| o.kind == "Item")
-            .map(|(o, _, _)| o.metadata.name.clone())
+            .filter(|c| c.file.kind == "Item")
+            .map(|c| c.file.metadata.name.clone())
             .collect();
         if !items.is_empty() {
             let Ok(result) =
@@ -194,12 +235,8 @@ pub async fn apply(client: &Client, a: ApplyArgs) -> anyhow::Result<ExitCode> {
 pub async fn diff(client: &Client, a: DiffArgs) -> anyhow::Result<ExitCode> {
     let checked = read_and_check(client, &a.files, a.recursive).await?;
     let mut differs = false;
-    for (obj, merged, outcome) in &checked {
-        if outcome == "unchanged" {
-            continue;
-        }
-        let live = client.get_opt(&obj.kind, obj.name()).await?;
-        print!("{}", unified(live.as_ref(), merged));
+    for c in checked.iter().filter(|c| c.differs()) {
+        print!("{}", unified(c.live.as_ref(), &c.result));
         differs = true;
     }
     Ok(if differs {

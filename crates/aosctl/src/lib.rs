@@ -4,6 +4,7 @@
 pub mod client;
 pub mod describe;
 pub mod files;
+pub mod merge;
 pub mod pack;
 pub mod print;
 pub mod push;
