@@ -109,3 +109,61 @@ fn a_packed_and_pushed_service_is_pulled_back_by_aosd() {
     assert_eq!(m["status"]["config"]["image"]["architecture"], "amd64");
     aosd.ok(&["delete", "item", "sw", "sw-local", "sw-multi", "--wait"]);
 }
+
+#[test]
+fn inspect_lists_platforms_takes_one_and_says_why_a_registry_cannot_be_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let aosd = Aosd::start();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services/state-writer");
+    let archive = dir.path().join("multi.tar");
+    let archive = archive.to_str().unwrap();
+    aosd.ok(&[
+        "pack",
+        examples.to_str().unwrap(),
+        "-o",
+        archive,
+        "--platform",
+        "linux/amd64,linux/arm64",
+    ]);
+    let arm: serde_json::Value =
+        serde_norway::from_str(&aosd.ok(&["inspect", archive, "--platform", "linux/arm64"]))
+            .unwrap();
+    assert_eq!(arm["platform"], "linux/arm64");
+    assert_eq!(arm["config"]["architecture"], "arm64");
+    assert_eq!(
+        arm["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+    let out = aosd.run(&["inspect", archive, "--platform", "linux/riscv64"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("it offers linux/amd64, linux/arm64"),
+        "{err}"
+    );
+
+    // A plain-HTTP registry without --insecure, and nothing listening at all.
+    aosd.ok(&[
+        "push",
+        archive,
+        &format!("{}/aos/sw:1", registry.host()),
+        "--insecure",
+        &registry.host(),
+    ]);
+    let out = aosd.run(&["inspect", &format!("{}/aos/sw:1", registry.host())]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("add --insecure {}", registry.host())),
+        "{err}"
+    );
+    let closed = format!("127.0.0.1:{}", aos_e2e::node::free_port());
+    let out = aosd.run(&[
+        "push",
+        archive,
+        &format!("{closed}/aos/sw:1"),
+        "--insecure",
+        &closed,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Connection refused"), "{err}");
+}

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod describe;
 pub mod files;
+pub mod inspect;
 pub mod merge;
 pub mod pack;
 pub mod print;

@@ -83,8 +83,9 @@ enum Command {
         /// Registry hosts reached over plain HTTP.
         #[arg(long)]
         insecure: Vec<String>,
-        #[arg(long, default_value = "x86_64")]
-        arch: String,
+        /// The platform (os/arch) whose manifest to show; default: this machine's.
+        #[arg(long, default_value_t = format!("linux/{}", aos_image::oci::oci_arch(std::env::consts::ARCH)))]
+        platform: String,
     },
     /// Print an instance's output: logs NAME [-f] [--tail N] [--since 5m].
     Logs(logs::LogsArgs),
@@ -139,9 +140,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect {
             image,
             insecure,
-            arch,
+            platform,
         } => {
-            inspect(image, insecure, arch).await?;
+            let doc = aosctl::inspect::inspect(image, insecure, platform).await?;
+            print!("{}", print::yaml(&doc));
             return Ok(ExitCode::SUCCESS);
         }
         Command::Push {
@@ -149,7 +151,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reference,
             insecure,
         } => {
-            let digest = aosctl::push::push(archive, reference, insecure).await?;
+            let digest = aosctl::push::push(archive, reference, insecure)
+                .await
+                .map_err(|e| aosctl::inspect::with_hint(e.into(), reference, insecure))?;
             println!("{reference} pushed: {digest}");
             return Ok(ExitCode::SUCCESS);
         }
@@ -202,34 +206,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             unreachable!("handled above")
         }
     }
-}
-
-/// Prints what an image holds, as YAML.
-async fn inspect(image: &str, insecure: &[String], arch: &str) -> anyhow::Result<()> {
-    use aos_image::source::{self, SourceConfig, SourceSpec};
-    let spec = if std::path::Path::new(image).exists() {
-        SourceSpec::Archive(image.into())
-    } else if image.starts_with("http://") || image.starts_with("https://") {
-        SourceSpec::Http(image.to_string())
-    } else {
-        SourceSpec::Registry(image.to_string())
-    };
-    let config = SourceConfig {
-        insecure_registries: insecure.to_vec(),
-        ..SourceConfig::default()
-    };
-    let src = source::open(&spec, &config)?;
-    let r = aos_image::pipeline::resolve(&*src, "linux", arch, None).await?;
-    let manifest: serde_json::Value = serde_json::from_slice(&r.manifest_bytes)?;
-    let config: serde_json::Value = serde_json::from_slice(&r.config_bytes)?;
-    let doc = serde_json::json!({
-        "manifestDigest": r.manifest_digest,
-        "manifest": manifest,
-        "config": config,
-        "itemConfig": r.item_config,
-    });
-    print!("{}", print::yaml(&doc));
-    Ok(())
 }
 
 fn main() -> ExitCode {

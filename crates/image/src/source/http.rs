@@ -23,12 +23,12 @@ impl HttpSource {
             let pem = std::fs::read(f)
                 .map_err(|e| ImageError::io(format!("failed to read CA {}", f.display()), e))?;
             let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| fetch_err("a CA", &f.display().to_string(), e))?;
+                .map_err(|e| fetch_err("a CA", &f.display().to_string(), super::causes(&e)))?;
             b = b.add_root_certificate(cert);
         }
         let client = b
             .build()
-            .map_err(|e| fetch_err("an HTTP client", base, e))?;
+            .map_err(|e| fetch_err("an HTTP client", base, super::causes(&e)))?;
         Ok(HttpSource {
             base: base.trim_end_matches('/').to_string(),
             client,
@@ -42,13 +42,13 @@ impl HttpSource {
             .get(&url)
             .send()
             .await
-            .map_err(|e| fetch_err(path, &self.name(), e))?;
+            .map_err(|e| fetch_err(path, &self.name(), super::causes(&e)))?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let resp = resp
             .error_for_status()
-            .map_err(|e| fetch_err(path, &self.name(), e))?;
+            .map_err(|e| fetch_err(path, &self.name(), super::causes(&e)))?;
         if resp.content_length().unwrap_or(0) > limit {
             return Err(ImageError::InvalidManifest(format!(
                 "{url} is larger than {limit} bytes"
@@ -57,7 +57,7 @@ impl HttpSource {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| fetch_err(path, &self.name(), e))?;
+            .map_err(|e| fetch_err(path, &self.name(), super::causes(&e)))?;
         Ok(Some(body))
     }
 }
@@ -96,7 +96,7 @@ impl BlobSource for HttpSource {
         let resp = req
             .send()
             .await
-            .map_err(|e| fetch_err(digest, &self.name(), e))?;
+            .map_err(|e| fetch_err(digest, &self.name(), super::causes(&e)))?;
         let start = match resp.status() {
             StatusCode::PARTIAL_CONTENT => offset,
             StatusCode::OK => 0,

@@ -59,6 +59,23 @@ pub trait BlobSource: Send + Sync {
     }
 }
 
+/// An error's message followed by those of its causes ("error sending request …: client error
+/// (Connect): tcp connect error: Connection refused"), without repeats: HTTP clients keep the
+/// useful part (refused, TLS, DNS) in the causes.
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        let m = c.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        next = c.source();
+    }
+    out
+}
+
 pub(crate) fn fetch_err(what: &str, source: &str, e: impl fmt::Display) -> ImageError {
     ImageError::Fetch {
         what: what.to_string(),

@@ -66,7 +66,9 @@ impl RegistrySource {
         let err = |what: &str| {
             let name = self.name();
             let what = what.to_string();
-            move |e: oci_client::errors::OciDistributionError| fetch_err(&what, &name, e)
+            move |e: oci_client::errors::OciDistributionError| {
+                fetch_err(&what, &name, super::causes(&e))
+            }
         };
         self.client
             .auth(&self.reference, &self.auth, RegistryOperation::Push)
@@ -124,7 +126,7 @@ impl BlobSource for RegistrySource {
             .client
             .pull_manifest_raw(&self.reference, &self.auth, media::ACCEPTED_ROOTS)
             .await
-            .map_err(|e| fetch_err("the manifest", &self.name(), e))?;
+            .map_err(|e| fetch_err("the manifest", &self.name(), super::causes(&e)))?;
         if let Some(want) = self.reference.digest() {
             crate::oci::verify("the manifest", &bytes, want)?;
         } else if !digest.is_empty() {
@@ -138,7 +140,7 @@ impl BlobSource for RegistrySource {
             .client
             .pull_manifest_raw(&self.at(digest), &self.auth, media::ACCEPTED_ROOTS)
             .await
-            .map_err(|e| fetch_err(digest, &self.name(), e))?;
+            .map_err(|e| fetch_err(digest, &self.name(), super::causes(&e)))?;
         crate::oci::verify("the manifest", &bytes, digest)?;
         Ok(bytes)
     }
@@ -152,7 +154,7 @@ impl BlobSource for RegistrySource {
             .client
             .pull_blob_stream_partial(&image, &digest, offset, None)
             .await
-            .map_err(|e| fetch_err(digest, &self.name(), e))?;
+            .map_err(|e| fetch_err(digest, &self.name(), super::causes(&e)))?;
         let (start, s) = match resp {
             BlobResponse::Full(s) => (0, s),
             BlobResponse::Partial(s) => (offset, s),
