@@ -152,7 +152,6 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
         all.push(objs);
     }
     let multi = kinds.len() > 1;
-    let listed_nothing = all.iter().all(Vec::is_empty);
     let listed = if a.watch {
         all.first().cloned().unwrap_or_default()
     } else {
@@ -200,7 +199,6 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
             &sel,
             revision,
             a.output,
-            listed_nothing,
             &listed,
         )
         .await?;
@@ -219,10 +217,10 @@ async fn watch(
     sel: &str,
     mut since: u64,
     output: Option<Output>,
-    need_header: bool,
     listed: &[DynObject],
 ) -> anyhow::Result<()> {
-    let mut need_header = need_header;
+    // The listing printed the header unless it printed nothing.
+    let mut need_header = listed.is_empty();
     // Tables print a row only when a printed column (other than the age) changed.
     let table = matches!(output, None | Some(Output::Wide));
     let mut shown: std::collections::HashMap<String, Vec<String>> = listed
