@@ -466,3 +466,41 @@ fn an_item_pointed_at_another_image_lets_go_of_its_old_layers() {
     );
     aosd.ok(&["delete", "item", "app", "--wait"]);
 }
+
+#[test]
+fn deleting_items_trims_cached_versions_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let built: Vec<_> = ["1", "2", "3"]
+        .iter()
+        .map(|v| archive_item(dir.path(), &format!("v{v}"), &format!("content {v}")))
+        .collect();
+    let aosd = start_with("[images]\nversions_per_item = 2\n");
+    // Three live versions: more than the limit, but live ones are never dropped.
+    for (i, (_, s)) in built.iter().enumerate() {
+        let v = (i + 1).to_string();
+        apply(&aosd, &item_yaml(&format!("app-{v}"), "app", &v, s));
+        aosd.ok(&[
+            "wait",
+            &format!("item/app-{v}"),
+            "--for=condition=Ready",
+            "--timeout=30s",
+        ]);
+    }
+    aosd.ok(&["delete", "item", "app-1", "app-2", "app-3", "--wait"]);
+    let layer = |b: &aos_testkit::BuiltImage| b.layers[0].0.replace(':', "-");
+    let start = std::time::Instant::now();
+    while aosd
+        .run(&["get", "layer", &layer(&built[0].0)])
+        .status
+        .success()
+    {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the oldest cached version was kept"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for (b, _) in &built[1..] {
+        assert!(aosd.run(&["get", "layer", &layer(b)]).status.success());
+    }
+}

@@ -203,67 +203,6 @@ impl ItemReconciler {
         }
         Ok(())
     }
-
-    /// Drops cached versions of this item id beyond the limit, oldest first.
-    async fn enforce_versions(
-        &self,
-        obj: &Object<ItemSpec>,
-        ctx: &Context<ItemSpec>,
-        layers: &Api<LayerSpec>,
-    ) -> Result<(), PipelineError> {
-        let live: std::collections::BTreeSet<String> = ctx
-            .reader
-            .list()
-            .iter()
-            .filter(|i| {
-                i.spec.item_id == obj.spec.item_id && i.metadata.deletion_timestamp.is_none()
-            })
-            .map(|i| i.spec.version.clone())
-            .collect();
-        let (all, _) = layers.list(&aos_api::Selector::everything()).await?;
-        let prefix = format!("{}:", obj.spec.item_id);
-        let mut cached: Vec<(String, String)> = all
-            .iter()
-            .filter(|l| l.metadata.owner_references.is_empty())
-            .filter_map(|l| {
-                let v = l
-                    .metadata
-                    .annotations
-                    .get(REMOVED_ITEM)?
-                    .strip_prefix(&prefix)?
-                    .to_string();
-                let at = l
-                    .metadata
-                    .annotations
-                    .get(REMOVED_AT)
-                    .cloned()
-                    .unwrap_or_default();
-                (!live.contains(&v)).then_some((at, v))
-            })
-            .collect();
-        cached.sort();
-        cached.dedup_by(|a, b| a.1 == b.1);
-        let mut excess = (live.len() + cached.len()).saturating_sub(self.env.versions_per_item);
-        for (_, version) in cached {
-            if excess == 0 {
-                break;
-            }
-            let tag = format!("{prefix}{version}");
-            for l in all.iter().filter(|l| {
-                l.metadata.owner_references.is_empty()
-                    && l.metadata.annotations.get(REMOVED_ITEM) == Some(&tag)
-            }) {
-                tracing::info!(
-                    layer = l.name(),
-                    version,
-                    "dropping a cached version beyond the limit"
-                );
-                let _ = layers.delete(l.name()).await;
-            }
-            excess -= 1;
-        }
-        Ok(())
-    }
 }
 
 /// Removes the Item's ownership from these Layers; a Layer left without owners is marked as a
@@ -366,7 +305,7 @@ impl Reconciler for ItemReconciler {
             .map(|l| l.name().to_string())
             .collect::<Vec<_>>();
         disown(&layers, &obj, stale.into_iter()).await?;
-        self.enforce_versions(&obj, ctx, &layers).await?;
+        crate::trim_versions(&ctx.backend, &obj.spec.item_id, self.env.versions_per_item).await?;
 
         // Phase and progress from the Layers.
         let (mut done, mut total, mut ready, mut failed) = (0u64, 0u64, 0usize, None);

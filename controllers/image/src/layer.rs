@@ -15,7 +15,7 @@ use aos_image::ImageError;
 use aos_reconcile::{Action, Context, Reconciler};
 use aos_store::Api;
 
-use crate::{ImageEnv, PipelineError, REMOVED_AT};
+use crate::{ImageEnv, PipelineError, REMOVED_AT, REMOVED_ITEM};
 
 pub struct LayerReconciler {
     env: Arc<ImageEnv>,
@@ -183,6 +183,25 @@ impl Reconciler for LayerReconciler {
         let spec = &obj.spec;
         // An orphan is kept (cached) only if it is complete, and only for the TTL.
         if obj.metadata.owner_references.is_empty() {
+            // Within the versions kept of its item id? (Level-triggered: a deleted Item's
+            // layers come here as they are disowned, and at every resync.)
+            if let Some(item_id) = obj
+                .metadata
+                .annotations
+                .get(REMOVED_ITEM)
+                .and_then(|t| t.rsplit_once(':'))
+                .map(|(id, _)| id)
+            {
+                crate::trim_versions(&ctx.backend, item_id, self.env.versions_per_item).await?;
+                if ctx
+                    .api
+                    .get_opt(&name)
+                    .await?
+                    .is_none_or(|l| l.metadata.deletion_timestamp.is_some())
+                {
+                    return Ok(Action::AwaitChange);
+                }
+            }
             let since = removed_at(&obj);
             let expired = since.is_none_or(|t| {
                 now() - t > chrono::Duration::from_std(self.env.removed_ttl).unwrap_or_default()

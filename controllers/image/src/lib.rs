@@ -71,7 +71,113 @@ impl Reason for PipelineError {
     }
 }
 
+/// The retention rule of `images.versions_per_item`: the cached (removed) versions of one item
+/// id to drop so that live and cached versions together stay within `limit`. Live versions are
+/// never dropped; cached ones go oldest removal first. `cached` holds (removed-at, version)
+/// pairs, in any order and with repeats (one per layer).
+pub fn versions_to_drop(
+    live: &std::collections::BTreeSet<String>,
+    cached: &[(String, String)],
+    limit: usize,
+) -> Vec<String> {
+    let mut cached: Vec<(String, String)> = cached
+        .iter()
+        .filter(|(_, v)| !live.contains(v))
+        .cloned()
+        .collect();
+    // Newest removal of each version decides its age.
+    cached.sort_by(|a, b| b.cmp(a));
+    let mut seen = std::collections::BTreeSet::new();
+    cached.retain(|(_, v)| seen.insert(v.clone()));
+    cached.reverse();
+    let excess = (live.len() + cached.len()).saturating_sub(limit);
+    cached.into_iter().take(excess).map(|(_, v)| v).collect()
+}
+
+/// Applies [`versions_to_drop`] to one item id: deletes the cached Layers of its versions
+/// beyond the limit. Both controllers call it: the Item controller when a version arrives, the
+/// Layer controller for every cached layer (so that deleting Items trims too, and every resync
+/// re-checks).
+pub async fn trim_versions(
+    backend: &Arc<dyn aos_store::Backend>,
+    item_id: &str,
+    limit: usize,
+) -> Result<(), StoreError> {
+    use aos_api::{ItemSpec, LayerSpec, Selector};
+    let (items, _) = aos_store::Api::<ItemSpec>::new(backend.clone())
+        .list(&Selector::everything())
+        .await?;
+    let live: std::collections::BTreeSet<String> = items
+        .iter()
+        .filter(|i| i.spec.item_id == item_id && i.metadata.deletion_timestamp.is_none())
+        .map(|i| i.spec.version.clone())
+        .collect();
+    let layers = aos_store::Api::<LayerSpec>::new(backend.clone());
+    let (all, _) = layers.list(&Selector::everything()).await?;
+    let prefix = format!("{item_id}:");
+    // (removed-at, version, layer) of every cached layer of this item id.
+    let cached: Vec<(String, String, String)> = all
+        .iter()
+        .filter(|l| {
+            l.metadata.owner_references.is_empty() && l.metadata.deletion_timestamp.is_none()
+        })
+        .filter_map(|l| {
+            let a = &l.metadata.annotations;
+            let v = a.get(REMOVED_ITEM)?.strip_prefix(&prefix)?.to_string();
+            let at = a.get(REMOVED_AT).cloned().unwrap_or_default();
+            Some((at, v, l.name().to_string()))
+        })
+        .collect();
+    let pairs: Vec<(String, String)> = cached
+        .iter()
+        .map(|(a, v, _)| (a.clone(), v.clone()))
+        .collect();
+    for version in versions_to_drop(&live, &pairs, limit) {
+        for (_, _, layer) in cached.iter().filter(|(_, v, _)| *v == version) {
+            tracing::info!(
+                layer,
+                item_id,
+                version,
+                "dropping a cached version beyond the limit"
+            );
+            match layers.delete(layer).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The Layer resource name of a blob digest: `sha256-<hex>`.
 pub fn layer_name(digest: &str) -> String {
     digest.replace(':', "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::versions_to_drop;
+
+    #[test]
+    fn retention_drops_the_oldest_removed_versions_beyond_the_limit_and_never_a_live_one() {
+        let live = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        let cached = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let three_removed = cached(&[("t2", "2"), ("t1", "1"), ("t3", "3"), ("t1", "1")]);
+        assert_eq!(versions_to_drop(&live(&[]), &three_removed, 2), ["1"]);
+        assert_eq!(
+            versions_to_drop(&live(&["4"]), &three_removed, 2),
+            ["1", "2"]
+        );
+        assert_eq!(
+            versions_to_drop(&live(&["4", "5", "6"]), &three_removed, 2),
+            ["1", "2", "3"],
+            "live versions beyond the limit stay; every cached one goes"
+        );
+        assert!(versions_to_drop(&live(&["1"]), &cached(&[("t1", "1")]), 1).is_empty());
+    }
 }

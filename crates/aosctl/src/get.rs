@@ -192,16 +192,7 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
         } else {
             String::new()
         };
-        watch(
-            client,
-            &kinds[0],
-            &name,
-            &sel,
-            revision,
-            a.output,
-            &listed,
-        )
-        .await?;
+        watch(client, &kinds[0], &name, &sel, revision, a.output, &listed).await?;
     }
     Ok(if failed {
         ExitCode::FAILURE
