@@ -283,34 +283,10 @@ fn a_full_disk_fails_the_item_with_not_enough_space_and_touches_nothing_else() {
     let small = ImageBuilder::new()
         .layer(&[file("small", b"small")])
         .write_layout(&dir.path().join("small"), "1");
-    let mut x: u64 = 7;
-    let big_data: Vec<u8> = (0..24_000_000)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as u8
-        })
-        .collect();
     let big = ImageBuilder::new()
-        .layer(&[Entry::File("big".into(), big_data, 0o644)])
+        .layer(&[Entry::File("big".into(), noise(24_000_000), 0o644)])
         .write_layout(&dir.path().join("big"), "1");
-    // aosd's data lives on a 48 MiB tmpfs.
-    let aosd = start_with("[images]\nkeep_free_mib = 4\n");
-    let data = aosd.path().join("data/images");
-    let tmpfs = aosd.path().join("small-fs");
-    std::fs::create_dir_all(&tmpfs).unwrap();
-    assert!(Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
-        .arg(&tmpfs)
-        .status()
-        .unwrap()
-        .success());
-    let mut aosd = aosd;
-    aosd.terminate();
-    std::fs::remove_dir_all(&data).unwrap();
-    std::os::unix::fs::symlink(&tmpfs, &data).unwrap();
-    aosd.restart();
+    let (aosd, tmpfs) = on_a_small_disk(48);
     apply(
         &aosd,
         &item_yaml(
@@ -348,6 +324,65 @@ fn a_full_disk_fails_the_item_with_not_enough_space_and_touches_nothing_else() {
         .exists());
     aosd.ok(&["delete", "item", "small", "big", "--wait"]);
     // Dropping aosd unmounts the layers and then the tmpfs.
+    drop(aosd);
+    assert!(!aos_e2e::mounts_under(&tmpfs).iter().any(|m| m == &tmpfs));
+}
+
+/// Bytes no compressor shrinks.
+fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 7;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+/// An aosd whose images live on a tmpfs of `mib` MiB (4 of them kept free), and that tmpfs.
+fn on_a_small_disk(mib: u64) -> (Aosd, std::path::PathBuf) {
+    let mut aosd = start_with("[images]\nkeep_free_mib = 4\n");
+    let data = aosd.path().join("data/images");
+    let tmpfs = aosd.path().join("small-fs");
+    std::fs::create_dir_all(&tmpfs).unwrap();
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(&tmpfs)
+        .status()
+        .unwrap()
+        .success());
+    aosd.terminate();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::os::unix::fs::symlink(&tmpfs, &data).unwrap();
+    aosd.restart();
+    (aosd, tmpfs)
+}
+
+#[test]
+fn a_layer_that_fits_with_its_image_is_admitted_on_a_small_disk() {
+    // Blob and image of a 19.5 MB layer blob (39 MB at the peak) fit on 48 MiB with 4 kept free; the
+    // old rule (2.5 times the blob) asked for 47.5 MiB and refused it.
+    let dir = tempfile::tempdir().unwrap();
+    let built = ImageBuilder::new()
+        .layer(&[Entry::File("data".into(), noise(18_500_000), 0o644)])
+        .write_layout(&dir.path().join("l"), "1");
+    let (aosd, tmpfs) = on_a_small_disk(48);
+    apply(
+        &aosd,
+        &item_yaml(
+            "fits",
+            "f",
+            "1",
+            &format!("archive: {}", built.layout.display()),
+        ),
+    );
+    let item = aosd.until("item", "fits", 60, |v| {
+        matches!(v["status"]["phase"].as_str(), Some("Ready" | "Failed"))
+    });
+    assert_eq!(item["status"]["phase"], "Ready", "{item:#}");
+    aosd.ok(&["delete", "item", "fits", "--wait"]);
     drop(aosd);
     assert!(!aos_e2e::mounts_under(&tmpfs).iter().any(|m| m == &tmpfs));
 }

@@ -21,6 +21,10 @@ pub struct LayerReconciler {
     env: Arc<ImageEnv>,
 }
 
+/// Squashfs image bytes per compressed blob byte assumed before this node has measured its own
+/// (lz4 squashfs against gzip tar, on typical root filesystems).
+pub const DEFAULT_RATIO: f64 = 1.2;
+
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
@@ -38,13 +42,21 @@ impl LayerReconciler {
         oci::is_component(&l.media_type)
     }
 
-    /// Room a layer needs while it is installed: the blob, and its image beside it.
-    fn room(l: &LayerSpec) -> u64 {
+    /// Room a layer still needs while it is installed, given how much of its blob is on disk
+    /// and how much of its image was written: the rest of the blob, and the rest of an image
+    /// estimated at the measured conversion ratio of this node's layers (see
+    /// [`DEFAULT_RATIO`]). Both sit on disk together until the blob is removed.
+    fn room(env: &ImageEnv, l: &LayerSpec, downloaded: u64, image_written: u64) -> u64 {
+        let blob = l.size.saturating_sub(downloaded);
         if Self::is_component(l) {
-            l.size + (1 << 20)
-        } else {
-            l.size.saturating_mul(5) / 2 + (1 << 20)
+            return blob + (1 << 20);
         }
+        let ratio = env
+            .store
+            .conversion_ratio()
+            .map_or(DEFAULT_RATIO, |r| r.clamp(0.25, 4.0));
+        let image = (l.size as f64 * ratio) as u64;
+        blob + image.saturating_sub(image_written) + (1 << 20)
     }
 
     fn files_of(&self, l: &LayerSpec) {
@@ -60,7 +72,14 @@ impl LayerReconciler {
         me: &Object<LayerSpec>,
         api: &Api<LayerSpec>,
     ) -> Result<aos_image::space::Reservation, PipelineError> {
-        let need = Self::room(&me.spec);
+        let partial = self
+            .env
+            .store
+            .partial_path(&me.spec.digest)
+            .ok()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        let need = Self::room(&self.env, &me.spec, partial, 0);
         loop {
             match self.env.space.reserve(need) {
                 Ok(r) => return Ok(r),
@@ -91,15 +110,29 @@ impl LayerReconciler {
         l: &Object<LayerSpec>,
         api: &Api<LayerSpec>,
     ) -> Result<(Option<String>, u64, String), PipelineError> {
-        let _room = self.reserve(l, api).await?;
+        let room = Arc::new(self.reserve(l, api).await?);
         let done = Arc::new(AtomicU64::new(0));
         let name = l.name().to_string();
-        // Progress goes to the status twice a second while the work runs.
+        // Progress goes to the status twice a second while the work runs, and the reservation
+        // shrinks by what has landed on disk (the filesystem counts that now).
         let reporter = {
             let (done, api, name) = (done.clone(), api.clone(), name.clone());
+            let (room, me, spec) = (room.clone(), self.env.clone(), l.spec.clone());
             tokio::spawn(async move {
                 let mut last = u64::MAX;
+                let image = spec
+                    .diff_id
+                    .as_deref()
+                    .map(|d| me.store.tmp_path(d.trim_start_matches("sha256:")));
                 loop {
+                    let written = image
+                        .as_ref()
+                        .and_then(|p| std::fs::metadata(p).ok())
+                        .map_or(0, |m| m.len());
+                    let left = Self::room(&me, &spec, done.load(Ordering::Relaxed), written);
+                    if left < room.bytes() {
+                        let _ = room.resize(left);
+                    }
                     let now = done.load(Ordering::Relaxed);
                     if now != last {
                         last = now;

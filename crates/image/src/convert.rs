@@ -143,6 +143,16 @@ pub fn to_squashfs(
             let _ = child.kill();
             let _ = child.wait();
             let _ = std::fs::remove_file(out);
+            // tar2sqfs stopping on a full disk shows here as a broken pipe: say why.
+            if errs
+                .join()
+                .unwrap_or_default()
+                .contains("No space left on device")
+            {
+                return Err(ImageError::DiskFull {
+                    what: format!("tar2sqfs could not write the image of {digest}"),
+                });
+            }
             return Err(e);
         }
     };
@@ -152,6 +162,11 @@ pub fn to_squashfs(
     let stderr = errs.join().unwrap_or_default();
     if !status.success() {
         let _ = std::fs::remove_file(out);
+        if stderr.contains("No space left on device") {
+            return Err(ImageError::DiskFull {
+                what: format!("tar2sqfs could not write the image of {digest}"),
+            });
+        }
         return Err(fail(format!(
             "tar2sqfs failed ({status}): {}",
             stderr.trim()

@@ -34,6 +34,10 @@ pub enum ImageError {
         need: u64,
         available: u64,
     },
+    /// The disk filled up under work that had room when it started (another writer took it,
+    /// or an estimate was short).
+    #[error("the disk filled up: {what}")]
+    DiskFull { what: String },
     #[error("failed to mount {what}: {message}")]
     Mount { what: String, message: String },
     #[error("{context}: {source}")]
@@ -45,7 +49,13 @@ pub enum ImageError {
 }
 
 impl ImageError {
+    /// An I/O error with what was being done; a full disk becomes [`ImageError::DiskFull`].
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            return ImageError::DiskFull {
+                what: context.into(),
+            };
+        }
         ImageError::Io {
             context: context.into(),
             source,
@@ -64,7 +74,7 @@ impl ImageError {
             ImageError::NoPlatform(_) => "NoMatchingPlatform",
             ImageError::HostileLayer(_) => "HostileLayer",
             ImageError::Convert { .. } => "ConvertFailed",
-            ImageError::NotEnoughSpace { .. } => "NotEnoughSpace",
+            ImageError::NotEnoughSpace { .. } | ImageError::DiskFull { .. } => "NotEnoughSpace",
             ImageError::Mount { .. } => "MountFailed",
             ImageError::Io { .. } => "IoError",
         }

@@ -158,6 +158,20 @@ impl LayerStore {
             .join(format!("{name}.{}.{n}", std::process::id()))
     }
 
+    /// Bytes of squashfs image per byte of compressed blob, measured on the layers of at least
+    /// 1 MiB installed here (smaller ones are mostly format overhead); `None` before there are
+    /// any.
+    pub fn conversion_ratio(&self) -> Option<f64> {
+        let (mut blobs, mut images) = (0u64, 0u64);
+        for d in self.layers_on_disk() {
+            if let Some(r) = self.record(&d).filter(|r| r.size >= 1 << 20) {
+                blobs += r.size;
+                images += r.image_size;
+            }
+        }
+        (blobs > 0).then(|| images as f64 / blobs as f64)
+    }
+
     /// The record of a published layer, if it is complete.
     pub fn record(&self, diff_id: &str) -> Option<LayerRecord> {
         let text = std::fs::read(self.record_path(diff_id).ok()?).ok()?;

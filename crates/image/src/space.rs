@@ -14,21 +14,56 @@ pub struct SpaceAllocator {
     reserved: Mutex<u64>,
 }
 
-/// Space held until dropped.
+/// Space held until dropped. What it holds is what is still to be written: as the work writes
+/// its files, the filesystem's free space counts them and the reservation shrinks
+/// ([`Reservation::resize`]), so that nothing is counted twice.
 #[derive(Debug)]
 pub struct Reservation {
     allocator: Arc<SpaceAllocator>,
-    bytes: u64,
+    bytes: Mutex<u64>,
 }
 
-impl Drop for Reservation {
-    fn drop(&mut self) {
+impl Reservation {
+    /// Bytes held now.
+    pub fn bytes(&self) -> u64 {
+        *self.bytes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds `bytes` from now on: less as files land on disk; more when an estimate was short,
+    /// which fails (holding what it held) if the disk has no more to give.
+    pub fn resize(&self, bytes: u64) -> Result<(), ImageError> {
+        let mut held = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        if bytes > *held {
+            let extra = bytes - *held;
+            let available = self.allocator.available();
+            if extra > available {
+                return Err(ImageError::NotEnoughSpace {
+                    path: self.allocator.path.display().to_string(),
+                    need: extra,
+                    available,
+                });
+            }
+        }
         let mut r = self
             .allocator
             .reserved
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        *r = r.saturating_sub(self.bytes);
+        *r = r.saturating_sub(*held) + bytes;
+        *held = bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let held = *self.bytes.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut r = self
+            .allocator
+            .reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *r = r.saturating_sub(held);
     }
 }
 
@@ -65,7 +100,7 @@ impl SpaceAllocator {
         *self.reserved.lock().unwrap_or_else(|e| e.into_inner()) += bytes;
         Ok(Reservation {
             allocator: self.clone(),
-            bytes,
+            bytes: Mutex::new(bytes),
         })
     }
 }
@@ -85,6 +120,24 @@ mod tests {
             a.reserve(free),
             Err(ImageError::NotEnoughSpace { .. })
         ));
+        drop(r);
+        assert!(a.available() + (64 << 20) >= free);
+    }
+
+    #[test]
+    fn a_reservation_shrinks_as_its_files_land_and_grows_only_into_free_space() {
+        let dir = std::env::temp_dir();
+        let a = SpaceAllocator::new(&dir, 0);
+        let free = a.available();
+        let r = a.reserve(free / 2).unwrap();
+        r.resize(free / 4).unwrap();
+        assert_eq!(r.bytes(), free / 4);
+        assert!(a.available() + (64 << 20) >= free - free / 4);
+        assert!(matches!(
+            r.resize(free * 2),
+            Err(ImageError::NotEnoughSpace { .. })
+        ));
+        assert_eq!(r.bytes(), free / 4, "a failed grow keeps what was held");
         drop(r);
         assert!(a.available() + (64 << 20) >= free);
     }
