@@ -246,6 +246,29 @@ fn another_network_reaches_only_allowed_exposed_ports_and_a_published_port_answe
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    // From the host: other users reach the exposed and the published port only; root (as
+    // aosd's probes) reaches every port.
+    let fetch = |uid: u32, url: &str| {
+        use std::os::unix::process::CommandExt;
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "2", url])
+            .uid(uid)
+            .gid(uid)
+            .status()
+            .unwrap()
+            .success()
+    };
+    let nobody = 65534;
+    assert!(fetch(nobody, &format!("http://{ip}:8080/hello")));
+    assert!(fetch(
+        nobody,
+        &format!("http://127.0.0.1:{host_port}/hello")
+    ));
+    assert!(
+        !fetch(nobody, &format!("http://{ip}:9090/hello")),
+        "not exposed"
+    );
+    assert!(fetch(0, &format!("http://{ip}:9090/hello")));
 
     node.aosd.ok(&[
         "delete",

@@ -4,7 +4,9 @@
 //!   other hosts and from the host itself, 127.0.0.1 included);
 //! - forward: replies pass; traffic inside one network passes; an instance is reachable from
 //!   elsewhere only on its exposed ports; it reaches instances of other networks only through
-//!   its allowed connections, and the outside only if its network allows it.
+//!   its allowed connections, and the outside only if its network allows it;
+//! - output (the host's own traffic to instances): root reaches every port (probes run as
+//!   aosd), other users only exposed and published ports.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -157,6 +159,33 @@ pub fn script(table: &str, networks: &[NatNetwork]) -> String {
         }
     }
     line("  }".into());
+    // From the host itself: root (aosd's probes, the administrator) reaches every port; other
+    // users reach what instances expose and the ports they publish, nothing else.
+    line("  chain host_out {".into());
+    line("    type filter hook output priority filter; policy accept;".into());
+    if !bridges.is_empty() {
+        let quoted: Vec<String> = bridges.iter().map(|b| format!("\"{b}\"")).collect();
+        let set = format!("{{ {} }}", quoted.join(", "));
+        line(format!(
+            "    oifname {set} ct state established,related accept"
+        ));
+        line(format!("    oifname {set} meta skuid 0 accept"));
+        line(format!("    oifname {set} ct status dnat accept"));
+        for n in networks {
+            for i in &n.instances {
+                for p in &i.exposed {
+                    line(format!(
+                        "    oifname \"{}\" ip daddr {} {} accept",
+                        n.bridge,
+                        i.ip,
+                        p.nft()
+                    ));
+                }
+            }
+        }
+        line(format!("    oifname {set} drop"));
+    }
+    line("  }".into());
     line("}".into());
     s
 }
@@ -253,6 +282,14 @@ mod tests {
         ));
         assert!(s.contains("fib daddr type local tcp dport 18080 dnat ip to 172.17.0.2:8080"));
         assert!(s.contains("iifname \"ab2\" drop"));
+        // The host's other users reach exposed ports only; root reaches all.
+        let output = &s[s.find("chain host_out").unwrap()..];
+        assert!(output.contains("meta skuid 0 accept"), "{output}");
+        assert!(output.contains("oifname \"ab1\" ip daddr 172.17.0.2 tcp dport 8080 accept"));
+        assert!(
+            output.find("tcp dport 8080 accept").unwrap()
+                < output.find("oifname { \"ab1\", \"ab2\" } drop").unwrap()
+        );
         assert!(s.contains("iifname \"ab1\" accept"));
         // Accepts come before the drops they make exceptions to.
         let accept = s.find("tcp dport 8080 accept").unwrap();
@@ -261,6 +298,41 @@ mod tests {
         assert_eq!(
             script("aosd_x", &[]),
             "table inet aosd_x {}\ndelete table inet aosd_x\n"
+        );
+    }
+
+    #[test]
+    fn the_kernel_accepts_the_table() {
+        // `nft -c` checks the script against the kernel without changing anything.
+        let web = NatInstance {
+            ip: Ipv4Addr::new(172, 17, 0, 2),
+            exposed: vec![ports(8080, "tcp")],
+            allowed: vec![(Ipv4Addr::new(172, 18, 0, 2), ports(53, "udp"))],
+            published: vec![(18080, 8080, "tcp".into())],
+        };
+        let nets = [NatNetwork {
+            subnet: Cidr::parse("172.17.0.0/16").unwrap(),
+            bridge: "ab1".into(),
+            allow_outside: true,
+            instances: vec![web],
+        }];
+        let mut child = Command::new("nft")
+            .args(["-c", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nft runs (hack/setup.sh installs nftables)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script("aosd_check", &nets).as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }
