@@ -35,8 +35,10 @@ stop)
       for c in $(ctr -a "$sock" -n "$ns" containers ls -q 2>/dev/null); do
         ctr -a "$sock" -n "$ns" containers delete "$c" >/dev/null 2>&1 || true
       done
-      # runc keeps per-namespace state here, shared by every containerd of the host.
+      # runc keeps per-namespace state here, shared by every containerd of the host; aosd's
+      # cgroup parent is named after the namespace.
       rmdir "/run/containerd/runc/$ns" 2>/dev/null || true
+      rmdir "/sys/fs/cgroup/$ns" /sys/fs/cgroup/*/"$ns" 2>/dev/null || true
     done
   fi
   if [ -f "$dir/containerd.pid" ]; then

@@ -163,6 +163,18 @@ fn instances_of_a_pulled_item_run_log_keep_state_restart_update_and_leave_nothin
             "cgroup of {n} left"
         );
     }
+    // The last instance took the empty parents with it: its cgroup parent in every hierarchy
+    // and runc's state directory of the namespace.
+    let ns = aosd.namespace().unwrap();
+    let cg = Path::new("/sys/fs/cgroup");
+    let mut parents = vec![cg.join(&ns)];
+    for h in std::fs::read_dir(cg).unwrap().flatten() {
+        parents.push(h.path().join(&ns));
+    }
+    for p in parents {
+        assert!(!p.exists(), "{} left", p.display());
+    }
+    assert!(!Path::new("/run/containerd/runc").join(&ns).exists());
 }
 
 #[test]

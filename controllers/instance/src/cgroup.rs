@@ -39,6 +39,29 @@ impl Cgroups {
         }
     }
 
+    /// Removes the directory of the cgroup `path` in every hierarchy where it is empty (a
+    /// parent whose last child went); one still in use stays.
+    pub fn remove_if_empty(&self, path: &str) {
+        let rel = path.trim_start_matches('/');
+        if rel.is_empty() {
+            return;
+        }
+        match self.layout {
+            Layout::V2 => {
+                let _ = std::fs::remove_dir(self.root.join(rel));
+            }
+            Layout::V1 => {
+                for h in std::fs::read_dir(&self.root)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let _ = std::fs::remove_dir(h.path().join(rel));
+                }
+            }
+        }
+    }
+
     /// The file holding the memory limit of the cgroup at `path`.
     pub fn memory_limit_file(&self, path: &str) -> PathBuf {
         self.file("memory", path, "memory.limit_in_bytes", "memory.max")

@@ -625,6 +625,9 @@ impl Reconciler for InstanceReconciler {
         if let Some(uid) = obj.status.uid {
             env.uids.release(uid);
         }
+        // The last instance leaves no empty parents behind (both calls keep what is in use).
+        env.cgroups.remove_if_empty(&env.cgroup_parent);
+        env.containers.release_idle().await?;
         tracing::info!(instance = name, "instance removed");
         Ok(Action::AwaitChange)
     }

@@ -6,9 +6,6 @@
 //! wait is registered before the start); `remove` is idempotent and leaves neither task nor
 //! container; `events` wakes on every exit and OOM of the namespace.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
@@ -24,151 +21,12 @@ use containerd_client::with_namespace;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use prost::Message;
+use std::path::PathBuf;
 
 /// Errors of the port, named after the failed operation.
-#[derive(Debug, thiserror::Error)]
-pub enum ContainersError {
-    #[error("failed to connect to containerd at {path}: {message}")]
-    Connect { path: String, message: String },
-    #[error("failed to {op} {id}: {message}")]
-    Call {
-        op: &'static str,
-        id: String,
-        message: String,
-    },
-    #[error("failed to encode the runtime spec: {0}")]
-    Spec(#[from] serde_json::Error),
-}
+mod port;
 
-impl ContainersError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ContainersError::Connect { .. } => "RuntimeUnavailable",
-            ContainersError::Call { .. } => "RuntimeCallFailed",
-            ContainersError::Spec(_) => "InvalidRuntimeSpec",
-        }
-    }
-}
-
-/// A mount handed to the runtime as the task's rootfs (overlay, bind, …).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RootfsMount {
-    pub type_: String,
-    pub source: String,
-    pub options: Vec<String>,
-}
-
-/// Where a task's stdout and stderr go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TaskIo {
-    /// Appended to files (the shim opens them).
-    Files { stdout: PathBuf, stderr: PathBuf },
-    /// Piped to a containerd logging binary, with `--key value` arguments.
-    Logger {
-        binary: PathBuf,
-        args: Vec<(String, String)>,
-    },
-}
-
-impl TaskIo {
-    fn uris(&self) -> (String, String) {
-        match self {
-            TaskIo::Files { stdout, stderr } => (
-                format!("file://{}", stdout.display()),
-                format!("file://{}", stderr.display()),
-            ),
-            TaskIo::Logger { binary, args } => {
-                let query: Vec<String> = args
-                    .iter()
-                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-                    .collect();
-                let uri = format!("binary://{}?{}", binary.display(), query.join("&"));
-                (uri.clone(), uri)
-            }
-        }
-    }
-}
-
-/// Percent-encodes what a URL query value cannot hold as is.
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_./~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Everything needed to run one task.
-#[derive(Clone, Debug)]
-pub struct TaskSpec {
-    pub id: String,
-    pub spec: oci_spec::runtime::Spec,
-    pub rootfs: Vec<RootfsMount>,
-    pub io: TaskIo,
-    pub labels: HashMap<String, String>,
-}
-
-/// A state change of a task.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TaskEvent {
-    Exited { id: String, pid: u32, status: u32 },
-    Oom { id: String },
-}
-
-impl TaskEvent {
-    pub fn id(&self) -> &str {
-        match self {
-            TaskEvent::Exited { id, .. } | TaskEvent::Oom { id } => id,
-        }
-    }
-}
-
-/// The task of a container.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TaskState {
-    pub pid: u32,
-    pub running: bool,
-    /// Meaningful once the task stopped.
-    pub exit_status: u32,
-}
-
-/// A container the runtime knows, and its task if it has one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaskInfo {
-    pub id: String,
-    pub labels: HashMap<String, String>,
-    pub task: Option<TaskState>,
-}
-
-/// What the Instance controller needs from a container runtime.
-#[async_trait::async_trait]
-pub trait Containers: Send + Sync {
-    /// Creates the container and its task and starts it; returns the pid.
-    async fn run(&self, task: &TaskSpec) -> Result<u32, ContainersError>;
-    async fn kill(&self, id: &str, signal: u32) -> Result<(), ContainersError>;
-    /// Waits for the task to exit; returns its exit status.
-    async fn wait(&self, id: &str) -> Result<u32, ContainersError>;
-    /// Deletes the task (if any) and the container; fine if neither exists.
-    async fn remove(&self, id: &str) -> Result<(), ContainersError>;
-    async fn list(&self) -> Result<Vec<TaskInfo>, ContainersError>;
-    /// One container and its task; `None` when there is no such container.
-    async fn inspect(&self, id: &str) -> Result<Option<TaskInfo>, ContainersError>;
-    /// Runs a command in a running task (as `user`, with `env`) and returns its exit status.
-    async fn exec(
-        &self,
-        id: &str,
-        exec_id: &str,
-        args: &[String],
-        env: &[String],
-        user: (u32, u32),
-    ) -> Result<u32, ContainersError>;
-    /// Exits and OOMs of every task of the namespace, from now on.
-    async fn events(&self) -> Result<BoxStream<'static, TaskEvent>, ContainersError>;
-}
+pub use port::*;
 
 fn decode_event(any: prost_types::Any) -> Option<TaskEvent> {
     if any.type_url.ends_with("TaskExit") {
@@ -290,6 +148,30 @@ impl Containerd {
 
 #[async_trait::async_trait]
 impl Containers for Containerd {
+    async fn release_idle(&self) -> Result<(), ContainersError> {
+        if !self.list().await?.is_empty() {
+            return Ok(());
+        }
+        let root = if self.options.root.is_empty() {
+            PathBuf::from("/run/containerd/runc")
+        } else {
+            PathBuf::from(&self.options.root)
+        };
+        // Empty once no container exists; runc makes it again for the next one.
+        match std::fs::remove_dir(root.join(&self.namespace)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),
+            Err(source) => Err(ContainersError::Io {
+                what: format!(
+                    "failed to remove runc's state of namespace {}",
+                    self.namespace
+                ),
+                source,
+            }),
+        }
+    }
+
     async fn run(&self, t: &TaskSpec) -> Result<u32, ContainersError> {
         let spec = prost_types::Any {
             type_url: SPEC_TYPE.into(),

@@ -1,0 +1,162 @@
+//! The `Containers` port: what the Instance controller needs from a container runtime, with
+//! the types it speaks (task specs, states, events, errors). The containerd implementation is
+//! in the crate root; a fake lives with the port's conformance suite.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use futures::stream::BoxStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainersError {
+    #[error("failed to connect to containerd at {path}: {message}")]
+    Connect { path: String, message: String },
+    #[error("failed to {op} {id}: {message}")]
+    Call {
+        op: &'static str,
+        id: String,
+        message: String,
+    },
+    #[error("failed to encode the runtime spec: {0}")]
+    Spec(#[from] serde_json::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ContainersError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ContainersError::Connect { .. } => "RuntimeUnavailable",
+            ContainersError::Call { .. } => "RuntimeCallFailed",
+            ContainersError::Spec(_) => "InvalidRuntimeSpec",
+            ContainersError::Io { .. } => "IoError",
+        }
+    }
+}
+
+/// A mount handed to the runtime as the task's rootfs (overlay, bind, …).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootfsMount {
+    pub type_: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+/// Where a task's stdout and stderr go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskIo {
+    /// Appended to files (the shim opens them).
+    Files { stdout: PathBuf, stderr: PathBuf },
+    /// Piped to a containerd logging binary, with `--key value` arguments.
+    Logger {
+        binary: PathBuf,
+        args: Vec<(String, String)>,
+    },
+}
+
+impl TaskIo {
+    pub(crate) fn uris(&self) -> (String, String) {
+        match self {
+            TaskIo::Files { stdout, stderr } => (
+                format!("file://{}", stdout.display()),
+                format!("file://{}", stderr.display()),
+            ),
+            TaskIo::Logger { binary, args } => {
+                let query: Vec<String> = args
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                    .collect();
+                let uri = format!("binary://{}?{}", binary.display(), query.join("&"));
+                (uri.clone(), uri)
+            }
+        }
+    }
+}
+
+/// Percent-encodes what a URL query value cannot hold as is.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_./~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Everything needed to run one task.
+#[derive(Clone, Debug)]
+pub struct TaskSpec {
+    pub id: String,
+    pub spec: oci_spec::runtime::Spec,
+    pub rootfs: Vec<RootfsMount>,
+    pub io: TaskIo,
+    pub labels: HashMap<String, String>,
+}
+
+/// A state change of a task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskEvent {
+    Exited { id: String, pid: u32, status: u32 },
+    Oom { id: String },
+}
+
+impl TaskEvent {
+    pub fn id(&self) -> &str {
+        match self {
+            TaskEvent::Exited { id, .. } | TaskEvent::Oom { id } => id,
+        }
+    }
+}
+
+/// The task of a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskState {
+    pub pid: u32,
+    pub running: bool,
+    /// Meaningful once the task stopped.
+    pub exit_status: u32,
+}
+
+/// A container the runtime knows, and its task if it has one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskInfo {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+    pub task: Option<TaskState>,
+}
+
+/// What the Instance controller needs from a container runtime.
+#[async_trait::async_trait]
+pub trait Containers: Send + Sync {
+    /// Creates the container and its task and starts it; returns the pid.
+    async fn run(&self, task: &TaskSpec) -> Result<u32, ContainersError>;
+    async fn kill(&self, id: &str, signal: u32) -> Result<(), ContainersError>;
+    /// Waits for the task to exit; returns its exit status.
+    async fn wait(&self, id: &str) -> Result<u32, ContainersError>;
+    /// Deletes the task (if any) and the container; fine if neither exists.
+    async fn remove(&self, id: &str) -> Result<(), ContainersError>;
+    async fn list(&self) -> Result<Vec<TaskInfo>, ContainersError>;
+    /// One container and its task; `None` when there is no such container.
+    async fn inspect(&self, id: &str) -> Result<Option<TaskInfo>, ContainersError>;
+    /// Runs a command in a running task (as `user`, with `env`) and returns its exit status.
+    async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        args: &[String],
+        env: &[String],
+        user: (u32, u32),
+    ) -> Result<u32, ContainersError>;
+    /// Exits and OOMs of every task of the namespace, from now on.
+    async fn events(&self) -> Result<BoxStream<'static, TaskEvent>, ContainersError>;
+    /// Removes what the runtime keeps for the namespace outside its own state (runc's state
+    /// directory) when no container is left; does nothing while one exists.
+    async fn release_idle(&self) -> Result<(), ContainersError>;
+}
