@@ -14,7 +14,7 @@ start)
   if [ -f "$dir/containerd.pid" ] && kill -0 "$(cat "$dir/containerd.pid")" 2>/dev/null; then
     echo "$sock"; exit 0
   fi
-  printf 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n' > "$dir/config.toml"
+  cp "$(dirname "$0")/../deploy/containerd.toml" "$dir/config.toml"
   containerd --root "$dir/root" --state "$dir/state" --address "$sock" --config "$dir/config.toml" \
     >"$dir/containerd.log" 2>&1 &
   echo $! > "$dir/containerd.pid"
