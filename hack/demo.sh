@@ -4,7 +4,9 @@
 # resources, a watch and a delete. aosd keeps running afterwards; `hack/demo.sh stop` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEMO="$PWD/.demo"
+# AOSD_DEMO_DIR and AOSD_DEMO_NAMESPACE move the demo elsewhere (README's test runs its own).
+DEMO="${AOSD_DEMO_DIR:-$PWD/.demo}"
+NAMESPACE="${AOSD_DEMO_NAMESPACE:-aos-demo}"
 SOCK="$DEMO/aosd.sock"
 AOSD="$PWD/target/debug/aosd"
 AOSCTL="$PWD/target/debug/aosctl"
@@ -47,7 +49,7 @@ version = 1
 group = ""
 [runtimes.container]
 containerd_socket = "$CONTAINERD_SOCK"
-namespace = "aos-demo"
+namespace = "$NAMESPACE"
 stop_grace = "3s"
 usage_interval = "5s"
 TOML
@@ -69,8 +71,7 @@ run get all
 echo; echo "\$ aosctl get instances -w   (in the background, while we change things)"
 "$AOSCTL" get instances -w & WATCH=$!
 sleep 0.5
-run delete instance state-writer-demo-1
-sleep 0.5
+run delete instance state-writer-demo-1 --wait
 run apply -f examples/
 sleep 0.5
 kill "$WATCH" 2>/dev/null || true
