@@ -38,4 +38,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# grpc-python: a client of another language for the API test (its default authority on a Unix
+# socket is the socket's path, which aosd must accept).
+if ! python3 -c 'import grpc' 2>/dev/null; then
+  echo "hack/setup.sh: installing grpcio (python)"
+  python3 -m pip install --quiet --disable-pip-version-check grpcio >/dev/null 2>&1 \
+    || python3 -m pip install --quiet --break-system-packages grpcio
+fi
+
 command -v cargo >/dev/null || { echo "hack/setup.sh: cargo is required (rustup)"; exit 1; }

@@ -459,3 +459,37 @@ fn a_table_watch_prints_a_row_only_when_a_printed_column_changes() {
     watcher.kill().unwrap();
     watcher.wait().unwrap();
 }
+
+#[test]
+fn a_grpc_python_client_with_its_default_authority_is_served() {
+    let aosd = Aosd::start();
+    aosd.wait_node_ready();
+    // grpc-python names the socket's path as the authority (not a valid URI authority).
+    let script = format!(
+        r#"
+import grpc
+ch = grpc.insecure_channel("unix:{}")
+health = ch.unary_unary("/aosd.v1.Aosd/Health", request_serializer=lambda x: x, response_deserializer=lambda x: x)
+print(health(b"", timeout=10))
+get = ch.unary_unary("/aosd.v1.Aosd/Get", request_serializer=lambda x: x, response_deserializer=lambda x: x)
+# GetRequest {{ kind: "node" (1), name: "e2e-node" (2) }}
+print(get(b"\x0a\x04node\x12\x08e2e-node", timeout=10))
+"#,
+        aosd.socket.display()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs (hack/setup.sh installs grpcio)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ok"), "{stdout}");
+    assert!(
+        stdout.contains("e2e-node") && stdout.contains("\"kind\""),
+        "{stdout}"
+    );
+}

@@ -2,6 +2,7 @@
 //! socket and runs the controllers until SIGTERM or SIGINT.
 
 mod auth;
+mod authority;
 mod config;
 mod images;
 mod instances;
@@ -263,7 +264,11 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     let server = tonic::transport::Server::builder()
         .add_service(aos_rpc::AosdServer::new(api).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            // Every connection through the relay that accepts any client's authority.
+            tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                |c| c.map(authority::relay),
+            ),
             shutdown.clone().cancelled_owned(),
         );
     let server = tokio::spawn(server);
