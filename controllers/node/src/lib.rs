@@ -208,6 +208,7 @@ impl Reconciler for NodeReconciler {
         let facts = self.facts().await;
         let usage = self.usage(&facts);
         let desired = self.desired(&obj.spec, &facts, usage);
+        let store = ctx.backend.health();
         ctx.api
             .update_status(&obj.metadata.name, |s| {
                 let common = std::mem::take(&mut s.common);
@@ -220,6 +221,20 @@ impl Reconciler for NodeReconciler {
                     aos_api::ConditionStatus::True,
                     "NodeReported",
                     "host facts and usage are current",
+                    chrono::Utc::now(),
+                );
+                let (status, reason) = if store.is_ok() {
+                    (aos_api::ConditionStatus::True, "StoreIntact")
+                } else if store.failure.is_some() {
+                    (aos_api::ConditionStatus::False, "StoreFailing")
+                } else {
+                    (aos_api::ConditionStatus::False, "DamagedRecords")
+                };
+                s.common.set_condition(
+                    aos_api::condition::STORE_HEALTHY,
+                    status,
+                    reason,
+                    &store.summary(),
                     chrono::Utc::now(),
                 );
             })

@@ -197,7 +197,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{} (aosd {}, node {}, revision {})",
                 h.status, h.version, h.node_id, h.revision
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(if h.status == "ok" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Completion { .. }
         | Command::Pack { .. }

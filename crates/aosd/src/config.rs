@@ -145,6 +145,10 @@ pub struct StoreSection {
     pub event_log_limit: u64,
     /// Page cache of the store file, in MiB.
     pub cache_mib: usize,
+    /// Most bytes the event log holds, in MiB.
+    pub event_log_mib: u64,
+    /// Space kept beside the store and given back to it when the disk is full, in MiB.
+    pub reserve_mib: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -287,6 +291,8 @@ impl Default for StoreSection {
         StoreSection {
             event_log_limit: 10_000,
             cache_mib: 8,
+            event_log_mib: 64,
+            reserve_mib: 8,
         }
     }
 }

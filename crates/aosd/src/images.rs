@@ -86,7 +86,10 @@ pub fn spawn(
     let stop = shutdown.clone();
     tasks.spawn(async move {
         loop {
-            if let Err(e) =
+            // Files of a record the store lost would look orphaned: collect only on an intact store.
+            if !backend.health().damaged.is_empty() {
+                tracing::warn!("the store has damaged records: orphan files are not collected");
+            } else if let Err(e) =
                 aos_image_controllers::collect_orphan_files(&env.store, backend.clone()).await
             {
                 tracing::warn!(error = %e, "orphan file collection failed");

@@ -127,7 +127,14 @@ pub fn spawn(
             probes: Probers::new(containers),
             networks: networks.clone(),
         });
-        match aos_instance_controller::sweep_orphans(&env, backend.clone()).await {
+        // A container of an Instance the store lost would look orphaned: sweep only an intact store.
+        let sweep = if backend.health().damaged.is_empty() {
+            aos_instance_controller::sweep_orphans(&env, backend.clone()).await
+        } else {
+            tracing::warn!("the store has damaged records: containers of unknown instances are kept");
+            Ok(0)
+        };
+        match sweep {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "removed containers of deleted instances"),
             Err(e) => tracing::warn!(error = %e, "failed to sweep orphan containers"),

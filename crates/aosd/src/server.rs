@@ -271,7 +271,8 @@ impl aos_rpc::Aosd for ApiServer {
     ) -> Result<Response<v1::HealthResponse>, Status> {
         let revision = self.backend.revision().await.map_err(status_of)?;
         Ok(Response::new(v1::HealthResponse {
-            status: "ok".into(),
+            // `ok`, or what is wrong with the store (damaged records, a failing file).
+            status: self.backend.health().summary(),
             version: env!("CARGO_PKG_VERSION").into(),
             revision,
             node_id: self.node_id.clone(),

@@ -105,13 +105,20 @@ pub struct RotatingWriter {
     size: u64,
 }
 
+/// Logs may hold secrets: readable by root and the log's group only (made so if an older run
+/// left them wider).
+pub const LOG_MODE: u32 = 0o640;
+
 fn open_current(dir: &Path) -> Result<(File, u64), LogError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let path = dir.join(CURRENT);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(LOG_MODE)
         .open(&path)
         .map_err(io(format!("failed to open {}", path.display())))?;
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(LOG_MODE));
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok((file, size))
 }

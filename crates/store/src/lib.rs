@@ -13,7 +13,7 @@ pub mod plan;
 mod typed;
 mod types;
 
-pub use embedded::{Embedded, EmbeddedOptions};
+pub use embedded::{Damage, Embedded, EmbeddedOptions, OpenReport};
 pub use error::StoreError;
 pub use typed::{Api, TypedEvent};
 pub use types::*;
@@ -79,4 +79,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The current revision.
     async fn revision(&self) -> Result<Revision, StoreError>;
+
+    /// Whether the store works, and which records it found damaged.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::default()
+    }
 }

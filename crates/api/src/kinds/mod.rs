@@ -27,4 +27,6 @@ pub struct ItemRef {
 /// Values of the `Ready` condition and other condition types used by several kinds.
 pub mod condition {
     pub const READY: &str = "Ready";
+    /// On the Node: the store works and holds no damaged records.
+    pub const STORE_HEALTHY: &str = "StoreHealthy";
 }

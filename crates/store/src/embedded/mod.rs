@@ -1,27 +1,41 @@
 //! The embedded backend: one redb file (or memory, for tests). Writes go through one writer
-//! thread that commits whatever has queued up in one durable transaction (group commit) and
-//! acknowledges each write only after that commit; reads use concurrent read transactions.
+//! thread ([`writer`]) that commits whatever has queued up in one durable transaction (group
+//! commit) and acknowledges each write only after that commit; reads use concurrent read
+//! transactions. Every record carries a checksum ([`record`]); the file is checked at open
+//! ([`check`]); a file that fails under the writer (a full disk) is reopened once it can be,
+//! using a reserve of space kept beside it, and the store's [`StoreHealth`] says what is wrong
+//! meanwhile.
 
-use std::path::PathBuf;
+mod check;
+mod record;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use aos_api::{DynObject, Revision, Selector};
 use chrono::Utc;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::plan::{key, plan, Change, Op, Reply};
-use crate::{Applied, Backend, EventType, ObjectList, StoreError, WatchEvent};
+pub use check::OpenReport;
+pub use record::Damage;
+
+use crate::plan::{key, plan, Op, Reply};
+use crate::{Applied, Backend, DamagedRecord, ObjectList, StoreError, StoreHealth, WatchEvent};
+use writer::{Request, Writer};
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 const COMPACTED: &str = "compacted";
+const EVENT_BYTES: &str = "event_bytes";
 
 /// How to open the embedded store.
 #[derive(Clone, Debug)]
@@ -30,10 +44,18 @@ pub struct EmbeddedOptions {
     pub path: Option<PathBuf>,
     /// Events kept for watches that resume from an older revision.
     pub event_log_limit: u64,
+    /// Most bytes the event log holds (events carry whole objects).
+    pub event_log_bytes: u64,
     /// redb page cache, in bytes.
     pub cache_size: usize,
     /// Most writes committed together in one transaction.
     pub max_batch: usize,
+    /// Largest object, in bytes of JSON (Kubernetes: 1.5 MiB).
+    pub max_object_bytes: usize,
+    /// Space kept in a file beside the store, given back to the store when the disk is full.
+    pub reserve_bytes: u64,
+    /// A file larger than this is compacted at open.
+    pub compact_above: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -41,8 +63,12 @@ impl Default for EmbeddedOptions {
         EmbeddedOptions {
             path: None,
             event_log_limit: 10_000,
+            event_log_bytes: 64 << 20,
             cache_size: 8 << 20,
             max_batch: 512,
+            max_object_bytes: 3 << 19,
+            reserve_bytes: 8 << 20,
+            compact_above: 64 << 20,
         }
     }
 }
@@ -60,16 +86,149 @@ impl EmbeddedOptions {
     }
 }
 
-struct Request {
-    op: Op,
-    reply: oneshot::Sender<Result<Reply, StoreError>>,
+/// What the reader side and the writer share: the open file (or none while it is being
+/// reopened) and the store's health.
+pub(crate) struct Shared {
+    opts: EmbeddedOptions,
+    db: RwLock<Option<Arc<Database>>>,
+    failure: Mutex<Option<String>>,
+    damaged: Mutex<BTreeMap<String, DamagedRecord>>,
+}
+
+fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+impl Shared {
+    fn is_open(&self) -> bool {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| self.unavailable())
+    }
+
+    fn unavailable(&self) -> StoreError {
+        let why = self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| "the store file is closed".into());
+        StoreError::Unavailable(format!("the store failed: {why}; reopening it"))
+    }
+
+    fn fail(&self, why: &str) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_string());
+        // Readers holding the old handle let go of it when their transaction ends.
+        self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn reserve_path(&self) -> Option<PathBuf> {
+        self.opts.path.as_ref().map(|p| {
+            let mut s = p.clone().into_os_string();
+            s.push(".reserve");
+            PathBuf::from(s)
+        })
+    }
+
+    /// Keeps `reserve_bytes` in a file beside the store while the disk has room for it twice.
+    fn ensure_reserve(&self) {
+        let Some(path) = self.reserve_path() else {
+            return;
+        };
+        let want = self.opts.reserve_bytes;
+        if want == 0 || std::fs::metadata(&path).is_ok_and(|m| m.len() >= want) {
+            return;
+        }
+        if free_bytes(&path) < want.saturating_mul(2) {
+            return;
+        }
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&path)?;
+            let zeros = vec![0u8; 1 << 20];
+            let mut left = want;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&path);
+            tracing::warn!(error = %e, "failed to set the store's reserve aside");
+        }
+    }
+
+    /// Gives the reserve back and opens the file again; true when it is open.
+    fn reopen(&self) -> bool {
+        if self.is_open() {
+            return true;
+        }
+        let Some(path) = self.opts.path.clone() else {
+            return false;
+        };
+        if let Some(r) = self.reserve_path() {
+            if std::fs::remove_file(&r).is_ok() {
+                tracing::warn!("gave the store's reserve back to the disk");
+            }
+        }
+        let mut builder = Database::builder();
+        builder.set_cache_size(self.opts.cache_size);
+        match builder.create(&path) {
+            Ok(db) => {
+                *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+                *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                tracing::info!(path = %path.display(), "the store file is open again");
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the store file does not open yet");
+                false
+            }
+        }
+    }
+
+    /// Records a record found damaged after open; the error to return for it.
+    fn damaged(&self, key: &str, d: &Damage) -> StoreError {
+        tracing::error!(key, reason = %d, "a stored object is damaged");
+        self.damaged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                key.to_string(),
+                DamagedRecord {
+                    key: key.to_string(),
+                    reason: d.to_string(),
+                    quarantined: false,
+                },
+            );
+        StoreError::Internal(format!("stored object {key} is damaged: {d}"))
+    }
+}
+
+/// Free bytes of the filesystem holding `path` (0 when unknown).
+fn free_bytes(path: &Path) -> u64 {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // The field types differ between 32- and 64-bit targets.
+    #[allow(clippy::useless_conversion)]
+    nix::sys::statvfs::statvfs(dir)
+        .map(|s| u64::from(s.blocks_available()) * u64::from(s.fragment_size()))
+        .unwrap_or(0)
 }
 
 struct Inner {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     tx: Option<mpsc::Sender<Request>>,
     events: broadcast::Sender<Arc<WatchEvent>>,
     writer: Option<JoinHandle<()>>,
+    report: OpenReport,
 }
 
 impl Drop for Inner {
@@ -87,42 +246,49 @@ pub struct Embedded {
     inner: Arc<Inner>,
 }
 
-fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
-}
-
-fn decode(bytes: &[u8]) -> Result<DynObject, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| internal(format!("failed to decode object: {e}")))
-}
-
 impl Embedded {
-    /// Opens (or creates) the store. A file left by a crash is recovered by redb.
+    /// Opens (or creates) the store and checks it. A file left by a crash is recovered by redb.
     pub fn open(opts: EmbeddedOptions) -> Result<Self, StoreError> {
-        let mut builder = Database::builder();
-        builder.set_cache_size(opts.cache_size);
-        let db = match &opts.path {
-            Some(p) => builder.create(p).map_err(|e| {
-                StoreError::Unavailable(format!("failed to open store {}: {e}", p.display()))
-            })?,
-            None => builder
-                .create_with_backend(redb::backends::InMemoryBackend::new())
-                .map_err(|e| StoreError::Unavailable(format!("failed to create store: {e}")))?,
+        let (db, created) = match &opts.path {
+            Some(p) => check::open_file(p, &opts)?,
+            None => (
+                Database::builder()
+                    .create_with_backend(redb::backends::InMemoryBackend::new())
+                    .map_err(|e| StoreError::Unavailable(format!("failed to create store: {e}")))?,
+                true,
+            ),
         };
-        let txn = db.begin_write().map_err(internal)?;
-        {
-            txn.open_table(OBJECTS).map_err(internal)?;
-            txn.open_table(EVENTS).map_err(internal)?;
-            txn.open_table(META).map_err(internal)?;
-        }
-        txn.commit().map_err(internal)?;
-        let db = Arc::new(db);
+        let report = check::check(&db, created)?;
+        let damaged = report
+            .quarantined
+            .iter()
+            .map(|(k, why)| {
+                (
+                    k.clone(),
+                    DamagedRecord {
+                        key: k.clone(),
+                        reason: why.clone(),
+                        quarantined: true,
+                    },
+                )
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            opts: opts.clone(),
+            db: RwLock::new(Some(Arc::new(db))),
+            failure: Mutex::new(None),
+            damaged: Mutex::new(damaged),
+        });
+        shared.ensure_reserve();
         let (tx, rx) = mpsc::channel();
         let (events, _) = broadcast::channel(16384);
         let writer = Writer {
-            db: db.clone(),
+            shared: shared.clone(),
             events: events.clone(),
             limit: opts.event_log_limit.max(1),
+            byte_limit: opts.event_log_bytes.max(1 << 20),
             max_batch: opts.max_batch.max(1),
+            max_object: opts.max_object_bytes,
         };
         let handle = std::thread::Builder::new()
             .name("aos-store-writer".into())
@@ -130,12 +296,18 @@ impl Embedded {
             .map_err(internal)?;
         Ok(Embedded {
             inner: Arc::new(Inner {
-                db,
+                shared,
                 tx: Some(tx),
                 events,
                 writer: Some(handle),
+                report,
             }),
         })
+    }
+
+    /// What opening found: a new file, how many objects, what was quarantined.
+    pub fn report(&self) -> &OpenReport {
+        &self.inner.report
     }
 
     async fn submit(&self, op: Op) -> Result<Reply, StoreError> {
@@ -161,7 +333,8 @@ impl Embedded {
         kind: &str,
         name: &str,
     ) -> Result<(Option<DynObject>, Revision), StoreError> {
-        let r = self.inner.db.begin_read().map_err(internal)?;
+        let db = self.inner.shared.db()?;
+        let r = db.begin_read().map_err(internal)?;
         let objects = r.open_table(OBJECTS).map_err(internal)?;
         let meta = r.open_table(META).map_err(internal)?;
         let rev = meta
@@ -169,11 +342,15 @@ impl Embedded {
             .map_err(internal)?
             .map(|v| v.value())
             .unwrap_or(0);
-        let obj = objects
-            .get(key(kind, name).as_str())
-            .map_err(internal)?
-            .map(|v| decode(v.value()))
-            .transpose()?;
+        let k = key(kind, name);
+        let obj = match objects.get(k.as_str()).map_err(internal)? {
+            None => None,
+            Some(v) => Some(
+                record::object(&k, v.value())
+                    .map_err(|d| self.inner.shared.damaged(&k, &d))?
+                    .0,
+            ),
+        };
         Ok((obj, rev))
     }
 
@@ -188,150 +365,38 @@ impl Embedded {
         kind: Option<&str>,
         since: Revision,
     ) -> Result<(Vec<WatchEvent>, Revision), StoreError> {
-        let r = self.inner.db.begin_read().map_err(internal)?;
+        let db = self.inner.shared.db()?;
+        let r = db.begin_read().map_err(internal)?;
         let meta = r.open_table(META).map_err(internal)?;
-        let compacted = meta
-            .get(COMPACTED)
-            .map_err(internal)?
-            .map(|v| v.value())
-            .unwrap_or(0);
-        let rev = meta
-            .get(REVISION)
-            .map_err(internal)?
-            .map(|v| v.value())
-            .unwrap_or(0);
+        let value = |k: &str| -> Result<u64, StoreError> {
+            Ok(meta
+                .get(k)
+                .map_err(internal)?
+                .map(|v| v.value())
+                .unwrap_or(0))
+        };
+        let (compacted, rev) = (value(COMPACTED)?, value(REVISION)?);
+        let gone = StoreError::Gone {
+            requested: since,
+            oldest: compacted,
+        };
         if since < compacted {
-            return Err(StoreError::Gone {
-                requested: since,
-                oldest: compacted,
-            });
+            return Err(gone);
         }
         let log = r.open_table(EVENTS).map_err(internal)?;
         let mut out = Vec::new();
         for entry in log.range(since + 1..).map_err(internal)? {
             let (_, v) = entry.map_err(internal)?;
-            let ev: WatchEvent = serde_json::from_slice(v.value()).map_err(internal)?;
+            // A damaged event cannot be replayed: the watcher lists again instead.
+            let Ok((json, _)) = record::open(v.value()) else {
+                return Err(gone);
+            };
+            let ev: WatchEvent = serde_json::from_slice(json).map_err(|_| gone.clone())?;
             if kind.is_none_or(|k| ev.object.kind == k) {
                 out.push(ev);
             }
         }
         Ok((out, rev.max(since)))
-    }
-}
-
-struct Writer {
-    db: Arc<Database>,
-    events: broadcast::Sender<Arc<WatchEvent>>,
-    limit: u64,
-    max_batch: usize,
-}
-
-type BatchResult = (Vec<Result<Reply, StoreError>>, Vec<WatchEvent>);
-
-impl Writer {
-    fn run(self, rx: mpsc::Receiver<Request>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
-            match self.commit(&batch) {
-                Ok((replies, events)) => {
-                    for ev in events {
-                        let _ = self.events.send(Arc::new(ev));
-                    }
-                    for (req, reply) in batch.into_iter().zip(replies) {
-                        let _ = req.reply.send(reply);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, writes = batch.len(), "store commit failed");
-                    for req in batch {
-                        let _ = req.reply.send(Err(e.clone()));
-                    }
-                }
-            }
-        }
-    }
-
-    fn commit(&self, batch: &[Request]) -> Result<BatchResult, StoreError> {
-        let txn = self.db.begin_write().map_err(internal)?;
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut events = Vec::new();
-        {
-            let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
-            let mut log = txn.open_table(EVENTS).map_err(internal)?;
-            let mut meta = txn.open_table(META).map_err(internal)?;
-            let mut rev = meta
-                .get(REVISION)
-                .map_err(internal)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            let start_rev = rev;
-            for req in batch {
-                let k = key(req.op.kind(), req.op.name());
-                let current = match objects.get(k.as_str()).map_err(internal)? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
-                let planned = match plan(&req.op, current, rev + 1, Utc::now()) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        replies.push(Err(e));
-                        continue;
-                    }
-                };
-                let event = match planned.change {
-                    Change::None => None,
-                    Change::Put(obj, type_) => {
-                        let bytes = serde_json::to_vec(&obj).map_err(internal)?;
-                        objects
-                            .insert(k.as_str(), bytes.as_slice())
-                            .map_err(internal)?;
-                        Some((type_, obj))
-                    }
-                    Change::Remove(obj) => {
-                        objects.remove(k.as_str()).map_err(internal)?;
-                        Some((EventType::Deleted, obj))
-                    }
-                };
-                if let Some((type_, object)) = event {
-                    rev += 1;
-                    let ev = WatchEvent {
-                        type_,
-                        revision: rev,
-                        object,
-                    };
-                    let bytes = serde_json::to_vec(&ev).map_err(internal)?;
-                    log.insert(rev, bytes.as_slice()).map_err(internal)?;
-                    events.push(ev);
-                }
-                replies.push(Ok(planned.reply));
-            }
-            if rev != start_rev {
-                meta.insert(REVISION, rev).map_err(internal)?;
-                let compacted = meta
-                    .get(COMPACTED)
-                    .map_err(internal)?
-                    .map(|v| v.value())
-                    .unwrap_or(0);
-                // Trim in steps of a tenth of the log, not on every write.
-                if rev > compacted + self.limit + self.limit / 10 {
-                    let cut = rev - self.limit;
-                    log.retain_in(..=cut, |_, _| false).map_err(internal)?;
-                    meta.insert(COMPACTED, cut).map_err(internal)?;
-                }
-            }
-        }
-        if events.is_empty() {
-            txn.abort().map_err(internal)?;
-        } else {
-            txn.commit().map_err(internal)?;
-        }
-        Ok((replies, events))
     }
 }
 
@@ -365,7 +430,8 @@ impl Backend for Embedded {
     }
 
     async fn list(&self, kind: &str, selector: &Selector) -> Result<ObjectList, StoreError> {
-        let r = self.inner.db.begin_read().map_err(internal)?;
+        let db = self.inner.shared.db()?;
+        let r = db.begin_read().map_err(internal)?;
         let meta = r.open_table(META).map_err(internal)?;
         let revision = meta
             .get(REVISION)
@@ -376,8 +442,13 @@ impl Backend for Embedded {
         let (lo, hi) = (format!("{kind}/"), format!("{kind}0"));
         let mut items = Vec::new();
         for entry in objects.range(lo.as_str()..hi.as_str()).map_err(internal)? {
-            let (_, v) = entry.map_err(internal)?;
-            let obj = decode(v.value())?;
+            let (k, v) = entry.map_err(internal)?;
+            // A record damaged since open is reported and skipped: the rest of its kind works.
+            let Ok((obj, _)) = record::object(k.value(), v.value())
+                .map_err(|d| self.inner.shared.damaged(k.value(), &d))
+            else {
+                continue;
+            };
             if selector.matches(&obj.metadata.labels) {
                 items.push(obj);
             }
@@ -499,5 +570,19 @@ impl Backend for Embedded {
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         Ok(self.read_current("", "")?.1)
+    }
+
+    fn health(&self) -> StoreHealth {
+        let s = &self.inner.shared;
+        StoreHealth {
+            failure: s.failure.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            damaged: s
+                .damaged
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect(),
+        }
     }
 }
