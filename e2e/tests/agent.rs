@@ -2,6 +2,7 @@
 //! watched, waited for and deleted, bad files change nothing, and only writers may write.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
 use aos_e2e::{Aosd, AosdOptions};
@@ -492,4 +493,83 @@ print(get(b"\x0a\x04node\x12\x08e2e-node", timeout=10))
         stdout.contains("e2e-node") && stdout.contains("\"kind\""),
         "{stdout}"
     );
+}
+
+fn item_from(name: &str, archive: &str) -> String {
+    format!(
+        "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: {name}\nspec:\n  itemId: {name}\n  version: \"1\"\n  source:\n    archive: {archive}\n"
+    )
+}
+
+#[test]
+fn local_archives_are_read_only_where_the_writer_may_name_them_and_never_quoted() {
+    let allowed = tempfile::tempdir().unwrap();
+    let aosd = Aosd::start_with(AosdOptions {
+        args: vec![
+            "--socket-mode".into(),
+            "0666".into(),
+            "--group".into(),
+            "users".into(),
+        ],
+        config: Some(format!(
+            "[images]\narchive_dirs = [\"{}\"]\n",
+            allowed.path().display()
+        )),
+        ..Default::default()
+    });
+    let (nobody, users) = (65534, 100);
+    let file = aosd.path().join("shadow.yaml");
+    std::fs::write(&file, item_from("shadow", "/etc/shadow")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A writer that is not root: refused at once, by the API.
+    let out = as_user(
+        &aosd,
+        nobody,
+        users,
+        &["apply", "-f", file.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("outside images.archive_dirs"), "{err}");
+    // Root may name it; the Item fails without quoting a byte of it.
+    aosd.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let v = aosd.until("item", "shadow", 20, |v| v["status"]["phase"] == "Failed");
+    let text = v.to_string();
+    assert!(
+        text.contains("is not a tar archive of an image layout"),
+        "{text}"
+    );
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap();
+    let first = shadow.lines().next().unwrap();
+    assert!(!text.contains(&first[..first.len().min(12)]), "{text}");
+}
+
+#[test]
+fn a_fifo_as_an_archive_fails_its_items_and_aosd_keeps_answering() {
+    let mut aosd = Aosd::start();
+    let fifo = aosd.path().join("pipe.tar");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // More such Items than the controllers have workers.
+    for i in 0..6 {
+        let f = aosd.path().join(format!("fifo{i}.yaml"));
+        std::fs::write(&f, item_from(&format!("fifo{i}"), fifo.to_str().unwrap())).unwrap();
+        aosd.ok(&["apply", "-f", f.to_str().unwrap()]);
+    }
+    for i in 0..6 {
+        let v = aosd.until("item", &format!("fifo{i}"), 20, |v| {
+            v["status"]["phase"] == "Failed"
+        });
+        assert!(
+            v.to_string()
+                .contains("neither a regular file nor a directory"),
+            "{v}"
+        );
+    }
+    aosd.ok(&["health"]);
+    let status = aosd.terminate();
+    assert!(status.success(), "SIGTERM ends aosd: {status}");
 }

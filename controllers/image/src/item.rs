@@ -87,7 +87,16 @@ impl ItemReconciler {
         let name = obj.name();
         api.update_status(name, |s| s.phase = ItemPhase::Resolving)
             .await?;
-        let src = source::open(&source_spec(&obj.spec)?, &self.env.sources)?;
+        let spec = source_spec(&obj.spec)?;
+        // aosd reads local files as root: a writer other than root names only allowed places.
+        let writer = obj.metadata.annotations.get(aos_api::kinds::APPLIED_BY);
+        if let (SourceSpec::Archive(p), Some(uid)) = (&spec, writer) {
+            if uid != "0" {
+                source::archive_allowed(p, &self.env.archive_dirs)
+                    .map_err(PipelineError::NotAllowed)?;
+            }
+        }
+        let src = source::open(&spec, &self.env.sources).await?;
         let r = pipeline::resolve(
             &*src,
             &self.env.os,
@@ -120,6 +129,17 @@ impl ItemReconciler {
         for l in &r.manifest.layers {
             if !oci::is_component(&l.media_type) {
                 oci::layer_compression(&l.media_type)?;
+            }
+        }
+        // What the runtime would refuse only when a task starts is refused here, by field.
+        if let Some(ic) = &r.item_config {
+            let problems = match aos_api::ItemConfig::parse(ic) {
+                Ok(c) => c.validate(),
+                Err(e) => vec![e],
+            };
+            if !problems.is_empty() {
+                let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                return Err(PipelineError::InvalidConfig(text.join("; ")));
             }
         }
         // Keep the documents: the runtime reads them when it starts the item.

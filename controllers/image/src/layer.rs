@@ -158,7 +158,7 @@ impl LayerReconciler {
         let mut result = None;
         for s in &l.spec.sources {
             let attempt = async {
-                let src = source::open(&s.parse::<SourceSpec>()?, &self.env.sources)?;
+                let src = source::open(&s.parse::<SourceSpec>()?, &self.env.sources).await?;
                 if Self::is_component(&l.spec) {
                     let path = pipeline::install_component(
                         &self.env.store,

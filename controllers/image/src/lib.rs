@@ -44,6 +44,8 @@ pub struct ImageEnv {
     pub versions_per_item: usize,
     /// How often a Ready layer is re-hashed at rest.
     pub integrity_interval: Duration,
+    /// Where Items written by others than root may name local archives.
+    pub archive_dirs: Vec<std::path::PathBuf>,
 }
 
 /// Why a reconcile of an Item or Layer failed.
@@ -53,6 +55,10 @@ pub enum PipelineError {
     Image(#[from] ImageError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("the item config is invalid: {0}")]
+    InvalidConfig(String),
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
     #[error("layer {layer} failed: {message}")]
     LayerFailed {
         layer: String,
@@ -66,6 +72,8 @@ impl Reason for PipelineError {
         match self {
             PipelineError::Image(e) => e.reason(),
             PipelineError::Store(_) => "StoreError",
+            PipelineError::InvalidConfig(_) => "InvalidConfig",
+            PipelineError::NotAllowed(_) => "NotAllowed",
             PipelineError::LayerFailed { reason, .. } => reason,
         }
     }

@@ -2,10 +2,8 @@
 //! config summary) and from the node's resources file; and the quotas of REFERENCE.md computed
 //! from them.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use aos_api::AosDuration;
 use serde::Deserialize;
 
 use crate::InstanceError;
@@ -20,64 +18,14 @@ pub struct ImageRun {
     pub working_dir: Option<String>,
 }
 
-#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Quotas {
-    #[serde(rename = "cpuDMIPSLimit")]
-    pub cpu_dmips_limit: Option<u64>,
-    pub ram_limit: Option<u64>,
-    pub pids_limit: Option<u64>,
-    pub no_file_limit: Option<u64>,
-    pub tmp_limit: Option<u64>,
-    pub state_limit: Option<u64>,
-    pub storage_limit: Option<u64>,
-    /// Bytes per second.
-    pub upload_speed: Option<u64>,
-    pub download_speed: Option<u64>,
-    /// Bytes (since the instance joined its network) before an alert condition.
-    pub upload_limit: Option<u64>,
-    pub download_limit: Option<u64>,
-}
-
-#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RunParameters {
-    pub start_interval: Option<AosDuration>,
-    pub start_burst: Option<u32>,
-    pub restart_interval: Option<AosDuration>,
-}
-
-#[derive(Deserialize, Clone, Debug, PartialEq)]
-pub struct RequestedResource {
-    pub name: String,
-    #[serde(default = "rw")]
-    pub mode: String,
-}
-
-fn rw() -> String {
-    "rw".into()
-}
-
-/// The item config fields the container runtime acts on.
-#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ItemRun {
-    pub hostname: Option<String>,
-    pub skip_resource_limits: bool,
-    pub quotas: Quotas,
-    pub run_parameters: RunParameters,
-    pub sysctl: BTreeMap<String, String>,
-    pub resources: Vec<RequestedResource>,
-    /// `host` (default) or `own`.
-    pub rootfs: Option<String>,
-}
+pub use aos_api::itemconfig::{ItemConfig, Quotas, RequestedResource, RunParameters};
 
 /// Both, as the Item controller summarises them in `status.config`.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default)]
 pub struct RunConfig {
     pub image: ImageRun,
-    pub item: Option<ItemRun>,
+    pub item: Option<ItemConfig>,
 }
 
 impl RunConfig {
@@ -86,7 +34,7 @@ impl RunConfig {
             .map_err(|e| InstanceError::Config(format!("the item's config: {e}")))
     }
 
-    pub fn item(&self) -> ItemRun {
+    pub fn item(&self) -> ItemConfig {
         self.item.clone().unwrap_or_default()
     }
 
@@ -117,7 +65,7 @@ pub const CPU_PERIOD: u64 = 100_000;
 
 /// REFERENCE.md's quotas: cpu from DMIPS over the node's, memory, pids (also RLIMIT_NPROC),
 /// nofile, tmpfs size. `skipResourceLimits` keeps only the tmpfs size.
-pub fn limits(item: &ItemRun, node_dmips: u64, cores: u64, default_tmp: u64) -> Limits {
+pub fn limits(item: &ItemConfig, node_dmips: u64, cores: u64, default_tmp: u64) -> Limits {
     let q = &item.quotas;
     let tmp_size = q.tmp_limit.unwrap_or(default_tmp);
     if item.skip_resource_limits {
@@ -126,14 +74,17 @@ pub fn limits(item: &ItemRun, node_dmips: u64, cores: u64, default_tmp: u64) -> 
             ..Limits::default()
         };
     }
+    // Beyond i64 the kernel reads a limit as "none": such values are refused when the item is
+    // resolved; here they saturate rather than wrap.
+    let kernel = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let cpu_quota = q.cpu_dmips_limit.filter(|_| node_dmips > 0).map(|d| {
         let quota = (d as u128 * CPU_PERIOD as u128 * cores.max(1) as u128) / node_dmips as u128;
-        (quota as i64).max(1000)
+        i64::try_from(quota).unwrap_or(i64::MAX).max(1000)
     });
     Limits {
         cpu_quota,
-        memory: q.ram_limit.map(|v| v as i64),
-        pids: q.pids_limit.map(|v| v as i64),
+        memory: q.ram_limit.map(kernel),
+        pids: q.pids_limit.map(kernel),
         nofile: q.no_file_limit,
         tmp_size,
     }
@@ -223,7 +174,7 @@ mod tests {
 
     #[test]
     fn cpu_quota_follows_the_reference_formula_with_its_minimum() {
-        let mut item = ItemRun::default();
+        let mut item = ItemConfig::default();
         item.quotas.cpu_dmips_limit = Some(5000);
         item.quotas.ram_limit = Some(64 << 20);
         item.quotas.pids_limit = Some(50);

@@ -57,7 +57,7 @@ pub async fn inspect(
         insecure_registries: insecure.to_vec(),
         ..SourceConfig::default()
     };
-    let src = source::open(&source_spec(image), &config)?;
+    let src = source::open(&source_spec(image), &config).await?;
     let offered = platforms(&*src)
         .await
         .map_err(|e| with_hint(e.into(), image, insecure))?;

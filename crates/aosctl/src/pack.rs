@@ -257,6 +257,16 @@ pub fn parse_config(text: &str, file: &str) -> Result<ServiceConfig, PackError> 
             ));
         }
     }
+    // What the runtime would refuse only when the task starts: checked once, here and when
+    // the node resolves the image.
+    match aos_api::ItemConfig::parse(&item_config(&cfg)) {
+        Ok(ic) => problems.extend(
+            ic.validate()
+                .into_iter()
+                .map(|e| (format!("configuration.{}", e.path), e.message)),
+        ),
+        Err(e) => problems.push(("configuration".into(), e.message)),
+    }
     if let Some((path, message)) = problems.into_iter().next() {
         let line = aos_api::manifest::locate(text, &path).unwrap_or(0);
         return Err(PackError::Config {

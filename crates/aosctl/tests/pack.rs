@@ -85,7 +85,9 @@ async fn aosd_pipeline_reads_the_archive_and_finds_the_item_config() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("svc.tar");
     let p = pack(&example("http-hello"), &out).unwrap();
-    let src = source::open(&SourceSpec::Archive(out), &SourceConfig::default()).unwrap();
+    let src = source::open(&SourceSpec::Archive(out), &SourceConfig::default())
+        .await
+        .unwrap();
     let r = aos_image::pipeline::resolve(&*src, "linux", "x86_64", None)
         .await
         .unwrap();
@@ -209,6 +211,31 @@ fn config_errors_name_the_key_and_the_line() {
         e.starts_with("config.yaml:5: configuration.exposedPorts[1]:"),
         "{e}"
     );
+    // What runc would refuse only at start: a quota beyond i64, a noFileLimit of 0, a sysctl
+    // of the whole node.
+    for (yaml, line, path) in [
+        (
+            "configuration:\n  cmd: x\n  quotas:\n    ramLimit: 18446744073709551615\n",
+            4,
+            "configuration.quotas.ramLimit",
+        ),
+        (
+            "configuration:\n  cmd: x\n  quotas:\n    noFileLimit: 0\n",
+            4,
+            "configuration.quotas.noFileLimit",
+        ),
+        (
+            "configuration:\n  cmd: x\n  sysctl:\n    kernel.panic: \"1\"\n",
+            3,
+            "configuration.sysctl.kernel.panic",
+        ),
+    ] {
+        let e = parse_config(yaml, "config.yaml").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("config.yaml:{line}: {path}:")),
+            "{e}"
+        );
+    }
     let missing = "publisher: {author: x}\n";
     let e = parse_config(missing, "config.yaml")
         .unwrap_err()
@@ -223,7 +250,9 @@ async fn several_platforms_give_an_index_with_one_manifest_each() {
     let out = dir.path().join("multi.tar");
     let platforms = ["linux/amd64".to_string(), "linux/arm64".to_string()];
     aosctl::pack::pack_for(&example("state-writer"), &out, &platforms).unwrap();
-    let src = source::open(&SourceSpec::Archive(out.clone()), &SourceConfig::default()).unwrap();
+    let src = source::open(&SourceSpec::Archive(out.clone()), &SourceConfig::default())
+        .await
+        .unwrap();
     let amd = aos_image::pipeline::resolve(&*src, "linux", "x86_64", None)
         .await
         .unwrap();

@@ -58,6 +58,14 @@ impl Auth {
         gid == g.as_raw() || pid.is_some_and(|p| supplementary_groups(p).contains(&g.as_raw()))
     }
 
+    /// The uid of the caller (the API is served on a Unix socket only).
+    pub fn peer_uid<T>(req: &Request<T>) -> u32 {
+        req.extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|c| c.peer_cred)
+            .map_or(u32::MAX, |c| c.uid())
+    }
+
     /// Refuses a write call from a peer that may not write.
     pub fn check_write<T>(&self, req: &Request<T>, call: &str) -> Result<(), Status> {
         let cred = req

@@ -73,6 +73,8 @@ pub struct ImagesSection {
     pub compressor_options: String,
     /// Credentials per registry host.
     pub credentials: BTreeMap<String, aos_image::source::Credentials>,
+    /// Directories under which writers other than root may name `source.archive` paths.
+    pub archive_dirs: Vec<PathBuf>,
 }
 
 impl Default for ImagesSection {
@@ -95,6 +97,7 @@ impl Default for ImagesSection {
             compressor: "lz4".into(),
             compressor_options: String::new(),
             credentials: BTreeMap::new(),
+            archive_dirs: Vec::new(),
         }
     }
 }

@@ -53,6 +53,7 @@ pub fn env(c: &Config) -> anyhow::Result<Arc<ImageEnv>> {
         removed_ttl: i.removed_ttl.0,
         versions_per_item: i.versions_per_item,
         integrity_interval: i.integrity_interval.0,
+        archive_dirs: i.archive_dirs.clone(),
     }))
 }
 

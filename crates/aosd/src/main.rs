@@ -307,6 +307,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         auth,
         node.node_id.clone(),
         instances::instances_dir(&c),
+        c.images.archive_dirs.clone(),
     );
     let server = tonic::transport::Server::builder()
         .add_service(aos_rpc::AosdServer::new(api).max_decoding_message_size(64 << 20))
@@ -381,6 +382,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let result = runtime.block_on(run(config, started));
+    // A blocking task stuck in the kernel (a hung network filesystem) must not keep aosd from
+    // exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     if let Err(e) = &result {
         tracing::error!("{e:#}");
     }

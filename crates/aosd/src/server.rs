@@ -19,6 +19,8 @@ pub struct ApiServer {
     node_id: String,
     /// Where instances keep their files: `<dir>/<name>/logs`.
     instances_dir: std::path::PathBuf,
+    /// Where writers other than root may name local archives.
+    archive_dirs: Vec<std::path::PathBuf>,
 }
 
 impl ApiServer {
@@ -27,12 +29,14 @@ impl ApiServer {
         auth: Auth,
         node_id: String,
         instances_dir: std::path::PathBuf,
+        archive_dirs: Vec<std::path::PathBuf>,
     ) -> Self {
         ApiServer {
             backend,
             auth,
             node_id,
             instances_dir,
+            archive_dirs,
         }
     }
 }
@@ -92,6 +96,7 @@ impl aos_rpc::Aosd for ApiServer {
         req: Request<v1::ApplyRequest>,
     ) -> Result<Response<v1::ApplyResponse>, Status> {
         self.auth.check_write(&req, "apply")?;
+        let uid = Auth::peer_uid(&req);
         let req = req.into_inner();
         let mut obj: DynObject = serde_json::from_str(&req.json).map_err(|e| {
             Status::invalid_argument(format!("the object is not valid JSON of a resource: {e}"))
@@ -100,6 +105,16 @@ impl aos_rpc::Aosd for ApiServer {
             obj.kind = k.kind.to_string();
         }
         registry::validate(&obj).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Who wrote it, for controllers that act with root's rights on a writer's behalf.
+        obj.metadata
+            .annotations
+            .insert(aos_api::kinds::APPLIED_BY.into(), uid.to_string());
+        if obj.kind == "Item" && uid != 0 {
+            if let Some(path) = obj.spec.pointer("/source/archive").and_then(|p| p.as_str()) {
+                aos_image::source::archive_allowed(std::path::Path::new(path), &self.archive_dirs)
+                    .map_err(Status::permission_denied)?;
+            }
+        }
         // An object on its way out takes no new configuration: the apply would look like it
         // worked and then vanish with the object.
         match self.backend.get(&obj.kind, obj.name()).await {

@@ -5,6 +5,7 @@
 pub mod crd;
 pub mod duration;
 pub mod ids;
+pub mod itemconfig;
 pub mod kinds;
 pub mod manifest;
 pub mod meta;
@@ -13,6 +14,7 @@ pub mod selector;
 pub mod validate;
 
 pub use duration::AosDuration;
+pub use itemconfig::ItemConfig;
 pub use kinds::*;
 pub use meta::*;
 pub use registry::{KindInfo, KINDS};

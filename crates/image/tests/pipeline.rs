@@ -146,7 +146,9 @@ async fn the_overlay_of_the_layers_equals_what_umoci_unpacks() {
         insecure_registries: vec![registry.host()],
         ..Default::default()
     };
-    let src = source::open(&SourceSpec::Registry(reference), &config).unwrap();
+    let src = source::open(&SourceSpec::Registry(reference), &config)
+        .await
+        .unwrap();
     let store = LayerStore::open(dir.path().join("images")).unwrap();
     let mut mounts = Mounts(Vec::new());
     let layers = install_stack(&store, &*src).await.unwrap();
@@ -204,11 +206,12 @@ async fn the_overlay_of_the_layers_equals_what_umoci_unpacks() {
     }
 }
 
-fn http_source(server: &HttpServer) -> Arc<dyn BlobSource> {
+async fn http_source(server: &HttpServer) -> Arc<dyn BlobSource> {
     source::open(
         &SourceSpec::Http(format!("{}/layout", server.url())),
         &SourceConfig::default(),
     )
+    .await
     .unwrap()
 }
 
@@ -229,7 +232,7 @@ async fn a_dropped_connection_resumes_with_a_range_request() {
         },
     );
     let store = LayerStore::open(dir.path().join("images")).unwrap();
-    let src = http_source(&server);
+    let src = http_source(&server).await;
     let dirs = install_all(&store, &*src).await.unwrap();
     let _m = Mounts(dirs);
     let blob_requests: Vec<_> = server
@@ -267,7 +270,9 @@ async fn a_server_that_ignores_ranges_still_gives_a_complete_blob() {
         },
     );
     let store = LayerStore::open(dir.path().join("images")).unwrap();
-    let dirs = install_all(&store, &*http_source(&server)).await.unwrap();
+    let dirs = install_all(&store, &*http_source(&server).await)
+        .await
+        .unwrap();
     let _m = Mounts(dirs);
 }
 
@@ -287,7 +292,7 @@ async fn install_through_faults(
     let only = Some(built.layers[0].0.trim_start_matches("sha256:").to_string());
     let server = HttpServer::serve(dir.path(), Faults { only, ..faults });
     let store = LayerStore::open(dir.path().join("images")).unwrap();
-    let result = install_all(&store, &*http_source(&server)).await;
+    let result = install_all(&store, &*http_source(&server).await).await;
     (dir, store, result)
 }
 
@@ -344,6 +349,7 @@ async fn hostile_layers_are_refused_with_a_reason_and_nothing_is_published() {
             &SourceSpec::Archive(built.layout.clone()),
             &SourceConfig::default(),
         )
+        .await
         .unwrap();
         let err = install_all(&store, &*src).await.unwrap_err();
         assert!(matches!(err, ImageError::HostileLayer(_)), "{name}: {err}");
@@ -370,6 +376,7 @@ async fn a_wrong_diff_id_is_caught_after_decompression() {
         &SourceSpec::Archive(built.layout.clone()),
         &SourceConfig::default(),
     )
+    .await
     .unwrap();
     let err = install_all(&store, &*src).await.unwrap_err();
     assert!(
@@ -386,7 +393,9 @@ async fn archives_are_read_in_place_and_manifests_that_do_not_parse_are_refused(
     let tar = dir.path().join("image.tar");
     aos_testkit::image::archive(&built.layout, &tar);
     let store = LayerStore::open(dir.path().join("images")).unwrap();
-    let src = source::open(&SourceSpec::Archive(tar), &SourceConfig::default()).unwrap();
+    let src = source::open(&SourceSpec::Archive(tar), &SourceConfig::default())
+        .await
+        .unwrap();
     let r = resolve(&*src, "linux", "x86_64", None).await.unwrap();
     assert_eq!(r.manifest_digest, built.manifest_digest);
     assert_eq!(r.manifest.layers.len(), 3);
@@ -402,7 +411,9 @@ async fn archives_are_read_in_place_and_manifests_that_do_not_parse_are_refused(
     let bad = dir.path().join("bad");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("index.json"), b"{not json").unwrap();
-    let src = source::open(&SourceSpec::Archive(bad), &SourceConfig::default()).unwrap();
+    let src = source::open(&SourceSpec::Archive(bad), &SourceConfig::default())
+        .await
+        .unwrap();
     assert!(matches!(
         resolve(&*src, "linux", "x86_64", None).await,
         Err(ImageError::InvalidManifest(_))

@@ -24,6 +24,11 @@ pub struct ItemRef {
     pub version: String,
 }
 
+/// The annotation the API server sets on every object it writes: the uid of the writer (a
+/// client's own value is replaced). Controllers use it to hold a writer to what that writer may
+/// do (a non-root writer's `archive:` source must be in `images.archive_dirs`).
+pub const APPLIED_BY: &str = "aos.edge/applied-by";
+
 /// Values of the `Ready` condition and other condition types used by several kinds.
 pub mod condition {
     pub const READY: &str = "Ready";

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -16,24 +17,62 @@ pub struct FileSource {
     path: PathBuf,
     /// For an archive: entry path → (offset of its data, size).
     index: Option<HashMap<String, (u64, u64)>>,
+    /// Longest wait for one read (a hung network filesystem must not hang aosd).
+    timeout: Duration,
 }
 
 impl FileSource {
+    /// Opens a layout directory or an archive of one. Anything else (a FIFO, a device, a
+    /// socket) is refused before it is opened, and nothing of a file that is not an archive is
+    /// ever quoted back.
     pub fn open(path: &Path) -> Result<Self, ImageError> {
+        Self::open_with(path, Duration::from_secs(60))
+    }
+
+    /// [`FileSource::open`] off the runtime's threads, given up after `timeout`.
+    pub async fn open_timed(path: &Path, timeout: Duration) -> Result<Self, ImageError> {
+        let p = path.to_path_buf();
+        let work = tokio::task::spawn_blocking(move || Self::open_with(&p, timeout));
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(ImageError::io(
+                "the open task failed",
+                std::io::Error::other(e),
+            )),
+            Err(_) => Err(fetch_err(
+                "the image",
+                &path.display().to_string(),
+                format!("no answer from the filesystem in {} s", timeout.as_secs()),
+            )),
+        }
+    }
+
+    fn open_with(path: &Path, timeout: Duration) -> Result<Self, ImageError> {
         let meta = std::fs::metadata(path)
             .map_err(|e| ImageError::io(format!("failed to open {}", path.display()), e))?;
         if meta.is_dir() {
             return Ok(FileSource {
                 path: path.to_path_buf(),
                 index: None,
+                timeout,
             });
+        }
+        if !meta.is_file() {
+            return Err(ImageError::InvalidManifest(format!(
+                "{} is neither a regular file nor a directory: only image archives and layout directories are read",
+                path.display()
+            )));
         }
         let file = std::fs::File::open(path)
             .map_err(|e| ImageError::io(format!("failed to open {}", path.display()), e))?;
         let mut archive = tar::Archive::new(std::io::BufReader::new(file));
         let mut index = HashMap::new();
-        let bad = |e: std::io::Error| {
-            ImageError::InvalidManifest(format!("{} is not a tar archive: {e}", path.display()))
+        // The tar reader's own messages may quote the file's bytes: say only what it is not.
+        let bad = |_: std::io::Error| {
+            ImageError::InvalidManifest(format!(
+                "{} is not a tar archive of an image layout",
+                path.display()
+            ))
         };
         for entry in archive.entries().map_err(bad)? {
             let entry = entry.map_err(bad)?;
@@ -48,6 +87,7 @@ impl FileSource {
         Ok(FileSource {
             path: path.to_path_buf(),
             index: Some(index),
+            timeout,
         })
     }
 
@@ -74,15 +114,16 @@ impl FileSource {
                 "{entry} is larger than {limit} bytes"
             )));
         }
-        let mut f = tokio::fs::File::open(&file)
+        let read = async {
+            let mut f = tokio::fs::File::open(&file).await?;
+            f.seek(SeekFrom::Start(off)).await?;
+            let mut buf = vec![0; size as usize];
+            f.read_exact(&mut buf).await?;
+            Ok::<_, std::io::Error>(buf)
+        };
+        let buf = tokio::time::timeout(self.timeout, read)
             .await
-            .map_err(|e| fetch_err(entry, &self.name(), e))?;
-        f.seek(SeekFrom::Start(off))
-            .await
-            .map_err(|e| fetch_err(entry, &self.name(), e))?;
-        let mut buf = vec![0; size as usize];
-        f.read_exact(&mut buf)
-            .await
+            .map_err(|_| fetch_err(entry, &self.name(), "the filesystem did not answer"))?
             .map_err(|e| fetch_err(entry, &self.name(), e))?;
         Ok(Some(buf.into()))
     }
@@ -119,16 +160,32 @@ impl BlobSource for FileSource {
             .locate(&entry)
             .ok_or_else(|| fetch_err(digest, &self.name(), "not found"))?;
         let offset = offset.min(size);
-        let mut f = tokio::fs::File::open(&file)
+        let open = async {
+            let mut f = tokio::fs::File::open(&file).await?;
+            f.seek(SeekFrom::Start(off + offset)).await?;
+            Ok::<_, std::io::Error>(f)
+        };
+        let f = tokio::time::timeout(self.timeout, open)
             .await
-            .map_err(|e| fetch_err(digest, &self.name(), e))?;
-        f.seek(SeekFrom::Start(off + offset))
-            .await
+            .map_err(|_| fetch_err(digest, &self.name(), "the filesystem did not answer"))?
             .map_err(|e| fetch_err(digest, &self.name(), e))?;
         let reader = f.take(size - offset);
+        let timeout = self.timeout;
+        // Every chunk within the timeout, as for a network source.
+        let stream = tokio_stream::StreamExt::timeout(
+            tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10),
+            timeout,
+        )
+        .map(|r| match r {
+            Ok(chunk) => chunk,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the filesystem did not answer",
+            )),
+        });
         Ok(BlobStream {
             start: offset,
-            stream: tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10).boxed(),
+            stream: stream.boxed(),
         })
     }
 }

@@ -8,7 +8,7 @@ mod registry;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,12 +222,45 @@ impl Default for SourceConfig {
     }
 }
 
-/// Opens a source.
-pub fn open(spec: &SourceSpec, config: &SourceConfig) -> Result<Arc<dyn BlobSource>, ImageError> {
+/// Whether a writer that is not root may name `path` as an archive source: only inside one of
+/// `dirs`, after every symlink is resolved (so a link cannot lead out). Returns the resolved
+/// path, or why not.
+pub fn archive_allowed(path: &Path, dirs: &[PathBuf]) -> Result<PathBuf, String> {
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let inside = dirs.iter().any(|d| {
+        d.canonicalize()
+            .is_ok_and(|d| real.starts_with(&d) && real != d)
+    });
+    if inside {
+        Ok(real)
+    } else if dirs.is_empty() {
+        Err(format!(
+            "only root may name local archives ({}): no images.archive_dirs are configured for other writers",
+            path.display()
+        ))
+    } else {
+        Err(format!(
+            "{} is outside images.archive_dirs ({}), the only places other writers than root may name",
+            path.display(),
+            dirs.iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// Opens a source; a local one off the runtime's threads and within the read timeout.
+pub async fn open(
+    spec: &SourceSpec,
+    config: &SourceConfig,
+) -> Result<Arc<dyn BlobSource>, ImageError> {
     Ok(match spec {
         SourceSpec::Registry(r) => Arc::new(RegistrySource::new(r, config)?),
         SourceSpec::Http(u) => Arc::new(HttpSource::new(u, config)?),
-        SourceSpec::Archive(p) => Arc::new(FileSource::open(p)?),
+        SourceSpec::Archive(p) => Arc::new(FileSource::open_timed(p, config.read_timeout).await?),
     })
 }
 
