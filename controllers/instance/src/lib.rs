@@ -11,6 +11,7 @@ pub mod policy;
 pub mod probes;
 mod reconciler;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 mod uid;
 
@@ -61,6 +62,8 @@ pub enum InstanceError {
     NoUid(u32),
     #[error("the node declares no resource {0:?}")]
     ResourceMissing(String),
+    #[error("the node does not permit {0}")]
+    NotPermitted(String),
     #[error("network: {0}")]
     Network(String),
 }
@@ -76,6 +79,7 @@ impl Reason for InstanceError {
             InstanceError::LayerMissing(_) => "LayerMissing",
             InstanceError::NoUid(_) => "UidPoolExhausted",
             InstanceError::ResourceMissing(_) => "ResourceMissing",
+            InstanceError::NotPermitted(_) => "NotPermitted",
             InstanceError::Network(_) => "NetworkNotReady",
         }
     }
@@ -105,6 +109,15 @@ impl Default for Defaults {
             usage_interval: Duration::from_secs(30),
         }
     }
+}
+
+/// What the node lets an item ask for beyond the hardened default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Permits {
+    /// `networkMode: host` in an item config.
+    pub host_network: bool,
+    /// `seccomp: unconfined` in an item config.
+    pub unconfined: bool,
 }
 
 /// How logs are written.
@@ -139,6 +152,7 @@ pub struct InstanceEnv {
     pub probes: probes::Probers,
     /// Instance networking; `None`: instances with `spec.network` cannot start.
     pub networks: Option<Arc<dyn network::Networks>>,
+    pub permits: Permits,
 }
 
 impl InstanceEnv {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::config::{limits, NodeResource, RunConfig};
 use crate::policy::Policy;
 use crate::rootfs::TopLayer;
-use crate::spec::{self, Bind, Device, SpecInput};
+use crate::spec::{self, Bind, Device, NetNs, SpecInput};
 use crate::{InstanceEnv, InstanceError};
 use aos_image::stack::StackLayer;
 
@@ -37,6 +37,7 @@ pub struct Plan {
     pub gid: u32,
     pub cgroups_path: String,
     pub quotas: crate::config::Quotas,
+    pub netns: NetNs,
     /// The node's DMIPS and cores, for usage in DMIPS.
     pub node_dmips: u64,
     pub cores: u64,
@@ -264,18 +265,44 @@ pub async fn plan(
     }
 
     let netns = match (&s.network, &env.networks) {
-        (None, _) => None,
         (Some(n), Some(nets)) => {
             if let Some(servers) = dns_servers(backend, &n.network_id).await? {
                 top.resolv_conf = servers;
             }
-            Some(nets.netns_path(name).display().to_string())
+            NetNs::Join(nets.netns_path(name).display().to_string())
         }
         (Some(_), None) => {
             return Err(InstanceError::Network(
                 "this node runs no network controller".into(),
             ))
         }
+        (None, _) if item_run.network_mode.as_deref() == Some("host") => {
+            if !env.permits.host_network {
+                return Err(InstanceError::NotPermitted(
+                    "networkMode: host (the node's runtimes.container.allow_host_network is off)"
+                        .into(),
+                ));
+            }
+            NetNs::Host
+        }
+        (None, _) => NetNs::Own,
+    };
+    if netns == NetNs::Host {
+        if let Some(k) = item_run.sysctl.keys().find(|k| k.starts_with("net.")) {
+            return Err(InstanceError::Config(format!(
+                "sysctl {k} would change the host's network (the instance shares it)"
+            )));
+        }
+    }
+    let seccomp = match item_run.seccomp.as_deref() {
+        Some("unconfined") if env.permits.unconfined => None,
+        Some("unconfined") => {
+            return Err(InstanceError::NotPermitted(
+                "seccomp: unconfined (the node's runtimes.container.allow_unconfined is off)"
+                    .into(),
+            ))
+        }
+        _ => Some(crate::seccomp::default_profile()),
     };
     let cgroups_path = format!("/{}/{}", env.cgroup_parent, name);
     let doc = spec::document(&SpecInput {
@@ -291,7 +318,8 @@ pub async fn plan(
         binds,
         devices,
         sysctl: item_run.sysctl.clone(),
-        netns,
+        netns: netns.clone(),
+        seccomp,
     })?;
     let spec = spec::from_document(doc.clone())?;
     let policy = crate::policy::Policy::resolve(
@@ -318,6 +346,7 @@ pub async fn plan(
         gid,
         cgroups_path,
         quotas: item_run.quotas.clone(),
+        netns,
         node_dmips: dmips,
         cores,
         hash,

@@ -10,6 +10,8 @@ use aos_api::{Probe, Probes};
 use aos_containerd::Containers;
 use aos_reconcile::Waker;
 
+mod netns;
+
 /// What the probes of one task found so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProbeState {
@@ -40,6 +42,9 @@ pub struct Probers {
 #[derive(Clone, Debug)]
 pub struct Target {
     pub host: String,
+    /// The network namespace to connect from (an instance's own, isolated one); `None`: from
+    /// aosd's (the instance is on a Network, or on the host's).
+    pub netns: Option<std::path::PathBuf>,
     pub uid: u32,
     pub gid: u32,
     pub env: Vec<String>,
@@ -140,6 +145,25 @@ impl ProbeCtx {
     async fn check(&self, p: &Probe, seq: u64) -> Result<(), String> {
         let timeout = p.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(1));
         let fut = async {
+            if let (Some(h), Some(ns)) = (&p.http_get, &self.target.netns) {
+                let host = h.host.clone().unwrap_or_else(|| self.target.host.clone());
+                let url = format!("http://{host}:{}{}", h.port, h.path);
+                let stream = netns::connect(ns, &host, h.port, timeout)
+                    .await
+                    .map_err(|e| format!("GET {url}: {e}"))?;
+                return match netns::get(stream, &host, &h.path).await {
+                    Ok(code) if (200..400).contains(&code) => Ok(()),
+                    Ok(code) => Err(format!("GET {url}: HTTP {code}")),
+                    Err(e) => Err(format!("GET {url}: {e}")),
+                };
+            }
+            if let (Some(t), Some(ns)) = (&p.tcp_socket, &self.target.netns) {
+                let host = t.host.clone().unwrap_or_else(|| self.target.host.clone());
+                return netns::connect(ns, &host, t.port, timeout)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("connect {host}:{}: {e}", t.port));
+            }
             if let Some(h) = &p.http_get {
                 let host = h.host.clone().unwrap_or_else(|| self.target.host.clone());
                 let url = format!("http://{host}:{}{}", h.port, h.path);

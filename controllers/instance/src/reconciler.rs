@@ -335,6 +335,9 @@ impl InstanceReconciler {
         if let Some(probes) = &obj.spec.probes {
             let target = crate::probes::Target {
                 host: obj.status.ip.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                // Isolated instances are probed from inside their namespace.
+                netns: (plan.netns == crate::spec::NetNs::Own)
+                    .then(|| format!("/proc/{}/ns/net", t.pid).into()),
                 uid: plan.uid,
                 gid: plan.gid,
                 env: plan.env.clone(),

@@ -1,7 +1,8 @@
-//! The OCI runtime spec of an instance: a hardened default (own pid, ipc, uts, mount and cgroup
-//! namespaces; a small bounding set of capabilities and none effective for the instance's own
-//! uid; no new privileges; masked and read-only kernel paths; a read-only root) with the
-//! process, limits, mounts and devices of the instance.
+//! The OCI runtime spec of an instance: a hardened default (own pid, ipc, uts, mount, cgroup
+//! and network namespaces; a small bounding set of capabilities and none effective for the
+//! instance's own uid; no new privileges; the default system-call filter; masked and read-only
+//! kernel paths; a read-only root) with the process, limits, mounts and devices of the
+//! instance.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -84,8 +85,22 @@ pub struct SpecInput {
     pub binds: Vec<Bind>,
     pub devices: Vec<Device>,
     pub sysctl: BTreeMap<String, String>,
-    /// A network namespace to join; `None` shares the host's network.
-    pub netns: Option<String>,
+    pub netns: NetNs,
+    /// The system-call filter (`linux.seccomp`); `None` runs unconfined.
+    pub seccomp: Option<Value>,
+}
+
+/// The network namespace of an instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum NetNs {
+    /// A new one of its own, with only loopback: an instance without a Network reaches nothing
+    /// and nothing reaches it.
+    #[default]
+    Own,
+    /// The one its Network made (a path under /run/netns).
+    Join(String),
+    /// The host's: only where the node allows it.
+    Host,
 }
 
 /// The spec as JSON, in a stable order (the OCI types hold sets and maps: hash this instead).
@@ -119,8 +134,10 @@ pub fn document(i: &SpecInput) -> Result<Value, InstanceError> {
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if let Some(path) = &i.netns {
-        namespaces.push(json!({"type": "network", "path": path}));
+    match &i.netns {
+        NetNs::Own => namespaces.push(json!({"type": "network"})),
+        NetNs::Join(path) => namespaces.push(json!({"type": "network", "path": path})),
+        NetNs::Host => {}
     }
     let mut resources = json!({
         "devices": [{"allow": false, "access": "rwm"}],
@@ -182,6 +199,10 @@ pub fn document(i: &SpecInput) -> Result<Value, InstanceError> {
             "readonlyPaths": READONLY,
         },
     });
+    let mut spec = spec;
+    if let Some(filter) = &i.seccomp {
+        spec["linux"]["seccomp"] = filter.clone();
+    }
     Ok(spec)
 }
 
@@ -252,9 +273,10 @@ mod tests {
             && m["options"].as_array().unwrap().contains(&json!("rw"))));
         let ns = v["linux"]["namespaces"].as_array().unwrap();
         assert!(
-            !ns.iter().any(|n| n["type"] == "network"),
-            "host network without a netns"
+            ns.contains(&json!({"type": "network"})),
+            "a network namespace of its own by default"
         );
+        assert!(v["linux"].get("seccomp").is_none());
         assert!(v["linux"]["maskedPaths"]
             .as_array()
             .unwrap()
@@ -262,9 +284,18 @@ mod tests {
     }
 
     #[test]
-    fn a_netns_is_joined_and_an_empty_command_is_refused() {
+    fn a_netns_is_joined_the_host_network_shared_on_request_and_an_empty_command_is_refused() {
         let mut i = input();
-        i.netns = Some("/run/netns/x".into());
+        i.netns = NetNs::Host;
+        i.seccomp = Some(crate::seccomp::default_profile());
+        let v = serde_json::to_value(build(&i).unwrap()).unwrap();
+        assert!(!v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["type"] == "network"));
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        i.netns = NetNs::Join("/run/netns/x".into());
         let v = serde_json::to_value(build(&i).unwrap()).unwrap();
         assert!(v["linux"]["namespaces"]
             .as_array()

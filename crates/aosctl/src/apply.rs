@@ -126,10 +126,10 @@ async fn read_and_check(
                 continue;
             }
         };
-        match client
-            .apply(&merge::merge(&d.object, live.as_ref()), true)
-            .await
-        {
+        // The dry run checks; it does not compare-and-swap (status writes move the revision).
+        let mut merged = merge::merge(&d.object, live.as_ref());
+        merged.metadata.resource_version = d.object.metadata.resource_version;
+        match client.apply(&merged, true).await {
             Ok((result, outcome)) => checked.push(Checked {
                 file: d.object,
                 live,
@@ -158,7 +158,11 @@ async fn apply_one(client: &Client, file: &DynObject) -> anyhow::Result<String> 
             .await
         {
             Ok((_, outcome)) => return Ok(outcome),
-            Err(e) if e.code() == Some(tonic::Code::Aborted) && attempt < 5 => attempt += 1,
+            // Another write (a status update, most often) came between the read and the write.
+            Err(e) if e.code() == Some(tonic::Code::Aborted) && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -201,6 +201,10 @@ pub struct ContainerSection {
     pub start_interval: AosDuration,
     pub tmp_size_mib: u64,
     pub usage_interval: AosDuration,
+    /// Items may ask for the host's network (`networkMode: host`).
+    pub allow_host_network: bool,
+    /// Items may ask to run without the system-call filter (`seccomp: unconfined`).
+    pub allow_unconfined: bool,
 }
 
 impl Default for ContainerSection {
@@ -229,6 +233,8 @@ impl Default for ContainerSection {
             start_interval: AosDuration::from_secs(5),
             tmp_size_mib: 64,
             usage_interval: AosDuration::from_secs(30),
+            allow_host_network: false,
+            allow_unconfined: false,
         }
     }
 }

@@ -126,6 +126,10 @@ pub fn spawn(
             oom: Mutex::new(Default::default()),
             probes: Probers::new(containers),
             networks: networks.clone(),
+            permits: aos_instance_controller::Permits {
+                host_network: rc.allow_host_network,
+                unconfined: rc.allow_unconfined,
+            },
         });
         // A container of an Instance the store lost would look orphaned: sweep only an intact store.
         let sweep = if backend.health().damaged.is_empty() {
