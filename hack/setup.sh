@@ -18,6 +18,7 @@ PACKAGES=(
   containerd          # the container runtime (tests start a private one)
   runc
   busybox-static      # a tiny rootfs for container tests
+  python3             # the system-call probes of the isolation tests run inside instances
   nftables            # nft: the NAT and firewall rules of instance networks
   iproute2            # ip: the tests list links and namespaces with it
   netavark            # the peer of hack/bench/net.sh

@@ -381,3 +381,104 @@ fn an_instance_of_a_runtime_the_node_does_not_serve_says_so() {
     node.aosd
         .ok(&["delete", "instance", "fw-0", "--wait", "--timeout=20s"]);
 }
+
+/// Tries what the default system-call filter refuses, and what an isolated network stops,
+/// printing one result per line (`ok` or the errno name).
+const PROBE_SCRIPT: &str = r#"#!/bin/sh
+exec /usr/bin/python3 - "$HOST_IP" "$HOST_PORT" <<'PY'
+import ctypes, errno, platform, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {"x86_64": {"keyctl": 250, "io_uring_setup": 425},
+      "aarch64": {"keyctl": 219, "io_uring_setup": 425}}[platform.machine()]
+def report(name, r):
+    print(name, "ok" if r >= 0 else errno.errorcode.get(ctypes.get_errno(), "?"), flush=True)
+report("unshare-user", libc.unshare(0x10000000))
+report("keyctl", libc.syscall(nr["keyctl"], 0, ctypes.c_long(-3), 1))
+params = ctypes.create_string_buffer(120)
+report("io_uring", libc.syscall(nr["io_uring_setup"], 1, params))
+for host in (sys.argv[1], "127.0.0.1"):
+    try:
+        socket.create_connection((host, int(sys.argv[2])), timeout=2).close()
+        print("host", host, "ok", flush=True)
+    except OSError as e:
+        print("host", host, errno.errorcode.get(e.errno, "timeout"), flush=True)
+print("done", flush=True)
+time.sleep(3600)
+PY
+"#;
+
+/// The host's address on its default route.
+fn host_ip() -> String {
+    let out = Command::new("ip")
+        .args(["-4", "route", "get", "1.1.1.1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "src" {
+            return words.next().unwrap().to_string();
+        }
+    }
+    panic!("no source address in {text}");
+}
+
+#[test]
+fn instances_cannot_make_namespaces_keyrings_or_io_uring_and_reach_nothing_without_a_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let env = format!(
+        "  env:\n  - name: HOST_IP\n    value: \"{}\"\n  - name: HOST_PORT\n    value: \"{port}\"\n",
+        host_ip()
+    );
+    let node = Node::start("allow_unconfined = true\n");
+    for (name, extra) in [("confined", ""), ("unconfined", "  seccomp: unconfined\n")] {
+        let dir = service(
+            &tmp.path().join(name),
+            &format!("configuration:\n  cmd: /usr/bin/svc.sh\n{extra}"),
+            PROBE_SCRIPT,
+        );
+        node.install(&dir, name);
+    }
+    node.apply(
+        &(instance("confined-0", "confined", "v1", 0, &env)
+            + &instance("unconfined-0", "unconfined", "v1", 0, &env)),
+    );
+    let confined = node.logs_show("confined-0", "done");
+    for line in ["unshare-user EPERM", "keyctl EPERM", "io_uring EPERM"] {
+        assert!(confined.contains(line), "{line} missing:\n{confined}");
+    }
+    // Its own namespace has only loopback: neither the host's address nor its loopback
+    // services are there.
+    assert!(!confined.contains(" ok\n"), "{confined}");
+    let unconfined = node.logs_show("unconfined-0", "done");
+    for line in ["unshare-user ok", "keyctl ok", "io_uring ok"] {
+        assert!(unconfined.contains(line), "{line} missing:\n{unconfined}");
+    }
+    drop(listener);
+}
+
+#[test]
+fn the_host_network_and_no_filter_are_refused_where_the_node_does_not_allow_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start("");
+    for (name, extra) in [
+        ("hostnet", "  networkMode: host\n"),
+        ("nofilter", "  seccomp: unconfined\n"),
+    ] {
+        let dir = service(
+            &tmp.path().join(name),
+            &format!("configuration:\n  cmd: /usr/bin/svc.sh\n{extra}"),
+            "#!/bin/sh\nexec sleep 3600\n",
+        );
+        node.install(&dir, name);
+        node.apply(&instance(&format!("{name}-0"), name, "v1", 0, ""));
+        let v = node.until_instance(&format!("{name}-0"), 30, |v| {
+            v["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["reason"] == "NotPermitted"))
+        });
+        assert!(v.to_string().contains("allow_"), "{v}");
+    }
+}

@@ -225,6 +225,12 @@ pub struct Configuration {
     pub alert_rules: serde_json::Value,
     #[serde(default)]
     pub rootfs: Rootfs,
+    /// `runtime-default` (the default) or `unconfined` (where the node allows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<String>,
+    /// `isolated` (the default) or `host` (where the node allows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
 }
 
 /// Reads `config.yaml`; errors name the line and the key (unknown keys included).
@@ -371,6 +377,8 @@ pub fn item_config(cfg: &ServiceConfig) -> serde_json::Value {
     put("resources", serde_json::json!(c.resources));
     put("permissions", serde_json::json!(c.permissions));
     put("alertRules", c.alert_rules.clone());
+    put("seccomp", serde_json::json!(c.seccomp));
+    put("networkMode", serde_json::json!(c.network_mode));
     v
 }
 
