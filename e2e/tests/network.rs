@@ -447,3 +447,125 @@ fn a_network_with_a_vlan_id_puts_a_vlan_link_of_the_uplink_on_its_bridge_or_says
         "{l}"
     );
 }
+
+/// The Ready condition's reason of an object, or `lastError`'s.
+fn failure(v: &serde_json::Value) -> String {
+    v["status"]["lastError"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn host_ports_outside_the_range_taken_or_in_use_on_the_host_are_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start("");
+    let names = names_of(&node);
+    let _leftovers = Leftovers {
+        names: names.clone(),
+        networks: vec!["pub"],
+        instances: vec!["a-0", "b-0", "ssh-0", "busy-0"],
+    };
+    let web = service(
+        &tmp.path().join("web"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n",
+        "#!/bin/sh\nexec sleep 3600\n",
+    );
+    node.install(&web, "web");
+    let port = free_port();
+    let host_listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let busy = host_listener.local_addr().unwrap().port();
+    let publish = |p: u16| on("pub", &format!("    hostPorts: [\"{p}:8080\"]\n"));
+    node.apply(
+        &(network("pub", "172.29.5.0/24") + &instance("a-0", "web", "v1", 0, &publish(port))),
+    );
+    node.active("a-0");
+    node.apply(
+        &(instance("b-0", "web", "v1", 1, &publish(port))
+            + &instance("ssh-0", "web", "v1", 2, &publish(22))
+            + &instance("busy-0", "web", "v1", 3, &publish(busy))),
+    );
+    for (name, why) in [
+        ("b-0", "published by instance a-0"),
+        ("ssh-0", "outside the node's range 1024-65535"),
+        ("busy-0", "in use by a service of the host"),
+    ] {
+        let v = node.until_instance(name, 30, |v| failure(v).contains("HostPortUnavailable"));
+        assert!(failure(&v).contains(why), "{name}: {}", failure(&v));
+        assert_ne!(v["status"]["state"], "active");
+    }
+    // Once a-0 is gone, b-0 takes the port.
+    node.aosd.ok(&["delete", "instance", "a-0", "--wait"]);
+    node.until_instance("b-0", 60, |v| v["status"]["state"] == "active");
+    node.aosd
+        .ok(&["delete", "instance", "b-0", "ssh-0", "busy-0", "--wait"]);
+    node.aosd.ok(&["delete", "network", "pub", "--wait"]);
+    drop(host_listener);
+}
+
+#[test]
+fn explicit_subnets_are_checked_like_chosen_ones_and_do_not_change() {
+    let node = Node::start("");
+    let names = names_of(&node);
+    let _leftovers = Leftovers {
+        names,
+        networks: vec!["x", "y", "z"],
+        instances: vec![],
+    };
+    for (subnet, why) in [
+        ("127.0.0.0/16", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/8", "multicast"),
+    ] {
+        let f = node.aosd.path().join("bad.yaml");
+        std::fs::write(&f, network("bad", subnet)).unwrap();
+        let out = node.aosd.run(&["apply", "-f", f.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "{subnet}: {err}"
+        );
+    }
+    node.apply(&network("x", "172.29.9.0/24"));
+    node.aosd
+        .until("network", "x", 30, |v| v["status"]["bridge"].is_string());
+    node.apply(&network("y", "172.29.9.128/25"));
+    let y = node.aosd.until("network", "y", 30, |v| {
+        failure(v).contains("SubnetConflict")
+    });
+    assert!(failure(&y).contains("network x"), "{}", failure(&y));
+    // A subnet that a host route already covers (the host's own interfaces).
+    let routes = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-4", "route", "show", "scope", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    if let Some(route) = routes.lines().find_map(|l| {
+        let r = l.split_whitespace().next()?;
+        (r.contains('/') && !r.starts_with("172.29.")).then(|| r.to_string())
+    }) {
+        node.apply(&network("z", &route));
+        let z = node.aosd.until("network", "z", 30, |v| {
+            failure(v).contains("SubnetConflict")
+        });
+        assert!(failure(&z).contains("host's route"), "{}", failure(&z));
+    }
+    // The subnet of a network does not change under its bridge and instances.
+    let f = node.aosd.path().join("x2.yaml");
+    std::fs::write(&f, network("x", "172.29.10.0/24")).unwrap();
+    let out = node.aosd.run(&["apply", "-f", f.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot change from 172.29.9.0/24"), "{err}");
+    node.aosd.ok(&[
+        "delete",
+        "network",
+        "x",
+        "y",
+        "z",
+        "--ignore-not-found",
+        "--wait",
+    ]);
+}

@@ -65,7 +65,7 @@ pub enum InstanceError {
     #[error("the node does not permit {0}")]
     NotPermitted(String),
     #[error("network: {0}")]
-    Network(String),
+    Network(#[from] network::NetworkError),
 }
 
 impl Reason for InstanceError {
@@ -80,7 +80,7 @@ impl Reason for InstanceError {
             InstanceError::NoUid(_) => "UidPoolExhausted",
             InstanceError::ResourceMissing(_) => "ResourceMissing",
             InstanceError::NotPermitted(_) => "NotPermitted",
-            InstanceError::Network(_) => "NetworkNotReady",
+            InstanceError::Network(e) => e.reason,
         }
     }
 }

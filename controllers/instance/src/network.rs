@@ -22,20 +22,29 @@ pub struct Shaping {
     pub download: Option<u64>,
 }
 
+/// Why an instance cannot be attached (yet): a CamelCase reason for its conditions, and the
+/// details.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct NetworkError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
 #[async_trait::async_trait]
 pub trait Networks: Send + Sync {
     /// The network namespace the instance's task joins (known before it exists).
     fn netns_path(&self, instance: &str) -> PathBuf;
     /// Attaches the instance with these speed limits (idempotent; the limits are set each
-    /// time); `Err` says why it cannot be yet.
+    /// time), publishing the host ports of its spec; `Err` says why it cannot be yet.
     async fn attach(
         &self,
         instance: &str,
         network_id: &str,
         shaping: Shaping,
-    ) -> Result<Attachment, String>;
+    ) -> Result<Attachment, NetworkError>;
     /// Bytes the instance received and sent on its network, if it is attached.
     fn counters(&self, instance: &str) -> Option<(u64, u64)>;
     /// Removes the namespace, links and address of the instance (idempotent).
-    async fn detach(&self, instance: &str, network_id: &str) -> Result<(), String>;
+    async fn detach(&self, instance: &str, network_id: &str) -> Result<(), NetworkError>;
 }

@@ -90,7 +90,12 @@ async fn dns_servers(
         .get_opt(network)
         .await?
         .filter(|n| n.status.bridge.is_some() && n.metadata.deletion_timestamp.is_none())
-        .ok_or_else(|| InstanceError::Network(format!("network {network} is not ready")))?;
+        .ok_or_else(|| {
+            InstanceError::Network(crate::network::NetworkError {
+                reason: "NetworkNotReady",
+                message: format!("network {network} is not ready"),
+            })
+        })?;
     // Always the network's resolver: a resolver that could not listen yet is retried by the
     // Network controller, and what an instance is made with must not flip with it.
     let servers: Vec<String> = match &net.status.gateway {
@@ -272,9 +277,10 @@ pub async fn plan(
             NetNs::Join(nets.netns_path(name).display().to_string())
         }
         (Some(_), None) => {
-            return Err(InstanceError::Network(
-                "this node runs no network controller".into(),
-            ))
+            return Err(InstanceError::Network(crate::network::NetworkError {
+                reason: "NetworkUnavailable",
+                message: "this node runs no network controller".into(),
+            }))
         }
         (None, _) if item_run.network_mode.as_deref() == Some("host") => {
             if !env.permits.host_network {

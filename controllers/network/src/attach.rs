@@ -7,27 +7,59 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aos_api::NetworkSpec;
-use aos_instance_controller::network::{Attachment, Networks, Shaping};
+use aos_api::{InstanceSpec, NetworkSpec};
+use aos_instance_controller::network::{Attachment, NetworkError, Networks, Shaping};
+use aos_reconcile::Reason;
 use aos_store::{Api, Backend};
 
+use crate::hostports::{self, PortRange};
 use crate::ipam::{self, Cidr};
 use crate::netlink::{self, Links};
 use crate::{Names, NetError};
 
 pub struct Attacher {
     api: Api<NetworkSpec>,
+    instances: Api<InstanceSpec>,
     names: Names,
     links: Links,
+    host_ports: PortRange,
+    /// Held while an instance's host ports are checked and its address taken.
+    claims: tokio::sync::Mutex<()>,
 }
 
 impl Attacher {
-    pub fn new(backend: Arc<dyn Backend>, names: Names, links: Links) -> Attacher {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        names: Names,
+        links: Links,
+        host_ports: PortRange,
+    ) -> Attacher {
         Attacher {
-            api: Api::new(backend),
+            api: Api::new(backend.clone()),
+            instances: Api::new(backend),
             names,
             links,
+            host_ports,
+            claims: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The instance's host ports are its own to publish (see [`crate::hostports`]).
+    async fn check_host_ports(&self, instance: &str) -> Result<(), NetError> {
+        let Some(me) = self.instances.get_opt(instance).await? else {
+            return Ok(());
+        };
+        if me
+            .spec
+            .network
+            .as_ref()
+            .is_none_or(|n| n.host_ports.is_empty())
+        {
+            return Ok(());
+        }
+        let (all, _) = self.instances.list(&Default::default()).await?;
+        hostports::check(&me, &all, self.host_ports, &hostports::listening)
+            .map_err(NetError::HostPort)
     }
 
     async fn attach_inner(
@@ -50,6 +82,10 @@ impl Attacher {
         if net.metadata.deletion_timestamp.is_some() {
             return Err(NetError::NotReady(format!("{network} (being deleted)")));
         }
+        // The ports are checked and the address taken under one lock: an instance that holds a
+        // port is one with an address.
+        let _claim = self.claims.lock().await;
+        self.check_host_ports(instance).await?;
         let mut ip: Option<Ipv4Addr> = None;
         self.api
             .update_status(network, |s| {
@@ -142,10 +178,10 @@ impl Networks for Attacher {
         instance: &str,
         network_id: &str,
         shaping: Shaping,
-    ) -> Result<Attachment, String> {
+    ) -> Result<Attachment, NetworkError> {
         self.attach_inner(instance, network_id, shaping)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(port_error)
     }
 
     fn counters(&self, instance: &str) -> Option<(u64, u64)> {
@@ -163,9 +199,16 @@ impl Networks for Attacher {
         Some((read("tx_bytes")?, read("rx_bytes")?))
     }
 
-    async fn detach(&self, instance: &str, network_id: &str) -> Result<(), String> {
+    async fn detach(&self, instance: &str, network_id: &str) -> Result<(), NetworkError> {
         self.detach_inner(instance, network_id)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(port_error)
+    }
+}
+
+fn port_error(e: NetError) -> NetworkError {
+    NetworkError {
+        reason: e.reason(),
+        message: e.to_string(),
     }
 }

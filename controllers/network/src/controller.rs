@@ -115,22 +115,44 @@ impl Reconciler for NetworkReconciler {
             (Some(s), _) => {
                 Cidr::parse(s).ok_or_else(|| NetError::Config(format!("bad subnet {s}")))?
             }
-            (None, Some(s)) => {
-                Cidr::parse(s).ok_or_else(|| NetError::Config(format!("bad subnet {s}")))?
-            }
-            (None, None) => {
+            (None, asked) => {
                 let _one = self.choosing.lock().await;
                 let (all, _) = api.list(&Default::default()).await?;
-                let used: Vec<Cidr> = all
+                let used: Vec<(String, Cidr)> = all
                     .iter()
                     .filter(|n| n.name() != name)
                     .filter_map(|n| {
-                        Cidr::parse(n.status.subnet.as_deref().or(n.spec.subnet.as_deref())?)
+                        let c =
+                            Cidr::parse(n.status.subnet.as_deref().or(n.spec.subnet.as_deref())?)?;
+                        Some((n.name().to_string(), c))
                     })
                     .collect();
                 let routes = self.links.host_routes().await?;
-                let chosen =
-                    ipam::choose_subnet(&self.pool, &used, &routes).ok_or(NetError::NoSubnet)?;
+                let chosen = match asked {
+                    // An explicit subnet passes the checks a chosen one does.
+                    Some(s) => {
+                        let c = Cidr::parse(s)
+                            .ok_or_else(|| NetError::Config(format!("bad subnet {s}")))?;
+                        if let Some((other, o)) = used.iter().find(|(_, u)| u.overlaps(&c)) {
+                            return Err(NetError::SubnetConflict(format!(
+                                "{c} overlaps {o} of network {other}"
+                            )));
+                        }
+                        if let Some(r) =
+                            routes.iter().filter(|r| r.len > 0).find(|r| r.overlaps(&c))
+                        {
+                            return Err(NetError::SubnetConflict(format!(
+                                "{c} overlaps the host's route to {r}"
+                            )));
+                        }
+                        c
+                    }
+                    None => {
+                        let taken: Vec<Cidr> = used.iter().map(|(_, c)| *c).collect();
+                        ipam::choose_subnet(&self.pool, &taken, &routes)
+                            .ok_or(NetError::NoSubnet)?
+                    }
+                };
                 api.update_status(name, |s| s.subnet = Some(chosen.to_string()))
                     .await?;
                 chosen

@@ -6,6 +6,7 @@
 mod attach;
 mod controller;
 pub mod dns;
+pub mod hostports;
 pub mod ipam;
 pub mod nat;
 pub mod netlink;
@@ -43,6 +44,10 @@ pub enum NetError {
     Config(String),
     #[error("no free subnet in the pools (every one overlaps a network or a host route)")]
     NoSubnet,
+    #[error("the subnet is taken: {0}")]
+    SubnetConflict(String),
+    #[error("{0}")]
+    HostPort(String),
     #[error("network {0} has no free address")]
     NoAddress(String),
     #[error("network {0} is not ready")]
@@ -59,6 +64,8 @@ impl Reason for NetError {
             NetError::Firewall(_) => "FirewallFailed",
             NetError::Config(_) => "InvalidConfig",
             NetError::NoSubnet => "NoSubnet",
+            NetError::SubnetConflict(_) => "SubnetConflict",
+            NetError::HostPort(_) => "HostPortUnavailable",
             NetError::NoAddress(_) => "NoAddress",
             NetError::NotReady(_) => "NetworkNotReady",
         }

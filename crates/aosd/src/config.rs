@@ -37,6 +37,8 @@ pub struct NetworkSection {
     pub pools: Vec<String>,
     pub netns_dir: PathBuf,
     pub uplink: String,
+    /// Host ports instances may publish, `first-last`.
+    pub host_ports: String,
 }
 
 impl Default for NetworkSection {
@@ -46,6 +48,7 @@ impl Default for NetworkSection {
             pools: (17..=31).map(|b| format!("172.{b}.0.0/16")).collect(),
             netns_dir: PathBuf::from("/run/netns"),
             uplink: String::new(),
+            host_ports: "1024-65535".into(),
         }
     }
 }

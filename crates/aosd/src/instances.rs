@@ -194,7 +194,14 @@ fn network_parts(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let names = Names::new(scope, c.netns_dir.clone());
     let links = Links::new()?;
-    let attacher = Arc::new(Attacher::new(backend.clone(), names.clone(), links.clone()));
+    let host_ports = aos_network_controller::hostports::PortRange::parse(&c.host_ports)
+        .with_context(|| format!("network.host_ports: {:?} is not first-last", c.host_ports))?;
+    let attacher = Arc::new(Attacher::new(
+        backend.clone(),
+        names.clone(),
+        links.clone(),
+        host_ports,
+    ));
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let dns = aos_network_controller::dns::Dns::new(aos_network_controller::dns::Dns::upstream_of(
         &resolv,

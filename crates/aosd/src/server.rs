@@ -115,10 +115,17 @@ impl aos_rpc::Aosd for ApiServer {
                     .map_err(Status::permission_denied)?;
             }
         }
-        // An object on its way out takes no new configuration: the apply would look like it
-        // worked and then vanish with the object.
+        // A change is checked against what it changes (fields fixed once acted on); an object on
+        // its way out takes no new configuration (the apply would look like it worked and then
+        // vanish with the object).
         match self.backend.get(&obj.kind, obj.name()).await {
-            Ok(live) if live.metadata.deletion_timestamp.is_some() => {
+            Ok(live) if live.metadata.deletion_timestamp.is_none() => {
+                if let Some(k) = registry::lookup(&obj.kind) {
+                    (k.validate_update)(&obj, &live)
+                        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                }
+            }
+            Ok(live) => {
                 return Err(Status::failed_precondition(format!(
                     "{}/{} is being deleted (waiting for {}); apply it again once it is gone",
                     obj.kind.to_ascii_lowercase(),
@@ -126,7 +133,6 @@ impl aos_rpc::Aosd for ApiServer {
                     live.metadata.finalizers.join(", ")
                 )));
             }
-            Ok(_) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(status_of(e)),
         }

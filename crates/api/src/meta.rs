@@ -197,6 +197,15 @@ pub trait Spec:
 
     /// Checks what serde cannot: formats, ranges, exclusive fields. Paths start at `spec`.
     fn validate(&self, _errors: &mut Vec<FieldError>) {}
+
+    /// Checks a change of an existing object's spec (fields that cannot change once acted on).
+    fn validate_update(
+        &self,
+        _old: &Self,
+        _old_status: &Self::Status,
+        _errors: &mut Vec<FieldError>,
+    ) {
+    }
 }
 
 /// A typed object of one kind.

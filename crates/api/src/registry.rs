@@ -16,6 +16,8 @@ pub struct KindInfo {
     pub short: &'static [&'static str],
     /// Checks an untyped object of this kind; errors name the field.
     pub validate: fn(&DynObject) -> Result<(), ValidationErrors>,
+    /// Checks a change of an existing object (`new`, `old`): what may not change.
+    pub validate_update: fn(&DynObject, &DynObject) -> Result<(), ValidationErrors>,
     /// The JSON schema of the whole object.
     pub schema: fn() -> schemars::Schema,
 }
@@ -32,6 +34,7 @@ fn info<S: Spec>(plural: &'static str, short: &'static [&'static str]) -> KindIn
         plural,
         short,
         validate: validate_typed::<S>,
+        validate_update: validate_update::<S>,
         schema: crate::crd::schema_of::<S>,
     }
 }
@@ -79,6 +82,15 @@ pub fn validate_typed<S: Spec>(obj: &DynObject) -> Result<(), ValidationErrors> 
     match Object::<S>::from_dyn(obj) {
         Ok(typed) => typed.spec.validate(&mut errors),
         Err(e) => errors.extend(e.0),
+    }
+    ValidationErrors::check(errors)
+}
+
+/// Checks the change from `old` to `new` as kind `S` (both already valid on their own).
+pub fn validate_update<S: Spec>(new: &DynObject, old: &DynObject) -> Result<(), ValidationErrors> {
+    let mut errors = Vec::new();
+    if let (Ok(n), Ok(o)) = (Object::<S>::from_dyn(new), Object::<S>::from_dyn(old)) {
+        n.spec.validate_update(&o.spec, &o.status, &mut errors);
     }
     ValidationErrors::check(errors)
 }

@@ -91,7 +91,12 @@ async fn main() {
     })
     .await
     .unwrap();
-    let attacher = Attacher::new(backend.clone(), names.clone(), links.clone());
+    let attacher = Attacher::new(
+        backend.clone(),
+        names.clone(),
+        links.clone(),
+        aos_network_controller::hostports::PortRange::parse("1024-65535").expect("a range"),
+    );
 
     let (mut up, mut down) = (Vec::new(), Vec::new());
     for r in 0..ROUNDS {

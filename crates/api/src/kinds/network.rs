@@ -88,14 +88,56 @@ pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     Ok((addr, len))
 }
 
+/// The ranges a network's subnet may not lie in: they mean something else to every host.
+pub fn reserved_range(addr: Ipv4Addr) -> Option<&'static str> {
+    let o = addr.octets();
+    if addr.is_loopback() {
+        Some("loopback (127.0.0.0/8)")
+    } else if addr.is_link_local() {
+        Some("link-local (169.254.0.0/16)")
+    } else if addr.is_multicast() {
+        Some("multicast (224.0.0.0/4)")
+    } else if o[0] == 0 {
+        Some("\"this network\" (0.0.0.0/8)")
+    } else if o[0] >= 240 {
+        Some("reserved (240.0.0.0/4)")
+    } else {
+        None
+    }
+}
+
 impl Spec for NetworkSpec {
     const KIND: &'static str = "Network";
     type Status = NetworkStatus;
 
+    fn validate_update(&self, old: &Self, old_status: &Self::Status, errors: &mut Vec<FieldError>) {
+        // The subnet in use (chosen, or the one asked for) stays: a bridge, addresses and rules
+        // hang on it. A new one needs a new network.
+        let in_use = old_status.subnet.as_ref().or(old.subnet.as_ref());
+        if let (Some(new), Some(cur)) = (&self.subnet, in_use) {
+            if new != cur {
+                errors.push(FieldError::new(
+                    "spec.subnet",
+                    format!(
+                        "cannot change from {cur} to {new}: delete the network and create it again"
+                    ),
+                ));
+            }
+        }
+    }
+
     fn validate(&self, errors: &mut Vec<FieldError>) {
         if let Some(s) = &self.subnet {
-            if let Err(e) = parse_cidr(s) {
-                errors.push(FieldError::new("spec.subnet", e));
+            match parse_cidr(s) {
+                Err(e) => errors.push(FieldError::new("spec.subnet", e)),
+                Ok((addr, _)) => {
+                    if let Some(why) = reserved_range(addr) {
+                        errors.push(FieldError::new(
+                            "spec.subnet",
+                            format!("{s} is in the {why} range, which no network may take"),
+                        ));
+                    }
+                }
             }
         }
         if let Some(v) = self.vlan_id {
