@@ -569,3 +569,82 @@ fn explicit_subnets_are_checked_like_chosen_ones_and_do_not_change() {
         "--wait",
     ]);
 }
+
+#[test]
+fn an_instance_reaches_only_its_resolver_on_the_host_and_a_closed_network_resolves_no_outside_name()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start("");
+    let names = names_of(&node);
+    let _leftovers = Leftovers {
+        names: names.clone(),
+        networks: vec!["closed"],
+        instances: vec!["probe-0"],
+    };
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = host_service.local_addr().unwrap().port();
+    let host_ip = {
+        let out = Command::new("ip")
+            .args(["-4", "route", "get", "1.1.1.1"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split_whitespace()
+            .skip_while(|w| *w != "src")
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    let script = r#"#!/bin/sh
+exec /usr/bin/python3 - "$HOST_IP" "$PORT" <<'PY'
+import socket, sys, time
+gw = open("/etc/resolv.conf").read().split("nameserver")[1].split()[0]
+for host in (gw, sys.argv[1]):
+    try:
+        socket.create_connection((host, int(sys.argv[2])), timeout=2).close()
+        print("reach", host, "ok", flush=True)
+    except OSError as e:
+        print("reach", host, "no", flush=True)
+for name in ("0.e2e.probe", "example.com", "localhost.localdomain.example"):
+    try:
+        socket.gethostbyname(name)
+        print("resolve", name, "ok", flush=True)
+    except OSError:
+        print("resolve", name, "no", flush=True)
+print("done", flush=True)
+time.sleep(3600)
+PY
+"#;
+    let dir = service(
+        &tmp.path().join("probe"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n",
+        script,
+    );
+    node.install(&dir, "probe");
+    let closed =
+        network("closed", "172.29.12.0/24").replace("allowOutside: true", "allowOutside: false");
+    let env = format!(
+        "  env:\n  - name: HOST_IP\n    value: \"{host_ip}\"\n  - name: PORT\n    value: \"{port}\"\n"
+    );
+    node.apply(&(closed + &instance("probe-0", "probe", "v1", 0, &(env + &on("closed", "")))));
+    let out = node.logs_show("probe-0", "done");
+    assert!(
+        out.contains("reach 172.29.12.1 no"),
+        "the gateway's other ports: {out}"
+    );
+    assert!(
+        out.contains(&format!("reach {host_ip} no")),
+        "the host's address: {out}"
+    );
+    assert!(
+        out.contains("resolve 0.e2e.probe ok"),
+        "its own names: {out}"
+    );
+    assert!(
+        out.contains("resolve example.com no"),
+        "no forwarding: {out}"
+    );
+    node.aosd.ok(&["delete", "instance", "probe-0", "--wait"]);
+    node.aosd.ok(&["delete", "network", "closed", "--wait"]);
+    drop(host_service);
+}

@@ -185,6 +185,7 @@ impl Reconciler for NetworkReconciler {
         self.dns.set_zone(
             name,
             zone(&ctx.backend, name, &latest.status.allocations, &instances).await?,
+            latest.spec.allow_outside,
         );
         let dns = self.dns.serve(name, subnet.gateway()).await;
         let now = chrono::Utc::now();

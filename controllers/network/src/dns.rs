@@ -1,7 +1,8 @@
 //! The resolver of each network, listening on its gateway (UDP port 53): it answers the names
 //! of the network's instances (`<index>.<subject>.<item>`, `<subject>.<item>` for index 0, the
 //! item's hostname, each also with `.<networkId>`) and forwards every other query to the
-//! host's name servers.
+//! host's name servers, unless the network may not reach the outside: then it answers its own
+//! names only (a resolver that forwards would carry data out by DNS).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -33,9 +34,15 @@ pub fn names_for(
 
 type Zone = HashMap<String, Ipv4Addr>;
 
+/// A network's names, and whether other names are forwarded for it.
+struct NetZone {
+    names: Zone,
+    forward: bool,
+}
+
 /// The zones of every network and the servers answering them.
 pub struct Dns {
-    zones: RwLock<HashMap<String, Zone>>,
+    zones: RwLock<HashMap<String, NetZone>>,
     servers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     upstream: Vec<SocketAddr>,
 }
@@ -60,11 +67,19 @@ impl Dns {
             .collect()
     }
 
-    pub fn set_zone(&self, network: &str, zone: Zone) {
+    /// The names of `network`; `forward`: other names go to the upstream servers (only for a
+    /// network that may reach the outside).
+    pub fn set_zone(&self, network: &str, zone: Zone, forward: bool) {
         self.zones
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(network.to_string(), zone);
+            .insert(
+                network.to_string(),
+                NetZone {
+                    names: zone,
+                    forward,
+                },
+            );
     }
 
     /// Serves `network` on `addr`:53 unless it is served already.
@@ -125,10 +140,19 @@ impl Dns {
             .remove(network);
     }
 
-    /// The answer from the zone, or the upstream's.
+    /// The answer from the zone, or the upstream's (NXDOMAIN where nothing is forwarded).
     pub async fn reply(&self, network: &str, query: &[u8]) -> Option<Vec<u8>> {
         if let Some(local) = self.answer(network, query) {
             return Some(local);
+        }
+        let forward = self
+            .zones
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(network)
+            .is_some_and(|z| z.forward);
+        if !forward {
+            return not_found(query);
         }
         for up in &self.upstream {
             let bind: SocketAddr = if up.is_ipv4() {
@@ -164,7 +188,7 @@ impl Dns {
             .to_ascii_lowercase();
         let ip = {
             let zones = self.zones.read().unwrap_or_else(|e| e.into_inner());
-            *zones.get(network)?.get(&name)?
+            *zones.get(network)?.names.get(&name)?
         };
         let mut r = Message::new();
         r.set_id(q.id())
@@ -184,6 +208,21 @@ impl Dns {
         }
         r.to_vec().ok()
     }
+}
+
+/// NXDOMAIN for a query.
+fn not_found(query: &[u8]) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    let mut r = Message::new();
+    r.set_id(q.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(q.op_code())
+        .set_recursion_desired(q.recursion_desired())
+        .set_response_code(ResponseCode::NXDomain);
+    for question in q.queries() {
+        r.add_query(question.clone());
+    }
+    r.to_vec().ok()
 }
 
 #[cfg(test)]
@@ -219,7 +258,7 @@ mod tests {
     fn the_zone_answers_its_names_and_leaves_others_to_the_upstream() {
         let dns = Dns::new(vec![]);
         let ip = Ipv4Addr::new(172, 20, 0, 2);
-        dns.set_zone("n1", [("0.demo.web".to_string(), ip)].into());
+        dns.set_zone("n1", [("0.demo.web".to_string(), ip)].into(), true);
         let r = Message::from_vec(
             &dns.answer("n1", &query("0.Demo.web.", RecordType::A))
                 .unwrap(),
@@ -248,6 +287,33 @@ mod tests {
         assert_eq!(
             Dns::upstream_of("# x\nnameserver 10.0.0.1\nnameserver ::1\nsearch a\n"),
             vec!["10.0.0.1:53".parse().unwrap(), "[::1]:53".parse().unwrap()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_network_closed_to_the_outside_gets_its_own_names_and_nothing_forwarded() {
+        // An upstream that would answer anything: it must not even be asked.
+        let upstream = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dns = Dns::new(vec![upstream.local_addr().unwrap()]);
+        let ip = Ipv4Addr::new(172, 20, 0, 2);
+        dns.set_zone("closed", [("0.demo.web".to_string(), ip)].into(), false);
+        let own = dns
+            .reply("closed", &query("0.demo.web.", RecordType::A))
+            .await;
+        assert_eq!(Message::from_vec(&own.unwrap()).unwrap().answers().len(), 1);
+        let out = dns
+            .reply("closed", &query("secret.exfil.example.", RecordType::A))
+            .await
+            .unwrap();
+        assert_eq!(
+            Message::from_vec(&out).unwrap().response_code(),
+            ResponseCode::NXDomain
+        );
+        upstream.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 512];
+        assert!(
+            upstream.recv_from(&mut buf).is_err(),
+            "nothing reached the upstream"
         );
     }
 }

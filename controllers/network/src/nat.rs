@@ -5,6 +5,7 @@
 //! - forward: replies pass; traffic inside one network passes; an instance is reachable from
 //!   elsewhere only on its exposed ports; it reaches instances of other networks only through
 //!   its allowed connections, and the outside only if its network allows it;
+//! - input (instances to the host): DNS to their gateway and replies, nothing else;
 //! - output (the host's own traffic to instances): root reaches every port (probes run as
 //!   aosd), other users only exposed and published ports.
 
@@ -159,6 +160,26 @@ pub fn script(table: &str, networks: &[NatNetwork]) -> String {
         }
     }
     line("  }".into());
+    // From instances to the host: their network's resolver on its gateway, and replies; no
+    // other service of the host (SSH, aosd's own ports, another network's gateway).
+    line("  chain host_in {".into());
+    line("    type filter hook input priority filter; policy accept;".into());
+    if !bridges.is_empty() {
+        let quoted: Vec<String> = bridges.iter().map(|b| format!("\"{b}\"")).collect();
+        let set = format!("{{ {} }}", quoted.join(", "));
+        line(format!(
+            "    iifname {set} ct state established,related accept"
+        ));
+        for n in networks {
+            let gw = n.subnet.gateway();
+            line(format!(
+                "    iifname \"{}\" ip daddr {gw} meta l4proto {{ tcp, udp }} th dport 53 accept",
+                n.bridge
+            ));
+        }
+        line(format!("    iifname {set} drop"));
+    }
+    line("  }".into());
     // From the host itself: root (aosd's probes, the administrator) reaches every port; other
     // users reach what instances expose and the ports they publish, nothing else.
     line("  chain host_out {".into());
@@ -282,6 +303,18 @@ mod tests {
         ));
         assert!(s.contains("fib daddr type local tcp dport 18080 dnat ip to 172.17.0.2:8080"));
         assert!(s.contains("iifname \"ab2\" drop"));
+        // Instances reach the host only for DNS on their gateway.
+        let input = &s[s.find("chain host_in").unwrap()..s.find("chain host_out").unwrap()];
+        assert!(
+            input.contains(
+                "iifname \"ab1\" ip daddr 172.17.0.1 meta l4proto { tcp, udp } th dport 53 accept"
+            ),
+            "{input}"
+        );
+        assert!(
+            input.contains("iifname { \"ab1\", \"ab2\" } drop"),
+            "{input}"
+        );
         // The host's other users reach exposed ports only; root reaches all.
         let output = &s[s.find("chain host_out").unwrap()..];
         assert!(output.contains("meta skuid 0 accept"), "{output}");
