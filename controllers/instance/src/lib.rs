@@ -10,6 +10,7 @@ mod plan;
 pub mod policy;
 pub mod probes;
 mod reconciler;
+pub mod resources;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;

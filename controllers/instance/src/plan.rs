@@ -3,7 +3,6 @@
 //! of all of it, kept as a container label, so that a running task is adopted when it matches
 //! and replaced when anything that shapes it changed.
 
-use std::path::PathBuf;
 
 use aos_api::{
     EnvState, EnvVarStatus, InstanceSpec, ItemSpec, LayerPhase, LayerSpec, NodeSpec, Object,
@@ -13,10 +12,10 @@ use chrono::{DateTime, Utc};
 use sha2::Digest;
 use std::sync::Arc;
 
-use crate::config::{limits, NodeResource, RunConfig};
+use crate::config::{limits, RunConfig};
 use crate::policy::Policy;
 use crate::rootfs::TopLayer;
-use crate::spec::{self, Bind, Device, NetNs, SpecInput};
+use crate::spec::{self, Bind, NetNs, SpecInput};
 use crate::{InstanceEnv, InstanceError};
 use aos_image::stack::StackLayer;
 
@@ -51,34 +50,6 @@ fn set_env(env: &mut Vec<String>, kv: String) {
     env.push(kv);
 }
 
-fn device(d: &crate::config::ResourceDevice) -> Result<Device, InstanceError> {
-    use nix::sys::stat::{major, minor, stat, SFlag};
-    let st = stat(d.host_path.as_str())
-        .map_err(|e| InstanceError::Config(format!("device {}: {e}", d.host_path)))?;
-    let kind = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
-        SFlag::S_IFCHR => 'c',
-        SFlag::S_IFBLK => 'b',
-        _ => {
-            return Err(InstanceError::Config(format!(
-                "{} is not a device",
-                d.host_path
-            )))
-        }
-    };
-    Ok(Device {
-        path: d
-            .container_path
-            .clone()
-            .unwrap_or_else(|| d.host_path.clone()),
-        kind,
-        major: major(st.st_rdev) as i64,
-        minor: minor(st.st_rdev) as i64,
-        access: d.permissions.clone().unwrap_or_else(|| "rwm".into()),
-        mode: st.st_mode & 0o7777,
-        gid: st.st_gid,
-    })
-}
-
 /// `/etc/resolv.conf` of an instance on `network`: the network's resolver on its gateway
 /// (which knows the instances' names and forwards the rest), or the network's own servers.
 async fn dns_servers(
@@ -105,18 +76,6 @@ async fn dns_servers(
     Ok(Some(servers)
         .filter(|d| !d.is_empty())
         .map(|d| d.iter().map(|s| format!("nameserver {s}\n")).collect()))
-}
-
-fn group_id(g: &str) -> Result<u32, InstanceError> {
-    if let Ok(n) = g.parse() {
-        return Ok(n);
-    }
-    match nix::unistd::Group::from_name(g) {
-        Ok(Some(gr)) => Ok(gr.gid.as_raw()),
-        _ => Err(InstanceError::Config(format!(
-            "host group {g:?} does not exist"
-        ))),
-    }
 }
 
 pub async fn plan(
@@ -172,10 +131,7 @@ pub async fn plan(
         .unwrap_or((0, 1));
     let limits = limits(&item_run, dmips, cores, env.defaults.tmp_size);
 
-    let resources: Vec<NodeResource> = env
-        .resources
-        .resolve(&item_run.resources)
-        .map_err(InstanceError::ResourceMissing)?;
+    let granted = crate::resources::grant(&env.resources, &item_run.resources)?;
 
     let instance_id = aos_api::ids::instance_id(&s.item_id, &s.subject_id, s.index);
     let mut vars = vec![
@@ -211,40 +167,14 @@ pub async fn plan(
         resolv_conf: std::fs::read_to_string(&env.resolv_conf).unwrap_or_default(),
         ..TopLayer::default()
     };
-    let mut devices = Vec::new();
-    let mut groups = Vec::new();
-    for r in &resources {
-        for e in &r.env {
-            set_env(&mut vars, e.clone());
-        }
-        for d in &r.devices {
-            let dev = device(d)?;
-            groups.push(dev.gid);
-            if let Some(parent) = std::path::Path::new(&dev.path).parent() {
-                top.mount_dirs.push(parent.display().to_string());
-            }
-            devices.push(dev);
-        }
-        for m in &r.mounts {
-            let src = PathBuf::from(&m.source);
-            if src.is_dir() {
-                top.mount_dirs.push(m.destination.clone());
-            } else {
-                top.mount_files.push(m.destination.clone());
-            }
-            binds.push(Bind {
-                source: src,
-                destination: m.destination.clone(),
-                read_only: m.options.iter().any(|o| o == "ro"),
-            });
-        }
-        for g in &r.groups {
-            groups.push(group_id(g)?);
-        }
-        top.hosts.extend(r.hosts.iter().cloned());
+    for e in &granted.env {
+        set_env(&mut vars, e.clone());
     }
-    groups.sort_unstable();
-    groups.dedup();
+    top.mount_dirs.extend(granted.mount_dirs.iter().cloned());
+    top.mount_files.extend(granted.mount_files.iter().cloned());
+    top.hosts.extend(granted.hosts.iter().cloned());
+    binds.extend(granted.binds.iter().cloned());
+    let (devices, groups) = (granted.devices, granted.groups);
 
     let mut env_status = Vec::new();
     let mut next_env_expiry: Option<DateTime<Utc>> = None;
