@@ -573,3 +573,68 @@ fn a_fifo_as_an_archive_fails_its_items_and_aosd_keeps_answering() {
     let status = aosd.terminate();
     assert!(status.success(), "SIGTERM ends aosd: {status}");
 }
+
+#[test]
+fn env_values_are_hidden_from_readers_who_may_not_write() {
+    let aosd = Aosd::start_with(AosdOptions {
+        args: vec![
+            "--socket-mode".into(),
+            "0666".into(),
+            "--group".into(),
+            "users".into(),
+        ],
+        ..Default::default()
+    });
+    aosd.ok(&["apply", "-f", &format!("{}/hello.yaml", examples())]);
+    let (nobody, users) = (65534, 100);
+    let name = "state-writer-demo-0";
+    for args in [
+        vec!["get", "instance", name, "-o", "json"],
+        vec!["get", "instances", "-o", "json"],
+        vec!["describe", "instance", name],
+    ] {
+        let reader =
+            String::from_utf8_lossy(&as_user(&aosd, nobody, nobody, &args).stdout).into_owned();
+        assert!(reader.contains("GREETING"), "{args:?}: {reader}");
+        assert!(
+            !reader.contains("hello from instance 0"),
+            "{args:?}: {reader}"
+        );
+        assert!(reader.contains("redacted"), "{args:?}: {reader}");
+        let writer =
+            String::from_utf8_lossy(&as_user(&aosd, nobody, users, &args).stdout).into_owned();
+        assert!(
+            writer.contains("hello from instance 0"),
+            "{args:?}: {writer}"
+        );
+    }
+    // A watch too: what it prints after a change of the value.
+    let mut w = aosd
+        .aosctl_as(nobody, nobody)
+        .args(["get", "instances", "-w", "-o", "json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = w.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut s);
+        s
+    });
+    let changed = aosd.public_file(std::path::Path::new(&format!("{}/hello.yaml", examples())));
+    let text = std::fs::read_to_string(&changed).unwrap();
+    std::fs::write(
+        &changed,
+        text.replace("hello from instance 0", "hello again"),
+    )
+    .unwrap();
+    aosd.ok(&["apply", "-f", changed.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    w.kill().unwrap();
+    w.wait().unwrap();
+    let out = reader.join().unwrap();
+    assert!(
+        !out.contains("hello again") && out.contains("redacted"),
+        "{out}"
+    );
+}

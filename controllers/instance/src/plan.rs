@@ -3,7 +3,6 @@
 //! of all of it, kept as a container label, so that a running task is adopted when it matches
 //! and replaced when anything that shapes it changed.
 
-
 use aos_api::{
     EnvState, EnvVarStatus, InstanceSpec, ItemSpec, LayerPhase, LayerSpec, NodeSpec, Object,
 };

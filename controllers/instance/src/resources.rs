@@ -84,7 +84,9 @@ fn group_id(g: &str) -> Result<u32, InstanceError> {
 /// What the resources `wanted` give, with the node's declarations in `node`.
 pub fn grant(node: &NodeResources, wanted: &[RequestedResource]) -> Result<Granted, InstanceError> {
     let mut g = Granted::default();
-    let resolved = node.resolve(wanted).map_err(InstanceError::ResourceMissing)?;
+    let resolved = node
+        .resolve(wanted)
+        .map_err(InstanceError::ResourceMissing)?;
     for (r, w) in resolved.iter().zip(wanted) {
         let read_only = w.read_only();
         g.env.extend(r.env.iter().cloned());
@@ -152,7 +154,10 @@ mod tests {
     #[test]
     fn only_the_groups_the_node_names_are_joined_and_never_root() {
         let g = grant(&node(&[]), &want("rw")).unwrap();
-        assert!(g.groups.is_empty(), "the device's owning group is not given");
+        assert!(
+            g.groups.is_empty(),
+            "the device's owning group is not given"
+        );
         assert_eq!(g.devices[0].gid, 0);
         assert_eq!(grant(&node(&["44"]), &want("rw")).unwrap().groups, [44]);
         let root = grant(&node(&["root"]), &want("rw")).unwrap_err();

@@ -66,6 +66,14 @@ impl Auth {
             .map_or(u32::MAX, |c| c.uid())
     }
 
+    /// Whether the caller may write (readers without write access see secrets redacted).
+    pub fn is_writer<T>(&self, req: &Request<T>) -> bool {
+        req.extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|c| c.peer_cred)
+            .is_some_and(|c| self.may_write(c.uid(), c.gid(), c.pid()))
+    }
+
     /// Refuses a write call from a peer that may not write.
     pub fn check_write<T>(&self, req: &Request<T>, call: &str) -> Result<(), Status> {
         let cred = req

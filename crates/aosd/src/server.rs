@@ -81,6 +81,23 @@ fn to_json(o: &DynObject) -> Result<String, Status> {
     serde_json::to_string(o).map_err(|e| Status::internal(format!("failed to encode object: {e}")))
 }
 
+/// What a reader without write access sees in place of an env value (env is where tokens go).
+pub const REDACTED: &str = "(redacted: reading values needs write access)";
+
+/// The object as a reader sees it: env values of Instances hidden unless it may write.
+fn for_reader(o: &DynObject, writer: bool) -> Result<String, Status> {
+    if writer || o.kind != "Instance" {
+        return to_json(o);
+    }
+    let mut o = o.clone();
+    if let Some(env) = o.spec.get_mut("env").and_then(|e| e.as_array_mut()) {
+        for v in env.iter_mut().filter_map(|e| e.get_mut("value")) {
+            *v = REDACTED.into();
+        }
+    }
+    to_json(&o)
+}
+
 fn selector(s: &str) -> Result<Selector, Status> {
     s.parse()
         .map_err(|e: aos_api::selector::SelectorError| Status::invalid_argument(e.to_string()))
@@ -149,6 +166,7 @@ impl aos_rpc::Aosd for ApiServer {
     }
 
     async fn get(&self, req: Request<v1::GetRequest>) -> Result<Response<v1::Resource>, Status> {
+        let writer = self.auth.is_writer(&req);
         let req = req.into_inner();
         let obj = self
             .backend
@@ -156,7 +174,7 @@ impl aos_rpc::Aosd for ApiServer {
             .await
             .map_err(status_of)?;
         Ok(Response::new(v1::Resource {
-            json: to_json(&obj)?,
+            json: for_reader(&obj, writer)?,
         }))
     }
 
@@ -164,6 +182,7 @@ impl aos_rpc::Aosd for ApiServer {
         &self,
         req: Request<v1::ListRequest>,
     ) -> Result<Response<v1::ListResponse>, Status> {
+        let writer = self.auth.is_writer(&req);
         let req = req.into_inner();
         let sel = selector(&req.label_selector)?;
         let list = self
@@ -172,7 +191,11 @@ impl aos_rpc::Aosd for ApiServer {
             .await
             .map_err(status_of)?;
         Ok(Response::new(v1::ListResponse {
-            items: list.items.iter().map(to_json).collect::<Result<_, _>>()?,
+            items: list
+                .items
+                .iter()
+                .map(|o| for_reader(o, writer))
+                .collect::<Result<_, _>>()?,
             resource_version: list.revision,
         }))
     }
@@ -197,6 +220,7 @@ impl aos_rpc::Aosd for ApiServer {
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let writer = self.auth.is_writer(&req);
         let req = req.into_inner();
         let kind = if req.kind.is_empty() {
             None
@@ -217,7 +241,7 @@ impl aos_rpc::Aosd for ApiServer {
                             EventType::Modified => "MODIFIED",
                             EventType::Deleted => "DELETED",
                         };
-                        to_json(&ev.object).map(|json| v1::WatchEvent {
+                        for_reader(&ev.object, writer).map(|json| v1::WatchEvent {
                             r#type: type_.to_string(),
                             json,
                             revision: ev.revision,
