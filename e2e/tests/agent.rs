@@ -638,3 +638,23 @@ fn env_values_are_hidden_from_readers_who_may_not_write() {
         "{out}"
     );
 }
+
+#[test]
+fn an_error_about_a_huge_name_keeps_its_code_over_raw_grpc() {
+    let aosd = Aosd::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let e = rt.block_on(async {
+        let c = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
+        let obj: aos_api::DynObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "aos.edge/v1alpha1", "kind": "Network",
+            "metadata": {"name": "n".repeat(100_000)}, "spec": {}
+        }))
+        .unwrap();
+        c.apply(&obj, false).await.unwrap_err()
+    });
+    assert_eq!(e.code(), Some(tonic::Code::InvalidArgument), "{e}");
+    assert!(e.to_string().len() < 4096, "{}", e.to_string().len());
+}

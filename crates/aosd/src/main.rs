@@ -310,6 +310,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         c.images.archive_dirs.clone(),
     );
     let server = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(server::bound_message))
         .add_service(aos_rpc::AosdServer::new(api).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(
             // Every connection through the relay that accepts any client's authority.

@@ -50,6 +50,33 @@ fn entry(l: aos_logger::LogLine) -> v1::LogEntry {
     }
 }
 
+/// Longest `grpc-message` a client gets: an error quoting a 100 KB name must not overflow the
+/// client's metadata limit (it would see RESOURCE_EXHAUSTED instead of the real code).
+const MAX_MESSAGE: usize = 2048;
+
+/// Shortens the error message of a gRPC response (the `grpc-message` header, percent-encoded)
+/// to [`MAX_MESSAGE`] bytes, cut at a character boundary of the encoding and marked.
+pub fn bound_message<B>(mut res: http::Response<B>) -> http::Response<B> {
+    let Some(v) = res.headers().get("grpc-message") else {
+        return res;
+    };
+    let bytes = v.as_bytes();
+    if bytes.len() <= MAX_MESSAGE {
+        return res;
+    }
+    // Never inside a %XX escape: one starting in the last two bytes goes whole.
+    let mut cut = MAX_MESSAGE;
+    if let Some(p) = bytes[cut - 2..cut].iter().position(|b| *b == b'%') {
+        cut = cut - 2 + p;
+    }
+    let mut short = bytes[..cut].to_vec();
+    short.extend_from_slice(format!("%E2%80%A6 ({} bytes cut)", bytes.len() - cut).as_bytes());
+    if let Ok(h) = http::HeaderValue::from_bytes(&short) {
+        res.headers_mut().insert("grpc-message", h);
+    }
+    res
+}
+
 /// The one place where store errors become gRPC codes.
 pub fn status_of(e: StoreError) -> Status {
     let msg = e.to_string();
@@ -322,5 +349,33 @@ impl aos_rpc::Aosd for ApiServer {
             revision,
             node_id: self.node_id.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_error_message_is_cut_outside_an_escape_and_marked() {
+        let long = "%41".repeat(2000);
+        let res = http::Response::builder()
+            .header("grpc-message", long.as_str())
+            .body(())
+            .unwrap();
+        let short = bound_message(res);
+        let v = short.headers()["grpc-message"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(v.len() < MAX_MESSAGE + 40, "{}", v.len());
+        assert!(v.ends_with("bytes cut)"), "{v}");
+        let kept = v.split("%E2%80%A6").next().unwrap();
+        assert_eq!(kept.len() % 3, 0, "whole escapes only: {kept}");
+        let fine = http::Response::builder()
+            .header("grpc-message", "not found")
+            .body(())
+            .unwrap();
+        assert_eq!(bound_message(fine).headers()["grpc-message"], "not found");
     }
 }

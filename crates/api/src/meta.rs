@@ -198,6 +198,9 @@ pub trait Spec:
     /// Checks what serde cannot: formats, ranges, exclusive fields. Paths start at `spec`.
     fn validate(&self, _errors: &mut Vec<FieldError>) {}
 
+    /// Checks what a kind needs of its objects' names beyond a DNS subdomain.
+    fn validate_name(_name: &str, _errors: &mut Vec<FieldError>) {}
+
     /// Checks a change of an existing object's spec (fields that cannot change once acted on).
     fn validate_update(
         &self,

@@ -79,6 +79,7 @@ pub fn validate_meta(obj: &DynObject, errors: &mut Vec<FieldError>) {
 pub fn validate_typed<S: Spec>(obj: &DynObject) -> Result<(), ValidationErrors> {
     let mut errors = Vec::new();
     validate_meta(obj, &mut errors);
+    S::validate_name(&obj.metadata.name, &mut errors);
     match Object::<S>::from_dyn(obj) {
         Ok(typed) => typed.spec.validate(&mut errors),
         Err(e) => errors.extend(e.0),
@@ -145,6 +146,27 @@ mod tests {
         .unwrap();
         let err = validate(&obj).unwrap_err();
         assert_eq!(err.0[0].path, "spec.restartPolicy.startBurst", "{err}");
+    }
+
+    #[test]
+    fn instance_names_are_container_ids_and_host_names() {
+        let inst = |name: &str| -> DynObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": API_VERSION, "kind": "Instance", "metadata": {"name": name},
+                "spec": {"itemId": "x", "version": "1", "subjectId": "s", "runtime": "container"}
+            }))
+            .unwrap()
+        };
+        assert!(validate(&inst("web-0")).is_ok());
+        let e = validate(&inst("x..y")).unwrap_err();
+        assert!(e.to_string().contains("two separators in a row"), "{e}");
+        let e = validate(&inst(&"a".repeat(77))).unwrap_err();
+        assert!(e.to_string().contains("at most 63"), "{e}");
+        // Other kinds keep the subdomain rule.
+        let mut net = inst("x..y");
+        net.kind = "Network".into();
+        net.spec = serde_json::json!({});
+        assert!(validate(&net).is_ok());
     }
 
     #[test]

@@ -87,6 +87,14 @@ impl ValidationErrors {
     }
 }
 
+/// `s` quoted for a message, at most 64 characters of it (input can be huge).
+pub fn quoted(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        None => format!("{s:?}"),
+        Some((i, _)) => format!("{:?}… ({} bytes)", &s[..i], s.len()),
+    }
+}
+
 /// An object name: a DNS-1123 subdomain (lowercase letters, digits, `-` and `.`, starting and
 /// ending with a letter or digit, at most 253 characters).
 pub fn check_name(path: &str, name: &str, errors: &mut Vec<FieldError>) {
@@ -103,8 +111,9 @@ pub fn check_name(path: &str, name: &str, errors: &mut Vec<FieldError>) {
         errors.push(FieldError::new(
             path,
             format!(
-                "{name:?} is not a valid name: use lowercase letters, digits, '-' and '.', \
-                 starting and ending with a letter or digit"
+                "{} is not a valid name: use lowercase letters, digits, '-' and '.', \
+                 starting and ending with a letter or digit",
+                quoted(name)
             ),
         ));
     }

@@ -274,6 +274,31 @@ impl Spec for InstanceSpec {
     const KIND: &'static str = "Instance";
     type Status = InstanceStatus;
 
+    /// An Instance's name is its container's id and, by default, its host name: at most 63
+    /// characters, and no two separators in a row (containerd refuses `a..b`).
+    fn validate_name(name: &str, errors: &mut Vec<FieldError>) {
+        if name.len() > 63 {
+            errors.push(FieldError::new(
+                "metadata.name",
+                "an Instance's name must be at most 63 characters (it is a host name)",
+            ));
+        }
+        let seps = |c: char| c == '.' || c == '-';
+        if name
+            .chars()
+            .zip(name.chars().skip(1))
+            .any(|(a, b)| seps(a) && seps(b))
+        {
+            errors.push(FieldError::new(
+                "metadata.name",
+                format!(
+                    "{} has two separators in a row, which container ids may not",
+                    crate::validate::quoted(name)
+                ),
+            ));
+        }
+    }
+
     fn validate(&self, errors: &mut Vec<FieldError>) {
         check_not_empty("spec.itemId", &self.item_id, errors);
         check_not_empty("spec.version", &self.version, errors);
