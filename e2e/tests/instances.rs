@@ -482,3 +482,49 @@ fn the_host_network_and_no_filter_are_refused_where_the_node_does_not_allow_them
         assert!(v.to_string().contains("allow_"), "{v}");
     }
 }
+
+fn condition(v: &serde_json::Value, t: &str) -> serde_json::Value {
+    v["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == t))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn while_containerd_is_down_the_node_and_its_instances_say_so_and_recover_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::start("");
+    let dir = service(
+        &tmp.path().join("sleeper"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n",
+        "#!/bin/sh\nexec sleep 3600\n",
+    );
+    node.install(&dir, "sleeper");
+    node.apply(&instance("sleeper-0", "sleeper", "v1", 0, ""));
+    let pid = node.active("sleeper-0")["status"]["pid"].clone();
+    node.containerd.kill();
+    let n = node.aosd.until("node", "e2e-node", 30, |v| {
+        condition(v, "ContainerRuntimeReady")["status"] == "False"
+    });
+    assert_eq!(
+        condition(&n, "ContainerRuntimeReady")["reason"],
+        "RuntimeUnavailable"
+    );
+    let i = node.until_instance("sleeper-0", 60, |v| {
+        condition(v, "Ready")["status"] == "Unknown"
+    });
+    assert_eq!(
+        condition(&i, "Ready")["reason"],
+        "RuntimeUnavailable",
+        "{i}"
+    );
+    node.containerd.restart();
+    node.aosd.until("node", "e2e-node", 30, |v| {
+        condition(v, "ContainerRuntimeReady")["status"] == "True"
+    });
+    let back = node.until_instance("sleeper-0", 60, |v| {
+        condition(v, "Ready")["status"] == "True"
+    });
+    assert_eq!(back["status"]["pid"], pid, "the task kept running: {back}");
+}

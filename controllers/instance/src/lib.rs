@@ -198,33 +198,49 @@ impl InstanceEnv {
 }
 
 /// Feeds task exits and OOMs to the controller: a task's event wakes its Instance at once.
+/// When the stream ends (containerd restarted), it subscribes again and wakes every instance
+/// once, so that exits missed meanwhile are seen.
 pub fn spawn_events(
     env: Arc<InstanceEnv>,
     waker: Waker,
+    reader: aos_reconcile::Reader<InstanceSpec>,
     stop: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut events = match env.containers.events().await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "no task events: exits are seen only at resync");
-                return;
-            }
-        };
+        let mut first = true;
         loop {
-            let ev = tokio::select! {
-                _ = stop.cancelled() => return,
-                ev = events.next() => ev,
-            };
-            let Some(ev) = ev else { return };
-            if let TaskEvent::Oom { id } = &ev {
-                env.oom
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.clone());
+            match env.containers.events().await {
+                Ok(mut events) => {
+                    if !first {
+                        tracing::info!("task events again: looking at every instance");
+                        for k in reader.keys() {
+                            waker.wake(&k);
+                        }
+                    }
+                    first = false;
+                    loop {
+                        let ev = tokio::select! {
+                            _ = stop.cancelled() => return,
+                            ev = events.next() => ev,
+                        };
+                        let Some(ev) = ev else { break };
+                        if let TaskEvent::Oom { id } = &ev {
+                            env.oom
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(id.clone());
+                        }
+                        tracing::debug!(event = ?ev, "task event");
+                        waker.wake(ev.id());
+                    }
+                    tracing::warn!("the task event stream ended; subscribing again");
+                }
+                Err(e) => tracing::warn!(error = %e, "no task events yet; retrying"),
             }
-            tracing::debug!(event = ?ev, "task event");
-            waker.wake(ev.id());
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
         }
     })
 }

@@ -501,7 +501,25 @@ impl Reconciler for InstanceReconciler {
         let now = Utc::now();
         let ids = self.ids(&obj, api).await?;
         let item = find_item(&ctx.backend, &obj.spec).await?;
-        let info = env.containers.inspect(name).await?;
+        let info = match env.containers.inspect(name).await {
+            Ok(i) => i,
+            Err(e) if e.is_unavailable() => {
+                // Nothing is known of the task while containerd is away: not Ready, not failed.
+                let msg = e.to_string();
+                api.update_status(name, |s| {
+                    s.common.set_condition(
+                        "Ready",
+                        ConditionStatus::Unknown,
+                        "RuntimeUnavailable",
+                        &msg,
+                        now,
+                    );
+                })
+                .await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let running = info.as_ref().and_then(|i| i.task).filter(|t| t.running);
         let Some(item) = item.filter(|i| i.status.phase == ItemPhase::Ready) else {
             let msg = format!(

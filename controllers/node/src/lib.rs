@@ -57,10 +57,14 @@ struct Facts {
     dmips_source: DmipsSource,
 }
 
+/// Whether the container runtime answers: `Ok`, or why not.
+pub type RuntimeCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 pub struct NodeReconciler {
     config: NodeConfig,
     facts: OnceCell<Facts>,
     last_cpu: Mutex<Option<(u64, u64)>>,
+    runtime: Option<RuntimeCheck>,
 }
 
 impl NodeReconciler {
@@ -69,7 +73,14 @@ impl NodeReconciler {
             config,
             facts: OnceCell::new(),
             last_cpu: Mutex::new(None),
+            runtime: None,
         }
+    }
+
+    /// Reports the container runtime's state in the `ContainerRuntimeReady` condition.
+    pub fn with_runtime_check(mut self, check: RuntimeCheck) -> Self {
+        self.runtime = Some(check);
+        self
     }
 
     /// The name of this node's resource.
@@ -209,6 +220,7 @@ impl Reconciler for NodeReconciler {
         let usage = self.usage(&facts);
         let desired = self.desired(&obj.spec, &facts, usage);
         let store = ctx.backend.health();
+        let runtime = self.runtime.clone();
         ctx.api
             .update_status(&obj.metadata.name, |s| {
                 let common = std::mem::take(&mut s.common);
@@ -230,6 +242,19 @@ impl Reconciler for NodeReconciler {
                 } else {
                     (aos_api::ConditionStatus::False, "DamagedRecords")
                 };
+                if let Some(check) = &runtime {
+                    let (st, reason, msg) = match check() {
+                        Ok(()) => (aos_api::ConditionStatus::True, "Answering", String::new()),
+                        Err(why) => (aos_api::ConditionStatus::False, "RuntimeUnavailable", why),
+                    };
+                    s.common.set_condition(
+                        aos_api::condition::CONTAINER_RUNTIME_READY,
+                        st,
+                        reason,
+                        &msg,
+                        chrono::Utc::now(),
+                    );
+                }
                 s.common.set_condition(
                     aos_api::condition::STORE_HEALTHY,
                     status,

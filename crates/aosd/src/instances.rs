@@ -19,6 +19,58 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+/// Whether containerd answers, as the watcher of [`spawn`] last saw it.
+#[derive(Clone)]
+pub struct RuntimeState(Arc<Mutex<Result<(), String>>>);
+
+impl Default for RuntimeState {
+    fn default() -> Self {
+        RuntimeState(Arc::new(Mutex::new(Err(
+            "containerd was not reached yet".into()
+        ))))
+    }
+}
+
+impl RuntimeState {
+    fn set(&self, v: Result<(), String>) {
+        let mut cur = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if *cur != v {
+            match &v {
+                Ok(()) => tracing::info!("containerd answers"),
+                Err(why) => tracing::warn!(reason = %why, "containerd does not answer"),
+            }
+            *cur = v;
+        }
+    }
+
+    /// The check the Node controller reports.
+    pub fn check(&self) -> aos_node_controller::RuntimeCheck {
+        let me = self.0.clone();
+        Arc::new(move || me.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// Asks containerd every few seconds whether it answers.
+async fn watch_runtime(
+    containers: Arc<dyn aos_containerd::Containers>,
+    state: RuntimeState,
+    stop: CancellationToken,
+) {
+    loop {
+        state.set(
+            containers
+                .ping()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
+    }
+}
+
 /// Where instances keep state, storage and logs.
 pub fn instances_dir(c: &Config) -> PathBuf {
     c.data_dir.join("instances")
@@ -50,6 +102,7 @@ pub fn spawn(
     backend: Arc<dyn Backend>,
     config: ControllerConfig,
     shutdown: &CancellationToken,
+    runtime: RuntimeState,
 ) -> anyhow::Result<()> {
     let rc = c.runtimes.container.clone();
     if !rc.enabled {
@@ -67,6 +120,7 @@ pub fn spawn(
             match Containerd::connect(&rc.containerd_socket, &rc.namespace).await {
                 Ok(cd) => break cd,
                 Err(e) => {
+                    runtime.set(Err(e.to_string()));
                     tracing::warn!(error = %e, "containerd is not reachable yet; retrying");
                     tokio::select! {
                         _ = stop.cancelled() => return,
@@ -96,6 +150,7 @@ pub fn spawn(
             binary: rc.runtime_binary.clone(),
             root: rc.runtime_root.clone(),
         }));
+        tokio::spawn(watch_runtime(containers.clone(), runtime, stop.clone()));
         let env = Arc::new(InstanceEnv {
             containers: containers.clone(),
             layers,
@@ -148,6 +203,7 @@ pub fn spawn(
         }
         let controller = Controller::new(InstanceReconciler::new(env.clone()), backend, config);
         let reader = controller.reader();
+        let keys = reader.clone();
         let by_network = reader.clone();
         let controller = controller.watches::<ItemSpec>(move |item: &Object<ItemSpec>| {
             reader
@@ -167,7 +223,7 @@ pub fn spawn(
         });
         let waker = controller.waker();
         env.probes.set_waker(waker.clone());
-        let events = aos_instance_controller::spawn_events(env, waker, stop.clone());
+        let events = aos_instance_controller::spawn_events(env, waker, keys, stop.clone());
         controller.run(stop).await;
         let _ = events.await;
     });

@@ -329,7 +329,11 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         "API ready"
     );
 
-    let node_reconciler = NodeReconciler::new(node);
+    let runtime = instances::RuntimeState::default();
+    let mut node_reconciler = NodeReconciler::new(node);
+    if c.runtimes.container.enabled {
+        node_reconciler = node_reconciler.with_runtime_check(runtime.check());
+    }
     node_reconciler
         .ensure_node(&Api::new(backend.clone()))
         .await
@@ -346,6 +350,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         backend.clone(),
         controller_config(&c),
         &shutdown,
+        runtime,
     )?;
     images::spawn(
         &mut controllers,

@@ -75,10 +75,19 @@ const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 
 fn call(op: &'static str, id: &str) -> impl FnOnce(tonic::Status) -> ContainersError {
     let id = id.to_string();
-    move |s| ContainersError::Call {
-        op,
-        id,
-        message: s.message().to_string(),
+    move |s| {
+        if s.code() == Code::Unavailable {
+            return ContainersError::Unavailable {
+                op,
+                id,
+                message: s.message().to_string(),
+            };
+        }
+        ContainersError::Call {
+            op,
+            id,
+            message: s.message().to_string(),
+        }
     }
 }
 
@@ -148,6 +157,17 @@ impl Containerd {
 
 #[async_trait::async_trait]
 impl Containers for Containerd {
+    async fn ping(&self) -> Result<String, ContainersError> {
+        let mut v = containerd_client::services::v1::version_client::VersionClient::new(
+            self.channel.clone(),
+        );
+        let r = v
+            .version(())
+            .await
+            .map_err(call("ask the version of", "containerd"))?;
+        Ok(r.into_inner().version)
+    }
+
     async fn release_idle(&self) -> Result<(), ContainersError> {
         if !self.list().await?.is_empty() {
             return Ok(());

@@ -11,6 +11,13 @@ use futures::stream::BoxStream;
 pub enum ContainersError {
     #[error("failed to connect to containerd at {path}: {message}")]
     Connect { path: String, message: String },
+    /// containerd does not answer (stopped, restarting): nothing is known of the tasks.
+    #[error("containerd does not answer ({op} {id}): {message}")]
+    Unavailable {
+        op: &'static str,
+        id: String,
+        message: String,
+    },
     #[error("failed to {op} {id}: {message}")]
     Call {
         op: &'static str,
@@ -28,9 +35,19 @@ pub enum ContainersError {
 }
 
 impl ContainersError {
+    /// The runtime itself is down (rather than refusing one call).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            ContainersError::Connect { .. } | ContainersError::Unavailable { .. }
+        )
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
-            ContainersError::Connect { .. } => "RuntimeUnavailable",
+            ContainersError::Connect { .. } | ContainersError::Unavailable { .. } => {
+                "RuntimeUnavailable"
+            }
             ContainersError::Call { .. } => "RuntimeCallFailed",
             ContainersError::Spec(_) => "InvalidRuntimeSpec",
             ContainersError::Io { .. } => "IoError",
@@ -156,6 +173,8 @@ pub trait Containers: Send + Sync {
     ) -> Result<u32, ContainersError>;
     /// Exits and OOMs of every task of the namespace, from now on.
     async fn events(&self) -> Result<BoxStream<'static, TaskEvent>, ContainersError>;
+    /// Whether the runtime answers (its version).
+    async fn ping(&self) -> Result<String, ContainersError>;
     /// Removes what the runtime keeps for the namespace outside its own state (runc's state
     /// directory) when no container is left; does nothing while one exists.
     async fn release_idle(&self) -> Result<(), ContainersError>;

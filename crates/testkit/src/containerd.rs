@@ -28,28 +28,45 @@ impl ContainerdProcess {
             "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
         )
         .unwrap();
+        let child = Self::spawn(dir.path(), &socket);
+        ContainerdProcess { socket, dir, child }
+    }
+
+    fn spawn(dir: &std::path::Path, socket: &std::path::Path) -> Child {
         let child = Command::new("containerd")
             .arg("--root")
-            .arg(dir.path().join("root"))
+            .arg(dir.join("root"))
             .arg("--state")
-            .arg(dir.path().join("state"))
+            .arg(dir.join("state"))
             .arg("--address")
-            .arg(&socket)
+            .arg(socket)
             .arg("--config")
-            .arg(&config)
+            .arg(dir.join("config.toml"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("containerd starts");
         let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "containerd did not listen in 20 s"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        ContainerdProcess { socket, dir, child }
+        child
+    }
+
+    /// Kills containerd itself (as a crash would): its shims and tasks keep running.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// Starts containerd again on the same root and state (after [`ContainerdProcess::kill`]).
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.dir.path(), &self.socket);
     }
 }
 

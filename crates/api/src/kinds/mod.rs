@@ -34,4 +34,6 @@ pub mod condition {
     pub const READY: &str = "Ready";
     /// On the Node: the store works and holds no damaged records.
     pub const STORE_HEALTHY: &str = "StoreHealthy";
+    /// On the Node: containerd answers.
+    pub const CONTAINER_RUNTIME_READY: &str = "ContainerRuntimeReady";
 }
