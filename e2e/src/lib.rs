@@ -324,3 +324,29 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .map(|kb| kb * 1024)
 }
+
+/// Rewrites the stored object under `key` (`Kind/name`) of a closed store file with `f`,
+/// sealed as the store seals records: what a crash between two writes can leave.
+pub fn edit_stored(store: &Path, key: &str, f: impl FnOnce(&mut serde_json::Value)) {
+    use redb::ReadableDatabase;
+    use sha2::Digest;
+    const OBJECTS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("objects");
+    let db = redb::Database::create(store).unwrap();
+    let bytes = {
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(OBJECTS).unwrap();
+        t.get(key).unwrap().unwrap().value().to_vec()
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes[9..]).unwrap();
+    f(&mut v);
+    let json = serde_json::to_vec(&v).unwrap();
+    let mut sealed = vec![1u8];
+    sealed.extend_from_slice(&sha2::Sha256::digest(&json)[..8]);
+    sealed.extend_from_slice(&json);
+    let w = db.begin_write().unwrap();
+    w.open_table(OBJECTS)
+        .unwrap()
+        .insert(key, sealed.as_slice())
+        .unwrap();
+    w.commit().unwrap();
+}

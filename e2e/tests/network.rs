@@ -648,3 +648,54 @@ PY
     node.aosd.ok(&["delete", "network", "closed", "--wait"]);
     drop(host_service);
 }
+
+#[test]
+fn a_task_adopted_after_a_crash_before_its_status_write_gets_its_address_start_and_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::start("");
+    let names = names_of(&node);
+    let _leftovers = Leftovers {
+        names,
+        networks: vec!["adopt"],
+        instances: vec!["a-0"],
+    };
+    let dir = service(
+        &tmp.path().join("a"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n",
+        "#!/bin/sh\nexec sleep 3600\n",
+    );
+    node.install(&dir, "a");
+    node.apply(
+        &(network("adopt", "172.29.14.0/24") + &instance("a-0", "a", "v1", 0, &on("adopt", ""))),
+    );
+    let before = node.active("a-0");
+    let ip = before["status"]["ip"].clone();
+    assert!(ip.is_string());
+    // aosd dies right after the task started: the status holds none of it.
+    let _ = node.aosd.child.kill();
+    let _ = node.aosd.child.wait();
+    aos_e2e::edit_stored(
+        &node.aosd.path().join("data/store.redb"),
+        "Instance/a-0",
+        |v| {
+            let s = v["status"].as_object_mut().unwrap();
+            for k in ["ip", "startedAt", "windowStart", "windowStarts", "pid"] {
+                s.remove(k);
+            }
+            s.insert("state".into(), "activating".into());
+        },
+    );
+    node.aosd.crash_and_restart();
+    let after = node.until_instance("a-0", 30, |v| {
+        v["status"]["state"] == "active" && v["status"]["ip"].is_string()
+    });
+    assert_eq!(after["status"]["ip"], ip, "the same address");
+    assert_eq!(
+        after["status"]["pid"], before["status"]["pid"],
+        "adopted, not restarted"
+    );
+    assert!(after["status"]["startedAt"].is_string(), "{after}");
+    assert!(after["status"]["windowStart"].is_string(), "{after}");
+    node.aosd.ok(&["delete", "instance", "a-0", "--wait"]);
+    node.aosd.ok(&["delete", "network", "adopt", "--wait"]);
+}

@@ -374,8 +374,24 @@ impl InstanceReconciler {
         let usage = self.usage(obj, &plan, now);
         let version = obj.spec.version.clone();
         let layer_names: Vec<String> = plan.layers.iter().map(|(n, _, _)| n.clone()).collect();
+        // A task adopted after aosd died between its start and the status write: what that
+        // write would have said is filled in (the address from the network, which keeps it).
+        let mut ip = obj.status.ip.clone();
+        if let (None, Some(n), Some(nets)) = (&ip, &obj.spec.network, &env.networks) {
+            let shaping = crate::network::Shaping {
+                upload: plan.quotas.upload_speed,
+                download: plan.quotas.download_speed,
+            };
+            ip = Some(nets.attach(name, &n.network_id, shaping).await?.ip);
+        }
         api.update_status(name, |s| {
             s.state = InstanceState::Active;
+            s.ip = ip.clone();
+            s.started_at = s.started_at.or(Some(now));
+            if s.window_start.is_none() {
+                s.window_start = Some(now);
+                s.window_starts = s.window_starts.max(1);
+            }
             s.pid = Some(t.pid);
             s.running_version = Some(version.clone());
             s.restart_at = None;
