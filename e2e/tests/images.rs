@@ -539,3 +539,51 @@ fn deleting_items_trims_cached_versions_to_the_limit() {
         assert!(aosd.run(&["get", "layer", &layer(b)]).status.success());
     }
 }
+
+#[test]
+fn a_layer_writing_through_a_lower_layers_symlink_fails_the_item() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each layer alone is fine; the second writes through the first one's symlink.
+    let stacked = ImageBuilder::new()
+        .layer(&[Entry::Symlink("lnk", "/tmp")])
+        .layer(&[Entry::Dir("lnk", 0o755), file("lnk/sub/x", b"x")])
+        .write_layout(&dir.path().join("stacked"), "1");
+    let through = ImageBuilder::new()
+        .layer(&[Entry::Symlink("lnk", "/tmp")])
+        .layer(&[file("lnk/sub/x", b"x")])
+        .write_layout(&dir.path().join("through"), "1");
+    let aosd = start_with("");
+    apply(
+        &aosd,
+        &item_yaml(
+            "through",
+            "t",
+            "1",
+            &format!("archive: {}", through.layout.display()),
+        ),
+    );
+    apply(
+        &aosd,
+        &item_yaml(
+            "stacked",
+            "s",
+            "1",
+            &format!("archive: {}", stacked.layout.display()),
+        ),
+    );
+    let t = aosd.until("item", "through", 30, |v| v["status"]["phase"] == "Failed");
+    assert_eq!(
+        t["status"]["conditions"][0]["reason"], "HostileLayer",
+        "{t:#}"
+    );
+    assert!(
+        t["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("layer 2 writes under \"lnk\""),
+        "{t:#}"
+    );
+    // A layer that replaces the symlink with a directory of its own is fine.
+    aosd.until("item", "stacked", 30, |v| v["status"]["phase"] == "Ready");
+    aosd.ok(&["delete", "item", "through", "stacked", "--wait"]);
+}

@@ -352,7 +352,19 @@ impl Reconciler for ItemReconciler {
                 _ => done += l.status.downloaded_bytes.unwrap_or(0).min(desc.size),
             }
         }
-        let all_ready = ready == manifest.layers.len();
+        let mut all_ready = ready == manifest.layers.len();
+        if all_ready {
+            // Each layer was checked alone; the stack is checked as overlayfs will see it.
+            let records: Vec<_> = diff_ids
+                .iter()
+                .filter_map(|d| self.env.store.record(d))
+                .collect();
+            let indexes: Vec<_> = records.iter().map(|r| &r.index).collect();
+            if let Err(why) = aos_image::stack::check_stack(&indexes) {
+                all_ready = false;
+                failed = Some((String::new(), "HostileLayer".into(), why));
+            }
+        }
         ctx.api
             .update_status(&name, |s| {
                 s.progress = Some(Progress {
@@ -374,7 +386,11 @@ impl Reconciler for ItemReconciler {
                         "Ready",
                         ConditionStatus::False,
                         reason,
-                        &format!("layer {layer}: {message}"),
+                        &if layer.is_empty() {
+                            message.clone()
+                        } else {
+                            format!("layer {layer}: {message}")
+                        },
                         now(),
                     );
                 } else {

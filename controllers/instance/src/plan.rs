@@ -92,6 +92,7 @@ pub async fn plan(
 
     let layer_api = Api::<LayerSpec>::new(backend.clone());
     let mut layers = Vec::new();
+    let mut indexes = Vec::new();
     for lname in &item.status.layers {
         let l = layer_api
             .get_opt(lname)
@@ -111,6 +112,7 @@ pub async fn plan(
             .layers
             .mount_path(&diff_id)
             .map_err(|e| InstanceError::Rootfs(e.to_string()))?;
+        indexes.push(record.index);
         layers.push((
             lname.clone(),
             diff_id,
@@ -120,6 +122,8 @@ pub async fn plan(
             },
         ));
     }
+    aos_image::stack::check_stack(&indexes.iter().collect::<Vec<_>>())
+        .map_err(InstanceError::Rootfs)?;
 
     let (nodes, _) = Api::<NodeSpec>::new(backend.clone())
         .list(&Default::default())

@@ -33,6 +33,9 @@ pub struct LayerRecord {
     /// Directories without an entry of their own in the layer (see [`crate::stack`]).
     #[serde(default)]
     pub implicit_dirs: Vec<String>,
+    /// What the stack check needs of the layer (see [`crate::stack::check_stack`]).
+    #[serde(default)]
+    pub index: crate::tarfilter::LayerIndex,
 }
 
 #[derive(Clone, Debug)]

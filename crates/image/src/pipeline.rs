@@ -186,6 +186,7 @@ pub async fn install_service_layer(
         at_rest_digest,
         files: converted.stats.files,
         implicit_dirs: converted.stats.implicit_dirs,
+        index: converted.stats.index,
     };
     store.publish(&tmp, &record)?;
     store.remove_blob(&layer.digest)?;

@@ -6,16 +6,23 @@
 //! sparse files. Directory entries are held back and written at the end (the builder creates
 //! parents implicitly and takes the later attributes), so that an opaque marker can reach its
 //! directory wherever it appears. Memory grows with the number of directories, not the data.
+//! Names are kept as the bytes they are (squashfs and overlayfs take any byte but `/` and NUL):
+//! two names that differ only in bytes that are not UTF-8 stay two files. What the stack check
+//! needs of a layer (its symlinks, whiteouts, opaque and explicit directories, the directories
+//! its entries sit in) is collected in [`LayerIndex`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ffi::OsStr;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use tar::{EntryType, Header};
 
 use crate::ImageError;
 
-const WHITEOUT: &str = ".wh.";
-const OPAQUE: &str = ".wh..wh..opq";
+const WHITEOUT: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
 const OPAQUE_XATTR: &str = "SCHILY.xattr.trusted.overlay.opaque";
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,6 +42,23 @@ pub struct FilterStats {
     /// Directories the layer holds without an entry of their own (parents of entries, opaque
     /// markers): they get default attributes here, and the stack takes theirs from below.
     pub implicit_dirs: Vec<String>,
+    pub index: LayerIndex,
+}
+
+/// The paths of a layer the stack check works on (names that are not UTF-8 are shown with
+/// U+FFFD: a collision there can only refuse, never let through).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LayerIndex {
+    pub symlinks: BTreeSet<String>,
+    /// Paths the layer removes from the layers below (whiteouts).
+    pub whiteouts: BTreeSet<String>,
+    /// Directories whose lower contents the layer hides.
+    pub opaque: BTreeSet<String>,
+    /// Directories with an entry of their own (replacing whatever was below at that path).
+    pub dirs: BTreeSet<String>,
+    /// Every directory an entry of the layer sits in.
+    pub parents: BTreeSet<String>,
 }
 
 struct DirMeta {
@@ -46,20 +70,37 @@ fn hostile(msg: String) -> ImageError {
     ImageError::HostileLayer(msg)
 }
 
+/// A name for messages and the index.
+fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn as_path(b: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(b))
+}
+
 /// A relative, normalized path (no `.`, no trailing `/`), or why it is refused.
-fn clean_path(raw: &str) -> Result<String, ImageError> {
-    if raw.starts_with('/') {
-        return Err(hostile(format!("entry {raw:?} has an absolute path")));
+fn clean_path(raw: &[u8]) -> Result<Vec<u8>, ImageError> {
+    if raw.first() == Some(&b'/') {
+        return Err(hostile(format!(
+            "entry {:?} has an absolute path",
+            show(raw)
+        )));
     }
-    let mut parts = Vec::new();
-    for c in raw.split('/') {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
         match c {
-            "" | "." => {}
-            ".." => return Err(hostile(format!("entry {raw:?} climbs out with '..'"))),
+            b"" | b"." => {}
+            b".." => {
+                return Err(hostile(format!(
+                    "entry {:?} climbs out with '..'",
+                    show(raw)
+                )))
+            }
             c => parts.push(c),
         }
     }
-    Ok(parts.join("/"))
+    Ok(parts.join(&b'/'))
 }
 
 fn io(e: std::io::Error) -> ImageError {
@@ -116,11 +157,12 @@ pub fn filter<R: Read, W: Write>(
     let mut out = tar::Builder::new(output);
     out.mode(tar::HeaderMode::Complete);
     let mut stats = FilterStats::default();
-    let mut symlinks: HashSet<String> = HashSet::new();
-    let mut files: HashSet<String> = HashSet::new();
-    let mut dirs: BTreeMap<String, Option<DirMeta>> = BTreeMap::new();
-    let mut opaque: HashSet<String> = HashSet::new();
-    let mut parents: HashSet<String> = HashSet::new();
+    let mut symlinks: HashSet<Vec<u8>> = HashSet::new();
+    let mut files: HashSet<Vec<u8>> = HashSet::new();
+    let mut dirs: BTreeMap<Vec<u8>, Option<DirMeta>> = BTreeMap::new();
+    let mut opaque: HashSet<Vec<u8>> = HashSet::new();
+    let mut parents: HashSet<Vec<u8>> = HashSet::new();
+    let mut whiteouts: BTreeSet<String> = BTreeSet::new();
 
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
@@ -135,39 +177,29 @@ pub fn filter<R: Read, W: Write>(
             continue;
         }
         stats.entries += 1;
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let raw = entry.path_bytes().into_owned();
+        let shown = show(&raw);
         let path = clean_path(&raw)?;
         if path.is_empty() {
             continue; // the root directory itself
         }
         // No entry may be placed through a symlink of this layer.
-        let mut prefix = String::new();
-        for part in path.split('/').take(path.split('/').count() - 1) {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
+        let parts: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+        for n in 1..parts.len() {
+            let prefix = parts[..n].join(&b'/');
             if symlinks.contains(&prefix) {
                 return Err(hostile(format!(
-                    "entry {raw:?} is written through the symlink {prefix:?}"
+                    "entry {shown:?} is written through the symlink {:?}",
+                    show(&prefix)
                 )));
             }
         }
-        let (parent, name) = match path.rsplit_once('/') {
-            Some((p, n)) => (p.to_string(), n.to_string()),
-            None => (String::new(), path.clone()),
+        let (parent, name): (Vec<u8>, Vec<u8>) = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) => (path[..i].to_vec(), path[i + 1..].to_vec()),
+            None => (Vec::new(), path.clone()),
         };
-        if !parent.is_empty() && !parents.contains(&parent) {
-            let mut p = parent.as_str();
-            loop {
-                if !parents.insert(p.to_string()) {
-                    break;
-                }
-                match p.rsplit_once('/') {
-                    Some((up, _)) => p = up,
-                    None => break,
-                }
-            }
+        for n in 1..parts.len() {
+            parents.insert(parts[..n].join(&b'/'));
         }
         if name == OPAQUE {
             if !parent.is_empty() {
@@ -178,13 +210,13 @@ pub fn filter<R: Read, W: Write>(
             continue;
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT) {
-            if hidden.is_empty() || hidden == "." || hidden == ".." {
-                return Err(hostile(format!("whiteout {raw:?} names nothing")));
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                return Err(hostile(format!("whiteout {shown:?} names nothing")));
             }
             let target = if parent.is_empty() {
-                hidden.to_string()
+                hidden.to_vec()
             } else {
-                format!("{parent}/{hidden}")
+                [parent.as_slice(), hidden].join(&b'/')
             };
             let mut h = Header::new_gnu();
             h.set_entry_type(EntryType::Char);
@@ -193,9 +225,10 @@ pub fn filter<R: Read, W: Write>(
             h.set_mode(0);
             h.set_size(0);
             h.set_mtime(entry.header().mtime().unwrap_or(0));
-            out.append_data(&mut h, &target, std::io::empty())
+            out.append_data(&mut h, as_path(&target), std::io::empty())
                 .map_err(out_err)?;
             symlinks.remove(&target);
+            whiteouts.insert(show(&target));
             stats.whiteouts += 1;
             continue;
         }
@@ -212,7 +245,7 @@ pub fn filter<R: Read, W: Write>(
                 h.set_entry_type(EntryType::Regular);
                 h.set_size(size);
                 write_pax(&mut out, &xattrs)?;
-                out.append_data(&mut h, &path, &mut entry)
+                out.append_data(&mut h, as_path(&path), &mut entry)
                     .map_err(out_err)?;
                 symlinks.remove(&path);
                 files.insert(path);
@@ -222,38 +255,42 @@ pub fn filter<R: Read, W: Write>(
             EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map(|b| b.into_owned())
                     .unwrap_or_default();
                 h.set_entry_type(EntryType::Symlink);
                 h.set_size(0);
                 write_pax(&mut out, &xattrs)?;
-                out.append_link(&mut h, &path, &target).map_err(out_err)?;
+                out.append_link(&mut h, as_path(&path), as_path(&target))
+                    .map_err(out_err)?;
                 symlinks.insert(path);
             }
             EntryType::Link => {
                 let raw_target = entry
                     .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map(|b| b.into_owned())
                     .unwrap_or_default();
                 let target = clean_path(&raw_target).map_err(|_| {
                     hostile(format!(
-                        "hard link {raw:?} points outside the layer ({raw_target:?})"
+                        "hard link {shown:?} points outside the layer ({:?})",
+                        show(&raw_target)
                     ))
                 })?;
                 if !files.contains(&target) {
                     return Err(hostile(format!(
-                        "hard link {raw:?} points to {raw_target:?}, which is not an earlier file of this layer"
+                        "hard link {shown:?} points to {:?}, which is not an earlier file of this layer",
+                        show(&raw_target)
                     )));
                 }
                 h.set_entry_type(EntryType::Link);
                 h.set_size(0);
-                out.append_link(&mut h, &path, &target).map_err(out_err)?;
+                out.append_link(&mut h, as_path(&path), as_path(&target))
+                    .map_err(out_err)?;
                 files.insert(path);
             }
             EntryType::Char | EntryType::Block => {
                 if !opts.allow_devices {
                     return Err(hostile(format!(
-                        "device node {raw:?} is not allowed in a layer"
+                        "device node {shown:?} is not allowed in a layer"
                     )));
                 }
                 h.set_entry_type(kind);
@@ -262,31 +299,44 @@ pub fn filter<R: Read, W: Write>(
                 h.set_device_minor(entry.header().device_minor().ok().flatten().unwrap_or(0))
                     .map_err(out_err)?;
                 h.set_size(0);
-                out.append_data(&mut h, &path, std::io::empty())
+                out.append_data(&mut h, as_path(&path), std::io::empty())
                     .map_err(out_err)?;
             }
             EntryType::Fifo => {
                 h.set_entry_type(EntryType::Fifo);
                 h.set_size(0);
-                out.append_data(&mut h, &path, std::io::empty())
+                out.append_data(&mut h, as_path(&path), std::io::empty())
                     .map_err(out_err)?;
             }
             EntryType::GNUSparse => {
-                return Err(hostile(format!("sparse file {raw:?} is not supported")))
+                return Err(hostile(format!("sparse file {shown:?} is not supported")))
             }
             other => {
                 return Err(hostile(format!(
-                    "entry {raw:?} has an unsupported type {other:?}"
+                    "entry {shown:?} has an unsupported type {other:?}"
                 )))
             }
         }
     }
+    stats.index = LayerIndex {
+        // Symlinks the layer still holds at its end.
+        symlinks: symlinks.iter().map(|p| show(p)).collect(),
+        whiteouts,
+        opaque: opaque.iter().map(|p| show(p)).collect(),
+        dirs: dirs
+            .iter()
+            .filter(|(_, m)| m.is_some())
+            .map(|(p, _)| show(p))
+            .collect(),
+        parents: parents.iter().map(|p| show(p)).collect(),
+    };
+    // Fixups name directories as text: one whose name is not UTF-8 keeps its layer's default.
     stats.implicit_dirs = parents
         .iter()
         .filter(|p| !matches!(dirs.get(*p), Some(Some(_))))
         .chain(dirs.iter().filter(|(_, m)| m.is_none()).map(|(p, _)| p))
-        .cloned()
-        .collect::<std::collections::BTreeSet<_>>()
+        .filter_map(|p| String::from_utf8(p.clone()).ok())
+        .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     for (path, meta) in &dirs {
@@ -305,7 +355,9 @@ pub fn filter<R: Read, W: Write>(
         h.set_entry_type(EntryType::Directory);
         h.set_size(0);
         write_pax(&mut out, &xattrs)?;
-        out.append_data(&mut h, format!("{path}/"), std::io::empty())
+        let mut with_slash = path.clone();
+        with_slash.push(b'/');
+        out.append_data(&mut h, as_path(&with_slash), std::io::empty())
             .map_err(out_err)?;
     }
     let mut w = out.into_inner().map_err(out_err)?;
@@ -314,179 +366,4 @@ pub fn filter<R: Read, W: Write>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tar_of(entries: &[(&str, EntryType, &str)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, kind, data_or_link) in entries {
-            let mut h = Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_mode(0o644);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            match kind {
-                EntryType::Regular => {
-                    h.set_size(data_or_link.len() as u64);
-                    b.append_data(&mut h, path, data_or_link.as_bytes())
-                        .unwrap();
-                }
-                EntryType::Symlink | EntryType::Link => {
-                    h.set_size(0);
-                    b.append_link(&mut h, path, data_or_link).unwrap();
-                }
-                _ => {
-                    h.set_size(0);
-                    b.append_data(&mut h, path, std::io::empty()).unwrap();
-                }
-            }
-        }
-        b.into_inner().unwrap()
-    }
-
-    /// Raw names the tar crate would refuse to write (absolute, `..`).
-    fn raw_tar(name: &str) -> Vec<u8> {
-        let mut h = Header::new_old();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_size(1);
-        h.set_mode(0o644);
-        h.set_cksum();
-        let mut v = h.as_bytes().to_vec();
-        v.extend_from_slice(&[b'x'; 512]);
-        v.extend_from_slice(&[0; 1024]);
-        v
-    }
-
-    fn run(tar: &[u8]) -> Result<(FilterStats, Vec<(String, EntryType)>), ImageError> {
-        let mut out = Vec::new();
-        let stats = filter(tar, &mut out, FilterOptions::default())?;
-        let mut a = tar::Archive::new(out.as_slice());
-        let listed = a
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.path().unwrap().display().to_string(),
-                    e.header().entry_type(),
-                )
-            })
-            .collect();
-        Ok((stats, listed))
-    }
-
-    #[test]
-    fn whiteouts_become_char_devices_and_opaque_markers_an_xattr_on_their_dir() {
-        let t = tar_of(&[
-            ("etc/", EntryType::Directory, ""),
-            ("etc/.wh.passwd", EntryType::Regular, ""),
-            ("var/.wh..wh..opq", EntryType::Regular, ""),
-            ("var/new", EntryType::Regular, "n"),
-        ]);
-        let mut out = Vec::new();
-        let stats = filter(t.as_slice(), &mut out, FilterOptions::default()).unwrap();
-        assert_eq!((stats.whiteouts, stats.opaque_dirs, stats.files), (1, 1, 1));
-        assert_eq!(
-            stats.implicit_dirs,
-            ["var"],
-            "etc has its own entry, var does not"
-        );
-        let mut a = tar::Archive::new(out.as_slice());
-        let mut seen = BTreeMap::new();
-        for e in a.entries().unwrap() {
-            let mut e = e.unwrap();
-            let path = e.path().unwrap().display().to_string();
-            let xattrs: Vec<String> = e
-                .pax_extensions()
-                .unwrap()
-                .map(|x| x.map(|x| x.unwrap().key().unwrap().to_string()).collect())
-                .unwrap_or_default();
-            seen.insert(
-                path,
-                (
-                    e.header().entry_type(),
-                    e.header().device_major().ok().flatten(),
-                    xattrs,
-                ),
-            );
-        }
-        assert_eq!(seen["etc/passwd"].0, EntryType::Char);
-        assert_eq!(seen["etc/passwd"].1, Some(0));
-        assert_eq!(seen["var/"].2, vec![OPAQUE_XATTR.to_string()]);
-        assert!(!seen.keys().any(|k| k.contains(".wh.")));
-    }
-
-    #[test]
-    fn absolute_paths_and_dot_dot_are_refused() {
-        for name in ["/etc/passwd", "../escape", "a/../../b"] {
-            let err = run(&raw_tar(name)).unwrap_err();
-            assert!(matches!(err, ImageError::HostileLayer(_)), "{name}: {err}");
-        }
-    }
-
-    #[test]
-    fn writing_through_a_symlink_of_the_layer_is_refused() {
-        let t = tar_of(&[
-            ("lib", EntryType::Symlink, "/etc"),
-            ("lib/evil", EntryType::Regular, "x"),
-        ]);
-        let err = run(&t).unwrap_err().to_string();
-        assert!(err.contains("through the symlink \"lib\""), "{err}");
-        // Replacing the symlink itself is fine.
-        let t = tar_of(&[
-            ("lib", EntryType::Symlink, "/etc"),
-            ("lib", EntryType::Directory, ""),
-            ("lib/ok", EntryType::Regular, "x"),
-        ]);
-        assert!(run(&t).is_ok());
-    }
-
-    #[test]
-    fn hard_links_must_point_at_an_earlier_file_of_the_layer() {
-        let ok = tar_of(&[("a", EntryType::Regular, "x"), ("b", EntryType::Link, "a")]);
-        assert!(run(&ok).is_ok());
-        for target in ["/etc/shadow", "../x", "missing"] {
-            let t = tar_of(&[
-                ("a", EntryType::Regular, "x"),
-                ("b", EntryType::Link, target),
-            ]);
-            let err = run(&t).unwrap_err();
-            assert!(
-                matches!(err, ImageError::HostileLayer(_)),
-                "{target}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn device_nodes_are_refused_unless_allowed() {
-        let t = tar_of(&[("dev/sda", EntryType::Block, "")]);
-        assert!(matches!(run(&t), Err(ImageError::HostileLayer(_))));
-        let mut out = Vec::new();
-        assert!(filter(
-            t.as_slice(),
-            &mut out,
-            FilterOptions {
-                allow_devices: true
-            }
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn directories_come_last_with_their_attributes() {
-        let t = tar_of(&[
-            ("d/", EntryType::Directory, ""),
-            ("d/f", EntryType::Regular, "1"),
-        ]);
-        let (_, listed) = run(&t).unwrap();
-        assert_eq!(
-            listed,
-            [
-                ("d/f".to_string(), EntryType::Regular),
-                ("d/".to_string(), EntryType::Directory)
-            ]
-        );
-    }
-}
+mod tests;
