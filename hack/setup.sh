@@ -10,6 +10,7 @@ PACKAGES=(
   squashfs-tools-ng   # tar2sqfs: layers become squashfs images
   squashfs-tools      # unsquashfs, for inspecting layer images
   util-linux          # mount/umount with loop devices
+  e2fsprogs           # mkfs.ext4, resize2fs: the volumes that bound an instance's state and storage
   docker-registry     # a real OCI registry for the tests and benchmarks
   skopeo              # pushes test images to that registry
   umoci               # the reference unpacker the tests compare against

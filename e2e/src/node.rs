@@ -66,8 +66,11 @@ impl Node {
         })
     }
 
+    /// A file of an instance's data: `state.dat` and `storage/…` in its volume, others beside.
     pub fn file(&self, name: &str, rel: &str) -> String {
-        std::fs::read_to_string(self.aosd.path().join("data/instances").join(name).join(rel))
+        let dir = self.aosd.path().join("data/instances").join(name);
+        std::fs::read_to_string(dir.join("volume").join(rel))
+            .or_else(|_| std::fs::read_to_string(dir.join(rel)))
             .unwrap_or_default()
     }
 

@@ -15,6 +15,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 mod uid;
+pub mod volume;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -97,6 +98,9 @@ pub struct Defaults {
     pub tmp_size: u64,
     /// How often a running instance's usage is sampled into its status.
     pub usage_interval: Duration,
+    /// Bytes of an instance's volume (state and storage) when its item sets no `stateLimit` or
+    /// `storageLimit` of its own; 0: no volume, plain unbounded directories.
+    pub volume_size: u64,
 }
 
 impl Default for Defaults {
@@ -108,6 +112,7 @@ impl Default for Defaults {
             stop_grace: Duration::from_secs(10),
             tmp_size: 64 << 20,
             usage_interval: Duration::from_secs(30),
+            volume_size: 256 << 20,
         }
     }
 }
@@ -159,6 +164,11 @@ pub struct InstanceEnv {
 impl InstanceEnv {
     pub fn instance_dir(&self, name: &str) -> PathBuf {
         self.data_dir.join(name)
+    }
+
+    /// Where the instance's `state.dat` and `storage/` are (its volume).
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        volume::data_dir(&self.instance_dir(name))
     }
 
     pub fn log_dir(&self, name: &str) -> PathBuf {

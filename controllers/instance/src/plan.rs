@@ -152,12 +152,12 @@ pub async fn plan(
     }
     let mut binds = vec![
         Bind {
-            source: env.instance_dir(name).join("state.dat"),
+            source: env.data_dir(name).join("state.dat"),
             destination: "/state.dat".into(),
             read_only: false,
         },
         Bind {
-            source: env.instance_dir(name).join("storage"),
+            source: env.data_dir(name).join("storage"),
             destination: "/storage".into(),
             read_only: false,
         },

@@ -95,20 +95,29 @@ impl InstanceReconciler {
         Ok((uid, uid))
     }
 
-    /// The per-instance files that outlive tasks: `state.dat`, `storage/`, `logs/`.
-    fn prepare_data(&self, name: &str, uid: u32, gid: u32) -> Result<(), InstanceError> {
+    /// The per-instance files that outlive tasks: `state.dat` and `storage/` in the instance's
+    /// volume (bounded by its limits), and `logs/`.
+    fn prepare_data(&self, name: &str, plan: &Plan) -> Result<(), InstanceError> {
         use std::os::unix::fs::PermissionsExt;
+        let (uid, gid) = (plan.uid, plan.gid);
         let dir = self.env.instance_dir(name);
         let io = |what: String| move |source| InstanceError::Io { what, source };
-        for d in [dir.join("storage"), dir.join("logs")] {
-            std::fs::create_dir_all(&d).map_err(io(format!("failed to create {}", d.display())))?;
-        }
-        let state = dir.join("state.dat");
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs)
+            .map_err(io(format!("failed to create {}", logs.display())))?;
+        let q = &plan.quotas;
+        let limit =
+            q.state_limit.unwrap_or(0) + q.storage_limit.unwrap_or(self.env.defaults.volume_size);
+        let data = crate::volume::prepare(&dir, Some(limit).filter(|l| *l > 0))?;
+        let storage = data.join("storage");
+        std::fs::create_dir_all(&storage)
+            .map_err(io(format!("failed to create {}", storage.display())))?;
+        let state = data.join("state.dat");
         if !state.exists() {
             std::fs::write(&state, b"")
                 .map_err(io(format!("failed to create {}", state.display())))?;
         }
-        for (p, mode) in [(state, 0o600), (dir.join("storage"), 0o700)] {
+        for (p, mode) in [(state, 0o600), (storage, 0o700)] {
             std::os::unix::fs::chown(&p, Some(uid), Some(gid))
                 .and_then(|()| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)))
                 .map_err(io(format!("failed to hand {} to uid {uid}", p.display())))?;
@@ -126,7 +135,7 @@ impl InstanceReconciler {
         let env = &self.env;
         let name = obj.name();
         let now = Utc::now();
-        self.prepare_data(name, plan.uid, plan.gid)?;
+        self.prepare_data(name, &plan)?;
         let mut ip = None;
         if let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) {
             let a = nets
@@ -458,7 +467,7 @@ impl InstanceReconciler {
             _ => 0.0,
         };
         let per_core = plan.node_dmips / plan.cores.max(1);
-        let dir = env.instance_dir(obj.name());
+        let dir = env.data_dir(obj.name());
         let (rx_bytes, tx_bytes) = env
             .networks
             .as_ref()
@@ -652,6 +661,7 @@ impl Reconciler for InstanceReconciler {
             let _ = ctx.api.update_status(name, |s| s.ip = None).await;
         }
         let io = |what: String| move |source| InstanceError::Io { what, source };
+        crate::volume::release(&env.instance_dir(name))?;
         for dir in [env.run_dirs(name).root, env.instance_dir(name)] {
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}

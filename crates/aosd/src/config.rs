@@ -204,6 +204,9 @@ pub struct ContainerSection {
     pub start_interval: AosDuration,
     pub tmp_size_mib: u64,
     pub usage_interval: AosDuration,
+    /// Size of an instance's volume (state and storage) in MiB when its item sets no limits;
+    /// 0: unbounded plain directories.
+    pub volume_mib: u64,
     /// Items may ask for the host's network (`networkMode: host`).
     pub allow_host_network: bool,
     /// Items may ask to run without the system-call filter (`seccomp: unconfined`).
@@ -236,6 +239,7 @@ impl Default for ContainerSection {
             start_interval: AosDuration::from_secs(5),
             tmp_size_mib: 64,
             usage_interval: AosDuration::from_secs(30),
+            volume_mib: 256,
             allow_host_network: false,
             allow_unconfined: false,
         }

@@ -175,6 +175,7 @@ pub fn spawn(
                 stop_grace: rc.stop_grace.0,
                 tmp_size: rc.tmp_size_mib << 20,
                 usage_interval: rc.usage_interval.0,
+                volume_size: rc.volume_mib << 20,
             },
             uids: UidPool::new(rc.uid_base, rc.uid_count),
             cgroups: Cgroups::detect(std::path::Path::new("/sys/fs/cgroup")),
