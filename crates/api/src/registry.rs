@@ -72,7 +72,22 @@ pub fn validate_meta(obj: &DynObject, errors: &mut Vec<FieldError>) {
     for (k, v) in &obj.metadata.labels {
         check_label("metadata.labels", k, v, errors);
     }
+    let annotations: usize = obj
+        .metadata
+        .annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if annotations > MAX_ANNOTATIONS {
+        errors.push(FieldError::new(
+            "metadata.annotations",
+            format!("{annotations} bytes; at most {MAX_ANNOTATIONS} (as Kubernetes)"),
+        ));
+    }
 }
+
+/// Most bytes of all annotations of an object together (keys and values).
+pub const MAX_ANNOTATIONS: usize = 256 << 10;
 
 /// Validates an untyped object as kind `S`: shared metadata, the spec's shape (unknown fields
 /// refused) and the spec's own rules.
@@ -146,6 +161,21 @@ mod tests {
         .unwrap();
         let err = validate(&obj).unwrap_err();
         assert_eq!(err.0[0].path, "spec.restartPolicy.startBurst", "{err}");
+    }
+
+    #[test]
+    fn annotations_are_limited_to_256_kib_together() {
+        let mut obj: DynObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION, "kind": "Network", "metadata": {"name": "n"}, "spec": {}
+        }))
+        .unwrap();
+        obj.metadata
+            .annotations
+            .insert("big".into(), "x".repeat(MAX_ANNOTATIONS));
+        let e = validate(&obj).unwrap_err();
+        assert_eq!(e.0[0].path, "metadata.annotations", "{e}");
+        obj.metadata.annotations.insert("big".into(), "x".repeat(1000));
+        assert!(validate(&obj).is_ok());
     }
 
     #[test]
