@@ -657,4 +657,23 @@ fn an_error_about_a_huge_name_keeps_its_code_over_raw_grpc() {
     });
     assert_eq!(e.code(), Some(tonic::Code::InvalidArgument), "{e}");
     assert!(e.to_string().len() < 4096, "{}", e.to_string().len());
+    // A 20 MB annotation never reaches the store; the store stays small.
+    let e = rt.block_on(async {
+        let c = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
+        let mut obj: aos_api::DynObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "aos.edge/v1alpha1", "kind": "Network",
+            "metadata": {"name": "n"}, "spec": {}
+        }))
+        .unwrap();
+        obj.metadata
+            .annotations
+            .insert("blob".into(), "x".repeat(20 << 20));
+        c.apply(&obj, false).await.unwrap_err()
+    });
+    assert_eq!(e.code(), Some(tonic::Code::InvalidArgument), "{e}");
+    assert!(e.to_string().contains("metadata.annotations"), "{e}");
+    let store = std::fs::metadata(aosd.path().join("data/store.redb"))
+        .unwrap()
+        .len();
+    assert!(store < 8 << 20, "{store} bytes");
 }

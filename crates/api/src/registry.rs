@@ -174,7 +174,9 @@ mod tests {
             .insert("big".into(), "x".repeat(MAX_ANNOTATIONS));
         let e = validate(&obj).unwrap_err();
         assert_eq!(e.0[0].path, "metadata.annotations", "{e}");
-        obj.metadata.annotations.insert("big".into(), "x".repeat(1000));
+        obj.metadata
+            .annotations
+            .insert("big".into(), "x".repeat(1000));
         assert!(validate(&obj).is_ok());
     }
 
