@@ -72,7 +72,19 @@ impl<S: Spec> Api<S> {
         selector: &Selector,
     ) -> Result<(Vec<Object<S>>, Revision), StoreError> {
         let l = self.backend.list(S::KIND, selector).await?;
-        let items = l.items.iter().map(typed).collect::<Result<_, _>>()?;
+        // One object that does not read as its kind (stored by another version, say) is
+        // skipped and logged: the rest of its kind must not stall with it.
+        let items = l
+            .items
+            .iter()
+            .filter_map(|o| match typed(o) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping an object that does not read as its kind");
+                    None
+                }
+            })
+            .collect();
         Ok((items, l.revision))
     }
 
