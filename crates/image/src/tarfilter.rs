@@ -163,6 +163,8 @@ pub fn filter<R: Read, W: Write>(
     let mut opaque: HashSet<Vec<u8>> = HashSet::new();
     let mut parents: HashSet<Vec<u8>> = HashSet::new();
     let mut whiteouts: BTreeSet<String> = BTreeSet::new();
+    // Every path written out so far (directories come last): a path appears once.
+    let mut written: HashSet<Vec<u8>> = HashSet::new();
 
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
@@ -218,6 +220,17 @@ pub fn filter<R: Read, W: Write>(
             } else {
                 [parent.as_slice(), hidden].join(&b'/')
             };
+            if parents.contains(&target) {
+                return Err(hostile(format!(
+                    "whiteout {shown:?} removes a directory that holds earlier entries of the layer"
+                )));
+            }
+            if !written.insert(target.clone()) {
+                return Err(hostile(format!(
+                    "whiteout {shown:?} removes an entry of the layer itself"
+                )));
+            }
+            dirs.remove(&target);
             let mut h = Header::new_gnu();
             h.set_entry_type(EntryType::Char);
             h.set_device_major(0).map_err(out_err)?;
@@ -232,12 +245,34 @@ pub fn filter<R: Read, W: Write>(
             stats.whiteouts += 1;
             continue;
         }
+        if kind != EntryType::Directory {
+            // Directories are written last: a later entry of another type at a directory's path
+            // would end up under it. Replacing an empty one is fine; one that holds earlier
+            // entries of the layer is refused.
+            if parents.contains(&path) {
+                return Err(hostile(format!(
+                    "entry {shown:?} replaces a directory that holds earlier entries of the layer"
+                )));
+            }
+            if !written.insert(path.clone()) {
+                return Err(hostile(format!(
+                    "entry {shown:?} appears twice in the layer"
+                )));
+            }
+            dirs.remove(&path);
+        }
         let xattrs = xattrs_of(&mut entry)?;
         let mut h = Header::new_gnu();
         copy_meta(entry.header(), &mut h)?;
         match kind {
             EntryType::Directory => {
-                symlinks.remove(&path);
+                // What was written already cannot be taken back: a directory at the path of an
+                // earlier entry of the layer would come out beside it.
+                if written.contains(&path) {
+                    return Err(hostile(format!(
+                        "directory {shown:?} replaces an earlier entry of the layer"
+                    )));
+                }
                 dirs.insert(path, Some(DirMeta { header: h, xattrs }));
             }
             EntryType::Regular | EntryType::Continuous => {
