@@ -195,6 +195,12 @@ pub fn filter<R: Read, W: Write>(
                     show(&prefix)
                 )));
             }
+            if written.contains(&prefix) {
+                return Err(hostile(format!(
+                    "entry {shown:?} is placed under {:?}, which the layer holds as no directory",
+                    show(&prefix)
+                )));
+            }
         }
         let (parent, name): (Vec<u8>, Vec<u8>) = match path.iter().rposition(|b| *b == b'/') {
             Some(i) => (path[..i].to_vec(), path[i + 1..].to_vec()),
