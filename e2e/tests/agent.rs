@@ -417,23 +417,23 @@ fn a_closed_stdout_ends_every_command_quietly_with_exit_0() {
 
 #[test]
 fn a_table_watch_prints_a_row_only_when_a_printed_column_changes() {
+    // No containerd here: nothing but these applies changes the Instance.
     let aosd = Aosd::start();
-    let file = aosd.public_file(std::path::Path::new(&format!(
-        "{}/network.yaml",
-        examples()
-    )));
-    let text = std::fs::read_to_string(&file).unwrap();
-    let with_subnet = |subnet: &str, label: &str| {
-        text.replace(
-            "spec:\n",
-            &format!("  annotations:\n    note: \"{label}\"\nspec:\n  subnet: {subnet}\n"),
+    let file = aosd.path().join("inst.yaml");
+    let write = |version: &str, note: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: aos.edge/v1alpha1\nkind: Instance\nmetadata:\n  name: w-0\n  annotations:\n    note: \"{note}\"\nspec:\n  itemId: w\n  version: \"{version}\"\n  subjectId: s\n  index: 0\n  runtime: container\n"
+            ),
         )
+        .unwrap();
+        aosd.ok(&["apply", "-f", file.to_str().unwrap()]);
     };
-    std::fs::write(&file, with_subnet("10.77.0.0/16", "a")).unwrap();
-    aosd.ok(&["apply", "-f", file.to_str().unwrap()]);
+    write("1.0.0", "a");
     let mut watcher = aosd
         .aosctl()
-        .args(["get", "networks", "-w"])
+        .args(["get", "instances", "-w"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -446,15 +446,13 @@ fn a_table_watch_prints_a_row_only_when_a_printed_column_changes() {
     });
     let next = || rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
     assert!(next().starts_with("NAME"));
-    assert!(next().contains("10.77.0.0/16"));
-    // An annotation is not a column: no row. A new subnet is: one row.
-    std::fs::write(&file, with_subnet("10.77.0.0/16", "b")).unwrap();
-    aosd.ok(&["apply", "-f", file.to_str().unwrap()]);
-    std::fs::write(&file, with_subnet("10.78.0.0/16", "b")).unwrap();
-    aosd.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(next().contains("1.0.0"));
+    // An annotation is not a column: no row. A new version is: one row.
+    write("1.0.0", "b");
+    write("2.0.0", "b");
     let row = next();
     assert!(
-        row.contains("10.78.0.0/16"),
+        row.contains("2.0.0"),
         "the unchanged row was printed again: {row}"
     );
     watcher.kill().unwrap();
