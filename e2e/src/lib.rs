@@ -1,12 +1,19 @@
 //! Helpers for end-to-end tests and benchmarks: start an isolated aosd (own data dir, socket and
 //! node id) from the built binaries, run aosctl against it, and clean up on drop.
 
+pub mod images;
+pub mod net;
 pub mod node;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// The checkout's `examples/` directory.
+pub fn examples() -> String {
+    format!("{}/../examples", env!("CARGO_MANIFEST_DIR"))
+}
 
 /// The directory of the built binaries (`target/debug`), next to the test executable's `deps/`.
 pub fn bin_dir() -> PathBuf {
@@ -223,6 +230,14 @@ impl Aosd {
         // std drops root's supplementary groups when it sets the uid.
         c.uid(uid).gid(gid);
         c
+    }
+
+    /// Runs aosctl as another user (see [`Aosd::aosctl_as`]).
+    pub fn run_as(&self, uid: u32, gid: u32, args: &[&str]) -> Output {
+        self.aosctl_as(uid, gid)
+            .args(args)
+            .output()
+            .expect("aosctl runs as another user")
     }
 
     /// A copy of `file` that every user can read (in this aosd's directory).

@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 pub mod config;
+mod lifecycle;
 pub mod network;
 mod plan;
 pub mod policy;
