@@ -232,6 +232,42 @@ impl Aosd {
         c
     }
 
+    /// Runs `f` with a client of this aosd's API (the library aosctl is built on), to write as
+    /// another program would (a controller, the cloud) or to send what aosctl would refuse.
+    pub fn with_client<T, F>(&self, f: impl FnOnce(aosctl::client::Client) -> F) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = aosctl::client::Client::connect(&self.socket).await.unwrap();
+            f(c).await
+        })
+    }
+
+    /// An aosd whose socket everyone may open and whose writers are the group `users` (gid
+    /// 100): the shape of the permission tests.
+    pub fn with_writers_group() -> Aosd {
+        Self::with_writers_group_and(None)
+    }
+
+    /// [`Aosd::with_writers_group`] with this config.
+    pub fn with_writers_group_and(config: Option<String>) -> Aosd {
+        Aosd::start_with(AosdOptions {
+            args: vec![
+                "--socket-mode".into(),
+                "0666".into(),
+                "--group".into(),
+                "users".into(),
+            ],
+            config,
+            ..Default::default()
+        })
+    }
+
     /// Runs aosctl as another user (see [`Aosd::aosctl_as`]).
     pub fn run_as(&self, uid: u32, gid: u32, args: &[&str]) -> Output {
         self.aosctl_as(uid, gid)
@@ -329,6 +365,18 @@ impl Drop for Aosd {
 }
 
 pub use aos_image::layerstore::mounts_under;
+
+/// Runs a command that must succeed; its stdout, trimmed (a failure shows stderr).
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
 
 /// Resident set size of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {

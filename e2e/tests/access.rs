@@ -6,7 +6,7 @@ use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use aos_e2e::{examples, Aosd, AosdOptions};
+use aos_e2e::{examples, Aosd};
 
 fn as_user(aosd: &Aosd, uid: u32, gid: u32, args: &[&str]) -> std::process::Output {
     aosd.run_as(uid, gid, args)
@@ -14,15 +14,7 @@ fn as_user(aosd: &Aosd, uid: u32, gid: u32, args: &[&str]) -> std::process::Outp
 
 #[test]
 fn a_user_without_the_group_gets_permission_denied_from_every_write() {
-    let aosd = Aosd::start_with(AosdOptions {
-        args: vec![
-            "--socket-mode".into(),
-            "0666".into(),
-            "--group".into(),
-            "users".into(),
-        ],
-        ..Default::default()
-    });
+    let aosd = Aosd::with_writers_group();
     // Other users cannot read a checkout that sits under a private directory.
     let file = aosd.public_file(std::path::Path::new(&format!(
         "{}/network.yaml",
@@ -116,19 +108,10 @@ fn item_from(name: &str, archive: &str) -> String {
 #[test]
 fn local_archives_are_read_only_where_the_writer_may_name_them_and_never_quoted() {
     let allowed = tempfile::tempdir().unwrap();
-    let aosd = Aosd::start_with(AosdOptions {
-        args: vec![
-            "--socket-mode".into(),
-            "0666".into(),
-            "--group".into(),
-            "users".into(),
-        ],
-        config: Some(format!(
-            "[images]\narchive_dirs = [\"{}\"]\n",
-            allowed.path().display()
-        )),
-        ..Default::default()
-    });
+    let aosd = Aosd::with_writers_group_and(Some(format!(
+        "[images]\narchive_dirs = [\"{}\"]\n",
+        allowed.path().display()
+    )));
     let (nobody, users) = (65534, 100);
     let file = aosd.path().join("shadow.yaml");
     std::fs::write(&file, item_from("shadow", "/etc/shadow")).unwrap();
@@ -188,15 +171,7 @@ fn a_fifo_as_an_archive_fails_its_items_and_aosd_keeps_answering() {
 
 #[test]
 fn env_values_are_hidden_from_readers_who_may_not_write() {
-    let aosd = Aosd::start_with(AosdOptions {
-        args: vec![
-            "--socket-mode".into(),
-            "0666".into(),
-            "--group".into(),
-            "users".into(),
-        ],
-        ..Default::default()
-    });
+    let aosd = Aosd::with_writers_group();
     aosd.ok(&["apply", "-f", &format!("{}/hello.yaml", examples())]);
     let (nobody, users) = (65534, 100);
     let name = "state-writer-demo-0";
@@ -254,12 +229,7 @@ fn env_values_are_hidden_from_readers_who_may_not_write() {
 #[test]
 fn an_error_about_a_huge_name_keeps_its_code_over_raw_grpc() {
     let aosd = Aosd::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let e = rt.block_on(async {
-        let c = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
+    let e = aosd.with_client(|c| async move {
         let obj: aos_api::DynObject = serde_json::from_value(serde_json::json!({
             "apiVersion": "aos.edge/v1alpha1", "kind": "Network",
             "metadata": {"name": "n".repeat(100_000)}, "spec": {}
@@ -270,8 +240,7 @@ fn an_error_about_a_huge_name_keeps_its_code_over_raw_grpc() {
     assert_eq!(e.code(), Some(tonic::Code::InvalidArgument), "{e}");
     assert!(e.to_string().len() < 4096, "{}", e.to_string().len());
     // A 20 MB annotation never reaches the store; the store stays small.
-    let e = rt.block_on(async {
-        let c = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
+    let e = aosd.with_client(|c| async move {
         let mut obj: aos_api::DynObject = serde_json::from_value(serde_json::json!({
             "apiVersion": "aos.edge/v1alpha1", "kind": "Network",
             "metadata": {"name": "n"}, "spec": {}

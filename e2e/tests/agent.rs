@@ -193,12 +193,7 @@ fn apply_keeps_labels_others_set_and_diff_shows_only_what_files_set() {
     let file = format!("{}/network.yaml", examples());
     aosd.ok(&["apply", "-f", &file]);
     // Another writer (a controller, the cloud) labels the object through the API.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
+    aosd.with_client(|c| async move {
         let mut live = c.get("Network", "demo").await.unwrap();
         live.metadata
             .labels
@@ -259,12 +254,7 @@ fn an_object_being_deleted_shows_terminating_and_takes_no_apply() {
     aosd.ok(&["apply", "-f", &file]);
     // A finalizer nobody removes here (no network controller runs without containerd) keeps
     // the object in its terminating state.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
+    aosd.with_client(|c| async move {
         let mut live = c.get("Network", "demo").await.unwrap();
         live.metadata.finalizers.push("e2e/hold".into());
         c.apply(&live, false).await.unwrap();

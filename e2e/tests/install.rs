@@ -50,27 +50,16 @@ fn the_package_installs_a_verified_unit_and_a_working_aosd_and_purges_cleanly() 
         "an aosd package is installed on this host: this test installs and purges its own; remove it first"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(repo().join("hack/package.sh"))
-        .arg(tmp.path())
-        .env("BINS", aos_e2e::bin_dir())
-        .env("COMPRESS", "none")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let deb = aos_e2e::run_ok(
+        Command::new(repo().join("hack/package.sh"))
+            .arg(tmp.path())
+            .env("BINS", aos_e2e::bin_dir())
+            .env("COMPRESS", "none"),
     );
-    let deb = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let _purge = Purge {
         group_was_there: group_exists(),
     };
-    let out = Command::new("dpkg").args(["-i", &deb]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    aos_e2e::run_ok(Command::new("dpkg").args(["-i", &deb]));
 
     for f in [
         "/usr/bin/aosd",
@@ -142,15 +131,7 @@ fn the_package_installs_a_verified_unit_and_a_working_aosd_and_purges_cleanly() 
     );
     assert!(String::from_utf8_lossy(&health.stdout).starts_with("ok"));
 
-    let out = Command::new("dpkg")
-        .args(["--purge", "aosd"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    aos_e2e::run_ok(Command::new("dpkg").args(["--purge", "aosd"]));
     for f in [
         "/usr/bin/aosd",
         "/lib/systemd/system/aosd.service",

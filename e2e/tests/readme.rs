@@ -100,18 +100,12 @@ fn every_aosctl_command_of_the_readme_runs_against_the_demo() {
     // A registry of README's script, on a port of this test.
     let reg_dir = demo.dir.path().join("registry");
     let _registry = Registry(reg_dir.clone());
-    let out = Command::new(repo().join("hack/registry.sh"))
-        .arg("start")
-        .arg(&reg_dir)
-        .arg(aos_e2e::node::free_port().to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let registry = aos_e2e::run_ok(
+        Command::new(repo().join("hack/registry.sh"))
+            .arg("start")
+            .arg(&reg_dir)
+            .arg(aos_e2e::node::free_port().to_string()),
     );
-    let registry = String::from_utf8_lossy(&out.stdout).trim().to_string();
 
     let work = demo.dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
