@@ -53,15 +53,25 @@ fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
-/// The image config fields a runtime needs, and the item config, for the status.
-fn config_summary(r: &Resolved) -> serde_json::Value {
+/// What instances run with: the image config's process fields and the item config.
+fn run_config(r: &Resolved) -> Result<aos_api::itemconfig::RunConfig, PipelineError> {
     let run = r.config.config.clone().unwrap_or_default();
-    serde_json::json!({
-        "image": {
-            "os": r.config.os, "architecture": r.config.architecture,
-            "entrypoint": run.entrypoint, "cmd": run.cmd, "env": run.env, "workingDir": run.working_dir,
+    let item = r
+        .item_config
+        .as_ref()
+        .map(aos_api::ItemConfig::parse)
+        .transpose()
+        .map_err(|e| PipelineError::InvalidConfig(e.to_string()))?;
+    Ok(aos_api::itemconfig::RunConfig {
+        image: aos_api::itemconfig::ImageRun {
+            os: r.config.os.clone(),
+            architecture: r.config.architecture.clone(),
+            entrypoint: run.entrypoint,
+            cmd: run.cmd,
+            env: run.env,
+            working_dir: run.working_dir,
         },
-        "item": r.item_config,
+        item,
     })
 }
 
@@ -152,7 +162,7 @@ impl ItemReconciler {
         if let (Some(d), Some(b)) = (&r.manifest.item_config, &r.item_config_bytes) {
             self.env.store.put_meta(&d.digest, b)?;
         }
-        let summary = config_summary(&r);
+        let summary = run_config(&r)?;
         let generation = obj.metadata.generation;
         api.update_status(name, |s| {
             s.manifest_digest = Some(r.manifest_digest.clone());
@@ -164,7 +174,7 @@ impl ItemReconciler {
                 .iter()
                 .map(|l| layer_name(&l.digest))
                 .collect();
-            s.config = summary.clone();
+            s.config = Some(summary.clone());
             s.resolved_generation = generation;
             s.phase = ItemPhase::Downloading;
         })

@@ -8,47 +8,9 @@ use serde::Deserialize;
 
 use crate::InstanceError;
 
-/// The image config fields that shape the process.
-#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase", default)]
-pub struct ImageRun {
-    pub entrypoint: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    pub env: Option<Vec<String>>,
-    pub working_dir: Option<String>,
-}
-
-pub use aos_api::itemconfig::{ItemConfig, Quotas, RequestedResource, RunParameters};
-
-/// Both, as the Item controller summarises them in `status.config`.
-#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(default)]
-pub struct RunConfig {
-    pub image: ImageRun,
-    pub item: Option<ItemConfig>,
-}
-
-impl RunConfig {
-    pub fn from_item_status(config: &serde_json::Value) -> Result<RunConfig, InstanceError> {
-        serde_json::from_value(config.clone())
-            .map_err(|e| InstanceError::Config(format!("the item's config: {e}")))
-    }
-
-    pub fn item(&self) -> ItemConfig {
-        self.item.clone().unwrap_or_default()
-    }
-
-    /// Entrypoint then cmd.
-    pub fn args(&self) -> Vec<String> {
-        let mut a = self.image.entrypoint.clone().unwrap_or_default();
-        a.extend(self.image.cmd.clone().unwrap_or_default());
-        a
-    }
-
-    pub fn uses_host_rootfs(&self) -> bool {
-        self.item().rootfs.as_deref() != Some("own")
-    }
-}
+pub use aos_api::itemconfig::{
+    ImageRun, ItemConfig, Quotas, RequestedResource, RunConfig, RunParameters,
+};
 
 /// The cgroup and rlimit figures of an instance.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -199,13 +161,13 @@ mod tests {
             "image": {"entrypoint": ["/bin/sh", "-c"], "cmd": ["echo hi"], "env": ["A=1"], "workingDir": "/srv"},
             "item": {"rootfs": "own", "quotas": {"ramLimit": 1024}, "runParameters": {"startBurst": 2, "restartInterval": "2s"}}
         });
-        let c = RunConfig::from_item_status(&v).unwrap();
+        let c: RunConfig = serde_json::from_value(v).unwrap();
         assert_eq!(c.args(), ["/bin/sh", "-c", "echo hi"]);
         assert!(!c.uses_host_rootfs());
         assert_eq!(c.item().run_parameters.start_burst, Some(2));
         assert_eq!(c.item().quotas.ram_limit, Some(1024));
-        let bare =
-            RunConfig::from_item_status(&serde_json::json!({"image": {}, "item": null})).unwrap();
+        let bare: RunConfig =
+            serde_json::from_value(serde_json::json!({"image": {}, "item": null})).unwrap();
         assert!(bare.uses_host_rootfs());
     }
 

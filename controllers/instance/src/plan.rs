@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sha2::Digest;
 use std::sync::Arc;
 
-use crate::config::{limits, RunConfig};
+use crate::config::limits;
 use crate::policy::Policy;
 use crate::rootfs::TopLayer;
 use crate::spec::{self, Bind, NetNs, SpecInput};
@@ -87,7 +87,9 @@ pub async fn plan(
 ) -> Result<Plan, InstanceError> {
     let name = obj.name();
     let s = &obj.spec;
-    let run = RunConfig::from_item_status(&item.status.config)?;
+    let run = item.status.config.clone().ok_or_else(|| {
+        InstanceError::Config(format!("item {} has no config recorded yet", item.name()))
+    })?;
     let item_run = run.item();
 
     let layer_api = Api::<LayerSpec>::new(backend.clone());

@@ -275,13 +275,7 @@ async fn zone(
         let hostname = items
             .iter()
             .find(|it| it.spec.item_id == s.item_id && it.spec.version == s.version)
-            .and_then(|it| {
-                it.status
-                    .config
-                    .pointer("/item/hostname")?
-                    .as_str()
-                    .map(str::to_string)
-            });
+            .and_then(|it| it.status.config.as_ref()?.item.as_ref()?.hostname.clone());
         for n in names_for(
             &s.item_id,
             &s.subject_id,

@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{AosDuration, FieldError};
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Quotas {
     #[serde(rename = "cpuDMIPSLimit", skip_serializing_if = "Option::is_none")]
@@ -40,7 +41,7 @@ pub struct Quotas {
     pub download_limit: Option<u64>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RunParameters {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,7 +53,7 @@ pub struct RunParameters {
 }
 
 /// A node resource the item asks for, and how (`r`/`ro` read only, `rw` read-write).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct RequestedResource {
     pub name: String,
     #[serde(default = "rw")]
@@ -71,7 +72,7 @@ impl RequestedResource {
 }
 
 /// The item config fields aosd acts on.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ItemConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +104,56 @@ pub struct ItemConfig {
     /// its own (isolated unless it joins a Network).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
+    /// Every other field of the document (author, permissions, alertRules, …), kept as it came.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// The image config fields that shape the process.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ImageRun {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub os: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+}
+
+/// What an instance is run with, as the Item controller records it in the Item's
+/// `status.config`: the image config's process fields and the item config.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(default)]
+pub struct RunConfig {
+    pub image: ImageRun,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<ItemConfig>,
+}
+
+impl RunConfig {
+    /// The item config, or the defaults of an image without one.
+    pub fn item(&self) -> ItemConfig {
+        self.item.clone().unwrap_or_default()
+    }
+
+    /// Entrypoint then cmd.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = self.image.entrypoint.clone().unwrap_or_default();
+        a.extend(self.image.cmd.clone().unwrap_or_default());
+        a
+    }
+
+    /// Whether the host's `/` is the base layer (`rootfs: host`, the default).
+    pub fn uses_host_rootfs(&self) -> bool {
+        self.item.as_ref().and_then(|i| i.rootfs.as_deref()) != Some("own")
+    }
 }
 
 /// Sysctls a container may set because they live in its own namespaces (as runc allows

@@ -85,9 +85,10 @@ pub struct ItemStatus {
     /// The generation whose source was last resolved.
     #[serde(default)]
     pub resolved_generation: i64,
-    /// A summary of the item config (quotas, ports, …) as read from the image.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub config: serde_json::Value,
+    /// What instances of the item run with (image config process fields, item config), as
+    /// read from the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<crate::itemconfig::RunConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<DateTime<Utc>>,
 }
