@@ -24,6 +24,8 @@ use prost::Message;
 use std::path::PathBuf;
 
 /// Errors of the port, named after the failed operation.
+pub mod conformance;
+pub mod fake;
 mod port;
 
 pub use port::*;

@@ -165,3 +165,35 @@ async fn a_running_task_is_killed_and_removed_without_a_trace() {
         "a mount of the task is left"
     );
 }
+
+struct RealHarness {
+    dir: std::path::PathBuf,
+}
+
+impl aos_containerd::conformance::Harness for RealHarness {
+    fn task(&self, id: &str, what: aos_containerd::conformance::Behavior) -> TaskSpec {
+        use aos_containerd::conformance::Behavior;
+        let script = match what {
+            Behavior::Exit(n) => format!("exit {n}"),
+            Behavior::Sleep => "exec sleep 300".into(),
+        };
+        task(&self.dir, id, &["/bin/sh", "-c", &script])
+    }
+
+    fn exec_exit(&self, code: u32) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), format!("exit {code}")]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_passes_the_conformance_suite() {
+    let daemon = ContainerdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Containerd::connect(&daemon.socket, &namespace("suite"))
+        .await
+        .unwrap();
+    let h = RealHarness {
+        dir: dir.path().to_path_buf(),
+    };
+    aos_containerd::conformance::run(&c, &h, "suite-").await;
+}
