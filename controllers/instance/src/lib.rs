@@ -5,8 +5,9 @@
 
 pub mod cgroup;
 pub mod config;
+/// The `Networks` port (in aos-ports, shared with the Network controller).
+pub use aos_ports::networks as network;
 mod lifecycle;
-pub mod network;
 mod plan;
 pub mod policy;
 pub mod probes;

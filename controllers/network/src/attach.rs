@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aos_api::{InstanceSpec, NetworkSpec};
-use aos_instance_controller::network::{Attachment, NetworkError, Networks, Shaping};
+use aos_ports::{Attachment, NetworkError, Networks, Shaping};
 use aos_reconcile::Reason;
 use aos_store::{Api, Backend};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aos_api::{NetworkSpec, Object};
-use aos_instance_controller::network::Networks;
+use aos_ports::Networks;
 use aos_network_controller::ipam::Cidr;
 use aos_network_controller::netlink::Links;
 use aos_network_controller::{Attacher, Names};

@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+pub mod conformance;
+pub mod fake;
+
 /// Where an attached instance is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
