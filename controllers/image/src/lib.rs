@@ -6,6 +6,7 @@
 mod gc;
 mod item;
 mod layer;
+mod wiring;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use aos_store::StoreError;
 pub use gc::{collect_orphan_files, GcReport};
 pub use item::ItemReconciler;
 pub use layer::LayerReconciler;
+pub use wiring::{item_controller, layer_controller};
 
 /// Annotation on a Layer that lost its last owner: `itemId:version` of the removed Item.
 pub const REMOVED_ITEM: &str = "aos.edge/removed-item";

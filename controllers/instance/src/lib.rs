@@ -3,37 +3,41 @@
 //! reference's policy, stops it with SIGTERM then SIGKILL after a grace, adopts tasks that still
 //! run after an aosd restart, and reports state, exits, probes and usage in status.
 
+mod act;
 pub mod cgroup;
 pub mod config;
+pub mod host;
 /// The `Networks` port (in aos-ports, shared with the Network controller).
 pub use aos_ports::networks as network;
-mod lifecycle;
-mod plan;
+mod observe;
+pub mod plan;
 pub mod policy;
 pub mod probes;
+pub mod recipe;
 mod reconciler;
+mod report;
 pub mod resources;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 mod uid;
 pub mod volume;
+mod wiring;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aos_api::{InstanceSpec, Object};
-use aos_containerd::{Containers, ContainersError, TaskEvent};
-use aos_image::layerstore::LayerStore;
-use aos_reconcile::{Reason, Waker};
-use aos_store::{Api, Backend, StoreError};
-use futures::StreamExt;
+use aos_containerd::{Containers, ContainersError};
+use aos_reconcile::Reason;
+use aos_store::StoreError;
 
 pub use config::NodeResources;
+pub use host::InstanceHost;
 pub use reconciler::InstanceReconciler;
 pub use uid::UidPool;
+pub use wiring::{controller, run, spawn_events, sweep_orphans};
 
 /// Label of our containers: the Instance's name.
 pub const INSTANCE_LABEL: &str = "aos.edge/instance";
@@ -137,50 +141,36 @@ pub struct LogSettings {
     pub max_files: usize,
 }
 
-/// Everything the controller works with.
+/// Everything the controller works with: its ports and its settings.
 pub struct InstanceEnv {
     pub containers: Arc<dyn Containers>,
-    pub layers: LayerStore,
-    /// A tmpfs of aosd's own for the small rootfs directories.
-    pub run_dir: PathBuf,
-    /// Per-instance state, storage and logs: `<dir>/<name>/`.
-    pub data_dir: PathBuf,
-    /// cgroups go under `/<cgroup_parent>/<name>`.
-    pub cgroup_parent: String,
-    pub host_root: PathBuf,
-    pub host_binds: Vec<String>,
-    pub resolv_conf: PathBuf,
-    pub resources: NodeResources,
-    pub logs: LogSettings,
-    pub defaults: Defaults,
-    pub uids: UidPool,
-    pub cgroups: cgroup::Cgroups,
-    /// Tasks that hit their memory limit since they started.
-    pub oom: Mutex<HashSet<String>>,
-    pub probes: probes::Probers,
     /// Instance networking; `None`: instances with `spec.network` cannot start.
     pub networks: Option<Arc<dyn network::Networks>>,
+    pub host: Arc<dyn InstanceHost>,
+    pub logs: LogSettings,
+    pub defaults: Defaults,
     pub permits: Permits,
+    pub uids: UidPool,
+    pub probes: probes::Probers,
+    /// Tasks that hit their memory limit since they started.
+    pub oom: Mutex<HashSet<String>>,
 }
 
 impl InstanceEnv {
-    pub fn instance_dir(&self, name: &str) -> PathBuf {
-        self.data_dir.join(name)
+    /// Whether the runtime said the task of `name` hit its memory limit since it started.
+    pub fn oom_flagged(&self, name: &str) -> bool {
+        self.oom
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
     }
 
-    /// Where the instance's `state.dat` and `storage/` are (its volume).
-    pub fn data_dir(&self, name: &str) -> PathBuf {
-        volume::data_dir(&self.instance_dir(name))
-    }
-
-    pub fn log_dir(&self, name: &str) -> PathBuf {
-        self.instance_dir(name).join("logs")
-    }
-
-    pub fn run_dirs(&self, name: &str) -> rootfs::RunDirs {
-        rootfs::RunDirs {
-            root: self.run_dir.join("instances").join(name),
-        }
+    /// Forgets that the task of `name` hit its memory limit (it is gone or starts anew).
+    pub fn oom_clear(&self, name: &str) {
+        self.oom
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 
     /// Stops a task: SIGTERM, up to `grace` for it to exit, then SIGKILL; then deletes the
@@ -207,81 +197,4 @@ impl InstanceEnv {
         self.probes.stop(name);
         Ok(())
     }
-}
-
-/// Feeds task exits and OOMs to the controller: a task's event wakes its Instance at once.
-/// When the stream ends (containerd restarted), it subscribes again and wakes every instance
-/// once, so that exits missed meanwhile are seen.
-pub fn spawn_events(
-    env: Arc<InstanceEnv>,
-    waker: Waker,
-    reader: aos_reconcile::Reader<InstanceSpec>,
-    stop: tokio_util::sync::CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut first = true;
-        loop {
-            match env.containers.events().await {
-                Ok(mut events) => {
-                    if !first {
-                        tracing::info!("task events again: looking at every instance");
-                        for k in reader.keys() {
-                            waker.wake(&k);
-                        }
-                    }
-                    first = false;
-                    loop {
-                        let ev = tokio::select! {
-                            _ = stop.cancelled() => return,
-                            ev = events.next() => ev,
-                        };
-                        let Some(ev) = ev else { break };
-                        if let TaskEvent::Oom { id } = &ev {
-                            env.oom
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(id.clone());
-                        }
-                        tracing::debug!(event = ?ev, "task event");
-                        waker.wake(ev.id());
-                    }
-                    tracing::warn!("the task event stream ended; subscribing again");
-                }
-                Err(e) => tracing::warn!(error = %e, "no task events yet; retrying"),
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-        }
-    })
-}
-
-/// Stops and removes our containers whose Instance is gone (deleted while aosd was down).
-pub async fn sweep_orphans(
-    env: &InstanceEnv,
-    backend: Arc<dyn Backend>,
-) -> Result<usize, InstanceError> {
-    let api = Api::<InstanceSpec>::new(backend);
-    let (items, _) = api.list(&Default::default()).await?;
-    let wanted: HashSet<String> = items
-        .iter()
-        .map(|i: &Object<InstanceSpec>| i.name().to_string())
-        .collect();
-    let mut n = 0;
-    for c in env.containers.list().await? {
-        if !c.labels.contains_key(INSTANCE_LABEL) || wanted.contains(&c.id) {
-            continue;
-        }
-        tracing::info!(container = %c.id, "removing a container whose Instance is gone");
-        env.stop(&c.id, env.defaults.stop_grace).await?;
-        if let (Some(net), Some(nets)) = (c.labels.get(NETWORK_LABEL), &env.networks) {
-            if let Err(e) = nets.detach(&c.id, net).await {
-                tracing::warn!(container = %c.id, error = %e, "failed to detach a removed container");
-            }
-        }
-        let _ = std::fs::remove_dir_all(env.run_dirs(&c.id).root);
-        n += 1;
-    }
-    Ok(n)
 }

@@ -39,7 +39,7 @@ pub struct Probers {
 }
 
 /// Where HTTP and TCP probes connect, and what exec probes run as.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub host: String,
     /// The network namespace to connect from (an instance's own, isolated one); `None`: from
@@ -108,6 +108,14 @@ impl Probers {
             },
         );
         snapshot
+    }
+
+    /// The probes that run for `name`: the key of their task and what they found so far.
+    pub fn current(&self, name: &str) -> Option<(String, ProbeState)> {
+        let running = self.lock();
+        let r = running.get(name)?;
+        let st = r.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Some((r.key.clone(), st))
     }
 
     pub fn stop(&self, name: &str) {

@@ -11,6 +11,7 @@ pub mod ipam;
 pub mod nat;
 pub mod netlink;
 pub mod shaping;
+mod wiring;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,7 @@ use sha2::Digest;
 
 pub use attach::Attacher;
 pub use controller::NetworkReconciler;
+pub use wiring::controller;
 
 /// The finalizer that keeps a Network until its bridge and rules are gone.
 pub const FINALIZER: &str = "aos.edge/network";

@@ -16,8 +16,7 @@ use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_attacher_passes_the_networks_conformance_suite() {
     let scope = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn Backend> =
-        Arc::new(Embedded::open(EmbeddedOptions::in_memory()).unwrap());
+    let backend: Arc<dyn Backend> = Arc::new(Embedded::open(EmbeddedOptions::in_memory()).unwrap());
     let names = Names::new(&scope.path().display().to_string(), "/run/netns".into());
     let links = Links::new().unwrap();
     let reconciler = NetworkReconciler::new(
@@ -29,8 +28,7 @@ async fn the_attacher_passes_the_networks_conformance_suite() {
     );
     let stop = tokio_util::sync::CancellationToken::new();
     let controller = tokio::spawn(
-        Controller::new(reconciler, backend.clone(), ControllerConfig::default())
-            .run(stop.clone()),
+        Controller::new(reconciler, backend.clone(), ControllerConfig::default()).run(stop.clone()),
     );
     let api = Api::<NetworkSpec>::new(backend.clone());
     let net = Object::new(
@@ -57,7 +55,10 @@ async fn the_attacher_passes_the_networks_conformance_suite() {
     api.delete("ports").await.unwrap();
     let start = std::time::Instant::now();
     while api.get_opt("ports").await.unwrap().is_some() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the network stays");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the network stays"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(links.index(&names.bridge("ports")).await.unwrap().is_none());

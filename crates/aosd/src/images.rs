@@ -4,15 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use aos_api::{LayerSpec, Object};
 use aos_image::convert::ConvertOptions;
 use aos_image::download::RetryPolicy;
 use aos_image::layerstore::LayerStore;
 use aos_image::source::SourceConfig;
 use aos_image::space::SpaceAllocator;
 use aos_image::tarfilter::FilterOptions;
-use aos_image_controllers::{ImageEnv, ItemReconciler, LayerReconciler};
-use aos_reconcile::{Controller, ControllerConfig};
+use aos_image_controllers::ImageEnv;
+use aos_reconcile::ControllerConfig;
 use aos_store::Backend;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -66,24 +65,11 @@ pub fn spawn(
     gc_interval: std::time::Duration,
     shutdown: &CancellationToken,
 ) {
-    let items = Controller::new(
-        ItemReconciler::new(env.clone()),
-        backend.clone(),
-        config.clone(),
-    )
-    .watches::<LayerSpec>(|l: &Object<LayerSpec>| {
-        l.metadata
-            .owner_references
-            .iter()
-            .filter(|o| o.kind == "Item")
-            .map(|o| o.name.clone())
-            .collect()
-    });
+    let items =
+        aos_image_controllers::item_controller(env.clone(), backend.clone(), config.clone());
     tasks.spawn(items.run(shutdown.clone()));
-    tasks.spawn(
-        Controller::new(LayerReconciler::new(env.clone()), backend.clone(), config)
-            .run(shutdown.clone()),
-    );
+    let layers = aos_image_controllers::layer_controller(env.clone(), backend.clone(), config);
+    tasks.spawn(layers.run(shutdown.clone()));
     let stop = shutdown.clone();
     tasks.spawn(async move {
         loop {

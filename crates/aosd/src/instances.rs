@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _};
-use aos_api::{InstanceSpec, ItemSpec, NetworkSpec, Object};
 use aos_containerd::{Containerd, RuntimeOptions};
 use aos_instance_controller::{
-    cgroup::Cgroups, probes::Probers, rootfs, Defaults, InstanceEnv, InstanceReconciler,
+    cgroup::Cgroups, host::real::RealHost, probes::Probers, rootfs, Defaults, InstanceEnv,
     LogSettings, NodeResources, UidPool,
 };
 use aos_reconcile::{Controller, ControllerConfig};
@@ -151,8 +150,7 @@ pub fn spawn(
             root: rc.runtime_root.clone(),
         }));
         tokio::spawn(watch_runtime(containers.clone(), runtime, stop.clone()));
-        let env = Arc::new(InstanceEnv {
-            containers: containers.clone(),
+        let host = RealHost {
             layers,
             run_dir,
             data_dir,
@@ -163,6 +161,12 @@ pub fn spawn(
             host_binds: rc.host_binds.clone(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             resources,
+            cgroups: Cgroups::detect(std::path::Path::new("/sys/fs/cgroup")),
+        };
+        let env = Arc::new(InstanceEnv {
+            containers: containers.clone(),
+            networks,
+            host: Arc::new(host),
             logs: LogSettings {
                 logger,
                 max_size: rc.log_max_size,
@@ -177,56 +181,18 @@ pub fn spawn(
                 usage_interval: rc.usage_interval.0,
                 volume_size: rc.volume_mib << 20,
             },
-            uids: UidPool::new(rc.uid_base, rc.uid_count),
-            cgroups: Cgroups::detect(std::path::Path::new("/sys/fs/cgroup")),
-            oom: Mutex::new(Default::default()),
-            probes: Probers::new(containers),
-            networks: networks.clone(),
             permits: aos_instance_controller::Permits {
                 host_network: rc.allow_host_network,
                 unconfined: rc.allow_unconfined,
             },
+            uids: UidPool::new(rc.uid_base, rc.uid_count),
+            probes: Probers::new(containers),
+            oom: Mutex::new(Default::default()),
         });
-        // A container of an Instance the store lost would look orphaned: sweep only an intact store.
-        let sweep = if backend.health().damaged.is_empty() {
-            aos_instance_controller::sweep_orphans(&env, backend.clone()).await
-        } else {
-            tracing::warn!("the store has damaged records: containers of unknown instances are kept");
-            Ok(0)
-        };
-        match sweep {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "removed containers of deleted instances"),
-            Err(e) => tracing::warn!(error = %e, "failed to sweep orphan containers"),
-        }
         if let Some(net) = net_controller {
             tokio::spawn(net.run(stop.clone()));
         }
-        let controller = Controller::new(InstanceReconciler::new(env.clone()), backend, config);
-        let reader = controller.reader();
-        let keys = reader.clone();
-        let by_network = reader.clone();
-        let controller = controller.watches::<ItemSpec>(move |item: &Object<ItemSpec>| {
-            reader
-                .list()
-                .iter()
-                .filter(|i: &&Arc<Object<InstanceSpec>>| i.spec.item_id == item.spec.item_id)
-                .map(|i| i.name().to_string())
-                .collect()
-        });
-        let controller = controller.watches::<NetworkSpec>(move |n: &Object<NetworkSpec>| {
-            by_network
-                .list()
-                .iter()
-                .filter(|i| i.spec.network.as_ref().is_some_and(|x| x.network_id == n.name()))
-                .map(|i| i.name().to_string())
-                .collect()
-        });
-        let waker = controller.waker();
-        env.probes.set_waker(waker.clone());
-        let events = aos_instance_controller::spawn_events(env, waker, keys, stop.clone());
-        controller.run(stop).await;
-        let _ = events.await;
+        aos_instance_controller::run(env, backend, config, stop).await;
     });
     Ok(())
 }
@@ -263,8 +229,7 @@ fn network_parts(
     let dns = aos_network_controller::dns::Dns::new(aos_network_controller::dns::Dns::upstream_of(
         &resolv,
     ));
-    // Instances joining and leaving change the names the network's resolver answers.
-    let controller = Controller::new(
+    let controller = aos_network_controller::controller(
         NetworkReconciler::new(
             names,
             links,
@@ -274,31 +239,6 @@ fn network_parts(
         ),
         backend,
         config,
-    )
-    .watches::<InstanceSpec>(network_changes());
+    );
     Ok((attacher, controller))
-}
-
-/// Maps an Instance event to its network, only when what the network side uses changed (spec,
-/// address, deletion): usage samples every few seconds would otherwise wake every network.
-fn network_changes() -> impl Fn(&Object<InstanceSpec>) -> Vec<String> + Send + Sync + 'static {
-    let seen = Mutex::new(std::collections::HashMap::<String, String>::new());
-    move |i: &Object<InstanceSpec>| {
-        let Some(n) = &i.spec.network else {
-            return Vec::new();
-        };
-        let key =
-            serde_json::json!([i.spec, i.status.ip, i.metadata.deletion_timestamp]).to_string();
-        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.get(i.name()) == Some(&key) {
-            return Vec::new();
-        }
-        if i.metadata.deletion_timestamp.is_some() && i.status.ip.is_none() {
-            // Gone from its network: forget it (its last event then wakes the network once more).
-            seen.remove(i.name());
-        } else {
-            seen.insert(i.name().to_string(), key);
-        }
-        vec![n.network_id.clone()]
-    }
 }

@@ -2,6 +2,7 @@
 //! every kind, their validation, the name-based ids of instances and runtimes, label selectors,
 //! durations, and the reading of YAML/JSON manifests with field and line in every error.
 
+pub mod condition;
 pub mod crd;
 pub mod duration;
 pub mod ids;

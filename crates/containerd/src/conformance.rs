@@ -60,7 +60,11 @@ pub async fn run(c: &dyn Containers, h: &dyn Harness, prefix: &str) {
             status: 3
         }
     );
-    let seen = c.inspect(&quick).await.unwrap().expect("the container stays");
+    let seen = c
+        .inspect(&quick)
+        .await
+        .unwrap()
+        .expect("the container stays");
     assert_eq!(
         seen.task.map(|t| (t.running, t.exit_status)),
         Some((false, 3))

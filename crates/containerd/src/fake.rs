@@ -107,7 +107,11 @@ impl FakeContainers {
         });
     }
 
-    fn call(&self, op: &'static str, id: &str) -> Result<std::sync::MutexGuard<'_, State>, ContainersError> {
+    fn call(
+        &self,
+        op: &'static str,
+        id: &str,
+    ) -> Result<std::sync::MutexGuard<'_, State>, ContainersError> {
         let mut s = self.lock();
         s.calls.push(format!("{op} {id}"));
         if s.down {

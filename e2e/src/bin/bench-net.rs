@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aos_api::{NetworkSpec, Object};
-use aos_ports::Networks;
 use aos_network_controller::ipam::Cidr;
 use aos_network_controller::netlink::Links;
 use aos_network_controller::{Attacher, Names};
+use aos_ports::Networks;
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 
 const ROUNDS: usize = 10;

@@ -28,12 +28,3 @@ pub struct ItemRef {
 /// client's own value is replaced). Controllers use it to hold a writer to what that writer may
 /// do (a non-root writer's `archive:` source must be in `images.archive_dirs`).
 pub const APPLIED_BY: &str = "aos.edge/applied-by";
-
-/// Values of the `Ready` condition and other condition types used by several kinds.
-pub mod condition {
-    pub const READY: &str = "Ready";
-    /// On the Node: the store works and holds no damaged records.
-    pub const STORE_HEALTHY: &str = "StoreHealthy";
-    /// On the Node: containerd answers.
-    pub const CONTAINER_RUNTIME_READY: &str = "ContainerRuntimeReady";
-}

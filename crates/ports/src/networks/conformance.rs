@@ -16,7 +16,10 @@ pub async fn run(n: &dyn Networks, network: &str, missing: &str, prefix: &str) {
     let other = n.attach(&b, network, Shaping::default()).await.unwrap();
     assert_ne!(first.ip, other.ip, "two instances, two addresses");
     assert_eq!(first.gateway, other.gateway);
-    assert!(n.counters(&a).is_some(), "an attached instance has counters");
+    assert!(
+        n.counters(&a).is_some(),
+        "an attached instance has counters"
+    );
     let e = n
         .attach(&format!("{prefix}c"), missing, Shaping::default())
         .await

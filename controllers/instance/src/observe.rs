@@ -1,0 +1,206 @@
+//! Every read a reconcile of an Instance makes, of the store and of the node, into one
+//! snapshot ([`Observed`]): the latest Instance, its Item and what the task is made from, the
+//! container and its task, OOM kills, the probes' findings and a usage sample. Nothing here
+//! changes the store or the host, except that a uid recorded in status is claimed in the pool.
+
+use std::sync::Arc;
+
+use aos_api::{
+    InstanceSpec, ItemPhase, ItemSpec, LayerPhase, LayerSpec, NetworkSpec, NodeSpec, Object,
+    RuntimeType,
+};
+use aos_containerd::{ContainersError, TaskInfo};
+use aos_store::{Api, Backend};
+use chrono::{DateTime, Utc};
+
+use crate::host::Sample;
+use crate::probes::ProbeState;
+use crate::recipe::{Inputs, LayerInput, NetworkInput};
+use crate::{InstanceEnv, InstanceError};
+
+/// What one reconcile of an Instance saw.
+#[derive(Debug)]
+pub struct Observed {
+    /// The Instance as the store has it now (the cache may lag our own last write).
+    pub obj: Arc<Object<InstanceSpec>>,
+    pub now: DateTime<Utc>,
+    /// The uid and gid the instance holds; `None` before it was given any.
+    pub ids: Option<(u32, u32)>,
+    /// Its container and task; an error when the runtime does not answer.
+    pub container: Result<Option<TaskInfo>, ContainersError>,
+    /// Its Item (the one of its item id and version that is not being deleted).
+    pub item: Option<Object<ItemSpec>>,
+    /// What its task is made from, once the Item is Ready.
+    pub inputs: Option<Inputs>,
+    /// The kernel killed its stopped task for memory.
+    pub oom: bool,
+    /// The probes that run for it: for which task (their key) and what they found.
+    pub probes: Option<(String, ProbeState)>,
+    /// What its running task uses, when the last sample in status is older than the interval.
+    pub sample: Option<Sample>,
+    /// Bytes received and sent on its network.
+    pub counters: Option<(u64, u64)>,
+}
+
+impl Observed {
+    /// The task, when one runs.
+    pub fn running(&self) -> Option<aos_containerd::TaskState> {
+        match &self.container {
+            Ok(Some(c)) => c.task.filter(|t| t.running),
+            _ => None,
+        }
+    }
+}
+
+async fn find_item(
+    backend: &Arc<dyn Backend>,
+    s: &InstanceSpec,
+) -> Result<Option<Object<ItemSpec>>, InstanceError> {
+    let (items, _) = Api::<ItemSpec>::new(backend.clone())
+        .list(&Default::default())
+        .await?;
+    Ok(items.into_iter().find(|i| {
+        i.spec.item_id == s.item_id
+            && i.spec.version == s.version
+            && i.metadata.deletion_timestamp.is_none()
+    }))
+}
+
+async fn network(
+    env: &InstanceEnv,
+    backend: &Arc<dyn Backend>,
+    obj: &Object<InstanceSpec>,
+) -> Result<NetworkInput, InstanceError> {
+    let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) else {
+        return Ok(match obj.spec.network {
+            Some(_) => NetworkInput::Unavailable,
+            None => NetworkInput::None,
+        });
+    };
+    // Not before the network is up: what the instance is made with depends on it.
+    let Some(net) = Api::<NetworkSpec>::new(backend.clone())
+        .get_opt(&n.network_id)
+        .await?
+        .filter(|n| n.status.bridge.is_some() && n.metadata.deletion_timestamp.is_none())
+    else {
+        return Ok(NetworkInput::NotReady(n.network_id.clone()));
+    };
+    // Always the network's resolver: a resolver that could not listen yet is retried by the
+    // Network controller, and what an instance is made with must not flip with it.
+    let servers: Vec<String> = match &net.status.gateway {
+        Some(gw) => vec![gw.clone()],
+        None => net.spec.dns_servers.clone(),
+    };
+    Ok(NetworkInput::Ready {
+        resolv_conf: Some(servers)
+            .filter(|d| !d.is_empty())
+            .map(|d| d.iter().map(|s| format!("nameserver {s}\n")).collect()),
+        netns: nets.netns_path(obj.name()),
+    })
+}
+
+async fn inputs(
+    env: &InstanceEnv,
+    backend: &Arc<dyn Backend>,
+    obj: &Object<InstanceSpec>,
+    item: &Object<ItemSpec>,
+) -> Result<Inputs, InstanceError> {
+    let run = item.status.config.clone();
+    let layer_api = Api::<LayerSpec>::new(backend.clone());
+    let mut layers = Vec::new();
+    for name in &item.status.layers {
+        let diff_id = layer_api
+            .get_opt(name)
+            .await?
+            .filter(|l| l.status.phase == LayerPhase::Ready)
+            .and_then(|l| l.spec.diff_id);
+        let facts = diff_id.as_deref().and_then(|d| env.host.layer(d));
+        layers.push(LayerInput {
+            name: name.clone(),
+            diff_id,
+            facts,
+        });
+    }
+    let (nodes, _) = Api::<NodeSpec>::new(backend.clone())
+        .list(&Default::default())
+        .await?;
+    let node = nodes
+        .first()
+        .map(|n| (n.status.dmips, n.status.cpus))
+        .unwrap_or((0, 1));
+    let wanted = run.as_ref().map(|r| r.item().resources).unwrap_or_default();
+    Ok(Inputs {
+        item_name: item.name().to_string(),
+        run,
+        layers,
+        node,
+        granted: env.host.grant(&wanted),
+        resolv_conf: env.host.resolv_conf(),
+        network: network(env, backend, obj).await?,
+        paths: env.host.paths(obj.name()),
+    })
+}
+
+/// Reads everything a reconcile of `obj` decides on; `None` when the Instance is gone.
+pub async fn observe(
+    env: &InstanceEnv,
+    backend: &Arc<dyn Backend>,
+    obj: &Object<InstanceSpec>,
+) -> Result<Option<Observed>, InstanceError> {
+    let api = Api::<InstanceSpec>::new(backend.clone());
+    let Some(obj) = api.get_opt(obj.name()).await? else {
+        return Ok(None);
+    };
+    let obj = Arc::new(obj);
+    let now = Utc::now();
+    let mut o = Observed {
+        obj: obj.clone(),
+        now,
+        ids: None,
+        container: Ok(None),
+        item: None,
+        inputs: None,
+        oom: false,
+        probes: None,
+        sample: None,
+        counters: None,
+    };
+    if obj.spec.runtime != RuntimeType::Container {
+        return Ok(Some(o));
+    }
+    let name = obj.name();
+    if let Some(uid) = obj.status.uid {
+        env.uids.claim(uid);
+        o.ids = Some((uid, obj.status.gid.unwrap_or(uid)));
+    }
+    o.item = find_item(backend, &obj.spec).await?;
+    o.container = env.containers.inspect(name).await;
+    if let Some(item) = o
+        .item
+        .as_ref()
+        .filter(|i| i.status.phase == ItemPhase::Ready)
+    {
+        o.inputs = Some(inputs(env, backend, &obj, item).await?);
+    }
+    match o.container.as_ref().ok().and_then(|c| c.as_ref()?.task) {
+        Some(t) if t.running => {
+            o.probes = env.probes.current(name);
+            let prev = obj.status.usage.as_ref();
+            let interval = chrono::Duration::from_std(env.defaults.usage_interval)
+                .unwrap_or_default()
+                - chrono::Duration::milliseconds(500);
+            if prev.is_none_or(|p| now - p.updated_at >= interval) {
+                o.sample = Some(env.host.sample(name));
+                o.counters = env
+                    .networks
+                    .as_ref()
+                    .filter(|_| obj.spec.network.is_some())
+                    .and_then(|n| n.counters(name));
+            }
+        }
+        // The cgroup lives until the task is deleted: ask it before the task goes.
+        Some(_) => o.oom = env.oom_flagged(name) || env.host.oom_kills(name) > 0,
+        None => {}
+    }
+    Ok(Some(o))
+}
