@@ -1,6 +1,7 @@
 //! The Item controller: resolves the image (the node's manifest, config, item config), keeps
 //! one Layer per layer owned by the Item, and reports phase and progress from its Layers.
 
+use aos_api::condition::{self as c, reason as r};
 use std::sync::Arc;
 
 use aos_api::{
@@ -83,7 +84,7 @@ impl ItemReconciler {
             .update_status(name, |s| {
                 s.phase = ItemPhase::Failed;
                 s.common
-                    .set_condition("Ready", ConditionStatus::False, reason, &msg, now());
+                    .set_condition(c::READY, ConditionStatus::False, reason, &msg, now());
             })
             .await;
     }
@@ -350,7 +351,7 @@ impl Reconciler for ItemReconciler {
                     done += desc.size;
                 }
                 LayerPhase::Failed => {
-                    let c = l.status.common.condition("Ready");
+                    let c = l.status.common.condition(c::READY);
                     failed = Some((
                         l.name().to_string(),
                         c.map(|c| c.reason.clone())
@@ -384,16 +385,16 @@ impl Reconciler for ItemReconciler {
                 if all_ready {
                     s.phase = ItemPhase::Ready;
                     s.common.set_condition(
-                        "Ready",
+                        c::READY,
                         ConditionStatus::True,
-                        "LayersReady",
+                        r::LAYERS_READY,
                         "every layer is verified and stored",
                         now(),
                     );
                 } else if let Some((layer, reason, message)) = &failed {
                     s.phase = ItemPhase::Failed;
                     s.common.set_condition(
-                        "Ready",
+                        c::READY,
                         ConditionStatus::False,
                         reason,
                         &if layer.is_empty() {
@@ -406,9 +407,9 @@ impl Reconciler for ItemReconciler {
                 } else {
                     s.phase = ItemPhase::Downloading;
                     s.common.set_condition(
-                        "Ready",
+                        c::READY,
                         ConditionStatus::False,
-                        "Downloading",
+                        r::DOWNLOADING,
                         &format!("{ready} of {} layers ready", manifest.layers.len()),
                         now(),
                     );

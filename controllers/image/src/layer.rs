@@ -3,6 +3,7 @@
 //! re-checks them at rest, keeps orphaned layers for the removed-item TTL, and makes room by
 //! evicting cached layers oldest first before failing with NotEnoughSpace.
 
+use aos_api::condition::{self as c, reason as r};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -280,7 +281,7 @@ impl Reconciler for LayerReconciler {
                         .update_status(&name, |s| {
                             s.phase = LayerPhase::Failed;
                             s.common.set_condition(
-                                "Ready",
+                                c::READY,
                                 ConditionStatus::False,
                                 reason,
                                 &msg,
@@ -327,9 +328,9 @@ impl Reconciler for LayerReconciler {
                         s.phase = LayerPhase::Pending;
                         s.verified_at = None;
                         s.common.set_condition(
-                            "Ready",
+                            c::READY,
                             ConditionStatus::False,
-                            "Tampered",
+                            r::TAMPERED,
                             "the stored layer changed; fetching it again",
                             now(),
                         );
@@ -359,9 +360,9 @@ impl Reconciler for LayerReconciler {
                 s.tree_digest = Some(at_rest.clone());
                 s.verified_at = verified_at;
                 s.common.set_condition(
-                    "Ready",
+                    c::READY,
                     ConditionStatus::True,
-                    "Stored",
+                    r::STORED,
                     "verified and stored",
                     now(),
                 );

@@ -3,6 +3,7 @@
 //! task that runs as the recipe says (and its probes), replace one that is out of date, count
 //! an exit or a probe's verdict, hold a failed instance, wait for a restart, or start.
 
+use aos_api::condition::reason as r;
 use aos_api::{InstanceState, RuntimeType};
 use aos_reconcile::Reason;
 use chrono::{DateTime, Utc};
@@ -62,13 +63,13 @@ fn probe_key(o: &Observed, r: &Recipe, pid: u32) -> String {
 
 fn reason_of_exit(status: u32, oom: bool) -> &'static str {
     if oom {
-        "OOMKilled"
+        r::OOM_KILLED
     } else if status == 0 {
-        "Completed"
+        r::COMPLETED
     } else if status >= 128 {
-        "Killed"
+        r::KILLED
     } else {
-        "Error"
+        r::ERROR
     }
 }
 
@@ -112,9 +113,9 @@ pub fn plan(o: &Observed, recipe: Option<&Result<Recipe, InstanceError>>) -> Ste
                             if let Some(why) = &st.failed {
                                 return Step::ProbeFailed {
                                     reason: if why.starts_with("startup") {
-                                        "StartupProbeFailed"
+                                        r::STARTUP_PROBE_FAILED
                                     } else {
-                                        "LivenessProbeFailed"
+                                        r::LIVENESS_PROBE_FAILED
                                     },
                                     message: why.clone(),
                                 };

@@ -208,13 +208,13 @@ pub fn build(
         }
         NetworkInput::NotReady(network) => {
             return Err(InstanceError::Network(NetworkError {
-                reason: "NetworkNotReady",
+                reason: aos_api::condition::reason::NETWORK_NOT_READY,
                 message: format!("network {network} is not ready"),
             }))
         }
         NetworkInput::Unavailable => {
             return Err(InstanceError::Network(NetworkError {
-                reason: "NetworkUnavailable",
+                reason: aos_api::condition::reason::NETWORK_UNAVAILABLE,
                 message: "this node runs no network controller".into(),
             }))
         }

@@ -2,6 +2,7 @@
 //! bridge and the NAT rules, and on deletion waits for the last instance to leave before it
 //! removes them.
 
+use aos_api::condition::{self as c, reason as r};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,27 +194,32 @@ impl Reconciler for NetworkReconciler {
             s.gateway = Some(subnet.gateway().to_string());
             s.bridge = Some(bridge.clone());
             s.common
-                .set_condition("Ready", ConditionStatus::True, "BridgeUp", "", now);
+                .set_condition(c::READY, ConditionStatus::True, r::BRIDGE_UP, "", now);
             match &vlan {
                 None => {}
                 Some(Ok(())) => {
-                    s.common
-                        .set_condition("VlanReady", ConditionStatus::True, "Attached", "", now);
+                    s.common.set_condition(
+                        c::VLAN_READY,
+                        ConditionStatus::True,
+                        r::ATTACHED,
+                        "",
+                        now,
+                    );
                 }
                 Some(Err((reason, e))) => {
                     s.common
-                        .set_condition("VlanReady", ConditionStatus::False, reason, e, now);
+                        .set_condition(c::VLAN_READY, ConditionStatus::False, reason, e, now);
                 }
             }
             match &dns {
                 Ok(()) => {
                     s.common
-                        .set_condition("DnsReady", ConditionStatus::True, "Serving", "", now)
+                        .set_condition(c::DNS_READY, ConditionStatus::True, r::SERVING, "", now)
                 }
                 Err(e) => s.common.set_condition(
-                    "DnsReady",
+                    c::DNS_READY,
                     ConditionStatus::False,
-                    "ListenFailed",
+                    r::LISTEN_FAILED,
                     &e.to_string(),
                     now,
                 ),
@@ -239,7 +245,7 @@ impl Reconciler for NetworkReconciler {
             ctx.api
                 .update_status(name, |s| {
                     s.common
-                        .set_condition("Ready", ConditionStatus::False, "InUse", &msg, now);
+                        .set_condition(c::READY, ConditionStatus::False, r::IN_USE, &msg, now);
                 })
                 .await?;
             return Ok(Action::Requeue(Duration::from_secs(1)));

@@ -69,7 +69,7 @@ impl Reason for NetError {
             NetError::SubnetConflict(_) => "SubnetConflict",
             NetError::HostPort(_) => "HostPortUnavailable",
             NetError::NoAddress(_) => "NoAddress",
-            NetError::NotReady(_) => "NetworkNotReady",
+            NetError::NotReady(_) => aos_api::condition::reason::NETWORK_NOT_READY,
         }
     }
 }

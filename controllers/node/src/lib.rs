@@ -231,21 +231,38 @@ impl Reconciler for NodeReconciler {
                 s.common.set_condition(
                     aos_api::condition::READY,
                     aos_api::ConditionStatus::True,
-                    "NodeReported",
+                    aos_api::condition::reason::NODE_REPORTED,
                     "host facts and usage are current",
                     chrono::Utc::now(),
                 );
                 let (status, reason) = if store.is_ok() {
-                    (aos_api::ConditionStatus::True, "StoreIntact")
+                    (
+                        aos_api::ConditionStatus::True,
+                        aos_api::condition::reason::STORE_INTACT,
+                    )
                 } else if store.failure.is_some() {
-                    (aos_api::ConditionStatus::False, "StoreFailing")
+                    (
+                        aos_api::ConditionStatus::False,
+                        aos_api::condition::reason::STORE_FAILING,
+                    )
                 } else {
-                    (aos_api::ConditionStatus::False, "DamagedRecords")
+                    (
+                        aos_api::ConditionStatus::False,
+                        aos_api::condition::reason::DAMAGED_RECORDS,
+                    )
                 };
                 if let Some(check) = &runtime {
                     let (st, reason, msg) = match check() {
-                        Ok(()) => (aos_api::ConditionStatus::True, "Answering", String::new()),
-                        Err(why) => (aos_api::ConditionStatus::False, "RuntimeUnavailable", why),
+                        Ok(()) => (
+                            aos_api::ConditionStatus::True,
+                            aos_api::condition::reason::ANSWERING,
+                            String::new(),
+                        ),
+                        Err(why) => (
+                            aos_api::ConditionStatus::False,
+                            aos_api::condition::reason::RUNTIME_UNAVAILABLE,
+                            why,
+                        ),
                     };
                     s.common.set_condition(
                         aos_api::condition::CONTAINER_RUNTIME_READY,

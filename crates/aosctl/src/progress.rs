@@ -18,7 +18,7 @@ fn state(o: &DynObject) -> State {
     match o.status.get("phase").and_then(|p| p.as_str()) {
         Some("Ready") => State::Ready,
         Some("Failed") => State::Failed(
-            o.condition("Ready")
+            o.condition(aos_api::condition::READY)
                 .map(|c| format!("{}: {}", c.reason, c.message))
                 .unwrap_or_else(|| "failed".into()),
         ),

@@ -113,9 +113,9 @@ fn mark_terminating(obj: &mut DynObject, now: DateTime<Utc>) {
     };
     let message = format!("being deleted{waiting}");
     if common.set_condition(
-        "Ready",
+        aos_api::condition::READY,
         aos_api::ConditionStatus::False,
-        "Terminating",
+        aos_api::condition::reason::TERMINATING,
         &message,
         now,
     ) {

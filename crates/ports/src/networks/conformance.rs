@@ -24,7 +24,11 @@ pub async fn run(n: &dyn Networks, network: &str, missing: &str, prefix: &str) {
         .attach(&format!("{prefix}c"), missing, Shaping::default())
         .await
         .unwrap_err();
-    assert_eq!(e.reason, "NetworkNotReady", "{e}");
+    assert_eq!(
+        e.reason,
+        aos_api::condition::reason::NETWORK_NOT_READY,
+        "{e}"
+    );
     for i in [&a, &b] {
         n.detach(i, network).await.unwrap();
         n.detach(i, network).await.unwrap();

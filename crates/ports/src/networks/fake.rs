@@ -84,7 +84,7 @@ impl Networks for FakeNetworks {
             }
             None => {
                 return Err(NetworkError {
-                    reason: "NetworkNotReady",
+                    reason: aos_api::condition::reason::NETWORK_NOT_READY,
                     message: format!("network {network_id} is not ready"),
                 })
             }
