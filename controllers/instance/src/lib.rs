@@ -62,6 +62,23 @@ pub enum InstanceError {
     },
     #[error("rootfs: {0}")]
     Rootfs(String),
+    /// A step of the layer store (mounting a layer or a volume, writing stack fixups).
+    #[error("{what}: {source}")]
+    Layers {
+        what: String,
+        #[source]
+        source: aos_image::ImageError,
+    },
+    /// A system call on a path (a device node, a whiteout).
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// A runtime spec that does not encode or decode.
+    #[error("runtime spec: {0}")]
+    Spec(#[from] serde_json::Error),
     #[error("{0}")]
     Config(String),
     #[error("layer {0} is not ready on this node")]
@@ -82,7 +99,9 @@ impl Reason for InstanceError {
             InstanceError::Runtime(e) => e.reason(),
             InstanceError::Store(_) => "StoreError",
             InstanceError::Io { .. } => "IoError",
-            InstanceError::Rootfs(_) => "RootfsFailed",
+            InstanceError::Rootfs(_) | InstanceError::Layers { .. } => "RootfsFailed",
+            InstanceError::Sys { .. } => "SystemError",
+            InstanceError::Spec(_) => "InvalidConfig",
             InstanceError::Config(_) => "InvalidConfig",
             InstanceError::LayerMissing(_) => "LayerMissing",
             InstanceError::NoUid(_) => "UidPoolExhausted",

@@ -282,7 +282,7 @@ pub fn build(
         "hosts": top.hosts,
     });
     let hashed = serde_json::json!([doc, rootfs]);
-    h.update(serde_json::to_vec(&hashed).map_err(|e| InstanceError::Config(e.to_string()))?);
+    h.update(serde_json::to_vec(&hashed)?);
     let hash = hex::encode(h.finalize())[..32].to_string();
     Ok(Recipe {
         spec,

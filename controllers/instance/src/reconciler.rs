@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use aos_api::{InstanceSpec, Object, RuntimeType};
 use aos_reconcile::{Action, Context, Reconciler};
-use tracing::Instrument;
 
 use crate::act::{act, Outcome};
 use crate::observe::observe;
@@ -92,8 +91,8 @@ impl Reconciler for InstanceReconciler {
         obj: Arc<Object<InstanceSpec>>,
         ctx: &Context<InstanceSpec>,
     ) -> Result<Action, InstanceError> {
-        let span = tracing::info_span!("instance", instance = obj.name());
-        self.reconcile(&obj, ctx).instrument(span).await
+        // The runtime's span names the object: the steps below log inside it.
+        self.reconcile(&obj, ctx).await
     }
 
     async fn cleanup(
@@ -104,8 +103,7 @@ impl Reconciler for InstanceReconciler {
         if obj.spec.runtime != RuntimeType::Container {
             return Ok(Action::AwaitChange);
         }
-        let span = tracing::info_span!("instance", instance = obj.name());
-        self.remove(&obj, ctx).instrument(span).await
+        self.remove(&obj, ctx).await
     }
 }
 

@@ -26,8 +26,10 @@ pub struct Granted {
 
 fn device(d: &ResourceDevice, read_only: bool) -> Result<Device, InstanceError> {
     use nix::sys::stat::{major, minor, stat, SFlag};
-    let st = stat(d.host_path.as_str())
-        .map_err(|e| InstanceError::Config(format!("device {}: {e}", d.host_path)))?;
+    let st = stat(d.host_path.as_str()).map_err(|source| InstanceError::Sys {
+        what: format!("device {}", d.host_path),
+        source,
+    })?;
     let kind = match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
         SFlag::S_IFCHR => 'c',
         SFlag::S_IFBLK => 'b',

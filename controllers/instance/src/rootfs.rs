@@ -56,8 +56,11 @@ pub fn write_host_whiteouts(
             continue;
         }
         let p = dir.join(&name);
-        mknod(&p, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).map_err(|e| {
-            InstanceError::Rootfs(format!("failed to make whiteout {}: {e}", p.display()))
+        mknod(&p, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).map_err(|source| {
+            InstanceError::Sys {
+                what: format!("failed to make whiteout {}", p.display()),
+                source,
+            }
         })?;
     }
     Ok(())
@@ -158,8 +161,10 @@ pub fn prepare(
     write_top(&dirs.top(), top)?;
     std::fs::create_dir_all(dirs.fixups())
         .map_err(io(format!("failed to create {}", dirs.fixups().display())))?;
-    write_fixups(&dirs.fixups(), &fixups(layers))
-        .map_err(|e| InstanceError::Rootfs(e.to_string()))?;
+    write_fixups(&dirs.fixups(), &fixups(layers)).map_err(|source| InstanceError::Layers {
+        what: "failed to write the stack fixups".into(),
+        source,
+    })?;
     let mut lower = vec![dirs.top(), dirs.fixups()];
     lower.extend(layers.iter().rev().map(|l| l.root.clone()));
     if let Some((root, keep)) = host_base {

@@ -211,7 +211,7 @@ pub fn build(i: &SpecInput) -> Result<oci_spec::runtime::Spec, InstanceError> {
 }
 
 pub fn from_document(doc: Value) -> Result<oci_spec::runtime::Spec, InstanceError> {
-    serde_json::from_value(doc).map_err(|e| InstanceError::Config(format!("runtime spec: {e}")))
+    Ok(serde_json::from_value(doc)?)
 }
 
 #[cfg(test)]

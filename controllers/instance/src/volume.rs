@@ -66,7 +66,10 @@ pub fn prepare(instance_dir: &Path, limit: Option<u64>) -> Result<PathBuf, Insta
     let have = std::fs::metadata(&img).map_or(0, |m| m.len());
     if have != want && aos_image::layerstore::is_mounted(&dir) {
         // Resized only here, while no task uses it.
-        aos_image::layerstore::unmount(&dir).map_err(|e| InstanceError::Rootfs(e.to_string()))?;
+        aos_image::layerstore::unmount(&dir).map_err(|source| InstanceError::Layers {
+            what: format!("failed to unmount the volume {}", dir.display()),
+            source,
+        })?;
     }
     if have == 0 {
         // Volumes are sparse (thin, as project quotas would be): all limits together may
@@ -177,7 +180,10 @@ fn adopt_old_layout(instance_dir: &Path, dir: &Path) -> Result<(), InstanceError
 pub fn release(instance_dir: &Path) -> Result<(), InstanceError> {
     let dir = data_dir(instance_dir);
     if aos_image::layerstore::is_mounted(&dir) {
-        aos_image::layerstore::unmount(&dir).map_err(|e| InstanceError::Rootfs(e.to_string()))?;
+        aos_image::layerstore::unmount(&dir).map_err(|source| InstanceError::Layers {
+            what: format!("failed to unmount the volume {}", dir.display()),
+            source,
+        })?;
     }
     Ok(())
 }

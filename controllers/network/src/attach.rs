@@ -122,8 +122,7 @@ impl Attacher {
             let made = tokio::task::spawn_blocking(move || {
                 netlink::configure_inside(&ns, &peer, ip, subnet.len, gw)
             })
-            .await
-            .map_err(|e| NetError::Netns(e.to_string()))?;
+            .await?;
             if let Err(e) = made {
                 let _ = self.links.delete(&host).await;
                 return Err(e);
@@ -135,8 +134,7 @@ impl Attacher {
             tokio::task::spawn_blocking(move || {
                 crate::shaping::apply(&host_veth, &netns, shaping.upload, shaping.download)
             })
-            .await
-            .map_err(|e| NetError::Netns(e.to_string()))??;
+            .await??;
         }
         Ok(Attachment {
             ip: ip.to_string(),

@@ -89,9 +89,7 @@ impl NetworkReconciler {
         }
         let table = self.names.table();
         let written = nets.clone();
-        tokio::task::spawn_blocking(move || nat::sync(&table, &nets))
-            .await
-            .map_err(|e| NetError::Firewall(e.to_string()))??;
+        tokio::task::spawn_blocking(move || nat::sync(&table, &nets)).await??;
         *last = Some(written);
         Ok(())
     }

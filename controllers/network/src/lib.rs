@@ -30,8 +30,25 @@ pub const FINALIZER: &str = "aos.edge/network";
 pub enum NetError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("{what}: {message}")]
-    Netlink { what: String, message: String },
+    #[error("{what}: {source}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: Box<rtnetlink::Error>,
+    },
+    /// A link that must be there is not.
+    #[error("{0}")]
+    LinkMissing(String),
+    /// A system call (a namespace's mount or `setns`).
+    #[error("{what}: {source}")]
+    Sys {
+        what: String,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// A blocking step (namespace work, the firewall) died before it answered.
+    #[error("a blocking step failed: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -62,7 +79,9 @@ impl Reason for NetError {
             NetError::Store(_) => "StoreError",
             NetError::Netlink { .. } => "NetlinkFailed",
             NetError::Io { .. } => "IoError",
-            NetError::Netns(_) => "NetnsFailed",
+            NetError::Netns(_) | NetError::Sys { .. } => "NetnsFailed",
+            NetError::Blocking(_) => "InternalError",
+            NetError::LinkMissing(_) => "LinkMissing",
             NetError::Firewall(_) => "FirewallFailed",
             NetError::Config(_) => "InvalidConfig",
             NetError::NoSubnet => "NoSubnet",

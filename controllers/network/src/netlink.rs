@@ -16,7 +16,7 @@ use crate::NetError;
 fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> NetError {
     move |e| NetError::Netlink {
         what,
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -61,10 +61,9 @@ impl Links {
 
     /// The index of a link that must be there; `what` names it and `why` says why it is not.
     async fn existing(&self, name: &str, what: String, why: &str) -> Result<u32, NetError> {
-        self.index(name).await?.ok_or_else(|| NetError::Netlink {
-            what,
-            message: why.into(),
-        })
+        self.index(name)
+            .await?
+            .ok_or_else(|| NetError::LinkMissing(format!("{what}: {why}")))
     }
 
     /// A bridge named `name`, up, with the gateway address of `subnet`.
@@ -272,8 +271,12 @@ pub fn is_netns(path: &Path) -> bool {
 /// Unmounts and removes a named namespace (its links go with it).
 pub fn delete_netns(path: &Path) -> Result<(), NetError> {
     if is_netns(path) {
-        nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
-            .map_err(|e| NetError::Netns(format!("failed to unmount {}: {e}", path.display())))?;
+        nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).map_err(|source| {
+            NetError::Sys {
+                what: format!("failed to unmount {}", path.display()),
+                source,
+            }
+        })?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -300,8 +303,12 @@ pub fn configure_inside(
     })?;
     let peer = peer.to_string();
     std::thread::spawn(move || -> Result<(), NetError> {
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| NetError::Netns(format!("setns: {e}")))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| {
+            NetError::Sys {
+                what: "setns".into(),
+                source,
+            }
+        })?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

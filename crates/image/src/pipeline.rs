@@ -10,6 +10,7 @@ use crate::layerstore::{LayerRecord, LayerStore};
 use crate::oci::{self, ImageConfig, Manifest, Root};
 use crate::source::BlobSource;
 use crate::ImageError;
+use tracing::Instrument;
 
 /// Limits for the small JSON documents of an image.
 const MAX_CONFIG: u64 = 4 << 20;
@@ -138,14 +139,16 @@ pub async fn install_service_layer(
         false,
         progress,
     )
+    .instrument(tracing::info_span!("download", digest = %layer.digest, size = layer.size))
     .await?;
     let downloaded = started.elapsed();
 
     let tmp = store.tmp_path(layer.diff_id.trim_start_matches("sha256:"));
     let _ = std::fs::remove_file(&tmp);
     let (blob2, tmp2, opts) = (blob.clone(), tmp.clone(), convert_opts.clone());
+    let span = tracing::info_span!("convert", digest = %layer.digest);
     let converted = tokio::task::spawn_blocking(move || {
-        convert::to_squashfs(&blob2, compression, &tmp2, &opts)
+        span.in_scope(|| convert::to_squashfs(&blob2, compression, &tmp2, &opts))
     })
     .await
     .map_err(|e| ImageError::Convert {
@@ -220,5 +223,6 @@ pub async fn install_component(
         true,
         progress,
     )
+    .instrument(tracing::info_span!("download", digest = %layer.digest, size = layer.size))
     .await
 }

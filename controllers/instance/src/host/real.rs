@@ -141,7 +141,10 @@ impl InstanceHost for RealHost {
         for (diff_id, _) in p.layers {
             self.layers
                 .mount(diff_id)
-                .map_err(|e| InstanceError::Rootfs(format!("layer {diff_id}: {e}")))?;
+                .map_err(|source| InstanceError::Layers {
+                    what: format!("failed to mount layer {diff_id}"),
+                    source,
+                })?;
         }
         let stack: Vec<_> = p.layers.iter().map(|(_, l)| l.clone()).collect();
         let base = p
