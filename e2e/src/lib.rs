@@ -1,5 +1,7 @@
 //! Helpers for end-to-end tests and benchmarks: start an isolated aosd (own data dir, socket and
 //! node id) from the built binaries, run aosctl against it, and clean up on drop.
+// Test support: a fixture that fails fails its test.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod images;
 pub mod net;

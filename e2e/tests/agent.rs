@@ -1,6 +1,8 @@
 //! aosd and aosctl as a user runs them: the node reports itself, resources are applied,
 //! watched, waited for and deleted, bad files change nothing, apply merges as kubectl's does,
 //! and a closed stdout is a normal end. Who may do what is in access.rs.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

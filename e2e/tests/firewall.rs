@@ -2,6 +2,8 @@
 //! taken or in use; subnets that collide or change; instances reaching the host beyond their
 //! resolver, or outside names from a closed network. And an adopted task gets the address a
 //! crash kept from its status.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

@@ -2,6 +2,8 @@
 //! archive become Ready with mounted layers; a kill in the middle of a download resumes with
 //! a range; hostile and corrupt images fail with their reason; a full disk fails NotEnoughSpace;
 //! deleting everything leaves no mount and no file behind.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 

@@ -2,6 +2,8 @@
 //! per test), a real registry and real cgroups: instances run from a pulled item, log, keep
 //! `/state.dat` across restarts and a version update, are restarted when killed, fail after a
 //! crash loop, are adopted after `kill -9` of aosd, obey probes, and leave nothing behind.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

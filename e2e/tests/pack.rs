@@ -1,5 +1,7 @@
 //! Services built with `aosctl pack`, pushed with `aosctl push` to a real registry, are pulled
 //! back by aosd (also as a multi-platform index, and straight from the archive).
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 

@@ -4,6 +4,8 @@
 //! the push lines use. A command that follows (`-w`, `-f`) must still be running after a few
 //! seconds, having printed something; every other one must exit 0. `hack/demo.sh stop` then
 //! takes the demo down and must leave no mount of it behind.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

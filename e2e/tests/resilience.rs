@@ -1,5 +1,7 @@
 //! An instance's runtime in trouble: containerd away (the node and the instances say so, and
 //! recover after), and an instance that writes past its state and storage limits.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! one stops aosd at start, with the reason, and the containers keep running; a record rewritten
 //! on disk is quarantined, reported by `aosctl health` and on the Node, and its container is not
 //! swept as unknown. Files are private: data dir 0700, store 0600, logs 0640.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -4,15 +4,20 @@
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which cgroup hierarchy the host mounts.
 pub enum Layout {
+    /// One hierarchy per controller (`/sys/fs/cgroup/<controller>/...`).
     V1,
+    /// The unified hierarchy.
     V2,
 }
 
 /// The cgroup filesystem of the host.
 #[derive(Clone, Debug)]
 pub struct Cgroups {
+    /// Where the cgroup filesystem is mounted.
     pub root: PathBuf,
+    /// Its layout, as detected.
     pub layout: Layout,
 }
 
@@ -67,10 +72,12 @@ impl Cgroups {
         self.file("memory", path, "memory.limit_in_bytes", "memory.max")
     }
 
+    /// The file of the pids limit of the cgroup `path`.
     pub fn pids_limit_file(&self, path: &str) -> PathBuf {
         self.file("pids", path, "pids.max", "pids.max")
     }
 
+    /// The CPU quota and period of the cgroup `path` (`None`: unlimited or unreadable).
     pub fn cpu_quota(&self, path: &str) -> Option<(i64, u64)> {
         match self.layout {
             Layout::V1 => {

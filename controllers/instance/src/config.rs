@@ -8,9 +8,7 @@ use serde::Deserialize;
 
 use crate::InstanceError;
 
-pub use aos_api::itemconfig::{
-    ImageRun, ItemConfig, Quotas, RequestedResource, RunConfig, RunParameters,
-};
+pub use aos_api::itemconfig::{ItemConfig, Quotas, RequestedResource, RunConfig, RunParameters};
 
 /// The cgroup and rlimit figures of an instance.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,6 +95,7 @@ pub struct NodeResource {
 #[serde(deny_unknown_fields)]
 pub struct NodeResources {
     #[serde(default)]
+    /// Every resource the node declares.
     pub resources: Vec<NodeResource>,
 }
 

@@ -14,10 +14,10 @@ use aos_containerd::RootfsMount;
 use aos_image::stack::StackLayer;
 use aos_image::tarfilter::LayerIndex;
 
-use crate::config::RequestedResource;
 use crate::resources::Granted;
 use crate::rootfs::TopLayer;
 use crate::InstanceError;
+use aos_api::itemconfig::RequestedResource;
 
 /// A layer unpacked on this node.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +31,7 @@ pub struct LayerFacts {
 }
 
 impl LayerFacts {
+    /// The layer as an entry of a rootfs stack.
     pub fn stack_layer(&self) -> StackLayer {
         StackLayer {
             root: self.root.clone(),
@@ -42,8 +43,11 @@ impl LayerFacts {
 /// Where the files of one instance are, as its runtime spec names them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Paths {
+    /// The instance's `state.dat`.
     pub state_file: PathBuf,
+    /// The instance's `storage/`.
     pub storage_dir: PathBuf,
+    /// Where its task's output is logged.
     pub log_dir: PathBuf,
     /// The cgroup of its task, as the runtime spec gives it.
     pub cgroups_path: String,
@@ -54,17 +58,22 @@ pub struct Paths {
 pub struct Sample {
     /// CPU time of its cgroup since the task started.
     pub cpu_time_ns: u64,
+    /// Memory in use by its cgroup.
     pub memory_bytes: u64,
+    /// Bytes of its `state.dat`.
     pub state_bytes: u64,
+    /// Bytes in its `storage/`.
     pub storage_bytes: u64,
 }
 
 /// What the node makes for one task of an instance.
 #[derive(Clone, Debug)]
 pub struct Preparation<'a> {
+    /// The instance.
     pub name: &'a str,
     /// Owner of `state.dat` and `storage/`.
     pub uid: u32,
+    /// Group of `state.dat` and `storage/`.
     pub gid: u32,
     /// Bytes of the volume that bounds state and storage; `None`: plain directories.
     pub volume: Option<u64>,
@@ -72,6 +81,7 @@ pub struct Preparation<'a> {
     pub layers: &'a [(String, StackLayer)],
     /// The host's `/` under the image (an item without an OS of its own).
     pub host_base: bool,
+    /// The top layer: hostname, hosts, resolv.conf, mount points.
     pub top: &'a TopLayer,
 }
 

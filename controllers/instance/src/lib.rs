@@ -2,26 +2,27 @@
 //! assembles its rootfs and runtime spec, runs it as a containerd task, restarts it by the
 //! reference's policy, stops it with SIGTERM then SIGKILL after a grace, adopts tasks that still
 //! run after an aosd restart, and reports state, exits, probes and usage in status.
+#![warn(missing_docs)]
 
 mod act;
 pub mod cgroup;
-pub mod config;
+mod config;
 pub mod host;
 /// The `Networks` port (in aos-ports, shared with the Network controller).
 pub use aos_ports::networks as network;
 mod observe;
-pub mod plan;
-pub mod policy;
+mod plan;
+mod policy;
 pub mod probes;
-pub mod recipe;
+mod recipe;
 mod reconciler;
 mod report;
 pub mod resources;
 pub mod rootfs;
-pub mod seccomp;
-pub mod spec;
+mod seccomp;
+mod spec;
 mod uid;
-pub mod volume;
+mod volume;
 mod wiring;
 
 use std::collections::HashSet;
@@ -49,47 +50,64 @@ pub const NETWORK_LABEL: &str = "aos.edge/network";
 pub const FINALIZER: &str = "aos.edge/instance";
 
 #[derive(Debug, thiserror::Error)]
+/// Why a reconcile of an Instance could not go on.
 pub enum InstanceError {
     #[error(transparent)]
+    /// The container runtime failed or is away.
     Runtime(#[from] ContainersError),
     #[error("store: {0}")]
+    /// The store failed.
     Store(#[from] StoreError),
     #[error("{what}: {source}")]
+    /// A file step failed.
     Io {
+        /// What was being done.
         what: String,
         #[source]
+        /// The cause.
         source: std::io::Error,
     },
     #[error("rootfs: {0}")]
+    /// The rootfs cannot be made as asked (a stack that does not fit, a volume tool that failed).
     Rootfs(String),
     /// A step of the layer store (mounting a layer or a volume, writing stack fixups).
     #[error("{what}: {source}")]
     Layers {
+        /// What was being done.
         what: String,
         #[source]
+        /// The cause.
         source: aos_image::ImageError,
     },
     /// A system call on a path (a device node, a whiteout).
     #[error("{what}: {source}")]
     Sys {
+        /// What was being done.
         what: String,
         #[source]
+        /// The cause.
         source: nix::errno::Errno,
     },
     /// A runtime spec that does not encode or decode.
     #[error("runtime spec: {0}")]
     Spec(#[from] serde_json::Error),
     #[error("{0}")]
+    /// The item config or the node's settings ask for something invalid.
     Config(String),
     #[error("layer {0} is not ready on this node")]
+    /// A layer of the item is not (or no longer) on this node.
     LayerMissing(String),
     #[error("the uid pool is exhausted ({0} instances hold every uid)")]
+    /// Every uid of the pool is taken.
     NoUid(u32),
     #[error("the node declares no resource {0:?}")]
+    /// The item asks for a resource the node does not declare.
     ResourceMissing(String),
     #[error("the node does not permit {0}")]
+    /// The item asks for more than the node permits.
     NotPermitted(String),
     #[error("network: {0}")]
+    /// The instance's network refused it (the reason says why).
     Network(#[from] network::NetworkError),
 }
 
@@ -115,9 +133,13 @@ impl Reason for InstanceError {
 /// The defaults of REFERENCE.md and aosd's own, overridable per item and per instance.
 #[derive(Clone, Debug)]
 pub struct Defaults {
+    /// Wait before a stopped task restarts.
     pub restart_interval: Duration,
+    /// Starts allowed within `start_interval` before the instance fails.
     pub start_burst: u32,
+    /// The window the start burst counts in.
     pub start_interval: Duration,
+    /// Time between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     /// Size of `/tmp` without a `tmpLimit`.
     pub tmp_size: u64,
@@ -156,20 +178,29 @@ pub struct Permits {
 pub struct LogSettings {
     /// The `aos-logger` binary.
     pub logger: PathBuf,
+    /// Bytes of a log file before it rotates.
     pub max_size: u64,
+    /// Rotated files kept.
     pub max_files: usize,
 }
 
 /// Everything the controller works with: its ports and its settings.
 pub struct InstanceEnv {
+    /// The container runtime.
     pub containers: Arc<dyn Containers>,
     /// Instance networking; `None`: instances with `spec.network` cannot start.
     pub networks: Option<Arc<dyn network::Networks>>,
+    /// The node: layers, files, volumes, cgroups.
     pub host: Arc<dyn InstanceHost>,
+    /// How task output is logged.
     pub logs: LogSettings,
+    /// Defaults of the restart policy, limits and sampling.
     pub defaults: Defaults,
+    /// What items may ask for beyond the hardened default.
     pub permits: Permits,
+    /// The uids instances run as.
     pub uids: UidPool,
+    /// The probes of running tasks.
     pub probes: probes::Probers,
     /// Tasks that hit their memory limit since they started.
     pub oom: Mutex<HashSet<String>>,

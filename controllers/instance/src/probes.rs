@@ -17,6 +17,7 @@ mod netns;
 pub struct ProbeState {
     /// The startup probe passed (or there is none).
     pub started: bool,
+    /// The readiness probe passed (or there is none).
     pub ready: bool,
     /// Set when liveness (or startup) failed: the task must be restarted.
     pub failed: Option<String>,
@@ -41,16 +42,21 @@ pub struct Probers {
 /// Where HTTP and TCP probes connect, and what exec probes run as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// The address HTTP and TCP probes connect to by default.
     pub host: String,
     /// The network namespace to connect from (an instance's own, isolated one); `None`: from
     /// aosd's (the instance is on a Network, or on the host's).
     pub netns: Option<std::path::PathBuf>,
+    /// User of exec probes.
     pub uid: u32,
+    /// Group of exec probes.
     pub gid: u32,
+    /// Environment of exec probes.
     pub env: Vec<String>,
 }
 
 impl Probers {
+    /// Probers that exec through `containers`.
     pub fn new(containers: Arc<dyn Containers>) -> Probers {
         Probers {
             containers,
@@ -64,6 +70,7 @@ impl Probers {
         }
     }
 
+    /// Wakes an instance when what its probes found changes.
     pub fn set_waker(&self, w: Waker) {
         let _ = self.waker.set(w);
     }
@@ -118,6 +125,7 @@ impl Probers {
         Some((r.key.clone(), st))
     }
 
+    /// Stops the probes of `name`.
     pub fn stop(&self, name: &str) {
         if let Some(r) = self.lock().remove(name) {
             r.task.abort();

@@ -15,11 +15,13 @@ use crate::plan::{blocked_by, plan, Step};
 use crate::report::{report, Report};
 use crate::{recipe, InstanceEnv, InstanceError, FINALIZER};
 
+/// The reconciler of Instances of `runtime: container`.
 pub struct InstanceReconciler {
     pub(crate) env: Arc<InstanceEnv>,
 }
 
 impl InstanceReconciler {
+    /// A reconciler working with `env`.
     pub fn new(env: Arc<InstanceEnv>) -> Self {
         InstanceReconciler { env }
     }

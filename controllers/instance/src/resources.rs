@@ -13,14 +13,19 @@ use crate::InstanceError;
 /// Everything the requested resources add to an instance.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Granted {
+    /// `NAME=value` pairs.
     pub env: Vec<String>,
+    /// Device nodes and their cgroup access.
     pub devices: Vec<Device>,
+    /// Bind mounts.
     pub binds: Vec<Bind>,
     /// Directories and files the top layer must hold as mount points.
     pub mount_dirs: Vec<String>,
+    /// Files the top layer must hold as mount points.
     pub mount_files: Vec<String>,
     /// Supplementary groups, sorted, without 0.
     pub groups: Vec<u32>,
+    /// Extra `/etc/hosts` lines.
     pub hosts: Vec<String>,
 }
 

@@ -69,9 +69,11 @@ pub fn write_host_whiteouts(
 /// What the top layer holds.
 #[derive(Clone, Debug, Default)]
 pub struct TopLayer {
+    /// The instance's hostname (also in `/etc/hosts`).
     pub hostname: String,
     /// Extra lines of `/etc/hosts`.
     pub hosts: Vec<String>,
+    /// The text of `/etc/resolv.conf`.
     pub resolv_conf: String,
     /// Absolute paths of directories to mount onto.
     pub mount_dirs: Vec<String>,
@@ -131,16 +133,20 @@ pub fn write_top(dir: &Path, top: &TopLayer) -> Result<(), InstanceError> {
 /// Where the small directories of one instance go.
 #[derive(Clone, Debug)]
 pub struct RunDirs {
+    /// The instance's directory on the tmpfs.
     pub root: PathBuf,
 }
 
 impl RunDirs {
+    /// The top layer.
     pub fn top(&self) -> PathBuf {
         self.root.join("top")
     }
+    /// The stack fixups layer.
     pub fn fixups(&self) -> PathBuf {
         self.root.join("fixups")
     }
+    /// The whiteouts over the host base.
     pub fn base(&self) -> PathBuf {
         self.root.join("base")
     }

@@ -206,6 +206,8 @@ pub fn document(i: &SpecInput) -> Result<Value, InstanceError> {
     Ok(spec)
 }
 
+/// The runtime spec of `i`.
+#[cfg(test)]
 pub fn build(i: &SpecInput) -> Result<oci_spec::runtime::Spec, InstanceError> {
     from_document(document(i)?)
 }

@@ -10,6 +10,7 @@ use aos_store::Api;
 
 use crate::InstanceError;
 
+/// The uids instances run as (see the module documentation).
 pub struct UidPool {
     base: u32,
     count: u32,
@@ -18,6 +19,7 @@ pub struct UidPool {
 }
 
 impl UidPool {
+    /// `count` uids from `base`.
     pub fn new(base: u32, count: u32) -> UidPool {
         UidPool {
             base,
@@ -57,6 +59,7 @@ impl UidPool {
         }
     }
 
+    /// Gives a uid back (its Instance is gone).
     pub fn release(&self, uid: u32) {
         if let Some(used) = self.used.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             used.remove(&uid);

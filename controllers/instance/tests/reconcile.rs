@@ -1,6 +1,8 @@
 //! The Instance reconciler on fakes (in-memory store, FakeContainers, FakeNetworks, FakeHost):
 //! start, restart policy and crash loop, adoption, version update, deletion, a runtime that
 //! goes away. No root, no containerd.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 mod rig;
 

@@ -1,6 +1,8 @@
 //! The attacher (the Network controller's side of the `Networks` port) passes the port's
 //! conformance suite against real namespaces, veths and a bridge that the Network controller
 //! makes from a Network in an in-memory store; everything it made is gone afterwards.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

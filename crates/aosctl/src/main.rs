@@ -1,4 +1,6 @@
 //! aosctl: the command line of aosd. Talks to aosd's API socket (`--socket`, `AOSD_SOCKET`).
+// A command line: printing is its output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 /// `print!` for this binary: a closed stdout ends the command quietly (see `out`).
 macro_rules! print {

@@ -1,5 +1,7 @@
 //! aosd, the node agent: reads its config, opens the store, serves the local gRPC API on a Unix
 //! socket and runs the controllers until SIGTERM or SIGINT.
+// A binary: `--print-config` and start-up failures print.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod auth;
 mod authority;

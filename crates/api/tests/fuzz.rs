@@ -1,6 +1,8 @@
 //! Property tests of the parsers that read what users and clouds send (manifests, item
 //! configs): any input gives a value or an error that names where, never a panic. The number
 //! of cases is PROPTEST_CASES (256 in hack/test.sh; hack/fuzz.sh runs many more).
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use aos_api::manifest::parse;
 use aos_api::ItemConfig;

@@ -1,6 +1,8 @@
 //! What every `Containers` must do, as one suite: containerd passes it (tests/containerd.rs,
 //! with a private containerd) and so does [`crate::fake::FakeContainers`] (its unit test), so
 //! that tests written against the fake hold for the real thing.
+// A test suite (run by tests of each implementation): a failed unwrap is a failed case.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -62,6 +62,7 @@ fn exit_code(args: &[String]) -> Option<u32> {
 }
 
 impl FakeContainers {
+    /// A runtime without containers.
     pub fn new() -> Self {
         Self::default()
     }

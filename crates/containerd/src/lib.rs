@@ -5,6 +5,7 @@
 //! What the port guarantees: `run` returns once the task runs (its exit is never missed: the
 //! wait is registered before the start); `remove` is idempotent and leaves neither task nor
 //! container; `events` wakes on every exit and OOM of the namespace.
+#![warn(missing_docs)]
 
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::events_client::EventsClient;

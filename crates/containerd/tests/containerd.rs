@@ -1,6 +1,8 @@
 //! The containerd implementation of the Containers port against a real containerd: a task runs
 //! from our own overlay rootfs mounts, writes to its log file, exits with its status (seen by
 //! wait and by the event stream), can be killed, and removal leaves nothing.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

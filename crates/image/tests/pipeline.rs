@@ -1,6 +1,8 @@
 //! The pipeline against a real registry, an HTTP server that misbehaves, and local archives:
 //! the multi-layer fixture seen through overlayfs equals `umoci unpack`; resume, corruption,
 //! hostile layers and wrong diff ids are handled as they must be.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

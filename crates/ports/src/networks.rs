@@ -10,7 +10,9 @@ pub mod fake;
 /// Where an attached instance is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
+    /// The instance's address on the network.
     pub ip: String,
+    /// The network's gateway (its bridge), the instance's default route.
     pub gateway: String,
     /// Name servers for `/etc/resolv.conf` (empty: the host's).
     pub dns: Vec<String>,
@@ -30,10 +32,14 @@ pub struct Shaping {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct NetworkError {
+    /// CamelCase, for the instance's conditions (`NetworkNotReady`, `NoAddress`, ...).
     pub reason: &'static str,
+    /// What happened, for people.
     pub message: String,
 }
 
+/// What the Instance controller needs of instance networking: a namespace per instance, joined
+/// to a network (and left) with an address of its own and its speed limits.
 #[async_trait::async_trait]
 pub trait Networks: Send + Sync {
     /// The network namespace the instance's task joins (known before it exists).

@@ -7,8 +7,11 @@ use rand::Rng;
 /// `base · 2^(failures-1)`, capped at `max`, then spread by ±`jitter` (a fraction).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Backoff {
+    /// The delay after the first failure.
     pub base: Duration,
+    /// The longest delay.
     pub max: Duration,
+    /// The spread, as a fraction of the delay (0.1: ±10 %).
     pub jitter: f64,
 }
 

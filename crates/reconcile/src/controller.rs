@@ -19,10 +19,12 @@ use crate::queue::Queue;
 use crate::{Action, Context, ControllerConfig, Reason, Reconciler};
 
 /// Wakes keys of a controller from outside (runtime events, timers).
+/// Wakes objects of one controller from outside the store (task events, probes).
 #[derive(Clone, Debug)]
 pub struct Waker(mpsc::UnboundedSender<String>);
 
 impl Waker {
+    /// Queues a reconcile of `name` (merged with one already queued).
     pub fn wake(&self, name: &str) {
         let _ = self.0.send(name.to_string());
     }
@@ -62,6 +64,7 @@ impl Reason for RuntimeError {
 }
 
 impl<R: Reconciler> Controller<R> {
+    /// A controller of `reconciler` on the store `backend`.
     pub fn new(reconciler: R, backend: Arc<dyn Backend>, config: ControllerConfig) -> Self {
         let (wake_tx, wake_rx) = mpsc::unbounded_channel();
         Controller {

@@ -38,10 +38,12 @@ impl<K: Spec> Default for Reader<K> {
 }
 
 impl<K: Spec> Reader<K> {
+    /// The cached object `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Object<K>>> {
         self.cache.read().ok()?.get(name).cloned()
     }
 
+    /// Every cached object, by name.
     pub fn list(&self) -> Vec<Arc<Object<K>>> {
         let mut v: Vec<_> = self
             .cache
@@ -52,6 +54,7 @@ impl<K: Spec> Reader<K> {
         v
     }
 
+    /// The names of every cached object.
     pub fn keys(&self) -> Vec<String> {
         self.cache
             .read()

@@ -3,6 +3,7 @@
 //! await-change actions, per-key exponential backoff with jitter written into the object's
 //! status, finalizers owned by the runtime, periodic resync, external wake-ups and graceful
 //! shutdown.
+#![warn(missing_docs)]
 
 mod backoff;
 mod controller;
@@ -30,10 +31,12 @@ pub enum Action {
 }
 
 impl Action {
+    /// Look again after `d`.
     pub fn requeue(d: Duration) -> Self {
         Action::Requeue(d)
     }
 
+    /// Look again on a change.
     pub fn await_change() -> Self {
         Action::AwaitChange
     }
@@ -41,6 +44,7 @@ impl Action {
 
 /// A CamelCase reason for a failed reconcile, as written into conditions and `lastError`.
 pub trait Reason {
+    /// The reason (`StoreError`, `LayerMissing`, ...).
     fn reason(&self) -> &'static str;
 }
 
@@ -57,7 +61,9 @@ pub struct Context<K: Spec> {
 /// One per kind: makes the host match an object, and undoes it on deletion. Both must be
 /// idempotent; `cleanup` must tolerate `apply` never having run.
 pub trait Reconciler: Send + Sync + 'static {
+    /// The kind it reconciles.
     type Kind: Spec;
+    /// Its errors: each says its reason, which goes into `lastError`.
     type Error: std::error::Error + Reason + Send + Sync + 'static;
 
     /// The finalizer the runtime adds before the first `apply` and removes after `cleanup`
@@ -66,12 +72,15 @@ pub trait Reconciler: Send + Sync + 'static {
         None
     }
 
+    /// Makes the node match `obj` (one step at a time is fine: the action says when to look
+    /// again).
     fn apply(
         &self,
         obj: Arc<Object<Self::Kind>>,
         ctx: &Context<Self::Kind>,
     ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
 
+    /// Undoes what `apply` made, for an object being deleted.
     fn cleanup(
         &self,
         _obj: Arc<Object<Self::Kind>>,
@@ -88,6 +97,7 @@ pub struct ControllerConfig {
     pub concurrency: usize,
     /// Every object is reconciled at least this often.
     pub resync: Duration,
+    /// The delay before retrying a failed reconcile.
     pub backoff: Backoff,
     /// How long shutdown waits for running reconciles.
     pub shutdown_grace: Duration,

@@ -1,4 +1,6 @@
 //! The controller runtime against the in-memory store, on a paused clock.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,8 @@
 //! The conformance suite every backend must pass: call [`run`] with a factory that makes a fresh,
 //! empty backend whose event log keeps `event_log_limit` events.
+// A test suite (run by tests of each implementation): a failed unwrap is a failed case, and
+// each case names itself on stderr.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,6 @@
 //! The embedded backend, in memory and on a file, passes the conformance suite.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 

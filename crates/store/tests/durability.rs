@@ -1,6 +1,8 @@
 //! What survives: a reopened file keeps every object, the revision and the event log; a writer
 //! killed with SIGKILL in the middle of writes leaves a file that opens and holds every write
 //! it acknowledged.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

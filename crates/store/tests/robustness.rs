@@ -1,5 +1,7 @@
 //! What a device meets: records damaged on flash or rewritten by hand, a wiped or foreign file,
 //! a second opener, objects too large, and a disk that fills up under the store and frees again.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! directories and hostile entries), a real registry process (Debian's `docker-registry`) with
 //! `skopeo` pushes, and an HTTP server of image layouts that can drop connections, corrupt bytes,
 //! ignore ranges and throttle.
+// Test support: a fixture that fails fails its test.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod containerd;
 pub mod httpserver;

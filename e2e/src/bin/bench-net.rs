@@ -2,6 +2,8 @@
 //! tear down the network of one instance (namespace, veth on the bridge, address, route) by
 //! aosd's attacher, beside `netavark setup`/`teardown` of an equivalent bridge network (with
 //! the `ip netns add` it needs first); and the time to bring up 100 instances' networks.
+// A benchmark: it prints its figures and stops at the first failure.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

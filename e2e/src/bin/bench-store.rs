@@ -2,6 +2,8 @@
 //! clients over 10,000 resources, apply latency percentiles, watch delivery latency, idle RSS and
 //! start-to-ready time of a real aosd, printed beside the targets and beside the raw durable
 //! commit rate of redb on the same disk (the floor any store on this disk stands on).
+// A benchmark: it prints its figures and stops at the first failure.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,15 +1,18 @@
 //! What every [`InstanceHost`] must do: the node itself passes it as root against a real layer
 //! store, loop devices and the cgroup filesystem (controllers/instance/tests/host.rs), and so
 //! does [`super::fake::FakeHost`].
+// A test suite (run by tests of each implementation): a failed unwrap is a failed case.
+#![allow(clippy::unwrap_used)]
 
 use super::{InstanceHost, Preparation};
-use crate::config::RequestedResource;
 use crate::resources::Granted;
 use crate::rootfs::TopLayer;
 use crate::InstanceError;
+use aos_api::itemconfig::RequestedResource;
 
 /// A host under test and a way to make a layer exist on it.
 pub trait Harness {
+    /// The host under test.
     fn host(&self) -> &dyn InstanceHost;
     /// Makes a layer with one file exist on the host; returns its diff id.
     fn add_layer(&self) -> String;

@@ -9,21 +9,29 @@ use std::sync::Mutex;
 use aos_containerd::RootfsMount;
 
 use super::{InstanceHost, LayerFacts, Paths, Preparation, Sample};
-use crate::config::RequestedResource;
 use crate::resources::Granted;
 use crate::rootfs::TopLayer;
 use crate::InstanceError;
+use aos_api::itemconfig::RequestedResource;
 
 /// What `prepare` was last given for an instance.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prepared {
+    /// Owner of the data.
     pub uid: u32,
+    /// Group of the data.
     pub gid: u32,
+    /// Bytes of the volume.
     pub volume: Option<u64>,
+    /// Diff ids of the layers, lowest first.
     pub layers: Vec<String>,
+    /// The host's `/` is the base.
     pub host_base: bool,
+    /// The top layer's hostname.
     pub hostname: String,
+    /// The top layer's extra `/etc/hosts` lines.
     pub hosts: Vec<String>,
+    /// The top layer's `resolv.conf`.
     pub resolv_conf: String,
 }
 
@@ -46,6 +54,7 @@ pub struct FakeHost {
 }
 
 impl FakeHost {
+    /// A host without layers or resources.
     pub fn new() -> Self {
         FakeHost::default()
     }
@@ -65,6 +74,7 @@ impl FakeHost {
         facts
     }
 
+    /// Makes a layer gone.
     pub fn remove_layer(&self, diff_id: &str) {
         self.lock().layers.remove(diff_id);
     }
@@ -74,14 +84,17 @@ impl FakeHost {
         self.lock().resources.insert(name.into(), granted);
     }
 
+    /// The node's own `resolv.conf`.
     pub fn set_resolv_conf(&self, text: &str) {
         self.lock().resolv_conf = text.into();
     }
 
+    /// What `sample` says of `name` from now on.
     pub fn set_sample(&self, name: &str, s: Sample) {
         self.lock().samples.insert(name.into(), s);
     }
 
+    /// What `oom_kills` says of `name` from now on.
     pub fn set_oom_kills(&self, name: &str, n: u64) {
         self.lock().oom_kills.insert(name.into(), n);
     }

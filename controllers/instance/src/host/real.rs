@@ -11,12 +11,14 @@ use aos_image::layerstore::LayerStore;
 
 use super::{InstanceHost, LayerFacts, Paths, Preparation, Sample};
 use crate::cgroup::Cgroups;
-use crate::config::{NodeResources, RequestedResource};
+use crate::config::NodeResources;
 use crate::resources::Granted;
 use crate::{rootfs, volume, InstanceError};
+use aos_api::itemconfig::RequestedResource;
 
 /// Where instances live on this node.
 pub struct RealHost {
+    /// The layer store of the image pipeline.
     pub layers: LayerStore,
     /// A tmpfs of aosd's own for the small rootfs directories.
     pub run_dir: PathBuf,
@@ -24,10 +26,15 @@ pub struct RealHost {
     pub data_dir: PathBuf,
     /// cgroups go under `/<cgroup_parent>/<name>`.
     pub cgroup_parent: String,
+    /// The host's `/`, the base of items without an OS of their own.
     pub host_root: PathBuf,
+    /// Top-level directories of the host kept in such a base.
     pub host_binds: Vec<String>,
+    /// The node's `resolv.conf`.
     pub resolv_conf: PathBuf,
+    /// What the node declares as resources.
     pub resources: NodeResources,
+    /// The cgroup filesystem.
     pub cgroups: Cgroups,
 }
 

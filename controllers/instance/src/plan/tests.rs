@@ -9,12 +9,12 @@ use aos_containerd::{ContainersError, TaskInfo, TaskState};
 use chrono::{Duration, Utc};
 
 use super::{plan, Step};
-use crate::config::{ImageRun, RunConfig};
 use crate::host::{fake::FakeHost, InstanceHost};
 use crate::observe::Observed;
 use crate::probes::ProbeState;
 use crate::recipe::{build, Inputs, NetworkInput, Recipe};
 use crate::{Defaults, InstanceError, Permits, CONFIG_LABEL};
+use aos_api::itemconfig::{ImageRun, RunConfig};
 
 /// What runs for the instance.
 #[derive(Clone, Copy)]

@@ -1,6 +1,8 @@
 //! What every `Networks` must do: the attacher of the Network controller passes it against
 //! real namespaces and links (controllers/network/tests/ports.rs), and so does
 //! [`super::fake::FakeNetworks`].
+// A test suite (run by tests of each implementation): a failed unwrap is a failed case.
+#![allow(clippy::unwrap_used)]
 
 use super::{Networks, Shaping};
 

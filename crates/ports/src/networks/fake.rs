@@ -18,12 +18,14 @@ struct State {
     calls: Vec<String>,
 }
 
+/// See the module documentation.
 #[derive(Default)]
 pub struct FakeNetworks {
     state: Mutex<State>,
 }
 
 impl FakeNetworks {
+    /// A fake without networks.
     pub fn new() -> Self {
         Self::default()
     }
