@@ -107,7 +107,7 @@ impl ItemReconciler {
                     .map_err(PipelineError::NotAllowed)?;
             }
         }
-        let src = source::open(&spec, &self.env.sources).await?;
+        let src = self.env.sources.open(&spec).await?;
         let r = pipeline::resolve(
             &*src,
             &self.env.os,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aos_api::{ConditionStatus, LayerPhase, LayerSpec, Object};
 use aos_image::oci;
 use aos_image::pipeline::{self, LayerWanted};
-use aos_image::source::{self, SourceSpec};
+use aos_image::source::SourceSpec;
 use aos_image::ImageError;
 use aos_reconcile::{Action, Context, Reconciler};
 use aos_store::Api;
@@ -159,7 +159,7 @@ impl LayerReconciler {
         let mut result = None;
         for s in &l.spec.sources {
             let attempt = async {
-                let src = source::open(&s.parse::<SourceSpec>()?, &self.env.sources).await?;
+                let src = self.env.sources.open(&s.parse::<SourceSpec>()?).await?;
                 if Self::is_component(&l.spec) {
                     let path = pipeline::install_component(
                         &self.env.store,

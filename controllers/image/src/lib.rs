@@ -14,7 +14,7 @@ use std::time::Duration;
 use aos_image::convert::ConvertOptions;
 use aos_image::download::RetryPolicy;
 use aos_image::layerstore::LayerStore;
-use aos_image::source::SourceConfig;
+use aos_image::source::Sources;
 use aos_image::space::SpaceAllocator;
 use aos_image::ImageError;
 use aos_reconcile::Reason;
@@ -33,7 +33,8 @@ pub const REMOVED_AT: &str = "aos.edge/removed-at";
 /// What both controllers share.
 pub struct ImageEnv {
     pub store: LayerStore,
-    pub sources: SourceConfig,
+    /// Where images come from (the real sources, or fakes in tests).
+    pub sources: Arc<dyn Sources>,
     pub retry: RetryPolicy,
     pub convert: ConvertOptions,
     pub space: Arc<SpaceAllocator>,

@@ -25,13 +25,13 @@ pub fn env(c: &Config) -> anyhow::Result<Arc<ImageEnv>> {
         .with_context(|| format!("failed to open the layer store {}", root.display()))?;
     Ok(Arc::new(ImageEnv {
         store,
-        sources: SourceConfig {
+        sources: Arc::new(SourceConfig {
             insecure_registries: i.insecure_registries.clone(),
             credentials: i.credentials.clone(),
             ca_files: i.ca_files.clone(),
             connect_timeout: i.connect_timeout.0,
             read_timeout: i.read_timeout.0,
-        },
+        }),
         retry: RetryPolicy {
             attempts: i.download_attempts,
             first_wait: i.retry_wait.0,

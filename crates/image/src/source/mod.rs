@@ -2,6 +2,8 @@
 //! layout directory or archive. Every source answers the same four questions; the pipeline
 //! verifies every byte it gets from any of them.
 
+pub mod conformance;
+pub mod fake;
 mod file;
 mod http;
 mod registry;
@@ -249,6 +251,21 @@ pub fn archive_allowed(path: &Path, dirs: &[PathBuf]) -> Result<PathBuf, String>
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
+    }
+}
+
+/// Opens sources by spec: the port the Item and Layer controllers drive. The real one is a
+/// [`SourceConfig`]; tests use [`fake::FakeSources`].
+#[async_trait::async_trait]
+pub trait Sources: Send + Sync {
+    /// The source `spec` names.
+    async fn open(&self, spec: &SourceSpec) -> Result<Arc<dyn BlobSource>, ImageError>;
+}
+
+#[async_trait::async_trait]
+impl Sources for SourceConfig {
+    async fn open(&self, spec: &SourceSpec) -> Result<Arc<dyn BlobSource>, ImageError> {
+        open(spec, self).await
     }
 }
 
