@@ -1,0 +1,189 @@
+//! The BootSlot controller (runtime `boot`, one instance per node): keeps two boot slots (A/B)
+//! and an optional recovery entry in the EFI boot menu, installs a boot component into the slot
+//! that is not running, tries it once through `BootNext`, keeps it (first in `BootOrder`) only
+//! after it booted and stayed healthy for the probation window, and otherwise goes back to what
+//! ran before, with a bounded number of boot attempts. Every step is announced in a record on
+//! disk before it is taken, so that a power cut at any moment resumes where it was.
+#![warn(missing_docs)]
+
+mod act;
+mod observe;
+pub mod plan;
+pub mod records;
+mod reconciler;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use aos_slots::efi::{EfiVars, HardDrive};
+use aos_slots::health::Health;
+use aos_slots::machine::Machine;
+use aos_slots::SlotsError;
+use aos_store::StoreError;
+
+pub use reconciler::{controller, run, BootSlotReconciler};
+
+/// The media type of a boot component: a gzip partition image.
+pub const BOOT_MEDIA_TYPE: &str = "application/vnd.aos.image.component.full.v1+gzip";
+
+/// One slot: its name, its device, and the partition the boot entry names (derived from the
+/// device when not given).
+#[derive(Clone, Debug)]
+pub struct SlotSetting {
+    /// `a`, `b` or `recovery`.
+    pub name: String,
+    /// The partition (or a file standing for one).
+    pub device: PathBuf,
+    /// The GPT partition, when the device cannot say (a file in tests).
+    pub partition: Option<HardDrive>,
+}
+
+/// How the controller works.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Slot A.
+    pub a: SlotSetting,
+    /// Slot B.
+    pub b: SlotSetting,
+    /// The recovery entry, kept last in BootOrder.
+    pub recovery: Option<SlotSetting>,
+    /// The loader every entry starts (`\EFI\BOOT\BOOTX64.EFI`).
+    pub loader: String,
+    /// The file inside a slot's filesystem that names its version.
+    pub version_file: String,
+    /// Boots into an update tried before it fails.
+    pub max_attempts: u32,
+    /// The probation window after a boot into an update.
+    pub probation: std::time::Duration,
+    /// Between two rounds of health checks.
+    pub interval: std::time::Duration,
+    /// Where the records are.
+    pub work_dir: PathBuf,
+}
+
+impl Settings {
+    /// The slot named `name`.
+    pub fn slot(&self, name: &str) -> Option<&SlotSetting> {
+        match name {
+            records::A => Some(&self.a),
+            records::B => Some(&self.b),
+            records::RECOVERY => self.recovery.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Every slot, A and B first.
+    pub fn slots(&self) -> Vec<&SlotSetting> {
+        [Some(&self.a), Some(&self.b), self.recovery.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+/// A test seam standing for a kill: `act` asks it before each record and side effect, and a
+/// set point makes the reconcile stop there as a killed agent would (nothing after it
+/// happens, no status is written); the test then restarts the agent.
+#[derive(Default)]
+pub struct Crashpoints {
+    armed: Mutex<Option<String>>,
+    killed: tokio::sync::Notify,
+}
+
+impl Crashpoints {
+    /// Every point `act` asks, in the order an update meets them.
+    pub const ALL: &'static [&'static str] = &[
+        "adopt",
+        "entries",
+        "entries:created",
+        "write",
+        "write:recorded",
+        "verify",
+        "arm",
+        "arm:recorded",
+        "reboot",
+        "probation",
+        "check",
+        "commit",
+        "commit:recorded",
+        "commit:order",
+        "retry",
+        "retry:recorded",
+        "rollback",
+        "rollback:recorded",
+        "fail",
+        "fail:recorded",
+        "abandon",
+    ];
+
+    /// Stops at the point named `at` (once).
+    pub fn set(&self, at: &str) {
+        *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = Some(at.into());
+    }
+
+    /// Fails with `Crashed` when the point `name` is set (it is then cleared).
+    pub fn hit(&self, name: &str) -> Result<(), BootError> {
+        let mut p = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        if p.as_deref() == Some(name) {
+            *p = None;
+            return Err(BootError::Crashed(name.into()));
+        }
+        Ok(())
+    }
+
+    /// Says that the agent stopped at `at`.
+    pub fn killed(&self, at: &str) {
+        tracing::debug!(at, "crash point reached");
+        self.killed.notify_one();
+    }
+
+    /// Waits until a set point was reached.
+    pub async fn wait_killed(&self) {
+        self.killed.notified().await;
+    }
+}
+
+/// What the controller works with.
+pub struct BootEnv {
+    /// How it works.
+    pub settings: Settings,
+    /// The EFI variables.
+    pub efi: Arc<dyn EfiVars>,
+    /// Boot id, time and reboot.
+    pub machine: Arc<dyn Machine>,
+    /// The health gate.
+    pub health: Arc<dyn Health>,
+    /// The records in the work directory.
+    pub records: records::Records,
+    /// Kills, for tests.
+    pub crash: Crashpoints,
+}
+
+/// Why a reconcile of the BootSlot failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// A step of the update (EFI variables, the slot device, a record).
+    #[error(transparent)]
+    Slots(#[from] SlotsError),
+    /// The store.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The settings do not describe the node.
+    #[error("{0}")]
+    Config(String),
+    /// A test killed the agent at this step.
+    #[error("killed at {0}")]
+    Crashed(String),
+}
+
+impl aos_reconcile::Reason for BootError {
+    fn reason(&self) -> &'static str {
+        match self {
+            BootError::Slots(e) => e.reason(),
+            BootError::Store(_) => "StoreError",
+            BootError::Config(_) => "InvalidConfig",
+            BootError::Crashed(_) => "Killed",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The plan's decisions, one situation each.

@@ -1,0 +1,219 @@
+//! The health gate of both OS runtimes: after a boot into an update, the update is kept only
+//! when every configured check passes (systemd units active where systemd runs, named aosd
+//! Instances Ready, commands that exit 0), each within its timeout, for the whole probation
+//! window. The `Health` port has this gate as its real implementation; tests script theirs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What the gate checks.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// systemd units that must be active (skipped where systemd does not run).
+    pub units: Vec<String>,
+    /// aosd Instances that must be Ready.
+    pub instances: Vec<String>,
+    /// Commands (argv) that must exit 0.
+    pub commands: Vec<Vec<String>>,
+    /// How long one check may take to pass, in seconds.
+    pub timeout_secs: u64,
+    /// How long every check must keep passing after the boot, in seconds.
+    pub probation_secs: u64,
+    /// Time between two rounds of checks during probation, in seconds.
+    pub interval_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            units: Vec::new(),
+            instances: Vec::new(),
+            commands: Vec::new(),
+            timeout_secs: 60,
+            probation_secs: 120,
+            interval_secs: 10,
+        }
+    }
+}
+
+impl HealthConfig {
+    /// The probation window.
+    pub fn probation(&self) -> Duration {
+        Duration::from_secs(self.probation_secs)
+    }
+
+    /// Between two rounds.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs.max(1))
+    }
+}
+
+/// The outcome of one round of checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    /// What failed, by check; empty when all passed.
+    pub failed: Vec<String>,
+    /// What passed or was skipped, by check.
+    pub passed: Vec<String>,
+}
+
+impl Round {
+    /// Every check passed.
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// Runs a round of checks.
+#[async_trait::async_trait]
+pub trait Health: Send + Sync {
+    /// One round: every check, each within its timeout.
+    async fn round(&self) -> Round;
+}
+
+/// Whether an aosd Instance is Ready (the agent answers from its store).
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync {
+    /// `Ok(true)` when the Instance `name` is Ready.
+    async fn ready(&self, name: &str) -> Result<bool, String>;
+}
+
+/// The gate (see the module documentation).
+pub struct HealthGate {
+    config: HealthConfig,
+    readiness: Arc<dyn Readiness>,
+    systemd: bool,
+}
+
+impl HealthGate {
+    /// A gate checking `config`, asking `readiness` about Instances.
+    pub fn new(config: HealthConfig, readiness: Arc<dyn Readiness>) -> Self {
+        HealthGate {
+            config,
+            readiness,
+            systemd: std::path::Path::new("/run/systemd/system").exists(),
+        }
+    }
+
+    /// Retries `once` every 200 ms until it passes or the timeout ends; the last failure.
+    async fn within<F, Fut>(&self, mut once: F) -> Result<(), String>
+    where
+        F: FnMut() -> Fut + Send,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        let end = tokio::time::Instant::now() + Duration::from_secs(self.config.timeout_secs);
+        loop {
+            let r = once().await;
+            if r.is_ok() || tokio::time::Instant::now() >= end {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn run(argv: &[String], timeout: Duration) -> Result<(), String> {
+    let (cmd, args) = argv.split_first().ok_or("an empty command")?;
+    let out = tokio::time::timeout(
+        timeout,
+        tokio::process::Command::new(cmd)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| format!("no exit within {} s", timeout.as_secs()))?
+    .map_err(|e| format!("failed to run: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Health for HealthGate {
+    async fn round(&self) -> Round {
+        let mut r = Round::default();
+        let timeout = Duration::from_secs(self.config.timeout_secs.max(1));
+        for u in &self.config.units {
+            let name = format!("unit {u}");
+            if !self.systemd {
+                r.passed.push(format!("{name}: skipped (systemd does not run here)"));
+                continue;
+            }
+            let argv = vec!["systemctl".into(), "is-active".into(), "--quiet".into(), u.clone()];
+            match self.within(|| run(&argv, timeout)).await {
+                Ok(()) => r.passed.push(name),
+                Err(e) => r.failed.push(format!("{name} is not active ({e})")),
+            }
+        }
+        for i in &self.config.instances {
+            let name = format!("instance {i}");
+            let res = self
+                .within(|| async {
+                    match self.readiness.ready(i).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err("not Ready".to_string()),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await;
+            match res {
+                Ok(()) => r.passed.push(name),
+                Err(e) => r.failed.push(format!("{name}: {e}")),
+            }
+        }
+        for c in &self.config.commands {
+            let name = format!("command {}", c.join(" "));
+            match self.within(|| run(c, timeout)).await {
+                Ok(()) => r.passed.push(name),
+                Err(e) => r.failed.push(format!("{name}: {e}")),
+            }
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Never;
+
+    #[async_trait::async_trait]
+    impl Readiness for Never {
+        async fn ready(&self, _: &str) -> Result<bool, String> {
+            Ok(false)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_passes_only_when_every_check_passes_within_its_timeout() {
+        let cfg = HealthConfig {
+            commands: vec![vec!["true".into()]],
+            timeout_secs: 1,
+            ..Default::default()
+        };
+        let gate = HealthGate::new(cfg.clone(), Arc::new(Never));
+        assert!(gate.round().await.ok());
+        let gate = HealthGate::new(
+            HealthConfig {
+                commands: vec![vec!["true".into()], vec!["false".into()]],
+                instances: vec!["web".into()],
+                ..cfg
+            },
+            Arc::new(Never),
+        );
+        let r = gate.round().await;
+        assert_eq!(r.failed.len(), 2, "{r:?}");
+        assert!(r.failed.iter().any(|f| f.contains("instance web: not Ready")));
+    }
+}
