@@ -110,6 +110,13 @@ async fn write(
     env.records.save_pending(&p)?;
     let mut state = state_of(o)?;
     mark_broken(env, &mut state, target)?;
+    // Out of BootOrder before its first byte changes.
+    if let Some(n) = slot_entries(o).get(target) {
+        let order: Vec<u16> = o.efi.order.iter().copied().filter(|x| x != n).collect();
+        if order != o.efi.order {
+            BootVars(env.efi.as_ref()).set_order(&order)?;
+        }
+    }
     env.crash.hit("write:recorded")?;
     let setting = env
         .settings
@@ -179,7 +186,8 @@ async fn arm(env: &BootEnv, o: &Observed, mut p: Pending, step: &str) -> Result<
     reboot(env, &format!("trying {} in slot {}", p.version, p.target)).await
 }
 
-async fn commit(env: &BootEnv, o: &Observed, mut p: Pending) -> Result<(), BootError> {
+/// Makes the target main; whether the machine must reboot to run it.
+async fn commit(env: &BootEnv, o: &Observed, mut p: Pending) -> Result<bool, BootError> {
     env.crash.hit("commit")?;
     if p.phase != Phase::Committing {
         p.phase = Phase::Committing;
@@ -221,7 +229,9 @@ async fn commit(env: &BootEnv, o: &Observed, mut p: Pending) -> Result<(), BootE
     env.records.save_state(&state)?;
     env.records.clear_pending()?;
     tracing::info!(target = %p.target, version = %p.version, "update committed");
-    Ok(())
+    // A power cut in the commit boots the old main: boot what was committed.
+    let booted = crate::plan::current_slot(o);
+    Ok(p.target != RECOVERY && booted.as_deref() != Some(p.target.as_str()))
 }
 
 /// Carries out `step`.
@@ -322,7 +332,9 @@ pub async fn act(env: &Arc<BootEnv>, o: &Observed, step: &Step) -> Result<Outcom
             Ok(Outcome::Progress)
         }
         Step::Commit => {
-            commit(env, o, pending_of(o)?).await?;
+            if commit(env, o, pending_of(o)?).await? {
+                return reboot(env, "booting the committed update").await;
+            }
             Ok(Outcome::Progress)
         }
         Step::Fail { reason, message } => {

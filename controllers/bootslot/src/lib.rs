@@ -88,7 +88,7 @@ impl Settings {
 #[derive(Default)]
 pub struct Crashpoints {
     armed: Mutex<Option<String>>,
-    killed: tokio::sync::Notify,
+    killed: Mutex<Option<String>>,
 }
 
 impl Crashpoints {
@@ -122,6 +122,11 @@ impl Crashpoints {
         *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = Some(at.into());
     }
 
+    /// The point set and not reached yet.
+    pub fn armed(&self) -> Option<String> {
+        self.armed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Fails with `Crashed` when the point `name` is set (it is then cleared).
     pub fn hit(&self, name: &str) -> Result<(), BootError> {
         let mut p = self.armed.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,12 +140,12 @@ impl Crashpoints {
     /// Says that the agent stopped at `at`.
     pub fn killed(&self, at: &str) {
         tracing::debug!(at, "crash point reached");
-        self.killed.notify_one();
+        *self.killed.lock().unwrap_or_else(|e| e.into_inner()) = Some(at.into());
     }
 
-    /// Waits until a set point was reached.
-    pub async fn wait_killed(&self) {
-        self.killed.notified().await;
+    /// The point the agent stopped at, if it did (once).
+    pub fn take_killed(&self) -> Option<String> {
+        self.killed.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 

@@ -8,6 +8,7 @@ pub mod efi;
 pub mod health;
 pub mod machine;
 pub mod record;
+pub mod sim;
 
 /// Why a step of an OS update failed.
 #[derive(Debug, thiserror::Error)]
