@@ -23,6 +23,8 @@ PACKAGES=(
   nftables            # nft: the NAT and firewall rules of instance networks
   iproute2            # ip: the tests list links and namespaces with it
   netavark            # the peer of hack/bench/net.sh
+  fdisk               # sfdisk: GPT disks on loop devices for the boot slot tests
+  efibootmgr          # efibootdump: an independent reader of the boot entries aosd writes
 )
 
 
