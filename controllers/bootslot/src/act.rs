@@ -11,7 +11,7 @@ use aos_slots::SlotsError;
 
 use crate::observe::Observed;
 use crate::plan::{slot_entries, Step};
-use crate::records::{Failure, Held, HealthRecord, Pending, Phase, State, RECOVERY};
+use crate::records::{Failure, HealthRecord, Held, Pending, Phase, State, RECOVERY};
 use crate::{BootEnv, BootError};
 
 /// What came of a step.
@@ -59,7 +59,13 @@ fn mark_broken(env: &BootEnv, state: &mut State, slot: &str) -> Result<(), BootE
 
 /// Records that `p` failed and forgets it: BootNext is cleared first, the target stays out of
 /// BootOrder.
-fn fail(env: &BootEnv, o: &Observed, mut p: Pending, reason: &str, msg: &str) -> Result<(), BootError> {
+fn fail(
+    env: &BootEnv,
+    o: &Observed,
+    mut p: Pending,
+    reason: &str,
+    msg: &str,
+) -> Result<(), BootError> {
     env.crash.hit("fail")?;
     BootVars(env.efi.as_ref()).clear_next()?;
     let mut state = state_of(o)?;
@@ -132,7 +138,11 @@ async fn write(
         Ok(w) => w,
         // Bad input: nothing was written (the image is checked whole first); it will not get
         // better by trying again.
-        Err(e @ (SlotsError::Mismatch { .. } | SlotsError::TooLarge { .. } | SlotsError::BadImage(_))) => {
+        Err(
+            e @ (SlotsError::Mismatch { .. }
+            | SlotsError::TooLarge { .. }
+            | SlotsError::BadImage(_)),
+        ) => {
             let mut state = state_of(o)?;
             state.failed = Some(Failure {
                 target: target.into(),
@@ -172,7 +182,12 @@ async fn reboot(env: &BootEnv, why: &str) -> Result<Outcome, BootError> {
 }
 
 /// Names the target in BootNext (after the record says so) and reboots.
-async fn arm(env: &BootEnv, o: &Observed, mut p: Pending, step: &str) -> Result<Outcome, BootError> {
+async fn arm(
+    env: &BootEnv,
+    o: &Observed,
+    mut p: Pending,
+    step: &str,
+) -> Result<Outcome, BootError> {
     env.crash.hit(step)?;
     p.phase = Phase::Armed;
     p.attempts += 1;
@@ -249,9 +264,13 @@ pub async fn act(env: &Arc<BootEnv>, o: &Observed, step: &Step) -> Result<Outcom
         Step::Entries { create, order } => {
             env.crash.hit("entries")?;
             for (slot, n) in create {
-                let disk = o.disks.get(slot).and_then(|d| d.clone().ok()).ok_or_else(|| {
-                    BootError::Config(format!("slot {slot} has no known partition"))
-                })?;
+                let disk = o
+                    .disks
+                    .get(slot)
+                    .and_then(|d| d.clone().ok())
+                    .ok_or_else(|| {
+                        BootError::Config(format!("slot {slot} has no known partition"))
+                    })?;
                 let opt = LoadOption::new(&format!("aosd {slot}"), disk, &env.settings.loader);
                 efi.set_entry(*n, &opt)?;
                 tracing::info!(slot, entry = n, "created the boot entry");

@@ -9,8 +9,8 @@
 mod act;
 mod observe;
 pub mod plan;
-pub mod records;
 mod reconciler;
+pub mod records;
 mod report;
 
 use std::path::PathBuf;
@@ -60,6 +60,9 @@ pub struct Settings {
     pub interval: std::time::Duration,
     /// Where the records are.
     pub work_dir: PathBuf,
+    /// How long after asking for a reboot the agent looks again (and asks again) if it is
+    /// still running.
+    pub reboot_wait: std::time::Duration,
 }
 
 impl Settings {

@@ -102,7 +102,10 @@ async fn blob(backend: &Arc<dyn Backend>, r: &ItemRef) -> Result<Blob, BootError
             item.status.layers.len()
         )));
     };
-    let Some(l) = Api::<LayerSpec>::new(backend.clone()).get_opt(layer).await? else {
+    let Some(l) = Api::<LayerSpec>::new(backend.clone())
+        .get_opt(layer)
+        .await?
+    else {
         return Ok(Blob::Waiting(format!("waiting for Layer {layer}")));
     };
     if l.spec.media_type != BOOT_MEDIA_TYPE {

@@ -198,7 +198,10 @@ pub fn plan(o: &Observed, limits: &Limits) -> Step {
         return Step::Adopt(adopt(o));
     };
     // A commit under way writes BootOrder itself (its record says the new main).
-    if o.pending.as_ref().is_some_and(|p| p.phase == Phase::Committing) {
+    if o.pending
+        .as_ref()
+        .is_some_and(|p| p.phase == Phase::Committing)
+    {
         return Step::Commit;
     }
     if let Some(s) = entries(o, state) {
@@ -207,7 +210,8 @@ pub fn plan(o: &Observed, limits: &Limits) -> Step {
     let entry = slot_entries(o);
     let current = current_slot(o);
     if let Some(p) = &o.pending {
-        let booted_target = o.efi.current.is_some() && o.efi.current == entry.get(&p.target).copied();
+        let booted_target =
+            o.efi.current.is_some() && o.efi.current == entry.get(&p.target).copied();
         let same_boot = o.boot_id == p.boot_id;
         let fell_back = || {
             if p.attempts < limits.max_attempts {

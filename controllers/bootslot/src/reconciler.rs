@@ -76,10 +76,18 @@ pub fn controller(
     let by_layer = controller.reader();
     controller
         .watches::<ItemSpec>(move |_: &Object<ItemSpec>| {
-            by_item.list().iter().map(|b| b.name().to_string()).collect()
+            by_item
+                .list()
+                .iter()
+                .map(|b| b.name().to_string())
+                .collect()
         })
         .watches::<LayerSpec>(move |_: &Object<LayerSpec>| {
-            by_layer.list().iter().map(|b| b.name().to_string()).collect()
+            by_layer
+                .list()
+                .iter()
+                .map(|b| b.name().to_string())
+                .collect()
         })
 }
 

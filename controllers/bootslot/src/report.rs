@@ -49,9 +49,10 @@ fn readiness(
     let wanted = [(&o.wanted, false), (&o.wanted_recovery, true)];
     for (w, recovery) in wanted {
         let Some(w) = w else { continue };
-        if let Some(f) = state.and_then(|s| s.failed.as_ref()).filter(|f| {
-            f.version == w.version && (f.target == RECOVERY) == recovery
-        }) {
+        if let Some(f) = state
+            .and_then(|s| s.failed.as_ref())
+            .filter(|f| f.version == w.version && (f.target == RECOVERY) == recovery)
+        {
             let msg = format!("version {} for slot {}: {}", f.version, f.target, f.message);
             return (UpdatePhase::Failed, false, f.reason.clone(), msg);
         }
@@ -140,7 +141,7 @@ pub async fn report(
     })
     .await?;
     Ok(match (outcome, step) {
-        (Outcome::Rebooting, _) => Action::AwaitChange,
+        (Outcome::Rebooting, _) => Action::Requeue(env.settings.reboot_wait),
         (Outcome::Progress, _) => Action::Requeue(Duration::from_millis(1)),
         (_, Step::WaitRound(d)) => Action::Requeue(*d),
         _ => Action::AwaitChange,

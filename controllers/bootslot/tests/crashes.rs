@@ -41,7 +41,10 @@ async fn healthy(rig: &Rig) -> bool {
 
 /// Runs `update` with the agent stopped at `point`; `None` when the update never gets there.
 async fn crash(update: Update, point: &str, cut: bool) -> Option<()> {
-    let ctx = format!("{update:?} at {point}, {}", if cut { "power cut" } else { "kill" });
+    let ctx = format!(
+        "{update:?} at {point}, {}",
+        if cut { "power cut" } else { "kill" }
+    );
     let mut rig = setup(update).await;
     rig.env.crash.set(point);
     let mut reached = false;
@@ -79,7 +82,11 @@ async fn crash(update: Update, point: &str, cut: bool) -> Option<()> {
     let c = s.common.condition(READY).unwrap().clone();
     let booted = rig.machine.booted();
     assert_eq!(s.current, booted, "{ctx}: status names the slot that runs");
-    assert_eq!(rig.order().first(), s.main.as_ref(), "{ctx}: main is first in BootOrder");
+    assert_eq!(
+        rig.order().first(),
+        s.main.as_ref(),
+        "{ctx}: main is first in BootOrder"
+    );
     assert_eq!(rig.next(), None, "{ctx}: no BootNext left");
     assert!(healthy(&rig).await, "{ctx}: runs a healthy system");
     match update {

@@ -11,8 +11,7 @@ use aos_api::{ConditionStatus, UpdatePhase};
 use aos_slots::sim;
 use rig::{Rig, Stop};
 
-const ZEROS: &str =
-    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+const ZEROS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
 fn ready(s: &aos_api::BootSlotStatus) -> (ConditionStatus, String) {
     let c = s.common.condition(READY).unwrap();
@@ -28,8 +27,15 @@ async fn the_agent_makes_its_entries_and_keeps_entries_that_are_not_its_own() {
     assert_eq!(s.main.as_deref(), Some("a"));
     assert_eq!(s.current.as_deref(), Some("a"));
     assert_eq!(s.phase, UpdatePhase::Idle);
-    let roles: Vec<_> = s.slots.iter().map(|x| (x.name.as_str(), x.role.as_str())).collect();
-    assert_eq!(roles, [("a", "main"), ("b", "fallback"), ("recovery", "recovery")]);
+    let roles: Vec<_> = s
+        .slots
+        .iter()
+        .map(|x| (x.name.as_str(), x.role.as_str()))
+        .collect();
+    assert_eq!(
+        roles,
+        [("a", "main"), ("b", "fallback"), ("recovery", "recovery")]
+    );
     assert_eq!(s.slots[0].boot_entry.as_deref(), Some("Boot0000"));
     assert_eq!(rig.machine.reboots(), 0);
 }
@@ -45,11 +51,28 @@ async fn an_update_is_committed_after_probation_and_then_boots_by_boot_order() {
     assert_eq!(ready(&s), (ConditionStatus::True, "Installed".into()));
     assert_eq!(s.main.as_deref(), Some("b"));
     assert_eq!(s.slots[1].version.as_deref(), Some("2.0"));
-    assert_eq!(rig.order(), ["b", "a", "3"], "new main first, old as fallback");
+    assert_eq!(
+        rig.order(),
+        ["b", "a", "3"],
+        "new main first, old as fallback"
+    );
     assert_eq!(rig.next(), None);
-    let steps: Vec<_> = s.update.as_ref().unwrap().steps.iter().map(|x| x.step.as_str()).collect();
-    assert_eq!(steps, ["write", "verify", "reboot", "health", "commit", "committed"]);
-    assert!(s.update.unwrap().steps[3].duration_ms.unwrap() >= 60_000, "probation lasted");
+    let steps: Vec<_> = s
+        .update
+        .as_ref()
+        .unwrap()
+        .steps
+        .iter()
+        .map(|x| x.step.as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        ["write", "verify", "reboot", "health", "commit", "committed"]
+    );
+    assert!(
+        s.update.unwrap().steps[3].duration_ms.unwrap() >= 60_000,
+        "probation lasted"
+    );
     // A plain reboot now boots the update by BootOrder.
     assert_eq!(rig.power_cycle().as_deref(), Some("b"));
     assert_eq!(rig.converge().await, Vec::<String>::new());
@@ -81,11 +104,19 @@ async fn an_unhealthy_update_rolls_back_and_is_held_until_the_spec_changes() {
     assert_eq!(s.phase, UpdatePhase::Failed);
     assert_eq!(ready(&s), (ConditionStatus::False, "Unhealthy".into()));
     assert_eq!(s.main.as_deref(), Some("a"));
-    assert_eq!(rig.order(), ["a", "3"], "the failed slot is out of BootOrder");
+    assert_eq!(
+        rig.order(),
+        ["a", "3"],
+        "the failed slot is out of BootOrder"
+    );
     assert_eq!(rig.next(), None);
     let reboots = rig.machine.reboots();
     assert_eq!(rig.run().await, Stop::Settled);
-    assert_eq!(rig.machine.reboots(), reboots, "a failed version is not tried again");
+    assert_eq!(
+        rig.machine.reboots(),
+        reboots,
+        "a failed version is not tried again"
+    );
     // A new version is.
     rig.item("2.1", true).await;
     rig.want("2.1").await;
@@ -102,7 +133,11 @@ async fn an_update_that_does_not_boot_is_tried_max_attempts_times_then_failed() 
     img[0] ^= 0xff;
     rig.item_blob("os", "2.0", &sim::gzip(&img), None).await;
     rig.want("2.0").await;
-    assert_eq!(rig.converge().await, ["a", "a", "a"], "the firmware fell back each time");
+    assert_eq!(
+        rig.converge().await,
+        ["a", "a", "a"],
+        "the firmware fell back each time"
+    );
     let s = rig.status().await;
     assert_eq!(ready(&s), (ConditionStatus::False, "BootFailed".into()));
     let u = s.update.unwrap();
@@ -116,9 +151,19 @@ async fn images_that_are_not_right_are_refused_before_a_byte_is_written() {
     let img = sim::gzip(&sim::image("2.0", true, 64 << 10));
     let cases: Vec<(&str, Vec<u8>, Option<&str>, &str)> = vec![
         ("digest", img.clone(), Some(ZEROS), "DigestMismatch"),
-        ("truncated", img[..img.len() / 2].to_vec(), None, "InvalidImage"),
+        (
+            "truncated",
+            img[..img.len() / 2].to_vec(),
+            None,
+            "InvalidImage",
+        ),
         ("not gzip", b"plain bytes".to_vec(), None, "InvalidImage"),
-        ("too large", sim::gzip(&vec![7u8; (rig::SIZE + 1) as usize]), None, "ImageTooLarge"),
+        (
+            "too large",
+            sim::gzip(&vec![7u8; (rig::SIZE + 1) as usize]),
+            None,
+            "ImageTooLarge",
+        ),
     ];
     for (what, blob, digest, reason) in cases {
         let mut rig = Rig::new(false).await;
@@ -127,7 +172,11 @@ async fn images_that_are_not_right_are_refused_before_a_byte_is_written() {
         let order = rig.order();
         rig.item_blob("os", "2.0", &blob, digest).await;
         rig.want("2.0").await;
-        assert_eq!(rig.converge().await, Vec::<String>::new(), "{what}: no reboot");
+        assert_eq!(
+            rig.converge().await,
+            Vec::<String>::new(),
+            "{what}: no reboot"
+        );
         let s = rig.status().await;
         assert_eq!(s.phase, UpdatePhase::Failed, "{what}");
         assert_eq!(ready(&s), (ConditionStatus::False, reason.into()), "{what}");

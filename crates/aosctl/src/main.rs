@@ -61,9 +61,14 @@ enum Command {
     Delete(apply::DeleteArgs),
     /// Wait for a condition of a resource: wait KIND/NAME --for=condition=Ready.
     Wait(get::WaitArgs),
-    /// Build an OCI image archive from a service folder (meta/config.yaml + src/).
+    /// Build an OCI image archive from a service folder (meta/config.yaml + src/), or with
+    /// --boot from a partition image (a boot component).
     Pack {
+        /// The service folder, or with --boot the partition image.
         dir: PathBuf,
+        /// DIR is a partition image: pack it as a boot component (gzip).
+        #[arg(long)]
+        boot: bool,
         #[arg(short = 'o', long, default_value = "service.tar")]
         output: PathBuf,
         /// Platforms (os/arch), comma separated; an index when more than one.
@@ -130,6 +135,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir,
             output,
             platform,
+            boot: true,
+        } => {
+            let (os, arch) = match platform.as_slice() {
+                [] => (
+                    "linux".to_string(),
+                    aos_image::oci::oci_arch(std::env::consts::ARCH).to_string(),
+                ),
+                [p] => p
+                    .split_once('/')
+                    .map(|(o, a)| (o.to_string(), a.to_string()))
+                    .ok_or_else(|| anyhow::anyhow!("a platform is os/arch, like linux/arm64"))?,
+                _ => anyhow::bail!("a boot component is for one platform"),
+            };
+            let p = aosctl::pack::pack_boot(dir, output, &os, &arch)?;
+            println!(
+                "{} packed: boot component {} ({} bytes), manifest {}",
+                output.display(),
+                p.layer_digest,
+                p.layer_size,
+                p.manifest_digest
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Pack {
+            dir,
+            output,
+            platform,
+            ..
         } => {
             let p = aosctl::pack::pack_for(dir, output, platform)?;
             println!(

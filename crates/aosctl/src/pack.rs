@@ -7,8 +7,10 @@ use std::io::Write;
 use std::path::Path;
 
 use aos_image::oci::sha256_digest as digest;
+mod component;
 mod config;
 
+pub use component::{pack_boot, PackedComponent};
 pub use config::*;
 
 /// Why a pack failed.
@@ -310,6 +312,31 @@ pub fn pack_for(dir: &Path, out: &Path, platforms: &[String]) -> Result<Packed, 
         }
     }
     files.sort();
+    write_archive(out, &files)?;
+    Ok(Packed {
+        manifest_digest: if targets.len() == 1 {
+            digest(&manifest)
+        } else {
+            digest(&index)
+        },
+        layer_digest: digest(&layer),
+        config_digest: digest(&config),
+        item_config_digest: digest(&item),
+    })
+}
+
+/// Writes `files` (name, bytes) as an OCI layout tar at `out`: fixed modes and times, the blob
+/// directories first.
+pub fn write_archive(out: &Path, files: &[(String, Vec<u8>)]) -> Result<(), PackError> {
+    write_archive_with(out, files, &[])
+}
+
+/// [`write_archive`] with blobs too large for memory, copied from files.
+pub fn write_archive_with(
+    out: &Path,
+    files: &[(String, Vec<u8>)],
+    big: &[(String, &Path)],
+) -> Result<(), PackError> {
     let werr = |source| PackError::Write {
         path: out.display().to_string(),
         source,
@@ -324,22 +351,25 @@ pub fn pack_for(dir: &Path, out: &Path, platforms: &[String]) -> Result<Packed, 
         h.set_size(0);
         b.append_data(&mut h, dir, std::io::empty()).map_err(werr)?;
     }
-    for (name, data) in &files {
+    for (name, data) in files {
         let mut h = tar::Header::new_ustar();
         h.set_mode(0o644);
         h.set_mtime(0);
         h.set_size(data.len() as u64);
         b.append_data(&mut h, name, data.as_slice()).map_err(werr)?;
     }
+    for (name, path) in big {
+        let rerr = |source| PackError::Read {
+            path: path.display().to_string(),
+            source,
+        };
+        let f = std::fs::File::open(path).map_err(rerr)?;
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_size(f.metadata().map_err(rerr)?.len());
+        b.append_data(&mut h, name, f).map_err(werr)?;
+    }
     b.into_inner().map_err(werr)?.flush().map_err(werr)?;
-    Ok(Packed {
-        manifest_digest: if targets.len() == 1 {
-            digest(&manifest)
-        } else {
-            digest(&index)
-        },
-        layer_digest: digest(&layer),
-        config_digest: digest(&config),
-        item_config_digest: digest(&item),
-    })
+    Ok(())
 }

@@ -172,8 +172,10 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
             vec!["VLAN"],
         ),
         "BootSlot" => (
-            vec!["NAME", "ITEM", "CURRENT", "PENDING", "HEALTH", "AGE"],
-            vec!["MAIN"],
+            vec![
+                "NAME", "ITEM", "PHASE", "CURRENT", "MAIN", "VERSION", "PENDING", "AGE",
+            ],
+            vec!["ATTEMPTS", "RECOVERY", "HEALTH"],
         ),
         "RootfsSlot" => (
             vec!["NAME", "ITEM", "INSTALLED", "PENDING", "ACTION", "AGE"],
@@ -330,17 +332,39 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 vec![cell(&v, "/spec/vlanId")],
             )
         }
-        "BootSlot" => (
-            vec![
-                name,
-                item_ref(),
-                cell(&v, "/status/current"),
-                cell(&v, "/status/pending"),
-                cell(&v, "/status/health"),
-                age,
-            ],
-            vec![cell(&v, "/status/main")],
-        ),
+        "BootSlot" => {
+            let slot_version = |role: &str| {
+                v.pointer("/status/slots")
+                    .and_then(Value::as_array)
+                    .and_then(|a| a.iter().find(|x| x["role"] == role))
+                    .and_then(|x| x["version"].as_str())
+                    .unwrap_or("<none>")
+                    .to_string()
+            };
+            let attempts = match v.pointer("/status/update") {
+                Some(u) if v.pointer("/status/pending").is_some() => {
+                    format!("{}/{}", u["attempts"], u["maxAttempts"])
+                }
+                _ => "<none>".into(),
+            };
+            (
+                vec![
+                    name,
+                    item_ref(),
+                    cell(&v, "/status/phase"),
+                    cell(&v, "/status/current"),
+                    cell(&v, "/status/main"),
+                    slot_version("main"),
+                    cell(&v, "/status/pending"),
+                    age,
+                ],
+                vec![
+                    attempts,
+                    slot_version("recovery"),
+                    cell(&v, "/status/health"),
+                ],
+            )
+        }
         "RootfsSlot" => (
             vec![
                 name,

@@ -9,6 +9,10 @@ use anyhow::{bail, Context as _};
 use aos_api::AosDuration;
 use serde::{Deserialize, Serialize};
 
+mod boot;
+
+pub use boot::BootSection;
+
 /// The config file format this build reads.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -250,7 +254,7 @@ impl Default for ContainerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimesSection {
     pub container: ContainerSection,
-    pub boot: RuntimeSection,
+    pub boot: BootSection,
     pub rootfs: RuntimeSection,
 }
 
@@ -370,6 +374,7 @@ impl Config {
         if self.node.usage_interval.0.is_zero() {
             bail!("node.usage_interval must be positive");
         }
+        self.runtimes.boot.validate()?;
         Ok(())
     }
 

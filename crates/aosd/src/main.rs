@@ -5,6 +5,7 @@
 
 mod auth;
 mod authority;
+mod boot;
 mod config;
 mod images;
 mod instances;
@@ -168,7 +169,7 @@ fn controller_config(c: &Config) -> ControllerConfig {
 }
 
 /// The runtimes this build has controllers for; the Node advertises no others.
-const SERVED: [RuntimeType; 1] = [RuntimeType::Container];
+const SERVED: [RuntimeType; 2] = [RuntimeType::Container, RuntimeType::Boot];
 
 fn node_config(c: &Config) -> NodeConfig {
     let mut runtimes = Vec::new();
@@ -301,6 +302,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     let image_env = images::env(&c)?;
     let auth = auth::Auth::new(&c.api.group);
     let node = node_config(&c);
+    let node_id = node.node_id.clone();
     let listener = bind_socket(&c, auth.group()).await?;
     let shutdown = CancellationToken::new();
 
@@ -354,6 +356,18 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         &shutdown,
         runtime,
     )?;
+    if c.runtimes.boot.enabled {
+        let name = aos_node_controller::host::object_name(&node_id);
+        boot::spawn(
+            &mut controllers,
+            &c,
+            &name,
+            backend.clone(),
+            controller_config(&c),
+            &shutdown,
+        )
+        .await?;
+    }
     images::spawn(
         &mut controllers,
         image_env,

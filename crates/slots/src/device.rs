@@ -82,11 +82,10 @@ impl SlotDevice {
     /// module documentation).
     pub fn write_gzip(&self, blob: &Path, digest: &str) -> Result<Written, SlotsError> {
         let started = Instant::now();
-        let open = || {
-            std::fs::File::open(blob).map_err(io(format!("failed to open {}", blob.display())))
-        };
-        let (actual, _) = digest_of(open()?, None)
-            .map_err(io(format!("failed to read {}", blob.display())))?;
+        let open =
+            || std::fs::File::open(blob).map_err(io(format!("failed to open {}", blob.display())));
+        let (actual, _) =
+            digest_of(open()?, None).map_err(io(format!("failed to read {}", blob.display())))?;
         if actual != digest {
             return Err(SlotsError::Mismatch {
                 what: format!("the image {}", blob.display()),
@@ -107,7 +106,10 @@ impl SlotDevice {
         let mut out = std::fs::OpenOptions::new()
             .write(true)
             .open(&self.path)
-            .map_err(io(format!("failed to open {} for writing", self.path.display())))?;
+            .map_err(io(format!(
+                "failed to open {} for writing",
+                self.path.display()
+            )))?;
         let mut gz = GzDecoder::new(open()?);
         let mut h = Sha256::new();
         let mut buf = vec![0u8; CHUNK];
@@ -230,7 +232,9 @@ pub fn partition_of(device: &Path) -> Result<crate::efi::HardDrive, SlotsError> 
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .ok_or_else(|| SlotsError::BadImage(format!("no disk holds {}", device.display())))?;
-    let block = sys_u64(&disk.join("queue/logical_block_size")).unwrap_or(512).max(512);
+    let block = sys_u64(&disk.join("queue/logical_block_size"))
+        .unwrap_or(512)
+        .max(512);
     let per = block / 512;
     let out = std::process::Command::new("blkid")
         .args(["-p", "-s", "PART_ENTRY_UUID", "-o", "value"])

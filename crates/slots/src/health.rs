@@ -146,10 +146,16 @@ impl Health for HealthGate {
         for u in &self.config.units {
             let name = format!("unit {u}");
             if !self.systemd {
-                r.passed.push(format!("{name}: skipped (systemd does not run here)"));
+                r.passed
+                    .push(format!("{name}: skipped (systemd does not run here)"));
                 continue;
             }
-            let argv = vec!["systemctl".into(), "is-active".into(), "--quiet".into(), u.clone()];
+            let argv = vec![
+                "systemctl".into(),
+                "is-active".into(),
+                "--quiet".into(),
+                u.clone(),
+            ];
             match self.within(|| run(&argv, timeout)).await {
                 Ok(()) => r.passed.push(name),
                 Err(e) => r.failed.push(format!("{name} is not active ({e})")),
@@ -214,6 +220,9 @@ mod tests {
         );
         let r = gate.round().await;
         assert_eq!(r.failed.len(), 2, "{r:?}");
-        assert!(r.failed.iter().any(|f| f.contains("instance web: not Ready")));
+        assert!(r
+            .failed
+            .iter()
+            .any(|f| f.contains("instance web: not Ready")));
     }
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use crate::efi::{BootVars, EfiDir, EfiVars, HardDrive};
 use crate::health::{Health, Round};
@@ -60,9 +61,11 @@ pub struct SimSlot {
 pub struct SimMachine {
     efi: Arc<EfiDir>,
     slots: Vec<SimSlot>,
+    nonce: String,
     boots: AtomicU64,
     reboots: AtomicU64,
     skew: Mutex<chrono::Duration>,
+    instant: bool,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> SlotsError {
@@ -71,18 +74,26 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> SlotsError {
 
 impl SimMachine {
     /// A machine under `dir`: EFI variables in `dir/efivars`, one file of `size` bytes per
-    /// slot, each a partition of a disk with 512-byte blocks.
+    /// slot, each a partition of a disk with 512-byte blocks. What is already there is kept
+    /// (a machine reopened after the agent restarts), and a slot's partition GUID depends only
+    /// on `dir` and its name.
     pub fn new(dir: &Path, slots: &[&str], size: u64) -> Result<Self, SlotsError> {
         let vars = dir.join("efivars");
-        std::fs::create_dir_all(&vars).map_err(io(format!("failed to create {}", vars.display())))?;
+        std::fs::create_dir_all(&vars)
+            .map_err(io(format!("failed to create {}", vars.display())))?;
         let mut made = Vec::new();
         let blocks = size / 512;
         for (i, name) in slots.iter().enumerate() {
             let path = dir.join(format!("slot-{name}.img"));
-            let f = std::fs::File::create(&path)
-                .map_err(io(format!("failed to create {}", path.display())))?;
-            f.set_len(size)
-                .map_err(io(format!("failed to size {}", path.display())))?;
+            if !path.exists() {
+                let f = std::fs::File::create(&path)
+                    .map_err(io(format!("failed to create {}", path.display())))?;
+                f.set_len(size)
+                    .map_err(io(format!("failed to size {}", path.display())))?;
+            }
+            let seed = Sha256::digest(format!("{}/{name}", dir.display()).as_bytes());
+            let mut g = [0u8; 16];
+            g.copy_from_slice(&seed[..16]);
             made.push(SimSlot {
                 name: name.to_string(),
                 path,
@@ -90,17 +101,26 @@ impl SimMachine {
                     number: i as u32 + 1,
                     start: 2048 + i as u64 * blocks,
                     size: blocks,
-                    guid: uuid::Uuid::new_v4(),
+                    guid: uuid::Builder::from_random_bytes(g).into_uuid(),
                 },
             });
         }
         Ok(SimMachine {
             efi: Arc::new(EfiDir::new(vars)?),
             slots: made,
+            nonce: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
             boots: AtomicU64::new(0),
             reboots: AtomicU64::new(0),
             skew: Mutex::new(chrono::Duration::zero()),
+            instant: false,
         })
+    }
+
+    /// A reboot powers the machine on again at once (an agent that lives on across the
+    /// simulated reboot, as in `aosd`'s simulated boot runtime).
+    pub fn with_instant_reboot(mut self) -> Self {
+        self.instant = true;
+        self
     }
 
     /// The EFI variables.
@@ -195,7 +215,8 @@ impl SimMachine {
 #[async_trait::async_trait]
 impl Machine for SimMachine {
     fn boot_id(&self) -> Result<String, SlotsError> {
-        Ok(format!("sim-boot-{}", self.boots.load(Ordering::SeqCst)))
+        let n = self.boots.load(Ordering::SeqCst);
+        Ok(format!("sim-{}-{n}", self.nonce))
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -205,6 +226,9 @@ impl Machine for SimMachine {
     async fn reboot(&self, why: &str) -> Result<(), SlotsError> {
         tracing::info!(reason = why, "simulated reboot asked for");
         self.reboots.fetch_add(1, Ordering::SeqCst);
+        if self.instant {
+            self.power_on()?;
+        }
         Ok(())
     }
 }

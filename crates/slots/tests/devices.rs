@@ -19,7 +19,11 @@ const GUID_B: &str = "6a4a8e3c-5b7e-4f0c-9d3e-2a1b0c9d8e7f";
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -33,7 +37,10 @@ impl Disk {
     fn new() -> Disk {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.img");
-        std::fs::File::create(&img).unwrap().set_len(16 << 20).unwrap();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(16 << 20)
+            .unwrap();
         let table = format!(
             "label: gpt\nstart=2048, size=8192, uuid={GUID_A}\nstart=10240, size=8192, uuid={GUID_B}\n"
         );
@@ -44,11 +51,18 @@ impl Disk {
             .spawn()
             .unwrap();
         use std::io::Write;
-        sfdisk.stdin.take().unwrap().write_all(table.as_bytes()).unwrap();
+        sfdisk
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(table.as_bytes())
+            .unwrap();
         assert!(sfdisk.wait().unwrap().success());
-        let dev = run(Command::new("losetup").args(["-P", "--show", "-f"]).arg(&img))
-            .trim()
-            .to_string();
+        let dev = run(Command::new("losetup")
+            .args(["-P", "--show", "-f"])
+            .arg(&img))
+        .trim()
+        .to_string();
         let disk = Disk { dev, _dir: dir };
         // Where the kernel did not scan the table at attach (some containers), partx does.
         if !Path::new(&disk.part(1)).exists() {
@@ -99,12 +113,19 @@ fn a_gpt_partition_is_named_as_the_firmware_names_it_and_efibootmgr_reads_our_en
     let vars = tempfile::tempdir().unwrap();
     let efi = EfiDir::new(vars.path()).unwrap();
     let v = BootVars(&efi);
-    v.set_entry(1, &LoadOption::new("aosd b", hd, "\\EFI\\BOOT\\BOOTX64.EFI"))
-        .unwrap();
-    let file = vars.path().join(format!("Boot0001-{GUID_GUID}", GUID_GUID = GLOBAL_GUID));
+    v.set_entry(
+        1,
+        &LoadOption::new("aosd b", hd, "\\EFI\\BOOT\\BOOTX64.EFI"),
+    )
+    .unwrap();
+    let file = vars
+        .path()
+        .join(format!("Boot0001-{GUID_GUID}", GUID_GUID = GLOBAL_GUID));
     let dump = run(Command::new("efibootdump").arg("-f").arg(&file));
     assert!(
-        dump.contains(&format!("HD(2,GPT,{GUID_B},0x2800,0x2000)/File(\\EFI\\BOOT\\BOOTX64.EFI)")),
+        dump.contains(&format!(
+            "HD(2,GPT,{GUID_B},0x2800,0x2000)/File(\\EFI\\BOOT\\BOOTX64.EFI)"
+        )),
         "efibootdump says: {dump}"
     );
     assert!(dump.contains("aosd b"), "efibootdump says: {dump}");
@@ -130,10 +151,18 @@ fn an_image_is_written_to_a_partition_read_back_and_its_version_read() {
     let w = slot.write_gzip(&gz, &digest).unwrap();
     assert_eq!(w.bytes, bytes.len() as u64);
     assert_eq!(w.digest, sha(&bytes));
-    assert_eq!(slot.read_version("/etc/version").unwrap().as_deref(), Some("2.0"));
+    assert_eq!(
+        slot.read_version("/etc/version").unwrap().as_deref(),
+        Some("2.0")
+    );
     assert_eq!(slot.read_version("etc/missing").unwrap(), None);
     // The other partition holds no filesystem: no version, no error.
-    assert_eq!(SlotDevice::new(disk.part(2)).read_version("etc/version").unwrap(), None);
+    assert_eq!(
+        SlotDevice::new(disk.part(2))
+            .read_version("etc/version")
+            .unwrap(),
+        None
+    );
 
     // A wrong digest: refused, and the partition keeps every byte.
     let (gz2, _) = gzip_file(work.path(), &vec![9u8; 1 << 20]);
@@ -142,6 +171,9 @@ fn an_image_is_written_to_a_partition_read_back_and_its_version_read() {
     assert_eq!(err.reason(), "DigestMismatch");
     let mut back = vec![0u8; bytes.len()];
     use std::io::Read;
-    std::fs::File::open(disk.part(1)).unwrap().read_exact(&mut back).unwrap();
+    std::fs::File::open(disk.part(1))
+        .unwrap()
+        .read_exact(&mut back)
+        .unwrap();
     assert_eq!(sha(&back), sha(&bytes));
 }

@@ -170,7 +170,11 @@ fn probation_commits_only_after_a_healthy_round_at_the_end_of_the_window() {
         message: String::new(),
     });
     o.pending = Some(p.clone());
-    assert_eq!(plan(&o, &LIMITS), Step::Check, "the last round is before the end");
+    assert_eq!(
+        plan(&o, &LIMITS),
+        Step::Check,
+        "the last round is before the end"
+    );
     p.health.as_mut().unwrap().at = start + chrono::Duration::seconds(60);
     o.pending = Some(p.clone());
     assert_eq!(plan(&o, &LIMITS), Step::Commit);

@@ -102,6 +102,7 @@ impl Rig {
             probation: Duration::from_secs(60),
             interval: Duration::from_secs(20),
             work_dir: dir.path().join("work"),
+            reboot_wait: Duration::from_secs(60),
         };
         let backend: Arc<dyn Backend> =
             Arc::new(Embedded::open(EmbeddedOptions::in_memory()).unwrap());
@@ -146,7 +147,10 @@ impl Rig {
             size: blob.len() as u64,
             ..Default::default()
         };
-        layers.apply(&Object::new(layer.clone(), spec)).await.unwrap();
+        layers
+            .apply(&Object::new(layer.clone(), spec))
+            .await
+            .unwrap();
         layers
             .update_status(&layer, |s| {
                 s.phase = LayerPhase::Ready;

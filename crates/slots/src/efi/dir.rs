@@ -34,6 +34,8 @@ impl EfiDir {
                 dir.display()
             )));
         }
+        // The field's type differs between targets (i64 here, u32 on 32-bit arm).
+        #[allow(clippy::unnecessary_cast)]
         let efivarfs = nix::sys::statfs::statfs(&dir)
             .map(|s| s.filesystem_type().0 as i64 == EFIVARFS_MAGIC)
             .unwrap_or(false);
@@ -65,7 +67,10 @@ impl EfiVars for EfiDir {
         let p = self.path(name);
         match std::fs::read(&p) {
             Ok(b) if b.len() >= 4 => Ok(Some(b[4..].to_vec())),
-            Ok(_) => Err(SlotsError::Efi(format!("{} is shorter than its attributes", p.display()))),
+            Ok(_) => Err(SlotsError::Efi(format!(
+                "{} is shorter than its attributes",
+                p.display()
+            ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(format!("failed to read {}", p.display()))(e)),
         }
@@ -87,7 +92,9 @@ impl EfiVars for EfiDir {
                 .write(&whole)
                 .map_err(io(format!("failed to write {}", p.display())))?;
             if n != whole.len() {
-                return Err(SlotsError::Efi(format!("{name}: a short write ({n} bytes)")));
+                return Err(SlotsError::Efi(format!(
+                    "{name}: a short write ({n} bytes)"
+                )));
             }
             return Ok(());
         }

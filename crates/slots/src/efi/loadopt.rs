@@ -137,7 +137,9 @@ fn read_ucs2(b: &[u8]) -> Result<(String, usize), SlotsError> {
 
 fn decode_node(kind: u8, sub: u8, data: &[u8]) -> Result<Node, SlotsError> {
     Ok(match (kind, sub) {
-        (MEDIA, MEDIA_HARD_DRIVE) if data.len() == 38 && data[36] == GPT && data[37] == GUID_SIGNATURE => {
+        (MEDIA, MEDIA_HARD_DRIVE)
+            if data.len() == 38 && data[36] == GPT && data[37] == GUID_SIGNATURE =>
+        {
             let mut guid = [0u8; 16];
             guid.copy_from_slice(&data[20..36]);
             Node::HardDrive(HardDrive {

@@ -76,7 +76,11 @@ impl BootVars<'_> {
 
     /// The order the firmware tries entries in.
     pub fn order(&self) -> Result<Vec<u16>, SlotsError> {
-        Ok(self.0.get("BootOrder")?.map(|b| u16s(&b)).unwrap_or_default())
+        Ok(self
+            .0
+            .get("BootOrder")?
+            .map(|b| u16s(&b))
+            .unwrap_or_default())
     }
 
     /// Writes the boot order.

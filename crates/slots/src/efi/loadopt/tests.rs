@@ -33,7 +33,11 @@ fn vector() -> Vec<u8> {
     ]); // the GUID, its first three fields little-endian
     v.extend([0x02, 0x02]); // GPT, GUID signature
     v.extend([0x04, 0x04, 0x30, 0x00]); // media / file path, 48 bytes
-    v.extend(r"\EFI\BOOT\BOOTX64.EFI".encode_utf16().flat_map(u16::to_le_bytes));
+    v.extend(
+        r"\EFI\BOOT\BOOTX64.EFI"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
     v.extend([0, 0]);
     v.extend([0x7f, 0xff, 0x04, 0x00]); // end of the whole path
     v

@@ -1,0 +1,119 @@
+//! `aosctl pack --boot IMAGE`: a partition image becomes a boot component, an OCI image archive
+//! whose one layer is the image gzipped (`application/vnd.aos.image.component.full.v1+gzip`),
+//! which an Item of `type: component` installs and a BootSlot writes to the inactive slot. The
+//! image is streamed (a partition can be larger than memory) and packed reproducibly.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use aos_image::oci::media;
+use aos_image::oci::sha256_digest as digest;
+use sha2::{Digest, Sha256};
+
+use super::{write_archive_with, PackError};
+
+/// What a component pack produced.
+#[derive(Clone, Debug)]
+pub struct PackedComponent {
+    /// The manifest's digest.
+    pub manifest_digest: String,
+    /// The component blob's digest.
+    pub layer_digest: String,
+    /// Bytes of the component blob.
+    pub layer_size: u64,
+}
+
+/// Gzips `image` into `gz` (deterministic: no name, no time) and returns its digest and size.
+fn gzip_file(image: &Path, gz: &Path) -> Result<(String, u64), PackError> {
+    let rerr = |source| PackError::Read {
+        path: image.display().to_string(),
+        source,
+    };
+    let werr = |source| PackError::Write {
+        path: gz.display().to_string(),
+        source,
+    };
+    let mut input = std::fs::File::open(image).map_err(rerr)?;
+    let out = std::fs::File::create(gz).map_err(werr)?;
+    let mut enc =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(out), flate2::Compression::default());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buf).map_err(rerr)?;
+        if n == 0 {
+            break;
+        }
+        enc.write_all(&buf[..n]).map_err(werr)?;
+    }
+    enc.finish().map_err(werr)?.flush().map_err(werr)?;
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(gz).map_err(werr)?;
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(werr)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((format!("sha256:{}", hex::encode(h.finalize())), size))
+}
+
+/// Packs the partition image `image` as a boot component for `os/arch` into `out`.
+pub fn pack_boot(
+    image: &Path,
+    out: &Path,
+    os: &str,
+    arch: &str,
+) -> Result<PackedComponent, PackError> {
+    let gz = out.with_extension("component.gz.tmp");
+    let result = (|| {
+        let (layer_digest, layer_size) = gzip_file(image, &gz)?;
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch,
+            "os": os,
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }))
+        .unwrap_or_default();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "config": {"mediaType": media::OCI_CONFIG, "digest": digest(&config), "size": config.len()},
+            "layers": [{"mediaType": media::COMPONENT_FULL_GZIP, "digest": layer_digest, "size": layer_size}],
+        }))
+        .unwrap_or_default();
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_INDEX,
+            "manifests": [{
+                "mediaType": media::OCI_MANIFEST,
+                "digest": digest(&manifest),
+                "size": manifest.len(),
+                "platform": {"os": os, "architecture": arch},
+            }],
+        }))
+        .unwrap_or_default();
+        let blob = |b: &[u8]| (format!("blobs/sha256/{}", &digest(b)[7..]), b.to_vec());
+        let mut files = vec![
+            ("index.json".to_string(), index),
+            (
+                "oci-layout".to_string(),
+                br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+            ),
+            ("manifest.json".to_string(), manifest.clone()),
+            blob(&config),
+            blob(&manifest),
+        ];
+        files.sort();
+        let name = format!("blobs/sha256/{}", &layer_digest[7..]);
+        write_archive_with(out, &files, &[(name, gz.as_path())])?;
+        Ok(PackedComponent {
+            manifest_digest: digest(&manifest),
+            layer_digest,
+            layer_size,
+        })
+    })();
+    let _ = std::fs::remove_file(&gz);
+    result
+}

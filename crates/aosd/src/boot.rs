@@ -1,0 +1,162 @@
+//! The boot runtime of this node: the BootSlot controller on this machine's EFI variables and
+//! partitions (or on a machine in a box with `runtimes.boot.simulate`), its health gate asking
+//! the store whether the named Instances are Ready, and the node's one BootSlot object.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aos_api::{condition, BootSlotSpec, InstanceSpec, Object};
+use aos_bootslot_controller::records::{Records, RECOVERY};
+use aos_bootslot_controller::{BootEnv, Crashpoints, Settings, SlotSetting};
+use aos_reconcile::ControllerConfig;
+use aos_slots::efi::{EfiDir, EfiVars};
+use aos_slots::health::{Health, HealthGate, Readiness, Round};
+use aos_slots::machine::{Machine, RealMachine};
+use aos_slots::sim::{SimHealth, SimMachine};
+use aos_store::{Api, Backend};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Whether an Instance is Ready, from the store.
+struct StoreReadiness(Arc<dyn Backend>);
+
+#[async_trait::async_trait]
+impl Readiness for StoreReadiness {
+    async fn ready(&self, name: &str) -> Result<bool, String> {
+        match Api::<InstanceSpec>::new(self.0.clone()).get_opt(name).await {
+            Ok(Some(i)) => Ok(i.status.common.is_true(condition::READY)),
+            Ok(None) => Err("no such Instance".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The gate, and on a simulated machine what its image says as well.
+struct Both(Vec<Arc<dyn Health>>);
+
+#[async_trait::async_trait]
+impl Health for Both {
+    async fn round(&self) -> Round {
+        let mut all = Round::default();
+        for h in &self.0 {
+            let r = h.round().await;
+            all.failed.extend(r.failed);
+            all.passed.extend(r.passed);
+        }
+        all
+    }
+}
+
+const SIM_SLOT_BYTES: u64 = 64 << 20;
+
+/// The slots and the ports the controller works through.
+type Ports = (
+    Vec<SlotSetting>,
+    Arc<dyn EfiVars>,
+    Arc<dyn Machine>,
+    Arc<dyn Health>,
+);
+
+/// The controller's environment from the config.
+fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
+    let b = &c.runtimes.boot;
+    let gate: Arc<dyn Health> = Arc::new(HealthGate::new(
+        b.health.clone(),
+        Arc::new(StoreReadiness(backend)),
+    ));
+    let slot = |name: &str, device: &std::path::Path| SlotSetting {
+        name: name.into(),
+        device: device.to_path_buf(),
+        partition: None,
+    };
+    let (mut settings_slots, efi, machine, health): Ports = if b.simulate {
+        let dir = c.data_dir.join("boot-sim");
+        let m = Arc::new(
+            SimMachine::new(&dir, &["a", "b", RECOVERY], SIM_SLOT_BYTES)
+                .context("failed to open the simulated machine")?
+                .with_instant_reboot(),
+        );
+        // Starting the agent is the simulated machine's boot.
+        m.power_on()
+            .context("failed to boot the simulated machine")?;
+        let slots = m
+            .slots()
+            .iter()
+            .map(|s| SlotSetting {
+                name: s.name.clone(),
+                device: s.path.clone(),
+                partition: Some(s.disk.clone()),
+            })
+            .collect();
+        let health = Arc::new(Both(vec![gate, Arc::new(SimHealth(m.clone()))]));
+        (slots, m.efi(), m, health)
+    } else {
+        let mut slots = vec![slot("a", &b.slot_a), slot("b", &b.slot_b)];
+        if !b.recovery.as_os_str().is_empty() {
+            slots.push(slot(RECOVERY, &b.recovery));
+        }
+        let efi = Arc::new(EfiDir::new(&b.efivars).context("runtimes.boot.efivars")?);
+        (slots, efi, Arc::new(RealMachine), gate)
+    };
+    let recovery = settings_slots
+        .iter()
+        .position(|s| s.name == RECOVERY)
+        .map(|i| settings_slots.remove(i));
+    let mut ab = settings_slots.into_iter();
+    let (Some(a), Some(bslot)) = (ab.next(), ab.next()) else {
+        anyhow::bail!("runtimes.boot needs slots a and b");
+    };
+    let work_dir = c.data_dir.join("boot");
+    let settings = Settings {
+        a,
+        b: bslot,
+        recovery,
+        loader: b.loader.clone(),
+        version_file: b.version_file.clone(),
+        max_attempts: b.max_attempts.max(1),
+        probation: b.health.probation(),
+        interval: b.health.interval(),
+        work_dir: work_dir.clone(),
+        reboot_wait: if b.simulate {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(60)
+        },
+    };
+    Ok(Arc::new(BootEnv {
+        settings,
+        efi,
+        machine,
+        health,
+        records: Records::new(&work_dir).context("failed to open the boot records")?,
+        crash: Crashpoints::default(),
+    }))
+}
+
+/// Creates the node's BootSlot (empty spec) and runs its controller.
+pub async fn spawn(
+    tasks: &mut JoinSet<()>,
+    c: &Config,
+    name: &str,
+    backend: Arc<dyn Backend>,
+    config: ControllerConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let env = env(c, backend.clone())?;
+    let api = Api::<BootSlotSpec>::new(backend.clone());
+    if api.get_opt(name).await?.is_none() {
+        api.apply(&Object::new(name.to_string(), BootSlotSpec::default()))
+            .await
+            .context("failed to create the BootSlot")?;
+    }
+    tasks.spawn(aos_bootslot_controller::run(
+        env,
+        backend,
+        config,
+        shutdown.clone(),
+    ));
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! The boot runtime through aosd and aosctl on a machine in a box (`runtimes.boot.simulate`):
+//! a partition image packed with `aosctl pack --boot`, installed as a component Item from the
+//! archive, written to the inactive slot, booted once through BootNext, kept after its
+//! probation; an unhealthy one rolled back; the tables and the node's runtimes say so.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use aos_e2e::{Aosd, AosdOptions};
+use aos_slots::sim;
+
+const CONFIG: &str = "[runtimes.boot]\nenabled = true\nsimulate = true\n\
+[runtimes.boot.health]\nprobation_secs = 1\ninterval_secs = 1\ntimeout_secs = 5\n";
+const SLOT: &str = "e2e-node";
+
+fn component(aosd: &Aosd, version: &str, healthy: bool) {
+    let img = aosd.path().join(format!("boot-{version}.img"));
+    std::fs::write(&img, sim::image(version, healthy, 1 << 20)).unwrap();
+    let archive = aosd.path().join(format!("boot-{version}.tar"));
+    let out = aosd.ok(&[
+        "pack",
+        "--boot",
+        img.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(out.contains("boot component sha256:"), "{out}");
+    let yaml = format!(
+        "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: os-{version}\nspec:\n  itemId: os\n  version: \"{version}\"\n  type: component\n  source:\n    archive: {}\n---\napiVersion: aos.edge/v1alpha1\nkind: BootSlot\nmetadata:\n  name: {SLOT}\nspec:\n  item:\n    itemId: os\n    version: \"{version}\"\n",
+        archive.display()
+    );
+    let path = aosd.path().join(format!("os-{version}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    aosd.ok(&["apply", "-f", path.to_str().unwrap()]);
+}
+
+#[test]
+fn a_packed_boot_component_is_installed_in_the_other_slot_and_kept_after_probation() {
+    let aosd = Aosd::start_with(AosdOptions {
+        config: Some(CONFIG.into()),
+        ..Default::default()
+    });
+    let node = aosd.json("node", SLOT);
+    let runtimes: Vec<_> = node["status"]["runtimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap().to_string())
+        .collect();
+    assert!(runtimes.contains(&"boot".to_string()), "{runtimes:?}");
+    let idle = aosd.until("bootslot", SLOT, 30, |v| v["status"]["phase"] == "Idle");
+    assert_eq!(idle["status"]["main"], "a");
+
+    component(&aosd, "2.0", true);
+    let done = aosd.until("bootslot", SLOT, 60, |v| {
+        v["status"]["main"] == "b" && v["status"]["phase"] == "Idle"
+    });
+    assert_eq!(done["status"]["current"], "b");
+    assert_eq!(done["status"]["slots"][1]["version"], "2.0");
+    let steps: Vec<_> = done["status"]["update"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        steps,
+        ["write", "verify", "reboot", "health", "commit", "committed"]
+    );
+    let table = aosd.ok(&["get", "bootslots"]);
+    let row: Vec<_> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..7],
+        [SLOT, "os:2.0", "Idle", "b", "b", "2.0", "<none>"],
+        "{table}"
+    );
+
+    // An unhealthy update goes back to b and says why.
+    component(&aosd, "3.0", false);
+    let failed = aosd.until("bootslot", SLOT, 60, |v| v["status"]["phase"] == "Failed");
+    assert_eq!(failed["status"]["main"], "b");
+    assert_eq!(failed["status"]["current"], "b");
+    let ready = failed["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "Unhealthy", "{ready}");
+}
