@@ -25,6 +25,7 @@ PACKAGES=(
   netavark            # the peer of hack/bench/net.sh
   fdisk               # sfdisk: GPT disks on loop devices for the boot slot tests
   efibootmgr          # efibootdump: an independent reader of the boot entries aosd writes
+  rsync               # the boot-side rootfs script applies updates with it (deploy/aos-rootfs)
 )
 
 

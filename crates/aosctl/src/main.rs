@@ -67,8 +67,18 @@ enum Command {
         /// The service folder, or with --boot the partition image.
         dir: PathBuf,
         /// DIR is a partition image: pack it as a boot component (gzip).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rootfs")]
         boot: bool,
+        /// DIR is a root filesystem tree: pack it as a rootfs component (squashfs), full, or
+        /// incremental with --base.
+        #[arg(long)]
+        rootfs: bool,
+        /// The tree of the version an incremental rootfs image updates.
+        #[arg(long, requires = "rootfs")]
+        base: Option<PathBuf>,
+        /// The file in a rootfs tree whose first line is its version.
+        #[arg(long, default_value = "etc/aos/version")]
+        version_file: String,
         #[arg(short = 'o', long, default_value = "service.tar")]
         output: PathBuf,
         /// Platforms (os/arch), comma separated; an index when more than one.
@@ -135,8 +145,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir,
             output,
             platform,
-            boot: true,
-        } => {
+            boot,
+            rootfs,
+            base,
+            version_file,
+        } if *boot || *rootfs => {
             let (os, arch) = match platform.as_slice() {
                 [] => (
                     "linux".to_string(),
@@ -146,11 +159,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .split_once('/')
                     .map(|(o, a)| (o.to_string(), a.to_string()))
                     .ok_or_else(|| anyhow::anyhow!("a platform is os/arch, like linux/arm64"))?,
-                _ => anyhow::bail!("a boot component is for one platform"),
+                _ => anyhow::bail!("a component is for one platform"),
             };
-            let p = aosctl::pack::pack_boot(dir, output, &os, &arch)?;
+            let (what, p) = if *boot {
+                ("boot", aosctl::pack::pack_boot(dir, output, &os, &arch)?)
+            } else {
+                let p = aosctl::pack::pack_rootfs(
+                    dir,
+                    base.as_deref(),
+                    version_file,
+                    output,
+                    &os,
+                    &arch,
+                )?;
+                let what = if base.is_some() {
+                    "incremental rootfs"
+                } else {
+                    "full rootfs"
+                };
+                (what, p)
+            };
             println!(
-                "{} packed: boot component {} ({} bytes), manifest {}",
+                "{} packed: {what} component {} ({} bytes), manifest {}",
                 output.display(),
                 p.layer_digest,
                 p.layer_size,

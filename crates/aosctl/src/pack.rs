@@ -9,9 +9,11 @@ use std::path::Path;
 use aos_image::oci::sha256_digest as digest;
 mod component;
 mod config;
+mod rootfs;
 
 pub use component::{pack_boot, PackedComponent};
 pub use config::*;
+pub use rootfs::{pack_rootfs, IMAGE_INFO};
 
 /// Why a pack failed.
 #[derive(Debug, thiserror::Error)]

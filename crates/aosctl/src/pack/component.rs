@@ -23,8 +23,8 @@ pub struct PackedComponent {
     pub layer_size: u64,
 }
 
-/// Gzips `image` into `gz` (deterministic: no name, no time) and returns its digest and size.
-fn gzip_file(image: &Path, gz: &Path) -> Result<(String, u64), PackError> {
+/// Gzips `image` into `gz` (deterministic: no name, no time).
+fn gzip_file(image: &Path, gz: &Path) -> Result<(), PackError> {
     let rerr = |source| PackError::Read {
         path: image.display().to_string(),
         source,
@@ -46,11 +46,21 @@ fn gzip_file(image: &Path, gz: &Path) -> Result<(String, u64), PackError> {
         enc.write_all(&buf[..n]).map_err(werr)?;
     }
     enc.finish().map_err(werr)?.flush().map_err(werr)?;
+    Ok(())
+}
+
+/// The sha256 and size of the file at `path`.
+pub(super) fn digest_file(path: &Path) -> Result<(String, u64), PackError> {
+    let rerr = |source| PackError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(rerr)?;
     let mut h = Sha256::new();
-    let mut f = std::fs::File::open(gz).map_err(werr)?;
+    let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(werr)?;
+        let n = f.read(&mut buf).map_err(rerr)?;
         if n == 0 {
             break;
         }
@@ -58,6 +68,60 @@ fn gzip_file(image: &Path, gz: &Path) -> Result<(String, u64), PackError> {
         h.update(&buf[..n]);
     }
     Ok((format!("sha256:{}", hex::encode(h.finalize())), size))
+}
+
+/// Writes the OCI archive `out` whose one layer is the file `blob` of `media_type`.
+pub(super) fn archive_component(
+    blob: &Path,
+    media_type: &str,
+    out: &Path,
+    os: &str,
+    arch: &str,
+) -> Result<PackedComponent, PackError> {
+    let (layer_digest, layer_size) = digest_file(blob)?;
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch,
+        "os": os,
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }))
+    .unwrap_or_default();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": digest(&config), "size": config.len()},
+        "layers": [{"mediaType": media_type, "digest": layer_digest, "size": layer_size}],
+    }))
+    .unwrap_or_default();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": [{
+            "mediaType": media::OCI_MANIFEST,
+            "digest": digest(&manifest),
+            "size": manifest.len(),
+            "platform": {"os": os, "architecture": arch},
+        }],
+    }))
+    .unwrap_or_default();
+    let small = |b: &[u8]| (format!("blobs/sha256/{}", &digest(b)[7..]), b.to_vec());
+    let mut files = vec![
+        ("index.json".to_string(), index),
+        (
+            "oci-layout".to_string(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        ("manifest.json".to_string(), manifest.clone()),
+        small(&config),
+        small(&manifest),
+    ];
+    files.sort();
+    let name = format!("blobs/sha256/{}", &layer_digest[7..]);
+    write_archive_with(out, &files, &[(name, blob)])?;
+    Ok(PackedComponent {
+        manifest_digest: digest(&manifest),
+        layer_digest,
+        layer_size,
+    })
 }
 
 /// Packs the partition image `image` as a boot component for `os/arch` into `out`.
@@ -68,52 +132,8 @@ pub fn pack_boot(
     arch: &str,
 ) -> Result<PackedComponent, PackError> {
     let gz = out.with_extension("component.gz.tmp");
-    let result = (|| {
-        let (layer_digest, layer_size) = gzip_file(image, &gz)?;
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": arch,
-            "os": os,
-            "rootfs": {"type": "layers", "diff_ids": []},
-        }))
-        .unwrap_or_default();
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media::OCI_MANIFEST,
-            "config": {"mediaType": media::OCI_CONFIG, "digest": digest(&config), "size": config.len()},
-            "layers": [{"mediaType": media::COMPONENT_FULL_GZIP, "digest": layer_digest, "size": layer_size}],
-        }))
-        .unwrap_or_default();
-        let index = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media::OCI_INDEX,
-            "manifests": [{
-                "mediaType": media::OCI_MANIFEST,
-                "digest": digest(&manifest),
-                "size": manifest.len(),
-                "platform": {"os": os, "architecture": arch},
-            }],
-        }))
-        .unwrap_or_default();
-        let blob = |b: &[u8]| (format!("blobs/sha256/{}", &digest(b)[7..]), b.to_vec());
-        let mut files = vec![
-            ("index.json".to_string(), index),
-            (
-                "oci-layout".to_string(),
-                br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-            ),
-            ("manifest.json".to_string(), manifest.clone()),
-            blob(&config),
-            blob(&manifest),
-        ];
-        files.sort();
-        let name = format!("blobs/sha256/{}", &layer_digest[7..]);
-        write_archive_with(out, &files, &[(name, gz.as_path())])?;
-        Ok(PackedComponent {
-            manifest_digest: digest(&manifest),
-            layer_digest,
-            layer_size,
-        })
-    })();
+    let result = gzip_file(image, &gz)
+        .and_then(|_| archive_component(&gz, media::COMPONENT_FULL_GZIP, out, os, arch));
     let _ = std::fs::remove_file(&gz);
     result
 }
