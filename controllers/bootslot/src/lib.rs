@@ -14,7 +14,7 @@ pub mod records;
 mod report;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aos_slots::efi::{EfiVars, HardDrive};
 use aos_slots::health::Health;
@@ -22,6 +22,7 @@ use aos_slots::machine::Machine;
 use aos_slots::SlotsError;
 use aos_store::StoreError;
 
+pub use aos_slots::crash::{Crashpoints, Killed};
 pub use reconciler::{controller, run, BootSlotReconciler};
 
 /// The media type of a boot component: a gzip partition image.
@@ -85,72 +86,30 @@ impl Settings {
     }
 }
 
-/// A test seam standing for a kill: `act` asks it before each record and side effect, and a
-/// set point makes the reconcile stop there as a killed agent would (nothing after it
-/// happens, no status is written); the test then restarts the agent.
-#[derive(Default)]
-pub struct Crashpoints {
-    armed: Mutex<Option<String>>,
-    killed: Mutex<Option<String>>,
-}
-
-impl Crashpoints {
-    /// Every point `act` asks, in the order an update meets them.
-    pub const ALL: &'static [&'static str] = &[
-        "adopt",
-        "entries",
-        "entries:created",
-        "write",
-        "write:recorded",
-        "verify",
-        "arm",
-        "arm:recorded",
-        "reboot",
-        "probation",
-        "check",
-        "commit",
-        "commit:recorded",
-        "commit:order",
-        "retry",
-        "retry:recorded",
-        "rollback",
-        "rollback:recorded",
-        "fail",
-        "fail:recorded",
-        "abandon",
-    ];
-
-    /// Stops at the point named `at` (once).
-    pub fn set(&self, at: &str) {
-        *self.armed.lock().unwrap_or_else(|e| e.into_inner()) = Some(at.into());
-    }
-
-    /// The point set and not reached yet.
-    pub fn armed(&self) -> Option<String> {
-        self.armed.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Fails with `Crashed` when the point `name` is set (it is then cleared).
-    pub fn hit(&self, name: &str) -> Result<(), BootError> {
-        let mut p = self.armed.lock().unwrap_or_else(|e| e.into_inner());
-        if p.as_deref() == Some(name) {
-            *p = None;
-            return Err(BootError::Crashed(name.into()));
-        }
-        Ok(())
-    }
-
-    /// Says that the agent stopped at `at`.
-    pub fn killed(&self, at: &str) {
-        tracing::debug!(at, "crash point reached");
-        *self.killed.lock().unwrap_or_else(|e| e.into_inner()) = Some(at.into());
-    }
-
-    /// The point the agent stopped at, if it did (once).
-    pub fn take_killed(&self) -> Option<String> {
-        self.killed.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
+/// Every crash point the BootSlot controller asks, in the order an update meets them.
+pub const CRASH_POINTS: &[&str] = &[
+    "adopt",
+    "entries",
+    "entries:created",
+    "write",
+    "write:recorded",
+    "verify",
+    "arm",
+    "arm:recorded",
+    "reboot",
+    "probation",
+    "check",
+    "commit",
+    "commit:recorded",
+    "commit:order",
+    "retry",
+    "retry:recorded",
+    "rollback",
+    "rollback:recorded",
+    "fail",
+    "fail:recorded",
+    "abandon",
+];
 
 /// What the controller works with.
 pub struct BootEnv {
@@ -183,6 +142,12 @@ pub enum BootError {
     /// A test killed the agent at this step.
     #[error("killed at {0}")]
     Crashed(String),
+}
+
+impl From<Killed> for BootError {
+    fn from(k: Killed) -> Self {
+        BootError::Crashed(k.0)
+    }
 }
 
 impl aos_reconcile::Reason for BootError {

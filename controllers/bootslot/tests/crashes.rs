@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use aos_api::condition::READY;
 use aos_api::{ConditionStatus, UpdatePhase};
 use aos_bootslot_controller::records::Phase;
-use aos_bootslot_controller::Crashpoints;
+use aos_bootslot_controller::CRASH_POINTS;
 use aos_slots::health::Health;
 use aos_slots::sim::{self, SimHealth};
 use rig::{Rig, Stop};
@@ -114,7 +114,7 @@ async fn crash(update: Update, point: &str, cut: bool) -> Option<()> {
 async fn a_kill_or_a_power_cut_at_any_step_ends_in_a_good_system_and_a_true_status() {
     let mut reached = BTreeSet::new();
     for update in [Update::Good, Update::Unhealthy, Update::Unbootable] {
-        for point in Crashpoints::ALL {
+        for point in CRASH_POINTS {
             for cut in [false, true] {
                 if crash(update, point, cut).await.is_some() {
                     reached.insert(*point);
@@ -122,7 +122,7 @@ async fn a_kill_or_a_power_cut_at_any_step_ends_in_a_good_system_and_a_true_stat
             }
         }
     }
-    let missed: Vec<_> = Crashpoints::ALL
+    let missed: Vec<_> = CRASH_POINTS
         .iter()
         .filter(|p| !reached.contains(**p) && **p != "abandon")
         .collect();
