@@ -4,10 +4,9 @@
 //! its blob once its Item is Ready.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use aos_api::{BootSlotSpec, ItemPhase, ItemRef, ItemSpec, LayerSpec, Object};
+use aos_api::{BootSlotSpec, ItemRef, Object};
 use aos_slots::device::{partition_of, SlotDevice};
 use aos_slots::efi::{BootVars, HardDrive, LoadOption};
 use aos_store::{Api, Backend};
@@ -29,16 +28,7 @@ pub struct Efi {
     pub entries: BTreeMap<u16, LoadOption>,
 }
 
-/// The blob of a wanted component, or why there is none yet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Blob {
-    /// The verified blob on disk and its digest.
-    Ready { path: PathBuf, digest: String },
-    /// The Item is not Ready yet (or missing): the message says which.
-    Waiting(String),
-    /// The Item is not a boot component: nothing can be written.
-    Invalid(String),
-}
+pub use aos_slots::component::Blob;
 
 /// A component the BootSlot asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,52 +65,7 @@ pub struct Observed {
 }
 
 async fn blob(backend: &Arc<dyn Backend>, r: &ItemRef) -> Result<Blob, BootError> {
-    let (items, _) = Api::<ItemSpec>::new(backend.clone())
-        .list(&Default::default())
-        .await?;
-    let Some(item) = items.into_iter().find(|i| {
-        i.spec.item_id == r.item_id
-            && i.spec.version == r.version
-            && i.metadata.deletion_timestamp.is_none()
-    }) else {
-        return Ok(Blob::Waiting(format!(
-            "no Item {} version {}",
-            r.item_id, r.version
-        )));
-    };
-    if item.status.phase != ItemPhase::Ready {
-        return Ok(Blob::Waiting(format!(
-            "waiting for Item {} version {} to be Ready",
-            r.item_id, r.version
-        )));
-    }
-    let [layer] = item.status.layers.as_slice() else {
-        return Ok(Blob::Invalid(format!(
-            "Item {} version {} has {} images, a boot component has one",
-            r.item_id,
-            r.version,
-            item.status.layers.len()
-        )));
-    };
-    let Some(l) = Api::<LayerSpec>::new(backend.clone())
-        .get_opt(layer)
-        .await?
-    else {
-        return Ok(Blob::Waiting(format!("waiting for Layer {layer}")));
-    };
-    if l.spec.media_type != BOOT_MEDIA_TYPE {
-        return Ok(Blob::Invalid(format!(
-            "{} is not a boot image (media type {})",
-            r.item_id, l.spec.media_type
-        )));
-    }
-    Ok(match l.status.path {
-        Some(p) => Blob::Ready {
-            path: p.into(),
-            digest: l.spec.digest,
-        },
-        None => Blob::Waiting(format!("waiting for Layer {layer}")),
-    })
+    Ok(aos_slots::component::blob(backend, r, &[BOOT_MEDIA_TYPE]).await?)
 }
 
 fn efi(env: &BootEnv) -> Result<Efi, BootError> {

@@ -172,7 +172,7 @@ fn entries(o: &Observed, state: &State) -> Option<Step> {
 
 fn write_or_wait(target: &str, w: &Wanted) -> Step {
     match &w.blob {
-        Blob::Ready { path, digest } => Step::Write {
+        Blob::Ready { path, digest, .. } => Step::Write {
             target: target.into(),
             version: w.version.clone(),
             blob: path.clone(),

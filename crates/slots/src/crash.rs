@@ -50,4 +50,3 @@ impl Crashpoints {
         self.killed.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
-

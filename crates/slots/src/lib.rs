@@ -3,6 +3,7 @@
 //! tests use in their place, UEFI load options, and records that survive a power cut.
 #![warn(missing_docs)]
 
+pub mod component;
 pub mod crash;
 pub mod device;
 pub mod efi;

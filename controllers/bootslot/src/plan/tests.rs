@@ -77,6 +77,7 @@ fn wanted(v: &str) -> Option<Wanted> {
         blob: Blob::Ready {
             path: "/blob".into(),
             digest: "sha256:x".into(),
+            media_type: crate::BOOT_MEDIA_TYPE.into(),
         },
     })
 }

@@ -156,6 +156,14 @@ pub struct RootfsSlotStatus {
     pub pending_version: Option<String>,
     #[serde(default)]
     pub action: RootfsAction,
+    #[serde(default)]
+    pub phase: UpdatePhase,
+    /// The last round of health checks of a trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// The update in progress, or the last one with its steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateInfo>,
 }
 impl_status!(RootfsSlotStatus);
 

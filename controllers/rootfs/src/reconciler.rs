@@ -1,0 +1,98 @@
+//! The reconcile of the RootfsSlot in four rooms: [`crate::observe`] reads, [`crate::plan`]
+//! decides the one next step, [`crate::act`] carries it out (record first, then the side
+//! effect) and [`crate::report`] writes the status once; and the controller, woken by the
+//! Items and Layers a component comes from.
+
+use std::sync::Arc;
+
+use aos_api::{ItemSpec, LayerSpec, Object, RootfsSlotSpec};
+use aos_reconcile::{Action, Context, Controller, ControllerConfig, Reconciler};
+use aos_store::Backend;
+use tokio_util::sync::CancellationToken;
+
+use crate::act::act;
+use crate::observe::observe;
+use crate::plan::{plan, Limits};
+use crate::report::report;
+use crate::{RootfsEnv, RootfsError};
+
+/// The reconciler of RootfsSlots.
+pub struct RootfsSlotReconciler {
+    env: Arc<RootfsEnv>,
+}
+
+impl RootfsSlotReconciler {
+    /// A reconciler working with `env`.
+    pub fn new(env: Arc<RootfsEnv>) -> Self {
+        RootfsSlotReconciler { env }
+    }
+}
+
+impl Reconciler for RootfsSlotReconciler {
+    type Kind = RootfsSlotSpec;
+    type Error = RootfsError;
+
+    async fn apply(
+        &self,
+        obj: Arc<Object<RootfsSlotSpec>>,
+        ctx: &Context<RootfsSlotSpec>,
+    ) -> Result<Action, RootfsError> {
+        let env = &self.env;
+        let Some(o) = observe(env, &ctx.backend, &obj).await? else {
+            return Ok(Action::AwaitChange);
+        };
+        let s = &env.settings;
+        let limits = Limits {
+            max_attempts: s.max_attempts,
+            probation: s.probation,
+            interval: s.interval,
+        };
+        let step = plan(&o, &limits);
+        tracing::debug!(?step, "planned");
+        let outcome = act(env, &o, &step).await;
+        // A kill in a test stops here, as a killed agent would: no status, no retry.
+        if let Err(RootfsError::Crashed(at)) = &outcome {
+            tracing::warn!(at, "killed");
+            env.crash.killed(at);
+            return Ok(Action::AwaitChange);
+        }
+        let outcome = outcome?;
+        report(env, &ctx.api, &o, &step, &outcome).await
+    }
+}
+
+/// The controller: a RootfsSlot is woken by any Item or Layer (a node has one RootfsSlot).
+pub fn controller(
+    env: Arc<RootfsEnv>,
+    backend: Arc<dyn Backend>,
+    config: ControllerConfig,
+) -> Controller<RootfsSlotReconciler> {
+    let controller = Controller::new(RootfsSlotReconciler::new(env), backend, config);
+    let by_item = controller.reader();
+    let by_layer = controller.reader();
+    controller
+        .watches::<ItemSpec>(move |_: &Object<ItemSpec>| {
+            by_item
+                .list()
+                .iter()
+                .map(|b| b.name().to_string())
+                .collect()
+        })
+        .watches::<LayerSpec>(move |_: &Object<LayerSpec>| {
+            by_layer
+                .list()
+                .iter()
+                .map(|b| b.name().to_string())
+                .collect()
+        })
+}
+
+/// Runs the RootfsSlot controller until `stop`.
+pub async fn run(
+    env: Arc<RootfsEnv>,
+    backend: Arc<dyn Backend>,
+    config: ControllerConfig,
+    stop: CancellationToken,
+) {
+    controller(env, backend, config).run(stop).await;
+}

@@ -1,0 +1,94 @@
+//! A kill of the agent, and a power cut, at every step of a rootfs update that is healthy and
+//! of one that is not: the root is always either the old tree or the new one, never a mix,
+//! and once the agent has run again the update ends as it would have without the cut.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod rig;
+
+use std::collections::BTreeSet;
+
+use aos_api::UpdatePhase;
+use aos_rootfsslot_controller::CRASH_POINTS;
+use aos_testkit::tree::{diff, snapshot};
+use rig::{tree, Rig, Stop};
+
+async fn crash(healthy: bool, point: &str, cut: bool) -> Option<()> {
+    let ctx = format!(
+        "healthy={healthy} at {point}, {}",
+        if cut { "power cut" } else { "kill" }
+    );
+    let src = tempfile::tempdir().unwrap();
+    let old = tree(src.path(), "1.0", true);
+    let new = tree(src.path(), "2.0", healthy);
+    let mut rig = Rig::new(&old).await;
+    rig.env.crash.set(point);
+    rig.item(&new, None).await;
+    rig.want("2.0").await;
+    let mut reached = false;
+    for _ in 0..10 {
+        match rig.run().await {
+            Stop::Killed => {
+                reached = true;
+                break;
+            }
+            Stop::Reboot => rig.power_cycle(),
+            Stop::Settled => break,
+        }
+    }
+    if !reached {
+        return None;
+    }
+    if cut {
+        rig.power_cycle();
+    } else {
+        rig.restart();
+    }
+    let root = snapshot(&rig.device.root);
+    let (to_old, to_new) = (diff(&snapshot(&old), &root), diff(&snapshot(&new), &root));
+    assert!(
+        to_old.is_empty() || to_new.is_empty(),
+        "{ctx}: a mixed root: {to_old:?}"
+    );
+    rig.converge().await;
+    let s = rig.status().await;
+    let root = snapshot(&rig.device.root);
+    if healthy {
+        assert_eq!(s.installed_version.as_deref(), Some("2.0"), "{ctx}: {s:?}");
+        assert_eq!(diff(&snapshot(&new), &root), Vec::<String>::new(), "{ctx}");
+        assert_eq!(s.phase, UpdatePhase::Idle, "{ctx}");
+    } else {
+        assert_eq!(s.phase, UpdatePhase::Failed, "{ctx}: {s:?}");
+        assert_eq!(s.installed_version.as_deref(), Some("1.0"), "{ctx}");
+        assert_eq!(diff(&snapshot(&old), &root), Vec::<String>::new(), "{ctx}");
+    }
+    assert_eq!(
+        rig.running(),
+        s.installed_version.unwrap(),
+        "{ctx}: status tells the truth"
+    );
+    assert!(
+        !rig.device.work.join("image.squashfs").exists(),
+        "{ctx}: image removed"
+    );
+    Some(())
+}
+
+#[tokio::test]
+async fn a_kill_or_a_power_cut_at_any_step_leaves_the_old_or_the_new_root_and_converges() {
+    let mut reached = BTreeSet::new();
+    for healthy in [true, false] {
+        for point in CRASH_POINTS {
+            for cut in [false, true] {
+                if crash(healthy, point, cut).await.is_some() {
+                    reached.insert(*point);
+                }
+            }
+        }
+    }
+    let missed: Vec<_> = CRASH_POINTS
+        .iter()
+        .filter(|p| !reached.contains(**p) && !["clean", "retry", "adopt"].contains(*p))
+        .collect();
+    assert!(missed.is_empty(), "points no update reached: {missed:?}");
+}

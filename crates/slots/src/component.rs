@@ -1,0 +1,83 @@
+//! The blob of a component Item, as both OS runtimes need it: the Item of that id and version
+//! Ready, its one Layer of an accepted media type, and the verified blob the Layer keeps.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aos_api::{ItemPhase, ItemRef, ItemSpec, LayerSpec};
+use aos_store::{Api, Backend, StoreError};
+
+/// The blob of a wanted component, or why there is none yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blob {
+    /// The verified blob on disk, its digest and media type.
+    Ready {
+        /// Where it is.
+        path: PathBuf,
+        /// `sha256:…`.
+        digest: String,
+        /// Its media type (one of those accepted).
+        media_type: String,
+    },
+    /// The Item is not Ready yet (or missing): the message says which.
+    Waiting(String),
+    /// The Item is not a component of this runtime: nothing can be installed.
+    Invalid(String),
+}
+
+/// The blob of the component `r`, if its media type is one of `accepted`.
+pub async fn blob(
+    backend: &Arc<dyn Backend>,
+    r: &ItemRef,
+    accepted: &[&str],
+) -> Result<Blob, StoreError> {
+    let (items, _) = Api::<ItemSpec>::new(backend.clone())
+        .list(&Default::default())
+        .await?;
+    let Some(item) = items.into_iter().find(|i| {
+        i.spec.item_id == r.item_id
+            && i.spec.version == r.version
+            && i.metadata.deletion_timestamp.is_none()
+    }) else {
+        return Ok(Blob::Waiting(format!(
+            "no Item {} version {}",
+            r.item_id, r.version
+        )));
+    };
+    if item.status.phase != ItemPhase::Ready {
+        return Ok(Blob::Waiting(format!(
+            "waiting for Item {} version {} to be Ready",
+            r.item_id, r.version
+        )));
+    }
+    let [layer] = item.status.layers.as_slice() else {
+        return Ok(Blob::Invalid(format!(
+            "Item {} version {} has {} images, a component has one",
+            r.item_id,
+            r.version,
+            item.status.layers.len()
+        )));
+    };
+    let Some(l) = Api::<LayerSpec>::new(backend.clone())
+        .get_opt(layer)
+        .await?
+    else {
+        return Ok(Blob::Waiting(format!("waiting for Layer {layer}")));
+    };
+    if !accepted.contains(&l.spec.media_type.as_str()) {
+        return Ok(Blob::Invalid(format!(
+            "{} is not a component of this runtime (media type {}; expected {})",
+            r.item_id,
+            l.spec.media_type,
+            accepted.join(" or ")
+        )));
+    }
+    Ok(match l.status.path {
+        Some(p) => Blob::Ready {
+            path: p.into(),
+            digest: l.spec.digest,
+            media_type: l.spec.media_type,
+        },
+        None => Blob::Waiting(format!("waiting for Layer {layer}")),
+    })
+}
