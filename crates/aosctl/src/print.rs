@@ -178,8 +178,16 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
             vec!["ATTEMPTS", "RECOVERY", "HEALTH"],
         ),
         "RootfsSlot" => (
-            vec!["NAME", "ITEM", "INSTALLED", "PENDING", "ACTION", "AGE"],
-            vec![],
+            vec![
+                "NAME",
+                "ITEM",
+                "PHASE",
+                "INSTALLED",
+                "PENDING",
+                "ACTION",
+                "AGE",
+            ],
+            vec!["ATTEMPTS", "HEALTH"],
         ),
         _ => (vec!["NAME", "AGE"], vec![]),
     };
@@ -365,20 +373,29 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 ],
             )
         }
-        "RootfsSlot" => (
-            vec![
-                name,
-                item_ref(),
-                cell(&v, "/status/installedVersion"),
-                cell(&v, "/status/pendingVersion"),
-                v.pointer("/status/action")
-                    .and_then(Value::as_str)
-                    .unwrap_or("none")
-                    .to_string(),
-                age,
-            ],
-            vec![],
-        ),
+        "RootfsSlot" => {
+            let attempts = match v.pointer("/status/update") {
+                Some(u) if v.pointer("/status/pendingVersion").is_some() => {
+                    format!("{}/{}", u["attempts"], u["maxAttempts"])
+                }
+                _ => "<none>".into(),
+            };
+            (
+                vec![
+                    name,
+                    item_ref(),
+                    cell(&v, "/status/phase"),
+                    cell(&v, "/status/installedVersion"),
+                    cell(&v, "/status/pendingVersion"),
+                    v.pointer("/status/action")
+                        .and_then(Value::as_str)
+                        .unwrap_or("none")
+                        .to_string(),
+                    age,
+                ],
+                vec![attempts, cell(&v, "/status/health")],
+            )
+        }
         _ => (vec![name, age], vec![]),
     };
     if wide {

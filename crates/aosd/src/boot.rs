@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 /// Whether an Instance is Ready, from the store.
-struct StoreReadiness(Arc<dyn Backend>);
+pub(crate) struct StoreReadiness(pub(crate) Arc<dyn Backend>);
 
 #[async_trait::async_trait]
 impl Readiness for StoreReadiness {

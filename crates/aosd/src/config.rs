@@ -10,8 +10,10 @@ use aos_api::AosDuration;
 use serde::{Deserialize, Serialize};
 
 mod boot;
+mod rootfs;
 
 pub use boot::BootSection;
+pub use rootfs::RootfsSection;
 
 /// The config file format this build reads.
 pub const CONFIG_VERSION: u32 = 1;
@@ -175,14 +177,6 @@ pub struct ControllersSection {
     pub shutdown_grace: AosDuration,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct RuntimeSection {
-    pub enabled: bool,
-    /// Most instances at once; 0: no limit (boot and rootfs always run one).
-    pub max_instances: u64,
-}
-
 /// The container runtime: containerd, the rootfs, limits, restarts and logs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -255,7 +249,7 @@ impl Default for ContainerSection {
 pub struct RuntimesSection {
     pub container: ContainerSection,
     pub boot: BootSection,
-    pub rootfs: RuntimeSection,
+    pub rootfs: RootfsSection,
 }
 
 impl Default for Config {
@@ -375,6 +369,7 @@ impl Config {
             bail!("node.usage_interval must be positive");
         }
         self.runtimes.boot.validate()?;
+        self.runtimes.rootfs.validate()?;
         Ok(())
     }
 

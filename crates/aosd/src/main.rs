@@ -9,6 +9,7 @@ mod boot;
 mod config;
 mod images;
 mod instances;
+mod rootfs;
 mod server;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -169,7 +170,11 @@ fn controller_config(c: &Config) -> ControllerConfig {
 }
 
 /// The runtimes this build has controllers for; the Node advertises no others.
-const SERVED: [RuntimeType; 2] = [RuntimeType::Container, RuntimeType::Boot];
+const SERVED: [RuntimeType; 3] = [
+    RuntimeType::Container,
+    RuntimeType::Boot,
+    RuntimeType::Rootfs,
+];
 
 fn node_config(c: &Config) -> NodeConfig {
     let mut runtimes = Vec::new();
@@ -359,6 +364,18 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     if c.runtimes.boot.enabled {
         let name = aos_node_controller::host::object_name(&node_id);
         boot::spawn(
+            &mut controllers,
+            &c,
+            &name,
+            backend.clone(),
+            controller_config(&c),
+            &shutdown,
+        )
+        .await?;
+    }
+    if c.runtimes.rootfs.enabled {
+        let name = aos_node_controller::host::object_name(&node_id);
+        rootfs::spawn(
             &mut controllers,
             &c,
             &name,

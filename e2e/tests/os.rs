@@ -1,7 +1,8 @@
-//! The boot runtime through aosd and aosctl on a machine in a box (`runtimes.boot.simulate`):
+//! The OS runtimes through aosd and aosctl. Boot, on a machine in a box (`runtimes.boot.simulate`):
 //! a partition image packed with `aosctl pack --boot`, installed as a component Item from the
 //! archive, written to the inactive slot, booted once through BootNext, kept after its
-//! probation; an unhealthy one rolled back; the tables and the node's runtimes say so.
+//! probation; an unhealthy one rolled back; the tables and the node's runtimes say so. Rootfs:
+//! the runtime reports the version its root holds and refuses a component of another kind.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -39,14 +40,12 @@ fn a_packed_boot_component_is_installed_in_the_other_slot_and_kept_after_probati
         config: Some(CONFIG.into()),
         ..Default::default()
     });
-    let node = aosd.json("node", SLOT);
-    let runtimes: Vec<_> = node["status"]["runtimes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["type"].as_str().unwrap().to_string())
-        .collect();
-    assert!(runtimes.contains(&"boot".to_string()), "{runtimes:?}");
+    // The Node advertises the boot runtime once its controller has run.
+    aosd.until("node", SLOT, 30, |v| {
+        v["status"]["runtimes"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["type"] == "boot"))
+    });
     let idle = aosd.until("bootslot", SLOT, 30, |v| v["status"]["phase"] == "Idle");
     assert_eq!(idle["status"]["main"], "a");
 
@@ -87,4 +86,53 @@ fn a_packed_boot_component_is_installed_in_the_other_slot_and_kept_after_probati
         .unwrap()
         .clone();
     assert_eq!(ready["reason"], "Unhealthy", "{ready}");
+}
+
+#[test]
+fn the_rootfs_runtime_reports_its_root_and_refuses_a_component_of_another_kind() {
+    let host = tempfile::tempdir().unwrap();
+    let root = host.path().join("root");
+    std::fs::create_dir_all(root.join("etc/aos")).unwrap();
+    std::fs::write(root.join("etc/aos/version"), "7.1\n").unwrap();
+    let config = format!(
+        "[runtimes.rootfs]\nenabled = true\nroot_dir = \"{}\"\nwork_dir = \"{}\"\n",
+        root.display(),
+        host.path().join("work").display()
+    );
+    let aosd = Aosd::start_with(AosdOptions {
+        config: Some(config),
+        ..Default::default()
+    });
+    let s = aosd.until("rootfsslot", SLOT, 30, |v| v["status"]["phase"] == "Idle");
+    assert_eq!(s["status"]["installedVersion"], "7.1");
+    let table = aosd.ok(&["get", "rootfsslots"]);
+    let row: Vec<_> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..6],
+        [SLOT, "<none>", "Idle", "7.1", "<none>", "none"],
+        "{table}"
+    );
+    // A boot component is not a rootfs image: refused, nothing staged.
+    let img = aosd.path().join("boot.img");
+    std::fs::write(&img, sim::image("8.0", true, 4096)).unwrap();
+    let archive = aosd.path().join("boot.tar");
+    aosd.ok(&[
+        "pack",
+        "--boot",
+        img.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    let yaml = format!(
+        "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: os-8\nspec:\n  itemId: os\n  version: \"8.0\"\n  type: component\n  source:\n    archive: {}\n---\napiVersion: aos.edge/v1alpha1\nkind: RootfsSlot\nmetadata:\n  name: {SLOT}\nspec:\n  item:\n    itemId: os\n    version: \"8.0\"\n",
+        archive.display()
+    );
+    let path = aosd.path().join("os-8.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    aosd.ok(&["apply", "-f", path.to_str().unwrap()]);
+    let s = aosd.until("rootfsslot", SLOT, 30, |v| v["status"]["phase"] == "Failed");
+    let ready = s["status"]["conditions"][0].clone();
+    assert_eq!(ready["reason"], "InvalidImage", "{ready}");
+    assert!(!host.path().join("work/image.squashfs").exists());
+    assert!(!host.path().join("work/do_update").exists());
 }
