@@ -47,6 +47,15 @@ cat > "$DEMO/aosd.toml" <<TOML
 version = 1
 [api]
 group = ""
+[node]
+id = "demo"
+[runtimes.boot]
+# A machine in a box: simulated firmware and A/B slot files under the data directory.
+enabled = true
+simulate = true
+[runtimes.boot.health]
+probation_secs = 3
+interval_secs = 1
 [runtimes.container]
 containerd_socket = "$CONTAINERD_SOCK"
 namespace = "$NAMESPACE"
@@ -105,6 +114,32 @@ run logs state-writer-demo-0
 sleep 5
 run top
 
+echo; echo "== an A/B boot update on the simulated machine: written to slot b, booted once, kept after probation"
+"$AOSCTL" pack --boot examples/os/boot-2.0.img -o "$DEMO/boot-2.0.tar"
+cat > "$DEMO/boot-2.0.yaml" <<YAML
+apiVersion: aos.edge/v1alpha1
+kind: Item
+metadata:
+  name: os-2.0
+spec:
+  itemId: os
+  version: "2.0"
+  type: component
+  source:
+    archive: $DEMO/boot-2.0.tar
+---
+apiVersion: aos.edge/v1alpha1
+kind: BootSlot
+metadata:
+  name: demo
+spec:
+  item:
+    itemId: os
+    version: "2.0"
+YAML
+run apply -f "$DEMO/boot-2.0.yaml"
+run wait bootslot/demo --for=condition=Ready --timeout=60s
+run get bootslots -o wide
 
 echo
 echo "aosd is still running (pid $(cat "$DEMO/aosd.pid")). Try:"

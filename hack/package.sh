@@ -28,6 +28,8 @@ for b in aosd aosctl aos-logger; do install -m 0755 "$bins/$b" "$root/usr/bin/$b
 install -m 0644 deploy/aosd.service "$root/lib/systemd/system/aosd.service"
 install -m 0644 deploy/aosd.toml "$root/etc/aosd/aosd.toml"
 install -m 0644 deploy/containerd.toml "$root/usr/share/aosd/containerd.toml"
+# The boot side of rootfs updates, for the initramfs (see docs/os-updates.md).
+install -m 0755 deploy/aos-rootfs "$root/usr/share/aosd/aos-rootfs"
 install -m 0644 README.md "$root/usr/share/doc/aosd/README.md"
 "$bins/aosctl" completion bash > "$root/usr/share/bash-completion/completions/aosctl"
 cat > "$root/DEBIAN/control" <<CONTROL

@@ -69,6 +69,7 @@ fn the_package_installs_a_verified_unit_and_a_working_aosd_and_purges_cleanly() 
         "/usr/bin/aos-logger",
         "/lib/systemd/system/aosd.service",
         "/usr/share/aosd/containerd.toml",
+        "/usr/share/aosd/aos-rootfs",
         "/usr/share/bash-completion/completions/aosctl",
     ] {
         assert!(Path::new(f).exists(), "{f} is not installed");

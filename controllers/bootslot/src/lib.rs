@@ -111,6 +111,22 @@ pub const CRASH_POINTS: &[&str] = &[
     "abandon",
 ];
 
+/// Reads the version a slot holds (before the first record): by default the first line of
+/// the version file in the slot's filesystem, mounted read-only.
+pub type VersionReader = Arc<dyn Fn(&SlotSetting, &str) -> Option<String> + Send + Sync>;
+
+/// The version file in the slot's filesystem (see [`VersionReader`]).
+pub fn filesystem_versions() -> VersionReader {
+    Arc::new(|slot: &SlotSetting, file: &str| {
+        aos_slots::device::SlotDevice::new(&slot.device)
+            .read_version(file)
+            .unwrap_or_else(|e| {
+                tracing::warn!(slot = %slot.name, error = %e, "failed to read the slot's version");
+                None
+            })
+    })
+}
+
 /// What the controller works with.
 pub struct BootEnv {
     /// How it works.
@@ -125,6 +141,8 @@ pub struct BootEnv {
     pub records: records::Records,
     /// Kills, for tests.
     pub crash: Crashpoints,
+    /// How a slot's version is read.
+    pub versions: VersionReader,
 }
 
 /// Why a reconcile of the BootSlot failed.

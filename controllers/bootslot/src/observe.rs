@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aos_api::{BootSlotSpec, ItemRef, Object};
-use aos_slots::device::{partition_of, SlotDevice};
+use aos_slots::device::partition_of;
 use aos_slots::efi::{BootVars, HardDrive, LoadOption};
 use aos_store::{Api, Backend};
 use chrono::{DateTime, Utc};
@@ -105,8 +105,10 @@ pub async fn observe(
         };
         disks.insert(s.name.clone(), disk);
         if state.is_none() {
-            let v = SlotDevice::new(&s.device).read_version(&env.settings.version_file)?;
-            found.insert(s.name.clone(), v);
+            found.insert(
+                s.name.clone(),
+                (env.versions)(s, &env.settings.version_file),
+            );
         }
     }
     let wanted = match &obj.spec.item {

@@ -10,7 +10,7 @@ use aos_api::{condition, BootSlotSpec, InstanceSpec, Object};
 use aos_bootslot_controller::records::{Records, RECOVERY};
 use aos_bootslot_controller::{BootEnv, Crashpoints, Settings, SlotSetting};
 use aos_reconcile::ControllerConfig;
-use aos_slots::efi::{EfiDir, EfiVars};
+use aos_slots::efi::{BootVars, EfiDir, EfiVars, LoadOption};
 use aos_slots::health::{Health, HealthGate, Readiness, Round};
 use aos_slots::machine::{Machine, RealMachine};
 use aos_slots::sim::{SimHealth, SimMachine};
@@ -51,6 +51,7 @@ impl Health for Both {
 }
 
 const SIM_SLOT_BYTES: u64 = 64 << 20;
+const LOADER: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
 
 /// The slots and the ports the controller works through.
 type Ports = (
@@ -59,6 +60,19 @@ type Ports = (
     Arc<dyn Machine>,
     Arc<dyn Health>,
 );
+
+/// A new simulated machine as a factory leaves it: version 1.0 in slot A, booted by an entry
+/// the installer made.
+fn factory(m: &SimMachine) -> Result<(), aos_slots::SlotsError> {
+    m.install("a", &aos_slots::sim::image("1.0", true, 4096))?;
+    let efi = m.efi();
+    let v = BootVars(efi.as_ref());
+    if let Some(a) = m.slot("a") {
+        v.set_entry(0, &LoadOption::new("factory a", a.disk.clone(), LOADER))?;
+        v.set_order(&[0])?;
+    }
+    Ok(())
+}
 
 /// The controller's environment from the config.
 fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
@@ -72,6 +86,7 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
         device: device.to_path_buf(),
         partition: None,
     };
+    let mut versions = aos_bootslot_controller::filesystem_versions();
     let (mut settings_slots, efi, machine, health): Ports = if b.simulate {
         let dir = c.data_dir.join("boot-sim");
         let m = Arc::new(
@@ -79,6 +94,9 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
                 .context("failed to open the simulated machine")?
                 .with_instant_reboot(),
         );
+        if m.version_in("a").is_none() && m.version_in("b").is_none() {
+            factory(&m).context("failed to install the simulated machine")?;
+        }
         // Starting the agent is the simulated machine's boot.
         m.power_on()
             .context("failed to boot the simulated machine")?;
@@ -92,6 +110,8 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
             })
             .collect();
         let health = Arc::new(Both(vec![gate, Arc::new(SimHealth(m.clone()))]));
+        let sim = m.clone();
+        versions = Arc::new(move |slot: &SlotSetting, _: &str| sim.version_in(&slot.name));
         (slots, m.efi(), m, health)
     } else {
         let mut slots = vec![slot("a", &b.slot_a), slot("b", &b.slot_b)];
@@ -133,6 +153,7 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
         health,
         records: Records::new(&work_dir).context("failed to open the boot records")?,
         crash: Crashpoints::default(),
+        versions,
     }))
 }
 

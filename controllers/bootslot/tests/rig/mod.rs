@@ -51,6 +51,12 @@ pub struct Rig {
     reconciler: BootSlotReconciler,
 }
 
+/// Versions as the simulated images say them.
+pub fn sim_versions(m: &Arc<SimMachine>) -> aos_bootslot_controller::VersionReader {
+    let m = m.clone();
+    Arc::new(move |slot: &SlotSetting, _: &str| m.version_in(&slot.name))
+}
+
 fn sha(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
@@ -130,6 +136,7 @@ impl Rig {
             health: Arc::new(SimHealth(machine.clone())),
             records: Records::new(&settings.work_dir).unwrap(),
             crash: Crashpoints::default(),
+            versions: sim_versions(machine),
         })
     }
 
