@@ -3,7 +3,9 @@
 //! list; an incremental one adds, changes and deletes (only at its 0:0 markers, never other
 //! device nodes) and keeps hard-link groups; the trial root shows the new version over the
 //! old root; an unconfirmed trial reverts; a wrong base is refused before a byte is written;
-//! an apply cut short completes on the next run. Needs root; unmounts what it mounted.
+//! an apply cut short completes on the next run; an image that is not squashfs is refused.
+//! Trees carry hard links, a device node, a symlink and permissions that change. Needs root;
+//! unmounts what it mounted.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -47,6 +49,7 @@ fn tree(dir: &Path, version: &str) -> PathBuf {
         "5",
         "1",
     ]);
+    std::os::unix::fs::symlink("tool", t.join("usr/bin/link")).unwrap();
     t
 }
 
@@ -59,6 +62,15 @@ fn next(dir: &Path, old: &Path, version: &str) -> PathBuf {
     std::fs::write(t.join("usr/bin/tool"), format!("tool {version}\n")).unwrap();
     std::fs::write(t.join("usr/bin/new"), "added\n").unwrap();
     std::fs::remove_dir_all(t.join("var/lib/gone")).unwrap();
+    // A symlink pointed elsewhere and a permission change.
+    std::fs::remove_file(t.join("usr/bin/link")).unwrap();
+    std::os::unix::fs::symlink("new", t.join("usr/bin/link")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        t.join("usr/bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     t
 }
 
@@ -272,5 +284,21 @@ fn an_unconfirmed_trial_reverts_and_a_wrong_base_is_refused_before_any_write() {
     );
     assert!(!dev.has("do_update") && !dev.has("updated"));
     assert!(!mounted(&dev.newroot));
+    assert_eq!(diff(&before, &snapshot(&dev.root)), Vec::<String>::new());
+}
+
+#[test]
+fn an_image_that_is_not_squashfs_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = tree(dir.path(), "1.0");
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, vec![0x5a; 4096]).unwrap();
+    let dev = Device::new(tempfile::tempdir().unwrap(), &old, &junk);
+    let before = snapshot(&dev.root);
+    dev.flag("do_update", "full");
+    dev.boot();
+    let why = std::fs::read_to_string(dev.work.join("failed")).unwrap();
+    assert!(why.contains("does not mount"), "{why}");
+    assert!(!dev.has("do_update") && !dev.has("updated"));
     assert_eq!(diff(&before, &snapshot(&dev.root)), Vec::<String>::new());
 }

@@ -37,7 +37,11 @@ async fn the_agent_makes_its_entries_and_keeps_entries_that_are_not_its_own() {
         [("a", "main"), ("b", "fallback"), ("recovery", "recovery")]
     );
     assert_eq!(s.slots[0].boot_entry.as_deref(), Some("Boot0000"));
-    assert_eq!(s.slots[0].version.as_deref(), Some("1.0"), "read from the slot at adoption");
+    assert_eq!(
+        s.slots[0].version.as_deref(),
+        Some("1.0"),
+        "read from the slot at adoption"
+    );
     assert_eq!(s.slots[2].version.as_deref(), Some("r1"));
     assert_eq!(rig.machine.reboots(), 0);
 }
