@@ -12,7 +12,9 @@ use aos_e2e::{examples, Aosd, AosdOptions};
 #[test]
 fn the_node_reports_itself_with_its_runtimes() {
     let aosd = Aosd::start_with(AosdOptions {
-        config: Some("[runtimes.boot]\nenabled = true\n[node]\ndmips = 12345\n".into()),
+        config: Some(
+            "[runtimes.boot]\nenabled = true\nsimulate = true\n[node]\ndmips = 12345\n".into(),
+        ),
         ..Default::default()
     });
     aosd.wait_node_ready();
@@ -23,25 +25,22 @@ fn the_node_reports_itself_with_its_runtimes() {
         lines[0].starts_with("NAME") && lines[0].contains("RUNTIMES"),
         "{table}"
     );
-    // boot is enabled in the config, but nothing in this build runs it: not advertised.
+    // Both enabled runtimes are advertised, container first.
     assert!(
-        lines[1].starts_with("e2e-node ") && lines[1].contains(" container "),
+        lines[1].starts_with("e2e-node ") && lines[1].contains("container"),
         "{table}"
     );
     assert!(lines[1].contains("12345"), "{table}");
     let json: serde_json::Value =
         serde_json::from_str(&aosd.ok(&["get", "node", "e2e-node", "-o", "json"])).unwrap();
     let runtimes = json["status"]["runtimes"].as_array().unwrap();
-    assert_eq!(runtimes.len(), 1, "{runtimes:?}");
+    assert_eq!(runtimes.len(), 2, "{runtimes:?}");
     // UUID v3 of "container-e2e-node" in the OID namespace.
     assert_eq!(runtimes[0]["type"], "container");
     assert_eq!(runtimes[0]["maxInstances"], 0);
     assert_eq!(runtimes[0]["id"].as_str().unwrap().len(), 36);
-    assert!(
-        aosd.log().contains("no controller for it"),
-        "{}",
-        aosd.log()
-    );
+    assert_eq!(runtimes[1]["type"], "boot");
+    assert_eq!(runtimes[1]["maxInstances"], 1);
     assert_eq!(json["status"]["nodeId"], "e2e-node");
     assert!(json["status"]["totalRam"].as_u64().unwrap() > 0);
     assert!(

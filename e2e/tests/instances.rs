@@ -357,7 +357,7 @@ fn an_instance_over_its_memory_limit_is_oom_killed_and_says_so() {
 
 #[test]
 fn an_instance_of_a_runtime_the_node_does_not_serve_says_so() {
-    let node = Node::start("[runtimes.boot]\nenabled = true\n");
+    let node = Node::start("[runtimes.boot]\nenabled = true\nsimulate = true\n");
     node.apply(
         &instance("fw-0", "firmware", "1.0.0", 0, "")
             .replace("runtime: container", "runtime: boot"),

@@ -3,6 +3,8 @@
 //! byte is written, the recovery entry, and a second update into the other slot.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
+// The timings of each step are printed for the notes (`--nocapture`).
+#![allow(clippy::print_stderr)]
 
 mod rig;
 
@@ -63,6 +65,13 @@ async fn an_update_is_committed_after_probation_and_then_boots_by_boot_order() {
         "new main first, old as fallback"
     );
     assert_eq!(rig.next(), None);
+    for x in &s.update.as_ref().unwrap().steps {
+        eprintln!(
+            "boot step {:<10} {:>6} ms",
+            x.step,
+            x.duration_ms.unwrap_or(0)
+        );
+    }
     let steps: Vec<_> = s
         .update
         .as_ref()

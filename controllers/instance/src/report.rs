@@ -63,7 +63,7 @@ pub async fn report(api: &Api<InstanceSpec>, rep: Report<'_>) -> Result<Action, 
     match (rep.step, rep.outcome, rep.recipe) {
         (Step::Unserved, ..) => {
             let msg = format!(
-                "this node runs no {} instances (it serves: container)",
+                "this node runs no {} instances (it serves: container; boot and rootfs components are installed through the node's BootSlot and RootfsSlot)",
                 o.obj.spec.runtime.as_str()
             );
             api.update_status(name, |s| {

@@ -4,6 +4,8 @@
 //! promotes; a second update waits for the pending one.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
+// The timings of each step are printed for the notes (`--nocapture`).
+#![allow(clippy::print_stderr)]
 
 mod rig;
 
@@ -32,6 +34,13 @@ async fn a_full_update_is_tried_confirmed_and_applied() {
     assert_eq!(ready(&s), (ConditionStatus::True, "Installed".into()));
     assert_eq!(s.installed_version.as_deref(), Some("2.0"));
     assert_eq!((s.phase, s.action), (UpdatePhase::Idle, RootfsAction::None));
+    for x in &s.update.as_ref().unwrap().steps {
+        eprintln!(
+            "rootfs step {:<10} {:>6} ms",
+            x.step,
+            x.duration_ms.unwrap_or(0)
+        );
+    }
     let steps: Vec<_> = s
         .update
         .unwrap()

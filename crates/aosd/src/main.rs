@@ -169,13 +169,6 @@ fn controller_config(c: &Config) -> ControllerConfig {
     }
 }
 
-/// The runtimes this build has controllers for; the Node advertises no others.
-const SERVED: [RuntimeType; 3] = [
-    RuntimeType::Container,
-    RuntimeType::Boot,
-    RuntimeType::Rootfs,
-];
-
 fn node_config(c: &Config) -> NodeConfig {
     let mut runtimes = Vec::new();
     let container = &c.runtimes.container;
@@ -196,18 +189,9 @@ fn node_config(c: &Config) -> NodeConfig {
             c.runtimes.rootfs.max_instances,
         ),
     ] {
-        if !enabled {
-            continue;
+        if enabled {
+            runtimes.push((t, max));
         }
-        if !SERVED.contains(&t) {
-            tracing::warn!(
-                runtime = t.as_str(),
-                "runtimes.{} is enabled but this build has no controller for it: not advertised",
-                t.as_str()
-            );
-            continue;
-        }
-        runtimes.push((t, max));
     }
     let mut partitions = vec![("data".to_string(), c.data_dir.clone())];
     partitions.extend(

@@ -143,7 +143,12 @@ impl SimMachine {
         let s = self
             .slot(name)
             .ok_or_else(|| SlotsError::BadImage(format!("no slot {name}")))?;
-        std::fs::write(&s.path, bytes).map_err(io(format!("failed to write {}", s.path.display())))
+        // Written in place: the slot keeps its size, as a partition does.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&s.path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+            .map_err(io(format!("failed to write {}", s.path.display())))
     }
 
     /// What the image in `slot` says about itself: whether it boots, and the value of `key`.
