@@ -334,18 +334,9 @@ pub async fn act(env: &Arc<BootEnv>, o: &Observed, step: &Step) -> Result<Outcom
         Step::Check => {
             let mut p = pending_of(o)?;
             let round = env.health.round().await;
-            let at = env.machine.now();
-            let message = if round.ok() {
-                format!("passed: {}", round.passed.join(", "))
-            } else {
-                round.failed.join("; ")
-            };
-            tracing::info!(ok = round.ok(), %message, "health round");
-            p.health = Some(HealthRecord {
-                ok: round.ok(),
-                at,
-                message,
-            });
+            let h = HealthRecord::of(&round, env.machine.now());
+            tracing::info!(ok = h.ok, message = %h.message, "health round");
+            p.health = Some(h);
             env.crash.hit("check")?;
             env.records.save_pending(&p)?;
             Ok(Outcome::Progress)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aos_api::{BootSlotSpec, ItemRef, Object};
+use aos_slots::component;
 use aos_slots::device::partition_of;
 use aos_slots::efi::{BootVars, HardDrive, LoadOption};
 use aos_store::{Api, Backend};
@@ -28,16 +29,7 @@ pub struct Efi {
     pub entries: BTreeMap<u16, LoadOption>,
 }
 
-pub use aos_slots::component::Blob;
-
-/// A component the BootSlot asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Wanted {
-    /// Its version.
-    pub version: String,
-    /// Its blob.
-    pub blob: Blob,
-}
+pub use aos_slots::component::{Blob, Wanted};
 
 /// What one reconcile saw.
 #[derive(Debug)]
@@ -62,10 +54,6 @@ pub struct Observed {
     pub wanted: Option<Wanted>,
     /// The recovery component asked for.
     pub wanted_recovery: Option<Wanted>,
-}
-
-async fn blob(backend: &Arc<dyn Backend>, r: &ItemRef) -> Result<Blob, BootError> {
-    Ok(aos_slots::component::blob(backend, r, &[BOOT_MEDIA_TYPE]).await?)
 }
 
 fn efi(env: &BootEnv) -> Result<Efi, BootError> {
@@ -111,20 +99,19 @@ pub async fn observe(
             );
         }
     }
-    let wanted = match &obj.spec.item {
-        Some(r) => Some(Wanted {
-            version: r.version.clone(),
-            blob: blob(backend, r).await?,
-        }),
-        None => None,
+    let wanted_of = |r: &Option<ItemRef>| {
+        let r = r.clone();
+        async move {
+            match r {
+                Some(r) => Ok::<_, BootError>(Some(
+                    component::wanted(backend, &r, &[BOOT_MEDIA_TYPE]).await?,
+                )),
+                None => Ok(None),
+            }
+        }
     };
-    let wanted_recovery = match &obj.spec.recovery {
-        Some(r) => Some(Wanted {
-            version: r.version.clone(),
-            blob: blob(backend, r).await?,
-        }),
-        None => None,
-    };
+    let wanted = wanted_of(&obj.spec.item).await?;
+    let wanted_recovery = wanted_of(&obj.spec.recovery).await?;
     Ok(Some(Observed {
         obj: Arc::new(obj),
         now: env.machine.now(),

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use aos_slots::health::{verdict, Verdict};
+
 use crate::observe::{Blob, Observed, Wanted};
 use crate::records::{Held, Phase, State, A, B, RECOVERY};
 
@@ -252,25 +254,24 @@ pub fn plan(o: &Observed, limits: &Limits) -> Step {
             Phase::Armed | Phase::Probation if booted_target && !same_boot => Step::BeginProbation,
             Phase::Armed | Phase::Probation if !same_boot => fell_back(),
             Phase::Armed => Step::Reboot,
-            Phase::Probation => match &p.health {
-                None => Step::Check,
-                Some(h) if !h.ok => Step::RollBack {
-                    reason: "Unhealthy".into(),
-                    message: h.message.clone(),
-                },
-                Some(h) => {
-                    let since = p.since.unwrap_or(h.at);
-                    let window = chrono::Duration::from_std(limits.probation).unwrap_or_default();
-                    let every = chrono::Duration::from_std(limits.interval).unwrap_or_default();
-                    if o.now - since >= window && h.at - since >= window.min(o.now - since) {
-                        Step::Commit
-                    } else if o.now - h.at >= every || o.now - since >= window {
-                        Step::Check
-                    } else {
-                        Step::WaitRound((every - (o.now - h.at)).to_std().unwrap_or_default())
-                    }
+            Phase::Probation => {
+                let v = verdict(
+                    p.since,
+                    p.health.as_ref(),
+                    o.now,
+                    limits.probation,
+                    limits.interval,
+                );
+                match v {
+                    Verdict::Check => Step::Check,
+                    Verdict::Pass => Step::Commit,
+                    Verdict::Wait(d) => Step::WaitRound(d),
+                    Verdict::Fail(message) => Step::RollBack {
+                        reason: "Unhealthy".into(),
+                        message,
+                    },
                 }
-            },
+            }
             Phase::Committing => Step::Commit,
             Phase::RollingBack if same_boot => Step::Reboot,
             Phase::RollingBack => {

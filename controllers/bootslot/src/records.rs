@@ -5,14 +5,12 @@
 //! leaves a record that says what to do next.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use aos_api::{UpdateInfo, UpdateStep};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use aos_slots::record;
-use aos_slots::SlotsError;
 
 /// The A/B slot names and the recovery entry's.
 pub const A: &str = "a";
@@ -106,18 +104,7 @@ pub enum Phase {
     RollingBack,
 }
 
-/// The last round of health checks.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthRecord {
-    /// Every check passed.
-    pub ok: bool,
-    /// When the round ended.
-    pub at: DateTime<Utc>,
-    /// What passed, or what failed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message: String,
-}
+pub use aos_slots::health::HealthRecord;
 
 /// `pending.json`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -166,60 +153,9 @@ impl Pending {
 
     /// Adds a step at `at`; the previous step's duration ends there.
     pub fn step(&mut self, step: &str, at: DateTime<Utc>, message: &str) {
-        if let Some(last) = self.steps.last_mut() {
-            if last.duration_ms.is_none() {
-                last.duration_ms = Some((at - last.at).num_milliseconds().max(0) as u64);
-            }
-        }
-        self.steps.push(UpdateStep {
-            step: step.into(),
-            at,
-            duration_ms: None,
-            message: message.into(),
-        });
+        record::push_step(&mut self.steps, step, at, message);
     }
 }
 
-/// The two records in the controller's work directory.
-#[derive(Clone, Debug)]
-pub struct Records {
-    dir: std::path::PathBuf,
-}
-
-impl Records {
-    /// The records under `dir` (made if missing).
-    pub fn new(dir: &Path) -> Result<Self, SlotsError> {
-        std::fs::create_dir_all(dir).map_err(|source| SlotsError::Io {
-            what: format!("failed to create {}", dir.display()),
-            source,
-        })?;
-        Ok(Records {
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// The slots' state.
-    pub fn state(&self) -> Result<Option<State>, SlotsError> {
-        record::load(&self.dir.join("state.json"))
-    }
-
-    /// Writes the slots' state.
-    pub fn save_state(&self, s: &State) -> Result<(), SlotsError> {
-        record::save(&self.dir.join("state.json"), s)
-    }
-
-    /// The pending update.
-    pub fn pending(&self) -> Result<Option<Pending>, SlotsError> {
-        record::load(&self.dir.join("pending.json"))
-    }
-
-    /// Writes the pending update.
-    pub fn save_pending(&self, p: &Pending) -> Result<(), SlotsError> {
-        record::save(&self.dir.join("pending.json"), p)
-    }
-
-    /// Forgets the pending update.
-    pub fn clear_pending(&self) -> Result<(), SlotsError> {
-        record::remove(&self.dir.join("pending.json"))
-    }
-}
+/// The state and pending records.
+pub type Records = record::Records<State, Pending>;

@@ -110,23 +110,68 @@ async fn crash(update: Update, point: &str, cut: bool) -> Option<()> {
     Some(())
 }
 
-#[tokio::test]
-async fn a_kill_or_a_power_cut_at_any_step_ends_in_a_good_system_and_a_true_status() {
+/// Runs every crash point for one update; the points it reached.
+async fn every_point(update: Update) -> BTreeSet<&'static str> {
     let mut reached = BTreeSet::new();
-    for update in [Update::Good, Update::Unhealthy, Update::Unbootable] {
-        for point in CRASH_POINTS {
-            for cut in [false, true] {
-                if crash(update, point, cut).await.is_some() {
-                    reached.insert(*point);
-                }
+    for point in CRASH_POINTS {
+        for cut in [false, true] {
+            if crash(update, point, cut).await.is_some() {
+                reached.insert(*point);
             }
         }
     }
-    let missed: Vec<_> = CRASH_POINTS
-        .iter()
-        .filter(|p| !reached.contains(**p) && **p != "abandon")
-        .collect();
-    assert!(missed.is_empty(), "points no update reached: {missed:?}");
+    reached
+}
+
+fn must_reach(reached: &BTreeSet<&str>, points: &[&str]) {
+    for p in points {
+        assert!(reached.contains(p), "{p} not reached: {reached:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_kill_or_a_power_cut_at_any_step_of_a_good_update_commits_it() {
+    let reached = every_point(Update::Good).await;
+    must_reach(
+        &reached,
+        &[
+            "adopt",
+            "entries",
+            "entries:created",
+            "write",
+            "write:recorded",
+        ],
+    );
+    must_reach(
+        &reached,
+        &[
+            "verify",
+            "arm",
+            "arm:recorded",
+            "reboot",
+            "probation",
+            "check",
+        ],
+    );
+    must_reach(&reached, &["commit", "commit:recorded", "commit:order"]);
+}
+
+#[tokio::test]
+async fn a_kill_or_a_power_cut_at_any_step_of_an_unhealthy_update_rolls_it_back() {
+    let reached = every_point(Update::Unhealthy).await;
+    must_reach(
+        &reached,
+        &["rollback", "rollback:recorded", "fail", "fail:recorded"],
+    );
+}
+
+#[tokio::test]
+async fn a_kill_or_a_power_cut_at_any_step_of_an_unbootable_update_fails_it() {
+    let reached = every_point(Update::Unbootable).await;
+    must_reach(
+        &reached,
+        &["retry", "retry:recorded", "fail", "fail:recorded"],
+    );
 }
 
 #[tokio::test]

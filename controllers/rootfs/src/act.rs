@@ -218,16 +218,9 @@ pub async fn act(env: &Arc<RootfsEnv>, o: &Observed, step: &Step) -> Result<Outc
         Step::Check => {
             let mut p = pending_of(o)?;
             let round = env.health.round().await;
-            let message = if round.ok() {
-                format!("passed: {}", round.passed.join(", "))
-            } else {
-                round.failed.join("; ")
-            };
-            p.health = Some(HealthRecord {
-                ok: round.ok(),
-                at: env.machine.now(),
-                message,
-            });
+            let h = HealthRecord::of(&round, env.machine.now());
+            tracing::info!(ok = h.ok, message = %h.message, "health round");
+            p.health = Some(h);
             env.crash.hit("check")?;
             env.records.save_pending(&p)?;
             Ok(Outcome::Progress)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use aos_api::{Object, RootfsSlotSpec};
-use aos_slots::component::{self, Blob};
+use aos_slots::component;
 use aos_store::{Api, Backend};
 use chrono::{DateTime, Utc};
 
@@ -13,14 +13,7 @@ use crate::flags::{Flags, WorkDir};
 use crate::records::{Pending, State};
 use crate::{RootfsEnv, RootfsError, FULL_MEDIA_TYPE, INC_MEDIA_TYPE};
 
-/// A component the RootfsSlot asks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Wanted {
-    /// Its version.
-    pub version: String,
-    /// Its blob.
-    pub blob: Blob,
-}
+pub use aos_slots::component::Wanted;
 
 /// What one reconcile saw.
 #[derive(Debug)]
@@ -65,10 +58,7 @@ pub async fn observe(
     };
     let s = &env.settings;
     let wanted = match &obj.spec.item {
-        Some(r) => Some(Wanted {
-            version: r.version.clone(),
-            blob: component::blob(backend, r, &[FULL_MEDIA_TYPE, INC_MEDIA_TYPE]).await?,
-        }),
+        Some(r) => Some(component::wanted(backend, r, &[FULL_MEDIA_TYPE, INC_MEDIA_TYPE]).await?),
         None => None,
     };
     Ok(Some(Observed {

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use aos_slots::component::Blob;
+use aos_slots::health::{verdict, Verdict};
 
 use crate::observe::Observed;
 use crate::records::{Phase, State};
@@ -97,24 +98,20 @@ fn health_step(o: &Observed, limits: &Limits) -> Step {
     let Some(p) = &o.pending else {
         return Step::Idle;
     };
-    match &p.health {
-        None => Step::Check,
-        Some(h) if !h.ok => Step::Reject {
+    match verdict(
+        p.since,
+        p.health.as_ref(),
+        o.now,
+        limits.probation,
+        limits.interval,
+    ) {
+        Verdict::Check => Step::Check,
+        Verdict::Pass => Step::Confirm,
+        Verdict::Wait(d) => Step::WaitRound(d),
+        Verdict::Fail(message) => Step::Reject {
             reason: "Unhealthy".into(),
-            message: h.message.clone(),
+            message,
         },
-        Some(h) => {
-            let since = p.since.unwrap_or(h.at);
-            let window = chrono::Duration::from_std(limits.probation).unwrap_or_default();
-            let every = chrono::Duration::from_std(limits.interval).unwrap_or_default();
-            if o.now - since >= window && h.at - since >= window.min(o.now - since) {
-                Step::Confirm
-            } else if o.now - h.at >= every || o.now - since >= window {
-                Step::Check
-            } else {
-                Step::WaitRound((every - (o.now - h.at)).to_std().unwrap_or_default())
-            }
-        }
     }
 }
 

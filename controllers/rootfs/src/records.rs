@@ -3,11 +3,8 @@
 //! boot it was taken in and its steps. Both are written atomically before the side effect they
 //! announce.
 
-use std::path::{Path, PathBuf};
-
 use aos_api::{UpdateInfo, UpdateStep};
 use aos_slots::record;
-use aos_slots::SlotsError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -59,18 +56,7 @@ pub enum Phase {
     Reverting,
 }
 
-/// The last round of health checks.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthRecord {
-    /// Every check passed.
-    pub ok: bool,
-    /// When the round ended.
-    pub at: DateTime<Utc>,
-    /// What passed, or what failed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message: String,
-}
+pub use aos_slots::health::HealthRecord;
 
 /// `pending.json`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -108,17 +94,7 @@ pub struct Pending {
 impl Pending {
     /// Adds a step at `at`; the previous step's duration ends there.
     pub fn step(&mut self, step: &str, at: DateTime<Utc>, message: &str) {
-        if let Some(last) = self.steps.last_mut() {
-            if last.duration_ms.is_none() {
-                last.duration_ms = Some((at - last.at).num_milliseconds().max(0) as u64);
-            }
-        }
-        self.steps.push(UpdateStep {
-            step: step.into(),
-            at,
-            duration_ms: None,
-            message: message.into(),
-        });
+        record::push_step(&mut self.steps, step, at, message);
     }
 
     /// What status shows of it.
@@ -133,45 +109,5 @@ impl Pending {
     }
 }
 
-/// The records under the work directory's `records/`.
-#[derive(Clone, Debug)]
-pub struct Records {
-    dir: PathBuf,
-}
-
-impl Records {
-    /// The records of the work directory `work` (made if missing).
-    pub fn new(work: &Path) -> Result<Self, SlotsError> {
-        let dir = work.join("records");
-        std::fs::create_dir_all(&dir).map_err(|source| SlotsError::Io {
-            what: format!("failed to create {}", dir.display()),
-            source,
-        })?;
-        Ok(Records { dir })
-    }
-
-    /// The installed state.
-    pub fn state(&self) -> Result<Option<State>, SlotsError> {
-        record::load(&self.dir.join("state.json"))
-    }
-
-    /// Writes the installed state.
-    pub fn save_state(&self, s: &State) -> Result<(), SlotsError> {
-        record::save(&self.dir.join("state.json"), s)
-    }
-
-    /// The pending update.
-    pub fn pending(&self) -> Result<Option<Pending>, SlotsError> {
-        record::load(&self.dir.join("pending.json"))
-    }
-
-    /// Writes the pending update.
-    pub fn save_pending(&self, p: &Pending) -> Result<(), SlotsError> {
-        record::save(&self.dir.join("pending.json"), p)
-    }
-
-    /// Forgets the pending update.
-    pub fn clear_pending(&self) -> Result<(), SlotsError> {
-        record::remove(&self.dir.join("pending.json"))
-    }
-}
+/// The state and pending records.
+pub type Records = record::Records<State, Pending>;

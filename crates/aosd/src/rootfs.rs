@@ -48,7 +48,8 @@ pub async fn spawn(
             r.health.clone(),
             Arc::new(StoreReadiness(backend.clone())),
         )),
-        records: Records::new(&r.work_dir).context("failed to open the rootfs records")?,
+        records: Records::new(&r.work_dir.join("records"))
+            .context("failed to open the rootfs records")?,
         crash: Crashpoints::default(),
     });
     let api = Api::<RootfsSlotSpec>::new(backend.clone());

@@ -25,6 +25,27 @@ pub enum Blob {
     Invalid(String),
 }
 
+/// A component a slot resource asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// Its version.
+    pub version: String,
+    /// Its blob.
+    pub blob: Blob,
+}
+
+/// The component `r` as wanted: its version and blob.
+pub async fn wanted(
+    backend: &Arc<dyn Backend>,
+    r: &ItemRef,
+    accepted: &[&str],
+) -> Result<Wanted, StoreError> {
+    Ok(Wanted {
+        version: r.version.clone(),
+        blob: blob(backend, r, accepted).await?,
+    })
+}
+
 /// The blob of the component `r`, if its media type is one of `accepted`.
 pub async fn blob(
     backend: &Arc<dyn Backend>,

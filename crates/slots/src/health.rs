@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What the gate checks.
@@ -188,6 +189,75 @@ impl Health for HealthGate {
     }
 }
 
+/// The last round of health checks, as a record keeps it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthRecord {
+    /// Every check passed.
+    pub ok: bool,
+    /// When the round ended.
+    pub at: DateTime<Utc>,
+    /// What passed, or what failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl HealthRecord {
+    /// The record of `round`, ended at `at`.
+    pub fn of(round: &Round, at: DateTime<Utc>) -> Self {
+        let message = if round.ok() {
+            format!("passed: {}", round.passed.join(", "))
+        } else {
+            round.failed.join("; ")
+        };
+        HealthRecord {
+            ok: round.ok(),
+            at,
+            message,
+        }
+    }
+}
+
+/// What a probation calls for next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A round of checks is due.
+    Check,
+    /// Healthy for the whole window, with a round at or after its end: keep the update.
+    Pass,
+    /// The last round failed (its message).
+    Fail(String),
+    /// The next round comes after this.
+    Wait(Duration),
+}
+
+/// The verdict of a probation that began at `since` (the last round's time when unknown),
+/// whose last round is `last`, at `now`.
+pub fn verdict(
+    since: Option<DateTime<Utc>>,
+    last: Option<&HealthRecord>,
+    now: DateTime<Utc>,
+    probation: Duration,
+    interval: Duration,
+) -> Verdict {
+    let Some(h) = last else {
+        return Verdict::Check;
+    };
+    if !h.ok {
+        return Verdict::Fail(h.message.clone());
+    }
+    let since = since.unwrap_or(h.at);
+    let window = chrono::Duration::from_std(probation).unwrap_or_default();
+    let every = chrono::Duration::from_std(interval).unwrap_or_default();
+    if now - since >= window && h.at - since >= window.min(now - since) {
+        Verdict::Pass
+    } else if now - h.at >= every || now - since >= window {
+        Verdict::Check
+    } else {
+        Verdict::Wait((every - (now - h.at)).to_std().unwrap_or_default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +294,38 @@ mod tests {
             .failed
             .iter()
             .any(|f| f.contains("instance web: not Ready")));
+    }
+
+    #[test]
+    fn a_probation_passes_only_with_a_healthy_round_at_the_end_of_its_window() {
+        let t0 = chrono::Utc::now();
+        let s = |n: i64| t0 + chrono::Duration::seconds(n);
+        let (win, every) = (Duration::from_secs(60), Duration::from_secs(20));
+        let rec = |ok: bool, at: i64| HealthRecord {
+            ok,
+            at: s(at),
+            message: "m".into(),
+        };
+        assert_eq!(verdict(Some(t0), None, s(0), win, every), Verdict::Check);
+        assert_eq!(
+            verdict(Some(t0), Some(&rec(true, 0)), s(5), win, every),
+            Verdict::Wait(Duration::from_secs(15))
+        );
+        assert_eq!(
+            verdict(Some(t0), Some(&rec(true, 0)), s(20), win, every),
+            Verdict::Check
+        );
+        assert_eq!(
+            verdict(Some(t0), Some(&rec(true, 45)), s(61), win, every),
+            Verdict::Check
+        );
+        assert_eq!(
+            verdict(Some(t0), Some(&rec(true, 60)), s(61), win, every),
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(Some(t0), Some(&rec(false, 30)), s(31), win, every),
+            Verdict::Fail("m".into())
+        );
     }
 }

@@ -3,7 +3,11 @@
 //! its new content, never a mix.
 
 use std::io::Write;
-use std::path::Path;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use aos_api::UpdateStep;
+use chrono::{DateTime, Utc};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -62,6 +66,79 @@ pub fn remove(path: &Path) -> Result<(), SlotsError> {
         Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io(format!("failed to remove {}", path.display()))(e)),
+    }
+}
+
+/// Adds `step` at `at` to `steps`; the previous step's duration ends there.
+pub fn push_step(steps: &mut Vec<UpdateStep>, step: &str, at: DateTime<Utc>, message: &str) {
+    if let Some(last) = steps.last_mut() {
+        if last.duration_ms.is_none() {
+            last.duration_ms = Some((at - last.at).num_milliseconds().max(0) as u64);
+        }
+    }
+    steps.push(UpdateStep {
+        step: step.into(),
+        at,
+        duration_ms: None,
+        message: message.into(),
+    });
+}
+
+/// The two records of an OS runtime in one directory: its state (`state.json`) and the pending
+/// update (`pending.json`).
+pub struct Records<S, P> {
+    dir: PathBuf,
+    kinds: PhantomData<fn() -> (S, P)>,
+}
+
+impl<S, P> Clone for Records<S, P> {
+    fn clone(&self) -> Self {
+        Records {
+            dir: self.dir.clone(),
+            kinds: PhantomData,
+        }
+    }
+}
+
+impl<S, P> std::fmt::Debug for Records<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records").field("dir", &self.dir).finish()
+    }
+}
+
+impl<S: Serialize + DeserializeOwned, P: Serialize + DeserializeOwned> Records<S, P> {
+    /// The records under `dir` (made if missing).
+    pub fn new(dir: &Path) -> Result<Self, SlotsError> {
+        std::fs::create_dir_all(dir).map_err(io(format!("failed to create {}", dir.display())))?;
+        Ok(Records {
+            dir: dir.to_path_buf(),
+            kinds: PhantomData,
+        })
+    }
+
+    /// The state.
+    pub fn state(&self) -> Result<Option<S>, SlotsError> {
+        load(&self.dir.join("state.json"))
+    }
+
+    /// Writes the state.
+    pub fn save_state(&self, s: &S) -> Result<(), SlotsError> {
+        save(&self.dir.join("state.json"), s)
+    }
+
+    /// The pending update.
+    pub fn pending(&self) -> Result<Option<P>, SlotsError> {
+        load(&self.dir.join("pending.json"))
+    }
+
+    /// Writes the pending update.
+    pub fn save_pending(&self, p: &P) -> Result<(), SlotsError> {
+        save(&self.dir.join("pending.json"), p)
+    }
+
+    /// Forgets the pending update.
+    pub fn clear_pending(&self) -> Result<(), SlotsError> {
+        remove(&self.dir.join("pending.json"))
     }
 }
 

@@ -249,7 +249,7 @@ impl Rig {
             settings: settings.clone(),
             machine: device.clone(),
             health: Arc::new(RootHealth(device.clone())),
-            records: Records::new(&settings.work_dir).unwrap(),
+            records: Records::new(&settings.work_dir.join("records")).unwrap(),
             crash: Crashpoints::default(),
         })
     }
