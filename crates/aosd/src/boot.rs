@@ -74,6 +74,23 @@ fn factory(m: &SimMachine) -> Result<(), aos_slots::SlotsError> {
     Ok(())
 }
 
+/// The slots found from the partition the machine booted (BootCurrent's hard-drive node).
+fn derived(efi: &dyn EfiVars) -> anyhow::Result<aos_slots::partition::Derived> {
+    let v = BootVars(efi);
+    let current = v
+        .current()?
+        .context("runtimes.boot: no BootCurrent to find the slots from; name slot_a and slot_b")?;
+    let entry = v
+        .entry(current)?
+        .with_context(|| format!("runtimes.boot: Boot{current:04X} does not exist"))?;
+    let hd = entry.hard_drive().with_context(|| {
+        format!("runtimes.boot: Boot{current:04X} names no partition; name slot_a and slot_b")
+    })?;
+    let booted = aos_slots::partition::partition_by_guid(&hd.guid)
+        .with_context(|| format!("runtimes.boot: no partition has the GUID {}", hd.guid))?;
+    Ok(aos_slots::partition::derive_slots(&booted)?)
+}
+
 /// The controller's environment from the config.
 fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
     let b = &c.runtimes.boot;
@@ -114,11 +131,21 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
         versions = Arc::new(move |slot: &SlotSetting, _: &str| sim.version_in(&slot.name));
         (slots, m.efi(), m, health)
     } else {
-        let mut slots = vec![slot("a", &b.slot_a), slot("b", &b.slot_b)];
-        if !b.recovery.as_os_str().is_empty() {
-            slots.push(slot(RECOVERY, &b.recovery));
-        }
         let efi = Arc::new(EfiDir::new(&b.efivars).context("runtimes.boot.efivars")?);
+        let (a, bs, mut recovery) = if b.slot_a.as_os_str().is_empty() {
+            let d = derived(efi.as_ref())?;
+            tracing::info!(a = %d.a.display(), b = %d.b.display(), recovery = ?d.recovery, "found the boot slots from the booted partition");
+            (d.a, d.b, d.recovery)
+        } else {
+            (b.slot_a.clone(), b.slot_b.clone(), None)
+        };
+        if !b.recovery.as_os_str().is_empty() {
+            recovery = Some(b.recovery.clone());
+        }
+        let mut slots = vec![slot("a", &a), slot("b", &bs)];
+        if let Some(r) = &recovery {
+            slots.push(slot(RECOVERY, r));
+        }
         (slots, efi, Arc::new(RealMachine), gate)
     };
     let recovery = settings_slots

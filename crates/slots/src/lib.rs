@@ -9,6 +9,7 @@ pub mod device;
 pub mod efi;
 pub mod health;
 pub mod machine;
+pub mod partition;
 pub mod record;
 pub mod sim;
 

@@ -2,7 +2,8 @@
 //! partitions named as the firmware names them (number, start, size, GUID), a boot entry for
 //! one of them that efibootmgr's own reader parses back, an ext4 image written to the other,
 //! read back and its version file read, and an image with a wrong digest that leaves the
-//! partition as it was. Needs root; detaches its loop device pass or fail.
+//! partition as it was; the A/B slots found from the booted partition's GUID and GPT names.
+//! Needs root; detaches its loop device pass or fail.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -11,11 +12,9 @@ use std::process::Command;
 
 use aos_slots::device::{partition_of, SlotDevice};
 use aos_slots::efi::{BootVars, EfiDir, HardDrive, LoadOption, GLOBAL_GUID};
+use aos_slots::partition::{derive_slots, partition_by_guid};
 use aos_slots::SlotsError;
 use sha2::{Digest, Sha256};
-
-const GUID_A: &str = "0fc63daf-8483-4772-8e79-3d69d8477de4";
-const GUID_B: &str = "6a4a8e3c-5b7e-4f0c-9d3e-2a1b0c9d8e7f";
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -30,6 +29,9 @@ fn run(cmd: &mut Command) -> String {
 /// A loop device over a GPT disk image with two 4 MiB partitions.
 struct Disk {
     dev: String,
+    /// The GPT GUIDs of partitions 1 and 2 (new for every disk: tests run side by side).
+    guid_a: uuid::Uuid,
+    guid_b: uuid::Uuid,
     _dir: tempfile::TempDir,
 }
 
@@ -41,8 +43,9 @@ impl Disk {
             .unwrap()
             .set_len(16 << 20)
             .unwrap();
+        let (guid_a, guid_b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
         let table = format!(
-            "label: gpt\nstart=2048, size=8192, uuid={GUID_A}\nstart=10240, size=8192, uuid={GUID_B}\n"
+            "label: gpt\nstart=2048, size=8192, uuid={guid_a}, name=boot_a\nstart=10240, size=8192, uuid={guid_b}, name=boot_b\nstart=18432, size=8192, name=boot_recovery\n"
         );
         let mut sfdisk = Command::new("sfdisk")
             .arg("-q")
@@ -63,7 +66,12 @@ impl Disk {
             .arg(&img))
         .trim()
         .to_string();
-        let disk = Disk { dev, _dir: dir };
+        let disk = Disk {
+            dev,
+            guid_a,
+            guid_b,
+            _dir: dir,
+        };
         // Where the kernel did not scan the table at attach (some containers), partx does.
         if !Path::new(&disk.part(1)).exists() {
             let _ = Command::new("partx").args(["-a", &disk.dev]).output();
@@ -103,7 +111,7 @@ fn a_gpt_partition_is_named_as_the_firmware_names_it_and_efibootmgr_reads_our_en
             number: 2,
             start: 10240,
             size: 8192,
-            guid: GUID_B.parse().unwrap(),
+            guid: disk.guid_b,
         }
     );
     assert!(
@@ -118,13 +126,12 @@ fn a_gpt_partition_is_named_as_the_firmware_names_it_and_efibootmgr_reads_our_en
         &LoadOption::new("aosd b", hd, "\\EFI\\BOOT\\BOOTX64.EFI"),
     )
     .unwrap();
-    let file = vars
-        .path()
-        .join(format!("Boot0001-{GUID_GUID}", GUID_GUID = GLOBAL_GUID));
+    let file = vars.path().join(format!("Boot0001-{GLOBAL_GUID}"));
     let dump = run(Command::new("efibootdump").arg("-f").arg(&file));
     assert!(
         dump.contains(&format!(
-            "HD(2,GPT,{GUID_B},0x2800,0x2000)/File(\\EFI\\BOOT\\BOOTX64.EFI)"
+            "HD(2,GPT,{},0x2800,0x2000)/File(\\EFI\\BOOT\\BOOTX64.EFI)",
+            disk.guid_b
         )),
         "efibootdump says: {dump}"
     );
@@ -176,4 +183,22 @@ fn an_image_is_written_to_a_partition_read_back_and_its_version_read() {
         .read_exact(&mut back)
         .unwrap();
     assert_eq!(sha(&back), sha(&bytes));
+}
+
+#[test]
+fn the_slots_are_found_from_the_booted_partition_by_guid_and_name() {
+    let disk = Disk::new();
+    let booted = partition_by_guid(&disk.guid_b).unwrap();
+    assert_eq!(booted, Path::new(&disk.part(2)));
+    let a = partition_by_guid(&disk.guid_a).unwrap();
+    assert_eq!(a, Path::new(&disk.part(1)));
+    let d = derive_slots(&booted).unwrap();
+    assert_eq!(d.a, Path::new(&disk.part(1)));
+    assert_eq!(d.b, Path::new(&disk.part(2)));
+    assert_eq!(d.recovery.as_deref(), Some(Path::new(&disk.part(3))));
+    let err = derive_slots(Path::new(&disk.part(3))).unwrap_err();
+    assert!(
+        err.to_string().contains("not <name>_a or <name>_b"),
+        "{err}"
+    );
 }

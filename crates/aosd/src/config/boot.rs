@@ -15,7 +15,10 @@ pub struct BootSection {
     pub max_instances: u64,
     /// Where the EFI variables are.
     pub efivars: PathBuf,
-    /// The partitions of slots A and B, and of the recovery entry (empty: none).
+    /// The partitions of slots A and B, and of the recovery entry (empty: none). With neither
+    /// slot named, they are found from the partition the machine booted: its GPT name is
+    /// `<name>_a` or `<name>_b`, the other slot is named with the other letter, recovery
+    /// `<name>_recovery`.
     pub slot_a: PathBuf,
     pub slot_b: PathBuf,
     pub recovery: PathBuf,
@@ -56,8 +59,10 @@ impl BootSection {
         if !self.enabled || self.simulate {
             return Ok(());
         }
-        if self.slot_a.as_os_str().is_empty() || self.slot_b.as_os_str().is_empty() {
-            anyhow::bail!("runtimes.boot: slot_a and slot_b name the A/B partitions");
+        if self.slot_a.as_os_str().is_empty() != self.slot_b.as_os_str().is_empty() {
+            anyhow::bail!(
+                "runtimes.boot: name both slot_a and slot_b, or neither (found from the booted partition)"
+            );
         }
         if self.max_attempts == 0 {
             anyhow::bail!("runtimes.boot.max_attempts must be at least 1");
