@@ -54,10 +54,21 @@ impl EfiDir {
     /// Drops the immutable flag efivarfs puts on variables (a no-op elsewhere).
     fn unlock(&self, p: &Path) {
         if self.efivarfs && p.exists() {
-            let _ = std::process::Command::new("chattr")
+            // The project forbids unsafe code, so not the FS_IOC_SETFLAGS ioctl itself:
+            // e2fsprogs' chattr does it (a device with the boot runtime needs e2fsprogs).
+            match std::process::Command::new("chattr")
                 .arg("-i")
                 .arg(p)
-                .output();
+                .output()
+            {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => {
+                    tracing::warn!(var = %p.display(), error = %String::from_utf8_lossy(&o.stderr).trim(), "chattr -i failed")
+                }
+                Err(e) => {
+                    tracing::warn!(var = %p.display(), error = %e, "failed to run chattr (is e2fsprogs installed?)")
+                }
+            }
         }
     }
 }
