@@ -4,7 +4,8 @@
 //! device nodes) and keeps hard-link groups; the trial root shows the new version over the
 //! old root; an unconfirmed trial reverts; a wrong base is refused before a byte is written;
 //! an apply cut short completes on the next run; an image that is not squashfs is refused.
-//! Trees carry hard links, a device node, a symlink and permissions that change. Needs root;
+//! Trees carry hard links, a device node, a symlink and permissions that change. The script
+//! runs under busybox's shell and applets, as in an initramfs. Needs root;
 //! unmounts what it mounted.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -138,15 +139,33 @@ impl Device {
         self.work.join(name).exists()
     }
 
+    /// Runs the boot side as an initramfs would: busybox's shell and applets first on the
+    /// PATH (rsync, getfattr and what busybox lacks from the host after them).
     fn boot(&self) {
-        sh(&[
-            "sh",
-            script().to_str().unwrap(),
-            "boot",
-            self.root.to_str().unwrap(),
-            self.work.to_str().unwrap(),
-            self.newroot.to_str().unwrap(),
-        ]);
+        let applets = self.dir.path().join("busybox");
+        if !applets.exists() {
+            std::fs::create_dir_all(&applets).unwrap();
+            let list = Command::new("busybox").arg("--list").output().unwrap();
+            for a in String::from_utf8_lossy(&list.stdout).lines() {
+                let _ = std::os::unix::fs::symlink("/bin/busybox", applets.join(a));
+            }
+        }
+        let out = Command::new("busybox")
+            .arg("sh")
+            .arg(script())
+            .args(["boot"])
+            .args([&self.root, &self.work, &self.newroot])
+            .env(
+                "PATH",
+                format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", applets.display()),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

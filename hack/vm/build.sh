@@ -1,0 +1,102 @@
+#!/bin/sh
+# hack/vm/build.sh [OUT]: builds the device in a box of e2e/vm from Debian packages and the
+# project's own files, without downloading images: a Debian kernel (taken with apt-get download,
+# not installed), an initramfs of busybox with the modules it needs, a unified kernel image
+# (kernel + initramfs + command line in one EFI binary, systemd's stub) at
+# \EFI\BOOT\BOOTX64.EFI on the boot partitions boot_a and boot_b of a GPT disk, and a writable
+# copy of the OVMF variables. Everything is cached under OUT (default target/vm) by content:
+# a rerun rebuilds only what changed.
+set -eu
+cd "$(dirname "$0")/../.."
+OUT=${1:-$PWD/target/vm}
+mkdir -p "$OUT/cache"
+log() { echo "hack/vm/build.sh: $*" >&2; }
+
+# What the VM needs besides hack/setup.sh's packages, installed when missing.
+missing=""
+for p in qemu-system-x86 ovmf systemd-boot-efi dosfstools mtools cpio fdisk busybox-static binutils; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	log "installing$missing"
+	$SUDO apt-get update -qq
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# The kernel: the version linux-image-amd64 depends on, unsigned (the same binary as signed).
+KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n 1)
+[ -n "$KPKG" ] || { log "apt knows no linux-image-amd64"; exit 1; }
+KDIR=$OUT/cache/$KPKG
+if [ ! -f "$KDIR/done" ]; then
+	log "fetching $KPKG-unsigned"
+	rm -rf "$KDIR" && mkdir -p "$KDIR"
+	(cd "$KDIR" && apt-get download -q "$KPKG-unsigned" >/dev/null 2>&1 && dpkg -x ./*.deb x && rm -f ./*.deb)
+	KV=$(ls "$KDIR/x/lib/modules")
+	busybox depmod -b "$KDIR/x" "$KV"
+	echo "$KV" >"$KDIR/done"
+fi
+KV=$(cat "$KDIR/done")
+MODS=$KDIR/x/lib/modules/$KV
+
+# The initramfs: busybox, the modules (with what they depend on), /init and the boot side.
+MODULES="virtio_pci virtio_blk virtio_console virtio_net efivarfs squashfs loop overlay ext4 vfat nls_cp437 nls_ascii crc32c_generic"
+IRD=$OUT/initramfs
+rm -rf "$IRD" && mkdir -p "$IRD/bin" "$IRD/lib/modules/$KV" "$IRD/proc" "$IRD/sys" "$IRD/dev" "$IRD/run" "$IRD/mnt" "$IRD/usr/share/aosd"
+cp /bin/busybox "$IRD/bin/busybox"
+for a in $(busybox --list); do [ -e "$IRD/bin/$a" ] || ln -s busybox "$IRD/bin/$a"; done
+need=""
+for m in $MODULES; do
+	line=$(grep -E "/$m\.ko:" "$MODS/modules.dep" || true)
+	[ -n "$line" ] || { log "no module $m"; exit 1; }
+	need="$need ${line%%:*} ${line#*:}"
+done
+for f in $need; do
+	mkdir -p "$IRD/lib/modules/$KV/$(dirname "$f")"
+	cp "$MODS/$f" "$IRD/lib/modules/$KV/$f"
+done
+cp "$MODS/modules.dep" "$MODS/modules.alias" "$MODS/modules.builtin" "$IRD/lib/modules/$KV/" 2>/dev/null || true
+cp hack/vm/init "$IRD/init"
+chmod 0755 "$IRD/init"
+cp deploy/aos-rootfs "$IRD/usr/share/aosd/aos-rootfs"
+echo "$MODULES" | tr ' ' '\n' >"$IRD/etc.modules"
+(cd "$IRD" && find . | sort | cpio -o -H newc --quiet | gzip -n -1) >"$OUT/initrd.img.new"
+
+# The unified kernel image, rebuilt only when its parts changed.
+CMDLINE="console=ttyS0 panic=-1 quiet"
+sum=$(cat "$KDIR/x/boot/vmlinuz-$KV" "$OUT/initrd.img.new" /usr/lib/systemd/boot/efi/linuxx64.efi.stub | sha256sum | cut -c1-16)-$(echo "$CMDLINE" | sha256sum | cut -c1-8)
+if [ "$(cat "$OUT/uki.sum" 2>/dev/null)" != "$sum" ]; then
+	log "building the unified kernel image"
+	printf '%s' "$CMDLINE" >"$OUT/cmdline"
+	printf 'NAME="aosd VM"\nID=aosd-vm\n' >"$OUT/os-release"
+	objcopy \
+		--add-section .osrel="$OUT/os-release" --change-section-vma .osrel=0x20000 \
+		--add-section .cmdline="$OUT/cmdline" --change-section-vma .cmdline=0x30000 \
+		--add-section .linux="$KDIR/x/boot/vmlinuz-$KV" --change-section-vma .linux=0x2000000 \
+		--add-section .initrd="$OUT/initrd.img.new" --change-section-vma .initrd=0x4000000 \
+		/usr/lib/systemd/boot/efi/linuxx64.efi.stub "$OUT/uki.efi"
+	echo "$sum" >"$OUT/uki.sum"
+	rm -f "$OUT/disk.sum"
+fi
+rm -f "$OUT/initrd.img.new"
+
+# The disk: GPT with boot_a and boot_b (FAT, the UKI as the removable-media loader).
+if [ ! -f "$OUT/disk.sum" ] || [ "$(cat "$OUT/disk.sum")" != "$sum" ]; then
+	log "building the disk"
+	rm -f "$OUT/disk.img" "$OUT/boot.fat"
+	mkfs.vfat -C -n AOSBOOT "$OUT/boot.fat" 65536 >/dev/null
+	mmd -i "$OUT/boot.fat" ::/EFI ::/EFI/BOOT
+	mcopy -i "$OUT/boot.fat" "$OUT/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
+	truncate -s 256M "$OUT/disk.img"
+	printf 'label: gpt\nstart=2048, size=131072, type=uefi, name=boot_a\nstart=133120, size=131072, type=uefi, name=boot_b\n' |
+		sfdisk -q "$OUT/disk.img"
+	dd if="$OUT/boot.fat" of="$OUT/disk.img" bs=512 seek=2048 conv=notrunc status=none
+	dd if="$OUT/boot.fat" of="$OUT/disk.img" bs=512 seek=133120 conv=notrunc status=none
+	rm -f "$OUT/boot.fat"
+	cp /usr/share/OVMF/OVMF_VARS_4M.fd "$OUT/vars.fd"
+	echo "$sum" >"$OUT/disk.sum"
+fi
+log "ready: $OUT/disk.img (kernel $KV)"
+echo "$OUT"
