@@ -82,21 +82,75 @@ if [ "$(cat "$OUT/uki.sum" 2>/dev/null)" != "$sum" ]; then
 fi
 rm -f "$OUT/initrd.img.new"
 
-# The disk: GPT with boot_a and boot_b (FAT, the UKI as the removable-media loader).
-if [ ! -f "$OUT/disk.sum" ] || [ "$(cat "$OUT/disk.sum")" != "$sum" ]; then
+# The root: busybox, aosd and its tools with the libraries they link, the init, the config.
+PROFILE=${AOSD_VM_PROFILE:-debug}
+BINS="target/$PROFILE/aosd target/$PROFILE/aosctl target/$PROFILE/aos-logger"
+for b in $BINS; do [ -x "$b" ] || { log "$b is missing: cargo build first"; exit 1; }; done
+rsum=$(cat $BINS hack/vm/rootfs-init hack/vm/aosd.toml /bin/busybox | sha256sum | cut -c1-16)
+if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ]; then
+	log "building the root"
+	R=$OUT/rootfs
+	rm -rf "$R" && mkdir -p "$R/bin" "$R/sbin" "$R/usr/local/bin" "$R/etc/aos" "$R/etc/aosd" \
+		"$R/proc" "$R/sys" "$R/dev" "$R/run" "$R/tmp" "$R/var/lib/aosd" "$R/var/log" "$R/lib64"
+	cp /bin/busybox "$R/bin/busybox"
+	for a in $(busybox --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
+	# What busybox lacks: blkid (partition GUIDs) and chattr (efivarfs' immutable flag).
+	extra="/sbin/blkid /usr/bin/chattr"
+	for b in $BINS; do
+		cp "$b" "$R/usr/local/bin/"
+		strip "$R/usr/local/bin/$(basename "$b")"
+	done
+	for x in $extra; do cp "$x" "$R/usr/local/bin/"; done
+	for f in $BINS $extra; do
+		ldd "$f" | awk '/=> \// { print $3 } /^\t\/lib64/ { print $1 }'
+	done | sort -u | while read -r lib; do
+		mkdir -p "$R$(dirname "$lib")"
+		cp -L "$lib" "$R$lib"
+	done
+	cp hack/vm/rootfs-init "$R/sbin/init"
+	chmod 0755 "$R/sbin/init"
+	cp hack/vm/aosd.toml "$R/etc/aosd/aosd.toml"
+	echo "vm-1" >"$R/etc/aos/version"
+	rm -f "$OUT/rootfs.img"
+	truncate -s 768M "$OUT/rootfs.img"
+	mke2fs -q -t ext4 -L rootfs -d "$R" "$OUT/rootfs.img"
+	rm -rf "$R"
+	echo "$rsum" >"$OUT/rootfs.sum"
+	rm -f "$OUT/disk.sum"
+fi
+
+# A boot partition: FAT with the UKI as the removable-media loader and the version file.
+boot_fat() {
+	rm -f "$2"
+	mkfs.vfat -C -n AOSBOOT "$2" 65536 >/dev/null
+	mmd -i "$2" ::/EFI ::/EFI/BOOT ::/etc ::/etc/aos
+	mcopy -i "$2" "$OUT/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
+	printf '%s\n' "$1" >"$OUT/version"
+	mcopy -i "$2" "$OUT/version" ::/etc/aos/version
+}
+
+# The disk: GPT with boot_a, boot_b, rootfs and data; a fresh copy of the OVMF variables.
+if [ "$(cat "$OUT/disk.sum" 2>/dev/null)" != "$sum-$rsum" ]; then
 	log "building the disk"
-	rm -f "$OUT/disk.img" "$OUT/boot.fat"
-	mkfs.vfat -C -n AOSBOOT "$OUT/boot.fat" 65536 >/dev/null
-	mmd -i "$OUT/boot.fat" ::/EFI ::/EFI/BOOT
-	mcopy -i "$OUT/boot.fat" "$OUT/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
-	truncate -s 256M "$OUT/disk.img"
-	printf 'label: gpt\nstart=2048, size=131072, type=uefi, name=boot_a\nstart=133120, size=131072, type=uefi, name=boot_b\n' |
-		sfdisk -q "$OUT/disk.img"
-	dd if="$OUT/boot.fat" of="$OUT/disk.img" bs=512 seek=2048 conv=notrunc status=none
-	dd if="$OUT/boot.fat" of="$OUT/disk.img" bs=512 seek=133120 conv=notrunc status=none
-	rm -f "$OUT/boot.fat"
+	rm -f "$OUT/disk.img"
+	boot_fat 1.0 "$OUT/boot_a.fat"
+	boot_fat 0.9 "$OUT/boot_b.fat"
+	truncate -s 1024M "$OUT/disk.img"
+	printf '%s\n' 'label: gpt' \
+		'start=2048, size=131072, type=uefi, name=boot_a' \
+		'start=133120, size=131072, type=uefi, name=boot_b' \
+		'start=264192, size=1572864, name=rootfs' \
+		'start=1837056, size=131072, name=data' | sfdisk -q "$OUT/disk.img"
+	dd if="$OUT/boot_a.fat" of="$OUT/disk.img" bs=512 seek=2048 conv=notrunc status=none
+	dd if="$OUT/boot_b.fat" of="$OUT/disk.img" bs=512 seek=133120 conv=notrunc status=none
+	dd if="$OUT/rootfs.img" of="$OUT/disk.img" bs=512 seek=264192 conv=notrunc,sparse status=none
+	rm -f "$OUT/data.img"
+	truncate -s 64M "$OUT/data.img"
+	mke2fs -q -t ext4 -L data "$OUT/data.img"
+	dd if="$OUT/data.img" of="$OUT/disk.img" bs=512 seek=1837056 conv=notrunc,sparse status=none
+	rm -f "$OUT/boot_a.fat" "$OUT/boot_b.fat" "$OUT/data.img" "$OUT/version"
 	cp /usr/share/OVMF/OVMF_VARS_4M.fd "$OUT/vars.fd"
-	echo "$sum" >"$OUT/disk.sum"
+	echo "$sum-$rsum" >"$OUT/disk.sum"
 fi
 log "ready: $OUT/disk.img (kernel $KV)"
 echo "$OUT"
