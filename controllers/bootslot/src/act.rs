@@ -95,10 +95,17 @@ async fn write(
     blob: &std::path::Path,
     digest: &str,
 ) -> Result<(), BootError> {
-    env.crash.hit("write")?;
-    let mut p = match o.pending.clone() {
-        Some(p) => p,
-        None => Pending {
+    // First the announcement (its own reconcile, so that status says Writing during a long
+    // write): the record, the slot marked broken and out of BootOrder.
+    let Some(mut p) = o.pending.clone() else {
+        env.crash.hit("write")?;
+        let previous = o
+            .state
+            .as_ref()
+            .and_then(|s| s.slots.get(target).cloned())
+            .unwrap_or_default();
+        let mut p = Pending {
+            previous,
             target: target.into(),
             version: version.into(),
             blob_digest: digest.into(),
@@ -110,20 +117,21 @@ async fn write(
             reason: None,
             written: None,
             steps: Vec::new(),
-        },
-    };
-    p.step("write", o.now, &format!("{target} ← {version}"));
-    env.records.save_pending(&p)?;
-    let mut state = state_of(o)?;
-    mark_broken(env, &mut state, target)?;
-    // Out of BootOrder before its first byte changes.
-    if let Some(n) = slot_entries(o).get(target) {
-        let order: Vec<u16> = o.efi.order.iter().copied().filter(|x| x != n).collect();
-        if order != o.efi.order {
-            BootVars(env.efi.as_ref()).set_order(&order)?;
+        };
+        p.step("write", o.now, &format!("{target} ← {version}"));
+        env.records.save_pending(&p)?;
+        let mut state = state_of(o)?;
+        mark_broken(env, &mut state, target)?;
+        // Out of BootOrder before its first byte changes.
+        if let Some(n) = slot_entries(o).get(target) {
+            let order: Vec<u16> = o.efi.order.iter().copied().filter(|x| x != n).collect();
+            if order != o.efi.order {
+                BootVars(env.efi.as_ref()).set_order(&order)?;
+            }
         }
-    }
-    env.crash.hit("write:recorded")?;
+        env.crash.hit("write:recorded")?;
+        return Ok(());
+    };
     let setting = env
         .settings
         .slot(target)
@@ -143,7 +151,9 @@ async fn write(
             | SlotsError::TooLarge { .. }
             | SlotsError::BadImage(_)),
         ) => {
+            // The slot holds what it held: its record and its place in BootOrder come back.
             let mut state = state_of(o)?;
+            state.slots.insert(target.into(), p.previous.clone());
             state.failed = Some(Failure {
                 target: target.into(),
                 version: version.into(),
@@ -151,6 +161,8 @@ async fn write(
                 message: e.to_string(),
                 at: o.now,
             });
+            p.step("refused", o.now, &e.to_string());
+            state.last_update = Some(p.info(env.settings.max_attempts));
             env.records.save_state(&state)?;
             env.records.clear_pending()?;
             tracing::warn!(target, version, error = %e, "refused the image");

@@ -137,6 +137,9 @@ pub struct Pending {
     /// Its steps so far.
     #[serde(default)]
     pub steps: Vec<UpdateStep>,
+    /// What the target held before (restored when the image is refused unwritten).
+    #[serde(default)]
+    pub previous: Held,
 }
 
 impl Pending {

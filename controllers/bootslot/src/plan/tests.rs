@@ -95,6 +95,7 @@ fn pending(phase: Phase, attempts: u32, boot: &str) -> Pending {
         reason: None,
         written: Some("sha256:y".into()),
         steps: Vec::new(),
+        previous: Held::default(),
     }
 }
 
