@@ -205,7 +205,9 @@ pub struct HealthRecord {
 impl HealthRecord {
     /// The record of `round`, ended at `at`.
     pub fn of(round: &Round, at: DateTime<Utc>) -> Self {
-        let message = if round.ok() {
+        let message = if round.ok() && round.passed.is_empty() {
+            "passed (no checks configured)".to_string()
+        } else if round.ok() {
             format!("passed: {}", round.passed.join(", "))
         } else {
             round.failed.join("; ")
