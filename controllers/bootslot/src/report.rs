@@ -21,6 +21,7 @@ const UPDATING: &str = "Updating";
 const INSTALLED: &str = "Installed";
 const WAITING: &str = "WaitingForItem";
 const SLOT_UNKNOWN: &str = "SlotUnknown";
+const SETTING_UP: &str = "SettingUp";
 
 fn phase_of(p: Option<&Pending>) -> Option<UpdatePhase> {
     Some(match p?.phase {
@@ -39,8 +40,14 @@ fn readiness(
     pending: Option<&Pending>,
     step: &Step,
 ) -> (UpdatePhase, bool, String, String) {
-    if let Step::Broken(why) = step {
-        return (UpdatePhase::Idle, false, SLOT_UNKNOWN.into(), why.clone());
+    match step {
+        Step::Broken(why) => return (UpdatePhase::Idle, false, SLOT_UNKNOWN.into(), why.clone()),
+        // Not Ready until the boot entries and their order are in place.
+        Step::Adopt(_) | Step::Entries { .. } => {
+            let msg = "recording the slots and writing their boot entries".to_string();
+            return (UpdatePhase::Idle, false, SETTING_UP.into(), msg);
+        }
+        _ => {}
     }
     if let (Some(phase), Some(p)) = (phase_of(pending), pending) {
         let msg = format!("{:?}: version {} to slot {}", phase, p.version, p.target);

@@ -1,0 +1,93 @@
+//! The device in a box, one scenario per test, named Given/When/Then: real OVMF firmware, a
+//! real kernel, real reboots. Each prints its time.
+// A test: a failed unwrap is a failed test; the timings are printed for the notes.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::time::Instant;
+
+use aos_e2e_vm::{skipped, Vm};
+
+#[test]
+fn given_a_new_device_when_it_boots_twice_then_the_firmware_boots_the_entry_aosd_made() {
+    if skipped() {
+        return;
+    }
+    let t = Instant::now();
+    let mut vm = Vm::new();
+    vm.boot();
+    let (at, _) = vm.wait_line(0, "AOS-VM: aosd ready", 120);
+    let ready = t.elapsed();
+    let (_, row) = vm.wait_line(at, " Idle ", 60);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cols[3..7],
+        ["Idle", "<none>", "a", "1.0"],
+        "not booted by our entry yet: {row}"
+    );
+    // Ready once the boot entries and BootOrder are written.
+    vm.wait_line(at, "AOS-VM: bootslot ready", 60);
+    vm.power_cut();
+    let from = vm.console().len();
+    vm.boot();
+    let (at, line) = vm.wait_line(from, "BdsDxe: starting Boot", 60);
+    assert!(line.contains("\"aosd a\" from HD(1,GPT,"), "{line}");
+    let (_, row) = vm.wait_line(at, " Idle ", 120);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // AOS-VM: NAME ITEM PHASE CURRENT MAIN VERSION ...
+    assert_eq!(
+        &cols[1..7],
+        ["vm", "<none>", "Idle", "a", "a", "1.0"],
+        "{row}"
+    );
+    eprintln!(
+        "scenario boots-twice: {:.0} s (first boot to aosd ready {:.0} s)",
+        t.elapsed().as_secs_f64(),
+        ready.as_secs_f64()
+    );
+}
+
+#[test]
+fn given_a_healthy_boot_update_when_it_is_applied_then_it_is_committed_across_a_real_reboot() {
+    if skipped() {
+        return;
+    }
+    let t = Instant::now();
+    let mut vm = Vm::new();
+    let archive = vm.boot_component("2.0");
+    let yaml = vm.boot_update_yaml("2.0");
+    vm.drop_files(&[&archive, &yaml]);
+    vm.boot();
+    let (at, _) = vm.wait_line(0, "AOS-VM: aosd ready", 120);
+    let ready = t.elapsed();
+    let (at, _) = vm.wait_line(at, " Writing ", 120);
+    let writing = t.elapsed();
+    let (at, _) = vm.wait_line(at, "reboot: Restarting system", 300);
+    let rebooting = t.elapsed();
+    let (at, line) = vm.wait_line(at, "BdsDxe: starting Boot", 60);
+    assert!(line.contains("\"aosd b\""), "BootNext boots slot b: {line}");
+    let (at, _) = vm.wait_line(at, " Probation ", 120);
+    let probation = t.elapsed();
+    let (_, row) = vm.wait_line(at, " Idle ", 120);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[3..7], ["Idle", "b", "b", "2.0"], "{row}");
+    let done = t.elapsed();
+    // A plain power cycle now boots b by BootOrder.
+    vm.power_cut();
+    let from = vm.console().len();
+    vm.boot();
+    let (_, line) = vm.wait_line(from, "BdsDxe: starting Boot", 60);
+    assert!(
+        line.contains("\"aosd b\""),
+        "BootOrder boots slot b: {line}"
+    );
+    let s = |d: std::time::Duration| d.as_secs_f64();
+    eprintln!(
+        "scenario boot-update: {:.0} s; aosd ready {:.0} s, writing {:.0} s, reboot {:.0} s, probation {:.0} s, committed {:.0} s",
+        s(t.elapsed()),
+        s(ready),
+        s(writing),
+        s(rebooting),
+        s(probation),
+        s(done)
+    );
+}
