@@ -41,7 +41,7 @@ step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --exclude aos-e2e-vm --no-fail-fast --no-tests=pass "$@"
   step "VM suite (e2e/vm)"
-  cargo nextest run -p aos-e2e-vm --no-fail-fast --no-tests=pass --no-capture "$@"
+  cargo nextest run -p aos-e2e-vm --no-fail-fast --no-tests=pass --test-threads 2 --success-output final "$@"
 else
   cargo test --workspace --exclude aos-e2e-vm --no-fail-fast "$@"
   step "VM suite (e2e/vm)"

@@ -43,6 +43,17 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What a boot component does once written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// Boots and passes its health check.
+    Healthy,
+    /// Boots and fails its health check.
+    Unhealthy,
+    /// Does not boot (the firmware cannot load it).
+    Unbootable,
+}
+
 /// One device: its own disk and variables, and qemu while it runs.
 pub struct Vm {
     dir: tempfile::TempDir,
@@ -196,6 +207,37 @@ impl Vm {
 
     /// Makes a boot component: a FAT partition image with the VM's UKI and `version`.
     pub fn boot_component(&self, version: &str) -> PathBuf {
+        self.boot_component_of(version, Boot::Healthy)
+    }
+
+    /// The UKI a component of `kind` holds: the VM's, one whose command line fails the health
+    /// check, or bytes that are no EFI program.
+    fn loader(&self, kind: Boot) -> PathBuf {
+        let d = self.dir.path();
+        match kind {
+            Boot::Healthy => Self::uki(),
+            Boot::Unhealthy => {
+                let cmd = d.join("cmdline");
+                std::fs::write(&cmd, "console=ttyS0 panic=-1 quiet aos.unhealthy").unwrap();
+                let out = d.join("unhealthy.efi");
+                run(Command::new("objcopy")
+                    .args(["--remove-section", ".cmdline", "--add-section"])
+                    .arg(format!(".cmdline={}", cmd.display()))
+                    .args(["--change-section-vma", ".cmdline=0x30000"])
+                    .arg(Self::uki())
+                    .arg(&out));
+                out
+            }
+            Boot::Unbootable => {
+                let out = d.join("corrupt.efi");
+                std::fs::write(&out, vec![0x5au8; 1 << 16]).unwrap();
+                out
+            }
+        }
+    }
+
+    /// Makes a boot component of `kind`.
+    pub fn boot_component_of(&self, version: &str, kind: Boot) -> PathBuf {
         let d = self.dir.path();
         let fat = d.join(format!("boot-{version}.fat"));
         let _ = std::fs::remove_file(&fat);
@@ -205,7 +247,7 @@ impl Vm {
         run(Command::new("mmd").args(["-i", img, "::/EFI", "::/EFI/BOOT", "::/etc", "::/etc/aos"]));
         run(Command::new("mcopy")
             .args(["-i", img])
-            .arg(Self::uki())
+            .arg(self.loader(kind))
             .arg("::/EFI/BOOT/BOOTX64.EFI"));
         let v = d.join("version");
         std::fs::write(&v, format!("{version}\n")).unwrap();

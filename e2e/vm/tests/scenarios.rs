@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use aos_e2e_vm::{skipped, Vm};
+use aos_e2e_vm::{skipped, Boot, Vm};
 
 #[test]
 fn given_a_new_device_when_it_boots_twice_then_the_firmware_boots_the_entry_aosd_made() {
@@ -89,5 +89,80 @@ fn given_a_healthy_boot_update_when_it_is_applied_then_it_is_committed_across_a_
         s(rebooting),
         s(probation),
         s(done)
+    );
+}
+
+/// Drops a boot update of `kind` into a new device and boots it; the device.
+fn update(kind: Boot) -> Vm {
+    let mut vm = Vm::new();
+    let archive = vm.boot_component_of("2.0", kind);
+    let yaml = vm.boot_update_yaml("2.0");
+    vm.drop_files(&[&archive, &yaml]);
+    vm.boot();
+    vm
+}
+
+#[test]
+fn given_an_unhealthy_boot_update_when_its_trial_fails_then_the_device_goes_back_to_the_old_slot() {
+    if skipped() {
+        return;
+    }
+    let t = Instant::now();
+    let mut vm = update(Boot::Unhealthy);
+    let (at, _) = vm.wait_line(0, " Writing ", 180);
+    let (at, line) = vm.wait_line(at, "BdsDxe: starting Boot", 180);
+    assert!(
+        line.contains("\"aosd b\""),
+        "the trial boots slot b: {line}"
+    );
+    // The failed round is on the console; the reboot that rolls back follows at once.
+    let (at, _) = vm.wait_line(at, "aos.unhealthy /proc/cmdline: exit status: 1", 180);
+    let (at, line) = vm.wait_line(at, "BdsDxe: starting Boot", 120);
+    assert!(
+        line.contains("\"aosd a\""),
+        "the rollback boots slot a: {line}"
+    );
+    let (_, row) = vm.wait_line(at, " Failed ", 120);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[3..7], ["Failed", "a", "a", "1.0"], "{row}");
+    vm.power_cut();
+    let from = vm.console().len();
+    vm.boot();
+    let (_, line) = vm.wait_line(from, "BdsDxe: starting Boot", 60);
+    assert!(
+        line.contains("\"aosd a\""),
+        "slot b is out of BootOrder: {line}"
+    );
+    eprintln!(
+        "scenario unhealthy-rollback: {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn given_a_boot_update_that_does_not_boot_when_the_firmware_falls_back_then_it_is_tried_three_times_and_failed(
+) {
+    if skipped() {
+        return;
+    }
+    let t = Instant::now();
+    let vm = update(Boot::Unbootable);
+    let (mut at, _) = vm.wait_line(0, " Writing ", 180);
+    for attempt in 1..=3 {
+        let (next, line) = vm.wait_line(at, "BdsDxe: failed to load Boot", 180);
+        assert!(line.contains("\"aosd b\""), "attempt {attempt}: {line}");
+        let (next, line) = vm.wait_line(next, "BdsDxe: starting Boot", 60);
+        assert!(
+            line.contains("\"aosd a\""),
+            "attempt {attempt} falls back to a: {line}"
+        );
+        at = next;
+    }
+    let (_, row) = vm.wait_line(at, " Failed ", 120);
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[3..7], ["Failed", "a", "a", "1.0"], "{row}");
+    eprintln!(
+        "scenario unbootable-retries: {:.0} s",
+        t.elapsed().as_secs_f64()
     );
 }
