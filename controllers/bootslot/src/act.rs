@@ -21,8 +21,9 @@ pub enum Outcome {
     Nothing,
     /// Records or EFI variables changed: look again at once.
     Progress,
-    /// The machine was asked to reboot.
-    Rebooting,
+    /// A reboot is due (the reconciler reboots after the status is written, so that the
+    /// status says why before the machine goes down).
+    Reboot(String),
 }
 
 fn entry_of(o: &Observed, slot: &str) -> Result<u16, BootError> {
@@ -187,10 +188,8 @@ async fn write(
     Ok(())
 }
 
-async fn reboot(env: &BootEnv, why: &str) -> Result<Outcome, BootError> {
-    env.crash.hit("reboot")?;
-    env.machine.reboot(why).await?;
-    Ok(Outcome::Rebooting)
+async fn reboot(_env: &BootEnv, why: &str) -> Result<Outcome, BootError> {
+    Ok(Outcome::Reboot(why.into()))
 }
 
 /// Names the target in BootNext (after the record says so) and reboots.

@@ -10,7 +10,7 @@ use aos_reconcile::{Action, Context, Controller, ControllerConfig, Reconciler};
 use aos_store::Backend;
 use tokio_util::sync::CancellationToken;
 
-use crate::act::act;
+use crate::act::{act, Outcome};
 use crate::observe::observe;
 use crate::plan::{plan, Limits, Step};
 use crate::report::report;
@@ -58,6 +58,13 @@ impl Reconciler for BootSlotReconciler {
         }
         let outcome = outcome?;
         let action = report(env, &ctx.api, &o, &step, &outcome).await?;
+        if let Outcome::Reboot(why) = &outcome {
+            if let Err(k) = env.crash.hit("reboot") {
+                env.crash.killed(&k.0);
+                return Ok(Action::AwaitChange);
+            }
+            env.machine.reboot(why).await?;
+        }
         match step {
             Step::Broken(why) => Err(BootError::Config(why)),
             _ => Ok(action),

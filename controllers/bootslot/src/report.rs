@@ -148,7 +148,7 @@ pub async fn report(
     })
     .await?;
     Ok(match (outcome, step) {
-        (Outcome::Rebooting, _) => Action::Requeue(env.settings.reboot_wait),
+        (Outcome::Reboot(_), _) => Action::Requeue(env.settings.reboot_wait),
         (Outcome::Progress, _) => Action::Requeue(Duration::from_millis(1)),
         (_, Step::WaitRound(d)) => Action::Requeue(*d),
         _ => Action::AwaitChange,

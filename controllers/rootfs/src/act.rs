@@ -22,8 +22,9 @@ pub enum Outcome {
     Nothing,
     /// Records or action files changed: look again at once.
     Progress,
-    /// The machine was asked to reboot.
-    Rebooting,
+    /// A reboot is due (the reconciler reboots after the status is written, so that the
+    /// status says why before the machine goes down).
+    Reboot(String),
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> SlotsError {
@@ -75,10 +76,8 @@ fn pending_of(o: &Observed) -> Result<Pending, RootfsError> {
         .ok_or_else(|| RootfsError::Slots(SlotsError::Record("no pending update recorded".into())))
 }
 
-async fn reboot(env: &RootfsEnv, why: &str) -> Result<Outcome, RootfsError> {
-    env.crash.hit("reboot")?;
-    env.machine.reboot(why).await?;
-    Ok(Outcome::Rebooting)
+async fn reboot(_env: &RootfsEnv, why: &str) -> Result<Outcome, RootfsError> {
+    Ok(Outcome::Reboot(why.into()))
 }
 
 /// Records the failure of `p` and removes the image and the action files.

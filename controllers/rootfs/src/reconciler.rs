@@ -10,7 +10,7 @@ use aos_reconcile::{Action, Context, Controller, ControllerConfig, Reconciler};
 use aos_store::Backend;
 use tokio_util::sync::CancellationToken;
 
-use crate::act::act;
+use crate::act::{act, Outcome};
 use crate::observe::observe;
 use crate::plan::{plan, Limits};
 use crate::report::report;
@@ -57,7 +57,15 @@ impl Reconciler for RootfsSlotReconciler {
             return Ok(Action::AwaitChange);
         }
         let outcome = outcome?;
-        report(env, &ctx.api, &o, &step, &outcome).await
+        let action = report(env, &ctx.api, &o, &step, &outcome).await?;
+        if let Outcome::Reboot(why) = &outcome {
+            if let Err(k) = env.crash.hit("reboot") {
+                env.crash.killed(&k.0);
+                return Ok(Action::AwaitChange);
+            }
+            env.machine.reboot(why).await?;
+        }
+        Ok(action)
     }
 }
 
