@@ -7,24 +7,14 @@ use std::sync::Arc;
 
 use aos_slots::device::SlotDevice;
 use aos_slots::efi::{BootVars, LoadOption};
+use aos_slots::health::check;
+use aos_slots::step::Outcome;
 use aos_slots::SlotsError;
 
 use crate::observe::Observed;
-use crate::plan::{slot_entries, Step};
-use crate::records::{Failure, HealthRecord, Held, Pending, Phase, State, RECOVERY};
+use crate::plan::{boot_order, slot_entries, Step};
+use crate::records::{Failure, Held, Pending, Phase, State, RECOVERY};
 use crate::{BootEnv, BootError};
-
-/// What came of a step.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Nothing happened.
-    Nothing,
-    /// Records or EFI variables changed: look again at once.
-    Progress,
-    /// A reboot is due (the reconciler reboots after the status is written, so that the
-    /// status says why before the machine goes down).
-    Reboot(String),
-}
 
 fn entry_of(o: &Observed, slot: &str) -> Result<u16, BootError> {
     slot_entries(o)
@@ -80,7 +70,7 @@ fn fail(
         message: msg.into(),
         at: o.now,
     });
-    state.last_update = Some(p.info(env.settings.max_attempts));
+    state.last_update = Some(p.info(env.settings.limits.max_attempts));
     env.records.save_state(&state)?;
     env.crash.hit("fail:recorded")?;
     env.records.clear_pending()?;
@@ -109,7 +99,6 @@ async fn write(
             previous,
             target: target.into(),
             version: version.into(),
-            blob_digest: digest.into(),
             phase: Phase::Writing,
             attempts: 0,
             boot_id: o.boot_id.clone(),
@@ -163,7 +152,7 @@ async fn write(
                 at: o.now,
             });
             p.step("refused", o.now, &e.to_string());
-            state.last_update = Some(p.info(env.settings.max_attempts));
+            state.last_update = Some(p.info(env.settings.limits.max_attempts));
             env.records.save_state(&state)?;
             env.records.clear_pending()?;
             tracing::warn!(target, version, error = %e, "refused the image");
@@ -188,17 +177,8 @@ async fn write(
     Ok(())
 }
 
-async fn reboot(_env: &BootEnv, why: &str) -> Result<Outcome, BootError> {
-    Ok(Outcome::Reboot(why.into()))
-}
-
 /// Names the target in BootNext (after the record says so) and reboots.
-async fn arm(
-    env: &BootEnv,
-    o: &Observed,
-    mut p: Pending,
-    step: &str,
-) -> Result<Outcome, BootError> {
+fn arm(env: &BootEnv, o: &Observed, mut p: Pending, step: &str) -> Result<Outcome, BootError> {
     env.crash.hit(step)?;
     p.phase = Phase::Armed;
     p.attempts += 1;
@@ -209,11 +189,14 @@ async fn arm(
     env.records.save_pending(&p)?;
     env.crash.hit(&format!("{step}:recorded"))?;
     BootVars(env.efi.as_ref()).set_next(entry_of(o, &p.target)?)?;
-    reboot(env, &format!("trying {} in slot {}", p.version, p.target)).await
+    Ok(Outcome::Reboot(format!(
+        "trying {} in slot {}",
+        p.version, p.target
+    )))
 }
 
 /// Makes the target main; whether the machine must reboot to run it.
-async fn commit(env: &BootEnv, o: &Observed, mut p: Pending) -> Result<bool, BootError> {
+fn commit(env: &BootEnv, o: &Observed, mut p: Pending) -> Result<bool, BootError> {
     env.crash.hit("commit")?;
     if p.phase != Phase::Committing {
         p.phase = Phase::Committing;
@@ -223,7 +206,6 @@ async fn commit(env: &BootEnv, o: &Observed, mut p: Pending) -> Result<bool, Boo
     env.crash.hit("commit:recorded")?;
     let mut state = state_of(o)?;
     let entries = slot_entries(o);
-    let old_main = state.main.clone();
     if p.target != RECOVERY {
         state.main = p.target.clone();
     }
@@ -235,23 +217,13 @@ async fn commit(env: &BootEnv, o: &Observed, mut p: Pending) -> Result<bool, Boo
             broken: false,
         },
     );
-    // The new main first, the old one as fallback, the others as they were, recovery last.
-    let ours: Vec<u16> = entries.values().copied().collect();
-    let mut order = vec![entries[&state.main]];
-    if state.main != old_main {
-        order.push(entries[&old_main]);
-    } else if !state.broken(state.fallback()) {
-        order.push(entries[state.fallback()]);
-    }
-    order.extend(o.efi.order.iter().filter(|n| !ours.contains(n)));
-    if let Some(r) = entries.get(RECOVERY).filter(|_| !state.broken(RECOVERY)) {
-        order.push(*r);
-    }
+    // The new main first, the old one (now the fallback) next, recovery last.
+    let order = boot_order(&state, &entries, &o.efi.order);
     BootVars(env.efi.as_ref()).set_order(&order)?;
     env.crash.hit("commit:order")?;
     state.failed = None;
     p.step("committed", o.now, "");
-    state.last_update = Some(p.info(env.settings.max_attempts));
+    state.last_update = Some(p.info(env.settings.limits.max_attempts));
     env.records.save_state(&state)?;
     env.records.clear_pending()?;
     tracing::info!(target = %p.target, version = %p.version, "update committed");
@@ -320,8 +292,8 @@ pub async fn act(env: &Arc<BootEnv>, o: &Observed, step: &Step) -> Result<Outcom
             write(env, o, target, version, blob, digest).await?;
             Ok(Outcome::Progress)
         }
-        Step::Arm => arm(env, o, pending_of(o)?, "arm").await,
-        Step::Retry => arm(env, o, pending_of(o)?, "retry").await,
+        Step::Arm => arm(env, o, pending_of(o)?, "arm"),
+        Step::Retry => arm(env, o, pending_of(o)?, "retry"),
         Step::Reboot => {
             let p = pending_of(o)?;
             if p.phase == Phase::RollingBack {
@@ -329,7 +301,7 @@ pub async fn act(env: &Arc<BootEnv>, o: &Observed, step: &Step) -> Result<Outcom
             } else {
                 efi.set_next(entry_of(o, &p.target)?)?;
             }
-            reboot(env, "resuming the update's reboot").await
+            Ok(Outcome::Reboot("resuming the update's reboot".into()))
         }
         Step::BeginProbation => {
             env.crash.hit("probation")?;
@@ -344,17 +316,14 @@ pub async fn act(env: &Arc<BootEnv>, o: &Observed, step: &Step) -> Result<Outcom
         }
         Step::Check => {
             let mut p = pending_of(o)?;
-            let round = env.health.round().await;
-            let h = HealthRecord::of(&round, env.machine.now());
-            tracing::info!(ok = h.ok, message = %h.message, "health round");
-            p.health = Some(h);
+            p.health = Some(check(env.health.as_ref(), env.machine.as_ref()).await);
             env.crash.hit("check")?;
             env.records.save_pending(&p)?;
             Ok(Outcome::Progress)
         }
         Step::Commit => {
-            if commit(env, o, pending_of(o)?).await? {
-                return reboot(env, "booting the committed update").await;
+            if commit(env, o, pending_of(o)?)? {
+                return Ok(Outcome::Reboot("booting the committed update".into()));
             }
             Ok(Outcome::Progress)
         }
@@ -372,7 +341,7 @@ pub async fn act(env: &Arc<BootEnv>, o: &Observed, step: &Step) -> Result<Outcom
             env.records.save_pending(&p)?;
             env.crash.hit("rollback:recorded")?;
             efi.clear_next()?;
-            reboot(env, &format!("rolling back: {message}")).await
+            Ok(Outcome::Reboot(format!("rolling back: {message}")))
         }
     }
 }

@@ -53,14 +53,8 @@ pub struct Settings {
     pub loader: String,
     /// The file inside a slot's filesystem that names its version.
     pub version_file: String,
-    /// Boots into an update tried before it fails.
-    pub max_attempts: u32,
-    /// The probation window after a boot into an update.
-    pub probation: std::time::Duration,
-    /// Between two rounds of health checks.
-    pub interval: std::time::Duration,
-    /// Where the records are.
-    pub work_dir: PathBuf,
+    /// Boots (or trial boots) an update gets, its probation window, the time between rounds.
+    pub limits: aos_slots::health::Limits,
     /// How long after asking for a reboot the agent looks again (and asks again) if it is
     /// still running.
     pub reboot_wait: std::time::Duration,

@@ -7,21 +7,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aos_slots::health::{verdict, Verdict};
+use aos_slots::health::{Limits, Verdict};
 
 use crate::observe::{Blob, Observed, Wanted};
 use crate::records::{Held, Phase, State, A, B, RECOVERY};
-
-/// The settings the plan needs.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Boots into an update tried before it fails.
-    pub max_attempts: u32,
-    /// How long an update must stay healthy.
-    pub probation: Duration,
-    /// Between two rounds of health checks.
-    pub interval: Duration,
-}
 
 /// What a reconcile does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,16 +149,24 @@ fn entries(o: &Observed, state: &State) -> Option<Step> {
         have.insert(slot.clone(), n);
         create.push((slot.clone(), n));
     }
-    let ours: Vec<u16> = have.values().copied().collect();
-    let mut order = vec![have[&state.main]];
+    let order = boot_order(state, &have, &o.efi.order);
+    (!create.is_empty() || order != o.efi.order).then_some(Step::Entries { create, order })
+}
+
+/// The BootOrder `state` calls for, given the slots' entries and the order as it is: main,
+/// fallback (unless broken), the entries that are not ours as they were, recovery last
+/// (unless broken).
+pub fn boot_order(state: &State, entries: &BTreeMap<String, u16>, current: &[u16]) -> Vec<u16> {
+    let ours: Vec<u16> = entries.values().copied().collect();
+    let mut order = vec![entries[&state.main]];
     if !state.broken(state.fallback()) {
-        order.push(have[state.fallback()]);
+        order.push(entries[state.fallback()]);
     }
-    order.extend(o.efi.order.iter().filter(|n| !ours.contains(n)));
-    if let Some(r) = have.get(RECOVERY).filter(|_| !state.broken(RECOVERY)) {
+    order.extend(current.iter().filter(|n| !ours.contains(n)));
+    if let Some(r) = entries.get(RECOVERY).filter(|_| !state.broken(RECOVERY)) {
         order.push(*r);
     }
-    (!create.is_empty() || order != o.efi.order).then_some(Step::Entries { create, order })
+    order
 }
 
 fn write_or_wait(target: &str, w: &Wanted) -> Step {
@@ -254,24 +251,15 @@ pub fn plan(o: &Observed, limits: &Limits) -> Step {
             Phase::Armed | Phase::Probation if booted_target && !same_boot => Step::BeginProbation,
             Phase::Armed | Phase::Probation if !same_boot => fell_back(),
             Phase::Armed => Step::Reboot,
-            Phase::Probation => {
-                let v = verdict(
-                    p.since,
-                    p.health.as_ref(),
-                    o.now,
-                    limits.probation,
-                    limits.interval,
-                );
-                match v {
-                    Verdict::Check => Step::Check,
-                    Verdict::Pass => Step::Commit,
-                    Verdict::Wait(d) => Step::WaitRound(d),
-                    Verdict::Fail(message) => Step::RollBack {
-                        reason: "Unhealthy".into(),
-                        message,
-                    },
-                }
-            }
+            Phase::Probation => match limits.verdict(p.since, p.health.as_ref(), o.now) {
+                Verdict::Check => Step::Check,
+                Verdict::Pass => Step::Commit,
+                Verdict::Wait(d) => Step::WaitRound(d),
+                Verdict::Fail(message) => Step::RollBack {
+                    reason: "Unhealthy".into(),
+                    message,
+                },
+            },
             Phase::Committing => Step::Commit,
             Phase::RollingBack if same_boot => Step::Reboot,
             Phase::RollingBack => {

@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use aos_api::{BootSlotSpec, ItemSpec, LayerSpec, Object};
 use aos_reconcile::{Action, Context, Controller, ControllerConfig, Reconciler};
+use aos_slots::step::reboot_if_due;
 use aos_store::Backend;
 use tokio_util::sync::CancellationToken;
 
-use crate::act::{act, Outcome};
+use crate::act::act;
 use crate::observe::observe;
-use crate::plan::{plan, Limits, Step};
+use crate::plan::{plan, Step};
 use crate::report::report;
 use crate::{BootEnv, BootError};
 
@@ -41,13 +42,7 @@ impl Reconciler for BootSlotReconciler {
         let Some(o) = observe(env, &ctx.backend, &obj).await? else {
             return Ok(Action::AwaitChange);
         };
-        let s = &env.settings;
-        let limits = Limits {
-            max_attempts: s.max_attempts,
-            probation: s.probation,
-            interval: s.interval,
-        };
-        let step = plan(&o, &limits);
+        let step = plan(&o, &env.settings.limits);
         tracing::debug!(?step, "planned");
         let outcome = act(env, &o, &step).await;
         // A kill in a test stops here, as a killed agent would: no status, no retry.
@@ -58,12 +53,8 @@ impl Reconciler for BootSlotReconciler {
         }
         let outcome = outcome?;
         let action = report(env, &ctx.api, &o, &step, &outcome).await?;
-        if let Outcome::Reboot(why) = &outcome {
-            if let Err(k) = env.crash.hit("reboot") {
-                env.crash.killed(&k.0);
-                return Ok(Action::AwaitChange);
-            }
-            env.machine.reboot(why).await?;
+        if !reboot_if_due(&outcome, &env.crash, env.machine.as_ref()).await? {
+            return Ok(Action::AwaitChange);
         }
         match step {
             Step::Broken(why) => Err(BootError::Config(why)),

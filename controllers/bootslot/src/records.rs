@@ -114,8 +114,6 @@ pub struct Pending {
     pub target: String,
     /// The version written.
     pub version: String,
-    /// `sha256:` of the component blob.
-    pub blob_digest: String,
     /// Where it is.
     pub phase: Phase,
     /// Boots into the target so far.

@@ -2,15 +2,12 @@
 //! are after the step (they are the truth a power cut leaves), the EFI variables and the step;
 //! and the action that says when to look again.
 
-use std::time::Duration;
-
-use aos_api::condition::{self as c};
-use aos_api::{BootSlotSpec, BootSlotStatus, ConditionStatus, SlotInfo, UpdatePhase};
+use aos_api::{BootSlotSpec, BootSlotStatus, SlotInfo, UpdatePhase};
 use aos_reconcile::Action;
 use aos_slots::efi::boot_entry_name;
+use aos_slots::step::{next, write_status, Outcome, Ready};
 use aos_store::Api;
 
-use crate::act::Outcome;
 use crate::observe::{Blob, Observed};
 use crate::plan::{current_slot, slot_entries, Step};
 use crate::records::{Pending, Phase, State, RECOVERY};
@@ -117,7 +114,7 @@ pub async fn report(
     let pending = env.records.pending()?;
     let (phase, ok, reason, message) = readiness(o, state.as_ref(), pending.as_ref(), step);
     let update = match (&pending, &state) {
-        (Some(p), _) => Some(p.info(env.settings.max_attempts)),
+        (Some(p), _) => Some(p.info(env.settings.limits.max_attempts)),
         (None, Some(s)) => s.last_update.clone(),
         _ => None,
     };
@@ -134,23 +131,15 @@ pub async fn report(
         update,
         ..BootSlotStatus::default()
     };
-    let status = if ok {
-        ConditionStatus::True
-    } else {
-        ConditionStatus::False
+    let ready = Ready {
+        ok,
+        reason,
+        message,
     };
-    api.update_status(o.obj.name(), |s| {
-        let common = std::mem::take(&mut s.common);
-        *s = desired.clone();
-        s.common = common;
-        s.common
-            .set_condition(c::READY, status, &reason, &message, o.now);
-    })
-    .await?;
-    Ok(match (outcome, step) {
-        (Outcome::Reboot(_), _) => Action::Requeue(env.settings.reboot_wait),
-        (Outcome::Progress, _) => Action::Requeue(Duration::from_millis(1)),
-        (_, Step::WaitRound(d)) => Action::Requeue(*d),
-        _ => Action::AwaitChange,
-    })
+    write_status(api, o.obj.name(), desired, &ready, o.now).await?;
+    let wait = match step {
+        Step::WaitRound(d) => Some(*d),
+        _ => None,
+    };
+    Ok(next(outcome, wait, env.settings.reboot_wait))
 }

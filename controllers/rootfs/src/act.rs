@@ -6,26 +6,16 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use aos_slots::health::check;
+use aos_slots::step::Outcome;
 use aos_slots::SlotsError;
 use sha2::{Digest, Sha256};
 
 use crate::flags::{WorkDir, DO_APPLY, DO_UPDATE, FAILED, IMAGE, PRESERVE, UPDATED};
 use crate::observe::Observed;
 use crate::plan::Step;
-use crate::records::{Failure, HealthRecord, Pending, Phase, State};
+use crate::records::{Failure, Pending, Phase, State};
 use crate::{RootfsEnv, RootfsError};
-
-/// What came of a step.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Nothing happened.
-    Nothing,
-    /// Records or action files changed: look again at once.
-    Progress,
-    /// A reboot is due (the reconciler reboots after the status is written, so that the
-    /// status says why before the machine goes down).
-    Reboot(String),
-}
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> SlotsError {
     move |source| SlotsError::Io { what, source }
@@ -76,10 +66,6 @@ fn pending_of(o: &Observed) -> Result<Pending, RootfsError> {
         .ok_or_else(|| RootfsError::Slots(SlotsError::Record("no pending update recorded".into())))
 }
 
-async fn reboot(_env: &RootfsEnv, why: &str) -> Result<Outcome, RootfsError> {
-    Ok(Outcome::Reboot(why.into()))
-}
-
 /// Records the failure of `p` and removes the image and the action files.
 fn fail(
     env: &RootfsEnv,
@@ -99,7 +85,7 @@ fn fail(
     });
     if let Some(mut p) = p {
         p.step("failed", o.now, msg);
-        state.last_update = Some(p.info(env.settings.max_attempts));
+        state.last_update = Some(p.info(env.settings.limits.max_attempts));
     }
     env.records.save_state(&state)?;
     env.crash.hit("fail:recorded")?;
@@ -153,7 +139,7 @@ async fn stage(
     env.records.save_pending(&p)?;
     env.crash.hit("stage:recorded")?;
     work.set(DO_UPDATE, kind)?;
-    reboot(env, &format!("trying rootfs {version}")).await
+    Ok(Outcome::Reboot(format!("trying rootfs {version}")))
 }
 
 /// Carries out `step`.
@@ -201,7 +187,9 @@ pub async fn act(env: &Arc<RootfsEnv>, o: &Observed, step: &Step) -> Result<Outc
                 }
                 _ => work.remove(&[DO_APPLY])?,
             }
-            reboot(env, "resuming the rootfs update's reboot").await
+            Ok(Outcome::Reboot(
+                "resuming the rootfs update's reboot".into(),
+            ))
         }
         Step::BeginTrial => {
             env.crash.hit("trial")?;
@@ -216,10 +204,7 @@ pub async fn act(env: &Arc<RootfsEnv>, o: &Observed, step: &Step) -> Result<Outc
         }
         Step::Check => {
             let mut p = pending_of(o)?;
-            let round = env.health.round().await;
-            let h = HealthRecord::of(&round, env.machine.now());
-            tracing::info!(ok = h.ok, message = %h.message, "health round");
-            p.health = Some(h);
+            p.health = Some(check(env.health.as_ref(), env.machine.as_ref()).await);
             env.crash.hit("check")?;
             env.records.save_pending(&p)?;
             Ok(Outcome::Progress)
@@ -234,7 +219,7 @@ pub async fn act(env: &Arc<RootfsEnv>, o: &Observed, step: &Step) -> Result<Outc
             env.records.save_pending(&p)?;
             env.crash.hit("confirm:recorded")?;
             work.set(DO_APPLY, &p.kind)?;
-            reboot(env, &format!("applying rootfs {}", p.version)).await
+            Ok(Outcome::Reboot(format!("applying rootfs {}", p.version)))
         }
         Step::Reject { reason, message } => {
             env.crash.hit("reject")?;
@@ -245,7 +230,10 @@ pub async fn act(env: &Arc<RootfsEnv>, o: &Observed, step: &Step) -> Result<Outc
             p.step("revert", o.now, message);
             env.records.save_pending(&p)?;
             work.remove(&[DO_APPLY])?;
-            reboot(env, &format!("reverting rootfs {}: {message}", p.version)).await
+            Ok(Outcome::Reboot(format!(
+                "reverting rootfs {}: {message}",
+                p.version
+            )))
         }
         Step::Retry => {
             env.crash.hit("retry")?;
@@ -259,7 +247,10 @@ pub async fn act(env: &Arc<RootfsEnv>, o: &Observed, step: &Step) -> Result<Outc
             env.records.save_pending(&p)?;
             work.remove(&[UPDATED])?;
             work.set(DO_UPDATE, &p.kind)?;
-            reboot(env, &format!("trying rootfs {} again", p.version)).await
+            Ok(Outcome::Reboot(format!(
+                "trying rootfs {} again",
+                p.version
+            )))
         }
         Step::Promote => {
             env.crash.hit("promote")?;
@@ -269,7 +260,7 @@ pub async fn act(env: &Arc<RootfsEnv>, o: &Observed, step: &Step) -> Result<Outc
             state.installed = Some(p.version.clone());
             state.digest = Some(p.digest.clone());
             state.failed = None;
-            state.last_update = Some(p.info(env.settings.max_attempts));
+            state.last_update = Some(p.info(env.settings.limits.max_attempts));
             env.records.save_state(&state)?;
             env.crash.hit("promote:recorded")?;
             work.remove(&[DO_UPDATE, UPDATED, DO_APPLY, FAILED, IMAGE])?;

@@ -4,7 +4,7 @@
 //! `image.squashfs` with the `preserve` list. Each is written whole (temporary file, fsync,
 //! rename, fsync of the directory).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aos_slots::record::{sync_dir, write_atomic};
 use aos_slots::SlotsError;
@@ -88,10 +88,5 @@ impl WorkDir {
     /// Where the staged image goes.
     pub fn image(&self) -> PathBuf {
         self.path(IMAGE)
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.0
     }
 }

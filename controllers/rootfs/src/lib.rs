@@ -64,12 +64,8 @@ pub struct Settings {
     pub version_file: String,
     /// Paths a full update keeps (the boot side reads them from `work_dir/preserve`).
     pub preserve: Vec<String>,
-    /// Trial boots tried (a trial cut short by a reboot is tried again) before giving up.
-    pub max_attempts: u32,
-    /// How long a trial must stay healthy.
-    pub probation: Duration,
-    /// Between two rounds of health checks.
-    pub interval: Duration,
+    /// Boots (or trial boots) an update gets, its probation window, the time between rounds.
+    pub limits: aos_slots::health::Limits,
     /// How long after asking for a reboot the agent looks again if it still runs.
     pub reboot_wait: Duration,
 }

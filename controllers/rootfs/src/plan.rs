@@ -7,22 +7,11 @@
 use std::time::Duration;
 
 use aos_slots::component::Blob;
-use aos_slots::health::{verdict, Verdict};
+use aos_slots::health::{Limits, Verdict};
 
 use crate::observe::Observed;
 use crate::records::{Phase, State};
 use crate::{FULL_MEDIA_TYPE, INC_MEDIA_TYPE};
-
-/// The settings the plan needs.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Trial boots tried before giving up.
-    pub max_attempts: u32,
-    /// How long a trial must stay healthy.
-    pub probation: Duration,
-    /// Between two rounds of health checks.
-    pub interval: Duration,
-}
 
 /// What a reconcile does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,13 +87,7 @@ fn health_step(o: &Observed, limits: &Limits) -> Step {
     let Some(p) = &o.pending else {
         return Step::Idle;
     };
-    match verdict(
-        p.since,
-        p.health.as_ref(),
-        o.now,
-        limits.probation,
-        limits.interval,
-    ) {
+    match limits.verdict(p.since, p.health.as_ref(), o.now) {
         Verdict::Check => Step::Check,
         Verdict::Pass => Step::Confirm,
         Verdict::Wait(d) => Step::WaitRound(d),

@@ -1,15 +1,12 @@
 //! The only place a RootfsSlot's status is written: once per reconcile, from the records and
 //! action files as they are after the step; and the action that says when to look again.
 
-use std::time::Duration;
-
-use aos_api::condition as c;
-use aos_api::{ConditionStatus, RootfsAction, RootfsSlotSpec, RootfsSlotStatus, UpdatePhase};
+use aos_api::{RootfsAction, RootfsSlotSpec, RootfsSlotStatus, UpdatePhase};
 use aos_reconcile::Action;
 use aos_slots::component::Blob;
+use aos_slots::step::{next, write_status, Outcome, Ready};
 use aos_store::Api;
 
-use crate::act::Outcome;
 use crate::flags::{Flags, WorkDir};
 use crate::observe::Observed;
 use crate::plan::Step;
@@ -108,29 +105,21 @@ pub async fn report(
             .and_then(|p| p.health.as_ref())
             .map(|h| h.message.clone()),
         update: match (&pending, &state) {
-            (Some(p), _) => Some(p.info(env.settings.max_attempts)),
+            (Some(p), _) => Some(p.info(env.settings.limits.max_attempts)),
             (None, Some(s)) => s.last_update.clone(),
             _ => None,
         },
         ..RootfsSlotStatus::default()
     };
-    let status = if ok {
-        ConditionStatus::True
-    } else {
-        ConditionStatus::False
+    let ready = Ready {
+        ok,
+        reason,
+        message,
     };
-    api.update_status(o.obj.name(), |s| {
-        let common = std::mem::take(&mut s.common);
-        *s = desired.clone();
-        s.common = common;
-        s.common
-            .set_condition(c::READY, status, &reason, &message, o.now);
-    })
-    .await?;
-    Ok(match (outcome, step) {
-        (Outcome::Reboot(_), _) => Action::Requeue(env.settings.reboot_wait),
-        (Outcome::Progress, _) => Action::Requeue(Duration::from_millis(1)),
-        (_, Step::WaitRound(d)) => Action::Requeue(*d),
-        _ => Action::AwaitChange,
-    })
+    write_status(api, o.obj.name(), desired, &ready, o.now).await?;
+    let wait = match step {
+        Step::WaitRound(d) => Some(*d),
+        _ => None,
+    };
+    Ok(next(outcome, wait, env.settings.reboot_wait))
 }

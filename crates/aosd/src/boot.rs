@@ -163,10 +163,11 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
         recovery,
         loader: b.loader.clone(),
         version_file: b.version_file.clone(),
-        max_attempts: b.max_attempts.max(1),
-        probation: b.health.probation(),
-        interval: b.health.interval(),
-        work_dir: work_dir.clone(),
+        limits: aos_slots::health::Limits {
+            max_attempts: b.max_attempts.max(1),
+            probation: b.health.probation(),
+            interval: b.health.interval(),
+        },
         reboot_wait: if b.simulate {
             Duration::from_millis(100)
         } else {

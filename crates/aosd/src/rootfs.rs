@@ -36,9 +36,11 @@ pub async fn spawn(
         root_dir: r.root_dir.clone(),
         version_file: r.version_file.clone(),
         preserve: r.preserve.clone(),
-        max_attempts: r.max_attempts.max(1),
-        probation: r.health.probation(),
-        interval: r.health.interval(),
+        limits: aos_slots::health::Limits {
+            max_attempts: r.max_attempts.max(1),
+            probation: r.health.probation(),
+            interval: r.health.interval(),
+        },
         reboot_wait: Duration::from_secs(60),
     };
     let env = Arc::new(RootfsEnv {

@@ -220,6 +220,37 @@ impl HealthRecord {
     }
 }
 
+/// How an update is judged: the boots it gets, its probation window, the time between rounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Boots into an update tried before it fails.
+    pub max_attempts: u32,
+    /// How long an update must stay healthy.
+    pub probation: Duration,
+    /// Between two rounds of health checks.
+    pub interval: Duration,
+}
+
+impl Limits {
+    /// The [`verdict`] of a probation under these limits.
+    pub fn verdict(
+        &self,
+        since: Option<DateTime<Utc>>,
+        last: Option<&HealthRecord>,
+        now: DateTime<Utc>,
+    ) -> Verdict {
+        verdict(since, last, now, self.probation, self.interval)
+    }
+}
+
+/// Runs a round of `health` and records it at `machine`'s time.
+pub async fn check(health: &dyn Health, machine: &dyn crate::machine::Machine) -> HealthRecord {
+    let round = health.round().await;
+    let h = HealthRecord::of(&round, machine.now());
+    tracing::info!(ok = h.ok, message = %h.message, "health round");
+    h
+}
+
 /// What a probation calls for next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {

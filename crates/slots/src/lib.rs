@@ -12,6 +12,7 @@ pub mod machine;
 pub mod partition;
 pub mod record;
 pub mod sim;
+pub mod step;
 
 /// Why a step of an OS update failed.
 #[derive(Debug, thiserror::Error)]

@@ -59,6 +59,7 @@ pub struct SimSlot {
 
 /// The simulated machine (see the module documentation).
 pub struct SimMachine {
+    dir: PathBuf,
     efi: Arc<EfiDir>,
     slots: Vec<SimSlot>,
     nonce: String,
@@ -106,6 +107,7 @@ impl SimMachine {
             });
         }
         Ok(SimMachine {
+            dir: dir.to_path_buf(),
             efi: Arc::new(EfiDir::new(vars)?),
             slots: made,
             nonce: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
@@ -121,6 +123,11 @@ impl SimMachine {
     pub fn with_instant_reboot(mut self) -> Self {
         self.instant = true;
         self
+    }
+
+    /// Where the machine's files are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The EFI variables.

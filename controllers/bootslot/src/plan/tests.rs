@@ -10,6 +10,8 @@ use aos_api::{BootSlotSpec, Object};
 use aos_slots::efi::{HardDrive, LoadOption};
 use chrono::Utc;
 
+use aos_slots::health::Limits;
+
 use super::*;
 use crate::observe::{Blob, Efi, Observed, Wanted};
 use crate::records::{HealthRecord, Pending, Phase, State};
@@ -86,7 +88,6 @@ fn pending(phase: Phase, attempts: u32, boot: &str) -> Pending {
     Pending {
         target: "b".into(),
         version: "2".into(),
-        blob_digest: "sha256:x".into(),
         phase,
         attempts,
         boot_id: boot.into(),

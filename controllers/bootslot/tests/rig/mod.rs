@@ -104,10 +104,11 @@ impl Rig {
             recovery: slot("recovery"),
             loader: LOADER.into(),
             version_file: "etc/version".into(),
-            max_attempts: 3,
-            probation: Duration::from_secs(60),
-            interval: Duration::from_secs(20),
-            work_dir: dir.path().join("work"),
+            limits: aos_slots::health::Limits {
+                max_attempts: 3,
+                probation: Duration::from_secs(60),
+                interval: Duration::from_secs(20),
+            },
             reboot_wait: Duration::from_secs(60),
         };
         let backend: Arc<dyn Backend> =
@@ -134,7 +135,7 @@ impl Rig {
             efi: machine.efi(),
             machine: machine.clone(),
             health: Arc::new(SimHealth(machine.clone())),
-            records: Records::new(&settings.work_dir).unwrap(),
+            records: Records::new(&machine.dir().join("records")).unwrap(),
             crash: Crashpoints::default(),
             versions: sim_versions(machine),
         })

@@ -221,9 +221,11 @@ impl Rig {
             root_dir: device.running.clone(),
             version_file: "etc/aos/version".into(),
             preserve: vec!["/etc/machine-id".into()],
-            max_attempts: 2,
-            probation: Duration::from_secs(60),
-            interval: Duration::from_secs(20),
+            limits: aos_slots::health::Limits {
+                max_attempts: 2,
+                probation: Duration::from_secs(60),
+                interval: Duration::from_secs(20),
+            },
             reboot_wait: Duration::from_secs(60),
         };
         let backend: Arc<dyn Backend> =
