@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use aos_api::{condition, BootSlotSpec, InstanceSpec, Object};
+use std::path::PathBuf;
+
+use aos_api::{condition, BootSlotSpec, InstanceSpec, Object, Spec};
 use aos_bootslot_controller::records::{Records, RECOVERY};
 use aos_bootslot_controller::{BootEnv, Crashpoints, Settings, SlotSetting};
 use aos_reconcile::ControllerConfig;
+use aos_slots::device::partition_of;
 use aos_slots::efi::{BootVars, EfiDir, EfiVars, LoadOption};
 use aos_slots::health::{Health, HealthGate, Readiness, Round};
 use aos_slots::machine::{Machine, RealMachine};
@@ -54,12 +57,14 @@ const SIM_SLOT_BYTES: u64 = 64 << 20;
 const LOADER: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
 
 /// The slots and the ports the controller works through.
-type Ports = (
-    Vec<SlotSetting>,
-    Arc<dyn EfiVars>,
-    Arc<dyn Machine>,
-    Arc<dyn Health>,
-);
+struct Ports {
+    a: SlotSetting,
+    b: SlotSetting,
+    recovery: Option<SlotSetting>,
+    efi: Arc<dyn EfiVars>,
+    machine: Arc<dyn Machine>,
+    health: Arc<dyn Health>,
+}
 
 /// A new simulated machine as a factory leaves it: version 1.0 in slot A, booted by an entry
 /// the installer made.
@@ -91,6 +96,38 @@ fn derived(efi: &dyn EfiVars) -> anyhow::Result<aos_slots::partition::Derived> {
     Ok(aos_slots::partition::derive_slots(&booted)?)
 }
 
+/// A slot on a partition. Its GPT entry is read once, here: a partition table does not change
+/// under a running system. Only if it cannot be read now is it read again at each reconcile
+/// (which says why in the BootSlot's status).
+fn real_slot(name: &str, device: PathBuf) -> SlotSetting {
+    let partition = match partition_of(&device) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(slot = name, device = %device.display(), error = %e, "the slot's partition does not read");
+            None
+        }
+    };
+    SlotSetting {
+        name: name.into(),
+        device,
+        partition,
+    }
+}
+
+/// Creates the object `name` of kind `S` with an empty spec, unless it exists.
+pub(crate) async fn ensure_object<S: Spec + Default>(
+    backend: &Arc<dyn Backend>,
+    name: &str,
+) -> anyhow::Result<()> {
+    let api = Api::<S>::new(backend.clone());
+    if api.get_opt(name).await?.is_none() {
+        api.apply(&Object::new(name.to_string(), S::default()))
+            .await
+            .with_context(|| format!("failed to create the {} {name}", S::KIND))?;
+    }
+    Ok(())
+}
+
 /// The controller's environment from the config.
 fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
     let b = &c.runtimes.boot;
@@ -98,13 +135,8 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
         b.health.clone(),
         Arc::new(StoreReadiness(backend)),
     ));
-    let slot = |name: &str, device: &std::path::Path| SlotSetting {
-        name: name.into(),
-        device: device.to_path_buf(),
-        partition: None,
-    };
     let mut versions = aos_bootslot_controller::filesystem_versions();
-    let (mut settings_slots, efi, machine, health): Ports = if b.simulate {
+    let ports = if b.simulate {
         let dir = c.data_dir.join("boot-sim");
         let m = Arc::new(
             SimMachine::new(&dir, &["a", "b", RECOVERY], SIM_SLOT_BYTES)
@@ -117,19 +149,28 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
         // Starting the agent is the simulated machine's boot.
         m.power_on()
             .context("failed to boot the simulated machine")?;
-        let slots = m
-            .slots()
-            .iter()
-            .map(|s| SlotSetting {
-                name: s.name.clone(),
+        let slot = |name: &str| {
+            m.slot(name).map(|s| SlotSetting {
+                name: name.into(),
                 device: s.path.clone(),
                 partition: Some(s.disk.clone()),
             })
-            .collect();
+        };
+        let (a, bs, r) = (slot("a"), slot("b"), slot(RECOVERY));
         let health = Arc::new(Both(vec![gate, Arc::new(SimHealth(m.clone()))]));
         let sim = m.clone();
         versions = Arc::new(move |slot: &SlotSetting, _: &str| sim.version_in(&slot.name));
-        (slots, m.efi(), m, health)
+        let (Some(a), Some(bs)) = (a, bs) else {
+            anyhow::bail!("the simulated machine has no slots a and b");
+        };
+        Ports {
+            a,
+            b: bs,
+            recovery: r,
+            efi: m.efi(),
+            machine: m,
+            health,
+        }
     } else {
         let efi = Arc::new(EfiDir::new(&b.efivars).context("runtimes.boot.efivars")?);
         let (a, bs, mut recovery) = if b.slot_a.as_os_str().is_empty() {
@@ -142,21 +183,25 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
         if !b.recovery.as_os_str().is_empty() {
             recovery = Some(b.recovery.clone());
         }
-        let mut slots = vec![slot("a", &a), slot("b", &bs)];
-        if let Some(r) = &recovery {
-            slots.push(slot(RECOVERY, r));
+        let r = recovery.map(|r| real_slot(RECOVERY, r));
+        Ports {
+            a: real_slot("a", a),
+            b: real_slot("b", bs),
+            recovery: r,
+            efi,
+            machine: Arc::new(RealMachine),
+            health: gate,
         }
-        (slots, efi, Arc::new(RealMachine), gate)
-    };
-    let recovery = settings_slots
-        .iter()
-        .position(|s| s.name == RECOVERY)
-        .map(|i| settings_slots.remove(i));
-    let mut ab = settings_slots.into_iter();
-    let (Some(a), Some(bslot)) = (ab.next(), ab.next()) else {
-        anyhow::bail!("runtimes.boot needs slots a and b");
     };
     let work_dir = c.data_dir.join("boot");
+    let Ports {
+        a,
+        b: bslot,
+        recovery,
+        efi,
+        machine,
+        health,
+    } = ports;
     let settings = Settings {
         a,
         b: bslot,
@@ -195,12 +240,7 @@ pub async fn spawn(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let env = env(c, backend.clone())?;
-    let api = Api::<BootSlotSpec>::new(backend.clone());
-    if api.get_opt(name).await?.is_none() {
-        api.apply(&Object::new(name.to_string(), BootSlotSpec::default()))
-            .await
-            .context("failed to create the BootSlot")?;
-    }
+    ensure_object::<BootSlotSpec>(&backend, name).await?;
     tasks.spawn(aos_bootslot_controller::run(
         env,
         backend,

@@ -345,8 +345,9 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         &shutdown,
         runtime,
     )?;
+    // The node's BootSlot and RootfsSlot are named after it, like its Node.
+    let name = aos_node_controller::host::object_name(&node_id);
     if c.runtimes.boot.enabled {
-        let name = aos_node_controller::host::object_name(&node_id);
         boot::spawn(
             &mut controllers,
             &c,
@@ -358,7 +359,6 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         .await?;
     }
     if c.runtimes.rootfs.enabled {
-        let name = aos_node_controller::host::object_name(&node_id);
         rootfs::spawn(
             &mut controllers,
             &c,

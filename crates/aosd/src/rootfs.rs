@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use aos_api::{Object, RootfsSlotSpec};
+use aos_api::RootfsSlotSpec;
 use aos_reconcile::ControllerConfig;
 use aos_rootfsslot_controller::records::Records;
 use aos_rootfsslot_controller::{Crashpoints, RootfsEnv, Settings};
 use aos_slots::health::HealthGate;
 use aos_slots::machine::RealMachine;
-use aos_store::{Api, Backend};
+use aos_store::Backend;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::boot::StoreReadiness;
+use crate::boot::{ensure_object, StoreReadiness};
 use crate::config::Config;
 
 /// Creates the node's RootfsSlot (empty spec) and runs its controller.
@@ -54,12 +54,7 @@ pub async fn spawn(
             .context("failed to open the rootfs records")?,
         crash: Crashpoints::default(),
     });
-    let api = Api::<RootfsSlotSpec>::new(backend.clone());
-    if api.get_opt(name).await?.is_none() {
-        api.apply(&Object::new(name.to_string(), RootfsSlotSpec::default()))
-            .await
-            .context("failed to create the RootfsSlot")?;
-    }
+    ensure_object::<RootfsSlotSpec>(&backend, name).await?;
     tasks.spawn(aos_rootfsslot_controller::run(
         env,
         backend,
