@@ -37,6 +37,8 @@ pub enum PackError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Image(#[from] aos_image::ImageError),
 }
 
 /// `meta/config.yaml`.

@@ -197,6 +197,16 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
     base
 }
 
+/// `attempts/max` of an OS update while one is pending (the field `pending` names it).
+fn attempts(v: &Value, pending: &str) -> String {
+    match v.pointer("/status/update") {
+        Some(u) if v.pointer(pending).is_some() => {
+            format!("{}/{}", u["attempts"], u["maxAttempts"])
+        }
+        _ => "<none>".into(),
+    }
+}
+
 /// One table row of an object.
 pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> Vec<String> {
     let v = serde_json::to_value(o).unwrap_or_default();
@@ -349,12 +359,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                     .unwrap_or("<none>")
                     .to_string()
             };
-            let attempts = match v.pointer("/status/update") {
-                Some(u) if v.pointer("/status/pending").is_some() => {
-                    format!("{}/{}", u["attempts"], u["maxAttempts"])
-                }
-                _ => "<none>".into(),
-            };
+            let attempts = attempts(&v, "/status/pending");
             (
                 vec![
                     name,
@@ -374,12 +379,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
             )
         }
         "RootfsSlot" => {
-            let attempts = match v.pointer("/status/update") {
-                Some(u) if v.pointer("/status/pendingVersion").is_some() => {
-                    format!("{}/{}", u["attempts"], u["maxAttempts"])
-                }
-                _ => "<none>".into(),
-            };
+            let attempts = attempts(&v, "/status/pendingVersion");
             (
                 vec![
                     name,

@@ -3,12 +3,11 @@
 //! which an Item of `type: component` installs and a BootSlot writes to the inactive slot. The
 //! image is streamed (a partition can be larger than memory) and packed reproducibly.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use aos_image::oci::media;
 use aos_image::oci::sha256_digest as digest;
-use sha2::{Digest, Sha256};
 
 use super::{write_archive_with, PackError};
 
@@ -37,37 +36,9 @@ fn gzip_file(image: &Path, gz: &Path) -> Result<(), PackError> {
     let out = std::fs::File::create(gz).map_err(werr)?;
     let mut enc =
         flate2::write::GzEncoder::new(std::io::BufWriter::new(out), flate2::Compression::default());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = input.read(&mut buf).map_err(rerr)?;
-        if n == 0 {
-            break;
-        }
-        enc.write_all(&buf[..n]).map_err(werr)?;
-    }
+    std::io::copy(&mut input, &mut enc).map_err(werr)?;
     enc.finish().map_err(werr)?.flush().map_err(werr)?;
     Ok(())
-}
-
-/// The sha256 and size of the file at `path`.
-pub(super) fn digest_file(path: &Path) -> Result<(String, u64), PackError> {
-    let rerr = |source| PackError::Read {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut f = std::fs::File::open(path).map_err(rerr)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(rerr)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-    }
-    Ok((format!("sha256:{}", hex::encode(h.finalize())), size))
 }
 
 /// Writes the OCI archive `out` whose one layer is the file `blob` of `media_type`.
@@ -78,7 +49,7 @@ pub(super) fn archive_component(
     os: &str,
     arch: &str,
 ) -> Result<PackedComponent, PackError> {
-    let (layer_digest, layer_size) = digest_file(blob)?;
+    let (layer_digest, layer_size) = aos_image::convert::file_digest(blob)?;
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": arch,
         "os": os,
