@@ -295,10 +295,7 @@ impl Aosd {
     pub fn wait_node_ready(&self) {
         // The API answers before the Node exists: wait for it to appear, then to be Ready.
         self.until("node", "e2e-node", 20, |v| {
-            v["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-                .is_some_and(|c| c["status"] == "True")
+            condition(v, "Ready")["status"] == "True"
         });
     }
 
@@ -367,6 +364,15 @@ impl Drop for Aosd {
 }
 
 pub use aos_image::layerstore::mounts_under;
+
+/// The condition of type `t` in an object's JSON (`null` when there is none).
+pub fn condition(v: &serde_json::Value, t: &str) -> serde_json::Value {
+    v["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == t))
+        .cloned()
+        .unwrap_or_default()
+}
 
 /// Runs a command that must succeed; its stdout, trimmed (a failure shows stderr).
 pub fn run_ok(cmd: &mut Command) -> String {

@@ -206,13 +206,7 @@ fn a_crash_loop_fails_after_the_burst_with_its_reason() {
         v["status"]["restarts"], 2,
         "three starts: the first and two restarts"
     );
-    let running = v["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Running")
-        .unwrap()
-        .clone();
+    let running = aos_e2e::condition(&v, "Running");
     assert_eq!(running["reason"], "CrashLoop");
     assert!(
         running["message"].as_str().unwrap().contains("3 starts"),
@@ -363,13 +357,7 @@ fn an_instance_of_a_runtime_the_node_does_not_serve_says_so() {
             .replace("runtime: container", "runtime: boot"),
     );
     let v = node.until_instance("fw-0", 30, |v| v["status"]["state"] == "failed");
-    let ready = v["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = aos_e2e::condition(&v, "Ready");
     assert_eq!(ready["reason"], "RuntimeUnavailable", "{ready}");
     assert!(
         ready["message"]

@@ -357,13 +357,7 @@ fn a_network_with_a_vlan_id_puts_a_vlan_link_of_the_uplink_on_its_bridge_or_says
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["type"] == "VlanReady"))
     });
-    let cond = v["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "VlanReady")
-        .unwrap()
-        .clone();
+    let cond = aos_e2e::condition(&v, "VlanReady");
     if vlans {
         assert_eq!(cond["status"], "True", "{cond}");
         let out = Command::new("ip")

@@ -78,13 +78,7 @@ fn a_packed_boot_component_is_installed_in_the_other_slot_and_kept_after_probati
     let failed = aosd.until("bootslot", SLOT, 60, |v| v["status"]["phase"] == "Failed");
     assert_eq!(failed["status"]["main"], "b");
     assert_eq!(failed["status"]["current"], "b");
-    let ready = failed["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = aos_e2e::condition(&failed, "Ready");
     assert_eq!(ready["reason"], "Unhealthy", "{ready}");
 }
 
@@ -131,7 +125,7 @@ fn the_rootfs_runtime_reports_its_root_and_refuses_a_component_of_another_kind()
     std::fs::write(&path, yaml).unwrap();
     aosd.ok(&["apply", "-f", path.to_str().unwrap()]);
     let s = aosd.until("rootfsslot", SLOT, 30, |v| v["status"]["phase"] == "Failed");
-    let ready = s["status"]["conditions"][0].clone();
+    let ready = aos_e2e::condition(&s, "Ready");
     assert_eq!(ready["reason"], "InvalidImage", "{ready}");
     assert!(!host.path().join("work/image.squashfs").exists());
     assert!(!host.path().join("work/do_update").exists());

@@ -6,15 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use aos_e2e::condition;
 use aos_e2e::node::{instance, service, Node};
-
-fn condition(v: &serde_json::Value, t: &str) -> serde_json::Value {
-    v["status"]["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == t))
-        .cloned()
-        .unwrap_or_default()
-}
 
 #[test]
 fn while_containerd_is_down_the_node_and_its_instances_say_so_and_recover_after() {

@@ -139,13 +139,7 @@ fn a_record_rewritten_on_disk_is_quarantined_and_its_container_is_kept() {
         "{tasks}"
     );
     let nodes = node.aosd.json("node", "e2e-node");
-    let c = nodes["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "StoreHealthy")
-        .cloned()
-        .unwrap();
+    let c = aos_e2e::condition(&nodes, "StoreHealthy");
     assert_eq!(c["status"], "False", "{c}");
     assert_eq!(c["reason"], "DamagedRecords", "{c}");
 }

@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aos_e2e::run_ok;
+
 /// Whether the suite is skipped (`AOSD_SKIP_VM=1`, which CI never sets).
 pub fn skipped() -> bool {
     if std::env::var("AOSD_SKIP_VM").as_deref() == Ok("1") {
@@ -31,16 +33,6 @@ pub fn image_dir() -> PathBuf {
         d.display()
     );
     d
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// What a boot component does once written.
@@ -70,11 +62,13 @@ impl Vm {
             .prefix("aos-vm-")
             .tempdir()
             .unwrap();
-        run(Command::new("cp")
-            .arg("--sparse=always")
-            .arg(src.join("disk.img"))
-            .arg(src.join("vars.fd"))
-            .arg(dir.path()));
+        run_ok(
+            Command::new("cp")
+                .arg("--sparse=always")
+                .arg(src.join("disk.img"))
+                .arg(src.join("vars.fd"))
+                .arg(dir.path()),
+        );
         Vm {
             dir,
             qemu: None,
@@ -97,9 +91,11 @@ impl Vm {
     pub fn drop_files(&self, files: &[&Path]) {
         assert!(self.qemu.is_none(), "drop files while the VM is off");
         let disk = self.dir.path().join("disk.img");
-        let dev = run(Command::new("losetup")
-            .args(["-P", "--show", "-f"])
-            .arg(&disk))
+        let dev = run_ok(
+            Command::new("losetup")
+                .args(["-P", "--show", "-f"])
+                .arg(&disk),
+        )
         .trim()
         .to_string();
         let part = format!("{dev}p4");
@@ -183,8 +179,8 @@ impl Vm {
         self.console.lock().unwrap().clone()
     }
 
-    /// How long the console has held `AOS-VM:` lines since the offset `from`: waits until a line
-    /// after `from` contains `pat`, and returns it; panics with the console after `secs`.
+    /// Waits until a console line after the offset `from` contains `pat`; returns the offset of
+    /// that line's end and the line. Panics with the whole console after `secs`.
     pub fn wait_line(&self, from: usize, pat: &str, secs: u64) -> (usize, String) {
         let end = Instant::now() + Duration::from_secs(secs);
         loop {
@@ -220,12 +216,14 @@ impl Vm {
                 let cmd = d.join("cmdline");
                 std::fs::write(&cmd, "console=ttyS0 panic=-1 quiet aos.unhealthy").unwrap();
                 let out = d.join("unhealthy.efi");
-                run(Command::new("objcopy")
-                    .args(["--remove-section", ".cmdline", "--add-section"])
-                    .arg(format!(".cmdline={}", cmd.display()))
-                    .args(["--change-section-vma", ".cmdline=0x30000"])
-                    .arg(Self::uki())
-                    .arg(&out));
+                run_ok(
+                    Command::new("objcopy")
+                        .args(["--remove-section", ".cmdline", "--add-section"])
+                        .arg(format!(".cmdline={}", cmd.display()))
+                        .args(["--change-section-vma", ".cmdline=0x30000"])
+                        .arg(Self::uki())
+                        .arg(&out),
+                );
                 out
             }
             Boot::Unbootable => {
@@ -241,20 +239,31 @@ impl Vm {
         let d = self.dir.path();
         let fat = d.join(format!("boot-{version}.fat"));
         let _ = std::fs::remove_file(&fat);
-        run(Command::new("truncate").args(["-s", "32M"]).arg(&fat));
-        run(Command::new("mkfs.vfat").args(["-n", "AOSBOOT"]).arg(&fat));
+        run_ok(Command::new("truncate").args(["-s", "32M"]).arg(&fat));
+        run_ok(Command::new("mkfs.vfat").args(["-n", "AOSBOOT"]).arg(&fat));
         let img = fat.to_str().unwrap();
-        run(Command::new("mmd").args(["-i", img, "::/EFI", "::/EFI/BOOT", "::/etc", "::/etc/aos"]));
-        run(Command::new("mcopy")
-            .args(["-i", img])
-            .arg(self.loader(kind))
-            .arg("::/EFI/BOOT/BOOTX64.EFI"));
+        run_ok(Command::new("mmd").args([
+            "-i",
+            img,
+            "::/EFI",
+            "::/EFI/BOOT",
+            "::/etc",
+            "::/etc/aos",
+        ]));
+        run_ok(
+            Command::new("mcopy")
+                .args(["-i", img])
+                .arg(self.loader(kind))
+                .arg("::/EFI/BOOT/BOOTX64.EFI"),
+        );
         let v = d.join("version");
         std::fs::write(&v, format!("{version}\n")).unwrap();
-        run(Command::new("mcopy")
-            .args(["-i", img])
-            .arg(&v)
-            .arg("::/etc/aos/version"));
+        run_ok(
+            Command::new("mcopy")
+                .args(["-i", img])
+                .arg(&v)
+                .arg("::/etc/aos/version"),
+        );
         let archive = d.join(format!("boot-{version}.tar"));
         aosctl::pack::pack_boot(&fat, &archive, "linux", "amd64").unwrap();
         archive
