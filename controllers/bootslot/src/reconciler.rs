@@ -1,11 +1,11 @@
 //! The reconcile of the BootSlot in four rooms: [`crate::observe`] reads, [`crate::plan`]
 //! decides the one next step, [`crate::act`] carries it out (record first, then the side
 //! effect) and [`crate::report`] writes the status once; and the controller, woken by the
-//! Items and Layers a component comes from.
+//! Items the slot names (an Item is Ready only once its Layers are).
 
 use std::sync::Arc;
 
-use aos_api::{BootSlotSpec, ItemSpec, LayerSpec, Object};
+use aos_api::{BootSlotSpec, ItemSpec, Object};
 use aos_reconcile::{Action, Context, Controller, ControllerConfig, Reconciler};
 use aos_slots::step::reboot_if_due;
 use aos_store::Backend;
@@ -63,7 +63,7 @@ impl Reconciler for BootSlotReconciler {
     }
 }
 
-/// The controller: a BootSlot is woken by any Item or Layer (a node has one BootSlot).
+/// The controller: a BootSlot is woken by the Items it names.
 pub fn controller(
     env: Arc<BootEnv>,
     backend: Arc<dyn Backend>,
@@ -71,22 +71,24 @@ pub fn controller(
 ) -> Controller<BootSlotReconciler> {
     let controller = Controller::new(BootSlotReconciler::new(env), backend, config);
     let by_item = controller.reader();
-    let by_layer = controller.reader();
-    controller
-        .watches::<ItemSpec>(move |_: &Object<ItemSpec>| {
-            by_item
-                .list()
-                .iter()
-                .map(|b| b.name().to_string())
-                .collect()
-        })
-        .watches::<LayerSpec>(move |_: &Object<LayerSpec>| {
-            by_layer
-                .list()
-                .iter()
-                .map(|b| b.name().to_string())
-                .collect()
-        })
+    // An Item turns Ready only once its Layers are: the Items a slot names are all it waits on.
+    controller.watches::<ItemSpec>(move |item: &Object<ItemSpec>| {
+        by_item
+            .list()
+            .iter()
+            .filter(|s| {
+                s.spec
+                    .item
+                    .as_ref()
+                    .is_some_and(|r| r.item_id == item.spec.item_id)
+                    || s.spec
+                        .recovery
+                        .as_ref()
+                        .is_some_and(|r| r.item_id == item.spec.item_id)
+            })
+            .map(|s| s.name().to_string())
+            .collect()
+    })
 }
 
 /// Runs the BootSlot controller until `stop`.

@@ -1,11 +1,11 @@
 //! The reconcile of the RootfsSlot in four rooms: [`crate::observe`] reads, [`crate::plan`]
 //! decides the one next step, [`crate::act`] carries it out (record first, then the side
 //! effect) and [`crate::report`] writes the status once; and the controller, woken by the
-//! Items and Layers a component comes from.
+//! Items the slot names (an Item is Ready only once its Layers are).
 
 use std::sync::Arc;
 
-use aos_api::{ItemSpec, LayerSpec, Object, RootfsSlotSpec};
+use aos_api::{ItemSpec, Object, RootfsSlotSpec};
 use aos_reconcile::{Action, Context, Controller, ControllerConfig, Reconciler};
 use aos_slots::step::reboot_if_due;
 use aos_store::Backend;
@@ -60,7 +60,7 @@ impl Reconciler for RootfsSlotReconciler {
     }
 }
 
-/// The controller: a RootfsSlot is woken by any Item or Layer (a node has one RootfsSlot).
+/// The controller: a RootfsSlot is woken by the Items it names.
 pub fn controller(
     env: Arc<RootfsEnv>,
     backend: Arc<dyn Backend>,
@@ -68,22 +68,20 @@ pub fn controller(
 ) -> Controller<RootfsSlotReconciler> {
     let controller = Controller::new(RootfsSlotReconciler::new(env), backend, config);
     let by_item = controller.reader();
-    let by_layer = controller.reader();
-    controller
-        .watches::<ItemSpec>(move |_: &Object<ItemSpec>| {
-            by_item
-                .list()
-                .iter()
-                .map(|b| b.name().to_string())
-                .collect()
-        })
-        .watches::<LayerSpec>(move |_: &Object<LayerSpec>| {
-            by_layer
-                .list()
-                .iter()
-                .map(|b| b.name().to_string())
-                .collect()
-        })
+    // An Item turns Ready only once its Layers are: the Items a slot names are all it waits on.
+    controller.watches::<ItemSpec>(move |item: &Object<ItemSpec>| {
+        by_item
+            .list()
+            .iter()
+            .filter(|s| {
+                s.spec
+                    .item
+                    .as_ref()
+                    .is_some_and(|r| r.item_id == item.spec.item_id)
+            })
+            .map(|s| s.name().to_string())
+            .collect()
+    })
 }
 
 /// Runs the RootfsSlot controller until `stop`.
