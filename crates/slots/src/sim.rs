@@ -267,3 +267,52 @@ impl Health for SimHealth {
         }
     }
 }
+
+/// Why a run of an agent on a simulated machine ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Nothing more to do until something changes.
+    Settled,
+    /// The agent asked for a reboot.
+    Reboot,
+    /// The agent was killed at a crash point.
+    Killed,
+}
+
+/// Runs `reconciler` on the object `name`, as its controller would, until it settles, asks
+/// for a reboot (`reboots` counts them) or is killed at a crash point of `crash`; a wait it
+/// asks for moves the machine's clock with `advance` instead of sleeping. For tests: a
+/// failed reconcile, or one that never settles, panics.
+pub async fn run_agent<R: aos_reconcile::Reconciler>(
+    reconciler: &R,
+    ctx: &aos_reconcile::Context<R::Kind>,
+    name: &str,
+    crash: &crate::crash::Crashpoints,
+    reboots: impl Fn() -> u64,
+    advance: impl Fn(std::time::Duration),
+) -> Stop {
+    use aos_reconcile::Action;
+    let before = reboots();
+    for _ in 0..200 {
+        let obj = match ctx.api.get(name).await {
+            Ok(o) => Arc::new(o),
+            Err(e) => panic!("{name} does not read: {e}"),
+        };
+        let action = match reconciler.apply(obj, ctx).await {
+            Ok(a) => a,
+            Err(e) => panic!("reconcile failed: {e}"),
+        };
+        if crash.take_killed().is_some() {
+            return Stop::Killed;
+        }
+        if reboots() > before {
+            return Stop::Reboot;
+        }
+        match action {
+            Action::Requeue(d) if d > std::time::Duration::from_millis(1) => advance(d),
+            Action::Requeue(_) => {}
+            Action::AwaitChange => return Stop::Settled,
+        }
+    }
+    panic!("the agent did not settle in 200 reconciles");
+}

@@ -17,9 +17,10 @@ use aos_bootslot_controller::records::Records;
 use aos_bootslot_controller::{
     BootEnv, BootSlotReconciler, Crashpoints, Settings, SlotSetting, BOOT_MEDIA_TYPE,
 };
-use aos_reconcile::{Action, Context, Reconciler};
+use aos_reconcile::Context;
 use aos_slots::efi::{BootVars, LoadOption};
-use aos_slots::sim::{self, SimHealth, SimMachine};
+pub use aos_slots::sim::Stop;
+use aos_slots::sim::{self, run_agent, SimHealth, SimMachine};
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use sha2::{Digest, Sha256};
 
@@ -29,17 +30,6 @@ pub const LOADER: &str = "\\EFI\\BOOT\\BOOTX64.EFI";
 pub const NAME: &str = "node";
 /// Slot size.
 pub const SIZE: u64 = 1 << 20;
-
-/// Why a run of the agent ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Stop {
-    /// Nothing more to do until something changes.
-    Settled,
-    /// The agent asked for a reboot.
-    Reboot,
-    /// The agent was killed at the crash point.
-    Killed,
-}
 
 pub struct Rig {
     pub dir: tempfile::TempDir,
@@ -214,31 +204,21 @@ impl Rig {
     /// Runs the agent until it settles, reboots or is killed; probation waits move the
     /// machine's clock instead of sleeping.
     pub async fn run(&self) -> Stop {
-        let reboots = self.machine.reboots();
         let ctx = Context {
             api: self.api.clone(),
             reader: Default::default(),
             backend: self.backend.clone(),
         };
-        for _ in 0..200 {
-            let obj = Arc::new(self.api.get(NAME).await.unwrap());
-            let action = match self.reconciler.apply(obj, &ctx).await {
-                Ok(a) => a,
-                Err(e) => panic!("reconcile failed: {e}"),
-            };
-            if self.env.crash.take_killed().is_some() {
-                return Stop::Killed;
-            }
-            if self.machine.reboots() > reboots {
-                return Stop::Reboot;
-            }
-            match action {
-                Action::Requeue(d) if d > Duration::from_millis(1) => self.machine.advance(d),
-                Action::Requeue(_) => {}
-                Action::AwaitChange => return Stop::Settled,
-            }
-        }
-        panic!("the agent did not settle in 200 reconciles");
+        let reboots = || self.machine.reboots();
+        run_agent(
+            &self.reconciler,
+            &ctx,
+            NAME,
+            &self.env.crash,
+            reboots,
+            |d| self.machine.advance(d),
+        )
+        .await
     }
 
     /// Starts a new agent from what is on disk (the machine keeps running).

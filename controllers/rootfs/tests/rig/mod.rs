@@ -17,13 +17,15 @@ use aos_api::{
     ItemPhase, ItemRef, ItemSpec, ItemType, LayerPhase, LayerSpec, Object, RootfsSlotSpec,
     RootfsSlotStatus,
 };
-use aos_reconcile::{Action, Context, Reconciler};
+use aos_reconcile::Context;
 use aos_rootfsslot_controller::records::Records;
 use aos_rootfsslot_controller::{
     Crashpoints, RootfsEnv, RootfsSlotReconciler, Settings, FULL_MEDIA_TYPE, INC_MEDIA_TYPE,
 };
 use aos_slots::health::{Health, Round};
 use aos_slots::machine::Machine;
+use aos_slots::sim::run_agent;
+pub use aos_slots::sim::Stop;
 use aos_slots::SlotsError;
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use chrono::{DateTime, Utc};
@@ -193,13 +195,6 @@ impl Health for RootHealth {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum Stop {
-    Settled,
-    Reboot,
-    Killed,
-}
-
 pub struct Rig {
     pub dir: tempfile::TempDir,
     pub device: Arc<Device>,
@@ -336,33 +331,21 @@ impl Rig {
 
     /// Runs the agent until it settles, reboots or is killed.
     pub async fn run(&self) -> Stop {
-        let reboots = self.device.reboots();
         let ctx = Context {
             api: self.api.clone(),
             reader: Default::default(),
             backend: self.backend.clone(),
         };
-        for _ in 0..200 {
-            let obj = Arc::new(self.api.get(NAME).await.unwrap());
-            let action = match self.reconciler.apply(obj, &ctx).await {
-                Ok(a) => a,
-                Err(e) => panic!("reconcile failed: {e}"),
-            };
-            if self.env.crash.take_killed().is_some() {
-                return Stop::Killed;
-            }
-            if self.device.reboots() > reboots {
-                return Stop::Reboot;
-            }
-            match action {
-                Action::Requeue(d) if d > Duration::from_millis(1) => {
-                    *self.device.skew.lock().unwrap() += chrono::Duration::from_std(d).unwrap();
-                }
-                Action::Requeue(_) => {}
-                Action::AwaitChange => return Stop::Settled,
-            }
-        }
-        panic!("the agent did not settle in 200 reconciles");
+        let reboots = || self.device.reboots();
+        run_agent(
+            &self.reconciler,
+            &ctx,
+            NAME,
+            &self.env.crash,
+            reboots,
+            |d| *self.device.skew.lock().unwrap() += chrono::Duration::from_std(d).unwrap(),
+        )
+        .await
     }
 
     /// A new agent on what is on disk (the device keeps running).
