@@ -30,7 +30,8 @@ async fn setup(update: Update) -> Rig {
     if matches!(update, Update::Unbootable) {
         img[0] ^= 0xff;
     }
-    rig.item_blob("os", "2.0", &sim::gzip(&img), None).await;
+    rig.item_blob("os", "2.0", &aos_testkit::image::gzip(&img), None)
+        .await;
     rig.want("2.0").await;
     rig
 }

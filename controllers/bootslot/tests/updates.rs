@@ -146,7 +146,8 @@ async fn an_update_that_does_not_boot_is_tried_max_attempts_times_then_failed() 
     // A corrupt kernel: the image does not start the way a bootable one does.
     let mut img = sim::image("2.0", true, 64 << 10);
     img[0] ^= 0xff;
-    rig.item_blob("os", "2.0", &sim::gzip(&img), None).await;
+    rig.item_blob("os", "2.0", &aos_testkit::image::gzip(&img), None)
+        .await;
     rig.want("2.0").await;
     assert_eq!(
         rig.converge().await,
@@ -163,7 +164,7 @@ async fn an_update_that_does_not_boot_is_tried_max_attempts_times_then_failed() 
 
 #[tokio::test]
 async fn images_that_are_not_right_are_refused_before_a_byte_is_written() {
-    let img = sim::gzip(&sim::image("2.0", true, 64 << 10));
+    let img = aos_testkit::image::gzip(&sim::image("2.0", true, 64 << 10));
     let cases: Vec<(&str, Vec<u8>, Option<&str>, &str)> = vec![
         ("digest", img.clone(), Some(ZEROS), "DigestMismatch"),
         (
@@ -175,7 +176,7 @@ async fn images_that_are_not_right_are_refused_before_a_byte_is_written() {
         ("not gzip", b"plain bytes".to_vec(), None, "InvalidImage"),
         (
             "too large",
-            sim::gzip(&vec![7u8; (rig::SIZE + 1) as usize]),
+            aos_testkit::image::gzip(&vec![7u8; (rig::SIZE + 1) as usize]),
             None,
             "ImageTooLarge",
         ),
@@ -205,7 +206,8 @@ async fn images_that_are_not_right_are_refused_before_a_byte_is_written() {
 async fn the_recovery_entry_is_updated_without_a_reboot_and_stays_last() {
     let mut rig = Rig::new(true).await;
     let img = sim::image("r2", true, 64 << 10);
-    rig.item_blob("rescue", "r2", &sim::gzip(&img), None).await;
+    rig.item_blob("rescue", "r2", &aos_testkit::image::gzip(&img), None)
+        .await;
     rig.set(|s| {
         s.recovery = Some(aos_api::ItemRef {
             item_id: "rescue".into(),

@@ -37,15 +37,6 @@ pub fn image(version: &str, healthy: bool, size: usize) -> Vec<u8> {
     b
 }
 
-/// `bytes` gzipped, as a boot component is shipped.
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    // Writing to a Vec does not fail.
-    let _ = e.write_all(bytes);
-    e.finish().unwrap_or_default()
-}
-
 /// One slot of the simulated disk.
 #[derive(Clone, Debug)]
 pub struct SimSlot {

@@ -95,7 +95,7 @@ fn sha(b: &[u8]) -> String {
 }
 
 fn gzip_file(dir: &Path, bytes: &[u8]) -> (PathBuf, String) {
-    let gz = aos_slots::sim::gzip(bytes);
+    let gz = aos_testkit::image::gzip(bytes);
     let p = dir.join("image.gz");
     std::fs::write(&p, &gz).unwrap();
     (p, sha(&gz))

@@ -180,7 +180,8 @@ impl Rig {
     /// A Ready boot component holding the simulated image `version`.
     pub async fn item(&self, version: &str, healthy: bool) {
         let img = sim::image(version, healthy, 64 << 10);
-        self.item_blob("os", version, &sim::gzip(&img), None).await;
+        self.item_blob("os", version, &aos_testkit::image::gzip(&img), None)
+            .await;
     }
 
     /// Asks for `version` of `os` in the A/B pair.
