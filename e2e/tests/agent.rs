@@ -107,6 +107,29 @@ fn examples_are_applied_watched_waited_for_and_deleted() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("timed out"));
+    // A condition of an object that does not exist fails at once; --for=create waits for it.
+    let out = aosd.run(&[
+        "wait",
+        "instance/state-writer-demo-1",
+        "--for=condition=Ready",
+        "--timeout=5s",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let waiter = aosd
+        .aosctl()
+        .args([
+            "wait",
+            "instance/state-writer-demo-1",
+            "--for=create",
+            "--timeout=30s",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    aosd.ok(&["apply", "-f", &examples()]);
+    let waited = waiter.wait_with_output().unwrap();
+    assert!(waited.status.success());
+    assert!(String::from_utf8_lossy(&waited.stdout).contains("condition met"));
     let desc = aosd.ok(&["describe", "network", "demo"]);
     assert!(desc.contains("Name:         demo"), "{desc}");
 }

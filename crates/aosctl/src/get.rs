@@ -35,7 +35,7 @@ pub struct WaitArgs {
     /// KIND/NAME, or KIND with NAME after it.
     target: String,
     name: Option<String>,
-    /// condition=TYPE[=True|False|Unknown], or delete.
+    /// condition=TYPE[=True|False|Unknown], create or delete.
     #[arg(long = "for")]
     for_: String,
     #[arg(long, default_value = "30s")]
@@ -268,12 +268,22 @@ fn visible_row(o: &DynObject, output: Option<Output>) -> Vec<String> {
     row
 }
 
-fn parse_for(f: &str) -> anyhow::Result<Option<(String, ConditionStatus)>> {
-    if f == "delete" {
-        return Ok(None);
+/// What `aosctl wait --for` waits for.
+#[derive(Debug, PartialEq)]
+enum WaitFor {
+    Create,
+    Delete,
+    Condition(String, ConditionStatus),
+}
+
+fn parse_for(f: &str) -> anyhow::Result<WaitFor> {
+    match f {
+        "create" => return Ok(WaitFor::Create),
+        "delete" => return Ok(WaitFor::Delete),
+        _ => {}
     }
     let rest = f.strip_prefix("condition=").with_context(|| {
-        format!("--for={f:?}: use condition=TYPE[=True|False|Unknown] or delete")
+        format!("--for={f:?}: use condition=TYPE[=True|False|Unknown], create or delete")
     })?;
     let (t, want) = match rest.split_once('=') {
         Some((t, v)) => (t, v),
@@ -285,7 +295,7 @@ fn parse_for(f: &str) -> anyhow::Result<Option<(String, ConditionStatus)>> {
         "unknown" => ConditionStatus::Unknown,
         other => bail!("--for: condition status {other:?} is not True, False or Unknown"),
     };
-    Ok(Some((t.to_string(), want)))
+    Ok(WaitFor::Condition(t.to_string(), want))
 }
 
 pub async fn wait(client: &Client, a: WaitArgs) -> anyhow::Result<ExitCode> {
@@ -294,20 +304,23 @@ pub async fn wait(client: &Client, a: WaitArgs) -> anyhow::Result<ExitCode> {
     let cond = parse_for(&a.for_)?;
     let what = format!("{}/{name}", kind.to_ascii_lowercase());
     let met = |o: Option<&DynObject>| match (&cond, o) {
-        (None, None) => true,
-        (None, Some(_)) => false,
-        (Some(_), None) => false,
-        (Some((t, want)), Some(o)) => o.condition(t).is_some_and(|c| c.status == *want),
+        (WaitFor::Delete, o) => o.is_none(),
+        (WaitFor::Create, o) => o.is_some(),
+        (WaitFor::Condition(..), None) => false,
+        (WaitFor::Condition(t, want), Some(o)) => {
+            o.condition(t).is_some_and(|c| c.status == *want)
+        }
     };
     // Waiting for a condition of an object on its way out can only end one way.
     let terminating = |o: Option<&DynObject>| {
-        cond.is_some() && o.is_some_and(|o| o.metadata.deletion_timestamp.is_some())
+        matches!(cond, WaitFor::Condition(..))
+            && o.is_some_and(|o| o.metadata.deletion_timestamp.is_some())
     };
     let wait = async {
         let mut events = client.watch(&kind, &name, "", 0).await?;
         let current = client.get_opt(&kind, &name).await?;
-        if cond.is_some() && current.is_none() {
-            bail!("{what} not found");
+        if matches!(cond, WaitFor::Condition(..)) && current.is_none() {
+            bail!("{what} not found (wait --for=create first to wait for it to appear)");
         }
         if terminating(current.as_ref()) {
             bail!("{what} is being deleted");
@@ -324,7 +337,7 @@ pub async fn wait(client: &Client, a: WaitArgs) -> anyhow::Result<ExitCode> {
             if met(obj) {
                 return Ok(());
             }
-            if obj.is_none() {
+            if obj.is_none() && matches!(cond, WaitFor::Condition(..)) {
                 bail!("{what} was deleted");
             }
         }
