@@ -58,6 +58,12 @@ for f in $need; do
 	cp "$MODS/$f" "$IRD/lib/modules/$KV/$f"
 done
 cp "$MODS/modules.dep" "$MODS/modules.alias" "$MODS/modules.builtin" "$IRD/lib/modules/$KV/" 2>/dev/null || true
+# rsync applies rootfs updates (deploy/aos-rootfs); it comes with the libraries it links.
+cp /usr/bin/rsync "$IRD/bin/rsync"
+ldd /usr/bin/rsync | awk '/=> \// { print $3 } /^\t\/lib64/ { print $1 }' | while read -r lib; do
+	mkdir -p "$IRD$(dirname "$lib")"
+	cp -L "$lib" "$IRD$lib"
+done
 cp hack/vm/init "$IRD/init"
 chmod 0755 "$IRD/init"
 cp deploy/aos-rootfs "$IRD/usr/share/aosd/aos-rootfs"
@@ -82,16 +88,17 @@ if [ "$(cat "$OUT/uki.sum" 2>/dev/null)" != "$sum" ]; then
 fi
 rm -f "$OUT/initrd.img.new"
 
-# The root: busybox, aosd and its tools with the libraries they link, the init, the config.
+# The root: busybox, aosd and its tools with the libraries they link, the init, the config. The
+# tree stays in OUT/rootfs: the rootfs scenarios make their update images from it.
 PROFILE=${AOSD_VM_PROFILE:-debug}
 BINS="target/$PROFILE/aosd target/$PROFILE/aosctl target/$PROFILE/aos-logger"
 for b in $BINS; do [ -x "$b" ] || { log "$b is missing: cargo build first"; exit 1; }; done
 rsum=$(cat $BINS hack/vm/rootfs-init hack/vm/aosd.toml /bin/busybox | sha256sum | cut -c1-16)
-if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ]; then
+if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ] || [ ! -d "$OUT/rootfs" ]; then
 	log "building the root"
 	R=$OUT/rootfs
 	rm -rf "$R" && mkdir -p "$R/bin" "$R/sbin" "$R/usr/local/bin" "$R/etc/aos" "$R/etc/aosd" \
-		"$R/proc" "$R/sys" "$R/dev" "$R/run" "$R/tmp" "$R/var/lib/aosd" "$R/var/log" "$R/lib64"
+		"$R/proc" "$R/sys" "$R/dev" "$R/run" "$R/tmp" "$R/data" "$R/var/log" "$R/lib64"
 	cp /bin/busybox "$R/bin/busybox"
 	for a in $(busybox --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
 	# What busybox lacks: blkid (partition GUIDs) and chattr (efivarfs' immutable flag).
@@ -114,7 +121,6 @@ if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ]; then
 	rm -f "$OUT/rootfs.img"
 	truncate -s 768M "$OUT/rootfs.img"
 	mke2fs -q -t ext4 -L rootfs -d "$R" "$OUT/rootfs.img"
-	rm -rf "$R"
 	echo "$rsum" >"$OUT/rootfs.sum"
 	rm -f "$OUT/disk.sum"
 fi
@@ -129,28 +135,31 @@ boot_fat() {
 	mcopy -i "$2" "$OUT/version" ::/etc/aos/version
 }
 
-# The disk: GPT with boot_a, boot_b, rootfs and data; a fresh copy of the OVMF variables.
-if [ "$(cat "$OUT/disk.sum" 2>/dev/null)" != "$sum-$rsum" ]; then
+# The disk: GPT with boot_a, boot_b, rootfs and data (aosd's store and blobs, the rootfs work
+# directory, the host's inbox); a fresh copy of the OVMF variables.
+# (The layout is in this script: its own sum is part of the disk's.)
+dsum=$sum-$rsum-$(sha256sum <hack/vm/build.sh | cut -c1-8)
+if [ "$(cat "$OUT/disk.sum" 2>/dev/null)" != "$dsum" ]; then
 	log "building the disk"
 	rm -f "$OUT/disk.img"
 	boot_fat 1.0 "$OUT/boot_a.fat"
 	boot_fat 0.9 "$OUT/boot_b.fat"
-	truncate -s 1024M "$OUT/disk.img"
+	truncate -s 1536M "$OUT/disk.img"
 	printf '%s\n' 'label: gpt' \
 		'start=2048, size=131072, type=uefi, name=boot_a' \
 		'start=133120, size=131072, type=uefi, name=boot_b' \
 		'start=264192, size=1572864, name=rootfs' \
-		'start=1837056, size=131072, name=data' | sfdisk -q "$OUT/disk.img"
+		'start=1837056, size=1185792, name=data' | sfdisk -q "$OUT/disk.img"
 	dd if="$OUT/boot_a.fat" of="$OUT/disk.img" bs=512 seek=2048 conv=notrunc status=none
 	dd if="$OUT/boot_b.fat" of="$OUT/disk.img" bs=512 seek=133120 conv=notrunc status=none
 	dd if="$OUT/rootfs.img" of="$OUT/disk.img" bs=512 seek=264192 conv=notrunc,sparse status=none
 	rm -f "$OUT/data.img"
-	truncate -s 64M "$OUT/data.img"
+	truncate -s 579M "$OUT/data.img"
 	mke2fs -q -t ext4 -L data "$OUT/data.img"
 	dd if="$OUT/data.img" of="$OUT/disk.img" bs=512 seek=1837056 conv=notrunc,sparse status=none
 	rm -f "$OUT/boot_a.fat" "$OUT/boot_b.fat" "$OUT/data.img" "$OUT/version"
 	cp /usr/share/OVMF/OVMF_VARS_4M.fd "$OUT/vars.fd"
-	echo "$sum-$rsum" >"$OUT/disk.sum"
+	echo "$dsum" >"$OUT/disk.sum"
 fi
 log "ready: $OUT/disk.img (kernel $KV)"
 echo "$OUT"

@@ -307,9 +307,7 @@ pub async fn wait(client: &Client, a: WaitArgs) -> anyhow::Result<ExitCode> {
         (WaitFor::Delete, o) => o.is_none(),
         (WaitFor::Create, o) => o.is_some(),
         (WaitFor::Condition(..), None) => false,
-        (WaitFor::Condition(t, want), Some(o)) => {
-            o.condition(t).is_some_and(|c| c.status == *want)
-        }
+        (WaitFor::Condition(t, want), Some(o)) => o.condition(t).is_some_and(|c| c.status == *want),
     };
     // Waiting for a condition of an object on its way out can only end one way.
     let terminating = |o: Option<&DynObject>| {

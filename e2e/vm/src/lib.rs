@@ -35,6 +35,13 @@ pub fn image_dir() -> PathBuf {
     d
 }
 
+pub mod rootfs;
+
+/// The disk's partitions (hack/vm/build.sh): boot_a, boot_b, the root, the data.
+pub const ROOT: u32 = 3;
+/// The data partition: aosd's store, the rootfs work directory, the inbox.
+pub const DATA: u32 = 4;
+
 /// What a boot component does once written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Boot {
@@ -89,7 +96,18 @@ impl Vm {
 
     /// Copies `files` into the data partition's `inbox/` (the VM must be off).
     pub fn drop_files(&self, files: &[&Path]) {
-        assert!(self.qemu.is_none(), "drop files while the VM is off");
+        self.with_partition(DATA, false, |mnt| {
+            std::fs::create_dir_all(mnt.join("inbox")).unwrap();
+            for f in files {
+                std::fs::copy(f, mnt.join("inbox").join(f.file_name().unwrap())).unwrap();
+            }
+        });
+    }
+
+    /// Runs `f` on partition `n` of the disk mounted on the host (the VM must be off), and
+    /// unmounts it and frees the loop device whatever `f` does.
+    pub fn with_partition<T>(&self, n: u32, read_only: bool, f: impl FnOnce(&Path) -> T) -> T {
+        assert!(self.qemu.is_none(), "mount the disk while the VM is off");
         let disk = self.dir.path().join("disk.img");
         let dev = run_ok(
             Command::new("losetup")
@@ -98,26 +116,66 @@ impl Vm {
         )
         .trim()
         .to_string();
-        let part = format!("{dev}p4");
+        let part = format!("{dev}p{n}");
         if !Path::new(&part).exists() {
             let _ = Command::new("partx").args(["-a", &dev]).output();
         }
-        let mnt = self.dir.path().join("mnt");
+        let mnt = self.dir.path().join(format!("mnt{n}"));
         std::fs::create_dir_all(&mnt).unwrap();
-        let mounted = Command::new("mount").arg(&part).arg(&mnt).output().unwrap();
-        if mounted.status.success() {
-            std::fs::create_dir_all(mnt.join("inbox")).unwrap();
-            for f in files {
-                std::fs::copy(f, mnt.join("inbox").join(f.file_name().unwrap())).unwrap();
-            }
-            let _ = Command::new("umount").arg(&mnt).output();
+        let mut mount = Command::new("mount");
+        if read_only {
+            mount.args(["-o", "ro"]);
         }
+        let mounted = mount.arg(&part).arg(&mnt).output().unwrap();
+        let result = mounted.status.success().then(|| {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mnt)));
+            let _ = Command::new("umount").arg(&mnt).output();
+            r
+        });
         let _ = Command::new("losetup").args(["-d", &dev]).output();
         assert!(
             mounted.status.success(),
             "{}",
             String::from_utf8_lossy(&mounted.stderr)
         );
+        match result.expect("the partition mounted") {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Waits for a row of the `kind` watch (`boot` or `rootfs`) in `phase` after the offset
+    /// `from`; returns the offset of its end and its cells from NAME on.
+    pub fn wait_row(
+        &self,
+        from: usize,
+        kind: &str,
+        phase: &str,
+        secs: u64,
+    ) -> (usize, Vec<String>) {
+        let prefix = format!("AOS-VM: {kind} ");
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let c = self.console();
+            let mut at = from.min(c.len());
+            for line in c[at..].split_inclusive('\n') {
+                at += line.len();
+                let Some(rest) = line.trim_end().strip_prefix(&prefix) else {
+                    continue;
+                };
+                let cells: Vec<String> = rest.split_whitespace().map(String::from).collect();
+                if cells.get(2).map(String::as_str) == Some(phase) && line.ends_with('\n') {
+                    return (at, cells);
+                }
+            }
+            if Instant::now() > end {
+                panic!(
+                    "no {kind} row in phase {phase} on the console within {secs} s ({} s since the start); console:\n{c}",
+                    self.started.elapsed().as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Powers the device on: qemu with OVMF, the disk on virtio, the console read in.

@@ -17,12 +17,11 @@ fn given_a_new_device_when_it_boots_twice_then_the_firmware_boots_the_entry_aosd
     vm.boot();
     let (at, _) = vm.wait_line(0, "AOS-VM: aosd ready", 120);
     let ready = t.elapsed();
-    let (_, row) = vm.wait_line(at, " Idle ", 60);
-    let cols: Vec<&str> = row.split_whitespace().collect();
+    let (_, row) = vm.wait_row(at, "boot", "Idle", 60);
     assert_eq!(
-        &cols[3..7],
+        row[2..6],
         ["Idle", "<none>", "a", "1.0"],
-        "not booted by our entry yet: {row}"
+        "not booted by our entry yet: {row:?}"
     );
     // Ready once the boot entries and BootOrder are written.
     vm.wait_line(at, "AOS-VM: bootslot ready", 60);
@@ -31,13 +30,12 @@ fn given_a_new_device_when_it_boots_twice_then_the_firmware_boots_the_entry_aosd
     vm.boot();
     let (at, line) = vm.wait_line(from, "BdsDxe: starting Boot", 60);
     assert!(line.contains("\"aosd a\" from HD(1,GPT,"), "{line}");
-    let (_, row) = vm.wait_line(at, " Idle ", 120);
-    let cols: Vec<&str> = row.split_whitespace().collect();
-    // AOS-VM: NAME ITEM PHASE CURRENT MAIN VERSION ...
+    let (_, row) = vm.wait_row(at, "boot", "Idle", 120);
+    // NAME ITEM PHASE CURRENT MAIN VERSION ...
     assert_eq!(
-        &cols[1..7],
+        row[0..6],
         ["vm", "<none>", "Idle", "a", "a", "1.0"],
-        "{row}"
+        "{row:?}"
     );
     eprintln!(
         "scenario boots-twice: {:.0} s (first boot to aosd ready {:.0} s)",
@@ -59,17 +57,16 @@ fn given_a_healthy_boot_update_when_it_is_applied_then_it_is_committed_across_a_
     vm.boot();
     let (at, _) = vm.wait_line(0, "AOS-VM: aosd ready", 120);
     let ready = t.elapsed();
-    let (at, _) = vm.wait_line(at, " Writing ", 120);
+    let (at, _) = vm.wait_row(at, "boot", "Writing", 120);
     let writing = t.elapsed();
     let (at, _) = vm.wait_line(at, "reboot: Restarting system", 300);
     let rebooting = t.elapsed();
     let (at, line) = vm.wait_line(at, "BdsDxe: starting Boot", 60);
     assert!(line.contains("\"aosd b\""), "BootNext boots slot b: {line}");
-    let (at, _) = vm.wait_line(at, " Probation ", 120);
+    let (at, _) = vm.wait_row(at, "boot", "Probation", 120);
     let probation = t.elapsed();
-    let (_, row) = vm.wait_line(at, " Idle ", 120);
-    let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cols[3..7], ["Idle", "b", "b", "2.0"], "{row}");
+    let (_, row) = vm.wait_row(at, "boot", "Idle", 120);
+    assert_eq!(row[2..6], ["Idle", "b", "b", "2.0"], "{row:?}");
     let done = t.elapsed();
     // A plain power cycle now boots b by BootOrder.
     vm.power_cut();
@@ -109,7 +106,7 @@ fn given_an_unhealthy_boot_update_when_its_trial_fails_then_the_device_goes_back
     }
     let t = Instant::now();
     let mut vm = update(Boot::Unhealthy);
-    let (at, _) = vm.wait_line(0, " Writing ", 180);
+    let (at, _) = vm.wait_row(0, "boot", "Writing", 180);
     let (at, line) = vm.wait_line(at, "BdsDxe: starting Boot", 180);
     assert!(
         line.contains("\"aosd b\""),
@@ -122,9 +119,9 @@ fn given_an_unhealthy_boot_update_when_its_trial_fails_then_the_device_goes_back
         line.contains("\"aosd a\""),
         "the rollback boots slot a: {line}"
     );
-    let (_, row) = vm.wait_line(at, " Failed ", 120);
-    let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cols[3..7], ["Failed", "a", "a", "1.0"], "{row}");
+    let (_, row) = vm.wait_row(at, "boot", "Failed", 120);
+    assert_eq!(row[2..6], ["Failed", "a", "a", "1.0"], "{row:?}");
+    assert_eq!(row.last().unwrap(), "Unhealthy", "{row:?}");
     vm.power_cut();
     let from = vm.console().len();
     vm.boot();
@@ -147,7 +144,7 @@ fn given_a_boot_update_that_does_not_boot_when_the_firmware_falls_back_then_it_i
     }
     let t = Instant::now();
     let vm = update(Boot::Unbootable);
-    let (mut at, _) = vm.wait_line(0, " Writing ", 180);
+    let (mut at, _) = vm.wait_row(0, "boot", "Writing", 180);
     for attempt in 1..=3 {
         let (next, line) = vm.wait_line(at, "BdsDxe: failed to load Boot", 180);
         assert!(line.contains("\"aosd b\""), "attempt {attempt}: {line}");
@@ -158,9 +155,8 @@ fn given_a_boot_update_that_does_not_boot_when_the_firmware_falls_back_then_it_i
         );
         at = next;
     }
-    let (_, row) = vm.wait_line(at, " Failed ", 120);
-    let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cols[3..7], ["Failed", "a", "a", "1.0"], "{row}");
+    let (_, row) = vm.wait_row(at, "boot", "Failed", 120);
+    assert_eq!(row[2..6], ["Failed", "a", "a", "1.0"], "{row:?}");
     eprintln!(
         "scenario unbootable-retries: {:.0} s",
         t.elapsed().as_secs_f64()
