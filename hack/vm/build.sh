@@ -135,8 +135,8 @@ boot_fat() {
 	mcopy -i "$2" "$OUT/version" ::/etc/aos/version
 }
 
-# The disk: GPT with boot_a, boot_b, rootfs and data (aosd's store and blobs, the rootfs work
-# directory, the host's inbox); a fresh copy of the OVMF variables.
+# The disk: GPT with boot_a, boot_b, rootfs, data (aosd's store and blobs, the rootfs work
+# directory, the host's inbox) and boot_recovery; a fresh copy of the OVMF variables.
 # (The layout is in this script: its own sum is part of the disk's.)
 dsum=$sum-$rsum-$(sha256sum <hack/vm/build.sh | cut -c1-8)
 if [ "$(cat "$OUT/disk.sum" 2>/dev/null)" != "$dsum" ]; then
@@ -144,20 +144,23 @@ if [ "$(cat "$OUT/disk.sum" 2>/dev/null)" != "$dsum" ]; then
 	rm -f "$OUT/disk.img"
 	boot_fat 1.0 "$OUT/boot_a.fat"
 	boot_fat 0.9 "$OUT/boot_b.fat"
-	truncate -s 1536M "$OUT/disk.img"
+	boot_fat recovery-1 "$OUT/boot_recovery.fat"
+	truncate -s 1600M "$OUT/disk.img"
 	printf '%s\n' 'label: gpt' \
 		'start=2048, size=131072, type=uefi, name=boot_a' \
 		'start=133120, size=131072, type=uefi, name=boot_b' \
 		'start=264192, size=1572864, name=rootfs' \
-		'start=1837056, size=1185792, name=data' | sfdisk -q "$OUT/disk.img"
+		'start=1837056, size=1185792, name=data' \
+		'start=3022848, size=131072, type=uefi, name=boot_recovery' | sfdisk -q "$OUT/disk.img"
 	dd if="$OUT/boot_a.fat" of="$OUT/disk.img" bs=512 seek=2048 conv=notrunc status=none
 	dd if="$OUT/boot_b.fat" of="$OUT/disk.img" bs=512 seek=133120 conv=notrunc status=none
+	dd if="$OUT/boot_recovery.fat" of="$OUT/disk.img" bs=512 seek=3022848 conv=notrunc status=none
 	dd if="$OUT/rootfs.img" of="$OUT/disk.img" bs=512 seek=264192 conv=notrunc,sparse status=none
 	rm -f "$OUT/data.img"
 	truncate -s 579M "$OUT/data.img"
 	mke2fs -q -t ext4 -L data "$OUT/data.img"
 	dd if="$OUT/data.img" of="$OUT/disk.img" bs=512 seek=1837056 conv=notrunc,sparse status=none
-	rm -f "$OUT/boot_a.fat" "$OUT/boot_b.fat" "$OUT/data.img" "$OUT/version"
+	rm -f "$OUT"/boot_*.fat "$OUT/data.img" "$OUT/version"
 	cp /usr/share/OVMF/OVMF_VARS_4M.fd "$OUT/vars.fd"
 	echo "$dsum" >"$OUT/disk.sum"
 fi

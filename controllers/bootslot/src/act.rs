@@ -217,7 +217,7 @@ fn commit(env: &BootEnv, o: &Observed, mut p: Pending) -> Result<bool, BootError
             broken: false,
         },
     );
-    // The new main first, the old one (now the fallback) next, recovery last.
+    // The new main first, the old one (now the fallback) next, then recovery.
     let order = boot_order(&state, &entries, &o.efi.order);
     BootVars(env.efi.as_ref()).set_order(&order)?;
     env.crash.hit("commit:order")?;

@@ -134,8 +134,8 @@ fn adopt(o: &Observed) -> State {
 }
 
 /// Entries to make and the order to write, when they are not right: main, fallback (unless
-/// it is broken: being written or holding a failed update), the entries that are not ours as
-/// they were, recovery last (unless broken).
+/// it is broken: being written or holding a failed update), recovery (unless broken), the
+/// entries that are not ours as they were.
 fn entries(o: &Observed, state: &State) -> Option<Step> {
     let mut have = slot_entries(o);
     let mut create = Vec::new();
@@ -154,18 +154,20 @@ fn entries(o: &Observed, state: &State) -> Option<Step> {
 }
 
 /// The BootOrder `state` calls for, given the slots' entries and the order as it is: main,
-/// fallback (unless broken), the entries that are not ours as they were, recovery last
-/// (unless broken).
+/// fallback (unless broken), recovery (unless broken), then the entries that are not ours as
+/// they were. The device falls back A → B → recovery before the firmware's own entries
+/// (removable media, network, a shell) get a turn: under OVMF, its removable-media entry
+/// booted the first loadable ESP it found when it came before recovery.
 pub fn boot_order(state: &State, entries: &BTreeMap<String, u16>, current: &[u16]) -> Vec<u16> {
     let ours: Vec<u16> = entries.values().copied().collect();
     let mut order = vec![entries[&state.main]];
     if !state.broken(state.fallback()) {
         order.push(entries[state.fallback()]);
     }
-    order.extend(current.iter().filter(|n| !ours.contains(n)));
     if let Some(r) = entries.get(RECOVERY).filter(|_| !state.broken(RECOVERY)) {
         order.push(*r);
     }
+    order.extend(current.iter().filter(|n| !ours.contains(n)));
     order
 }
 

@@ -19,6 +19,8 @@ const INSTALLED: &str = "Installed";
 const WAITING: &str = "WaitingForItem";
 const SLOT_UNKNOWN: &str = "SlotUnknown";
 const SETTING_UP: &str = "SettingUp";
+const RECOVERY_BOOTED: &str = "RecoveryBooted";
+const FALLBACK_BOOTED: &str = "FallbackBooted";
 
 fn phase_of(p: Option<&Pending>) -> Option<UpdatePhase> {
     Some(match p?.phase {
@@ -73,9 +75,28 @@ fn readiness(
         }
     }
     let main = state.map(|s| s.main.clone()).unwrap_or_default();
-    let version = state.and_then(|s| s.version(&main)).unwrap_or("unknown");
-    let msg = format!("slot {main} runs version {version}");
-    (UpdatePhase::Idle, true, INSTALLED.into(), msg)
+    let version = |slot: &str| state.and_then(|s| s.version(slot)).unwrap_or("unknown");
+    // Outside an update, running anything but main means main did not boot: say so.
+    match current_slot(o).as_deref() {
+        Some(RECOVERY) => {
+            let msg = format!(
+                "the device runs its recovery system (version {}): slot {main} and its fallback did not boot",
+                version(RECOVERY)
+            );
+            (UpdatePhase::Idle, false, RECOVERY_BOOTED.into(), msg)
+        }
+        Some(c) if c != main => {
+            let msg = format!(
+                "slot {main} did not boot: the fallback slot {c} runs version {}",
+                version(c)
+            );
+            (UpdatePhase::Idle, false, FALLBACK_BOOTED.into(), msg)
+        }
+        _ => {
+            let msg = format!("slot {main} runs version {}", version(&main));
+            (UpdatePhase::Idle, true, INSTALLED.into(), msg)
+        }
+    }
 }
 
 fn slots(env: &BootEnv, o: &Observed, state: Option<&State>) -> Vec<SlotInfo> {

@@ -24,7 +24,7 @@ fn ready(s: &aos_api::BootSlotStatus) -> (ConditionStatus, String) {
 async fn the_agent_makes_its_entries_and_keeps_entries_that_are_not_its_own() {
     let mut rig = Rig::new(true).await;
     assert_eq!(rig.converge().await, Vec::<String>::new());
-    assert_eq!(rig.order(), ["a", "b", "3", "recovery"]);
+    assert_eq!(rig.order(), ["a", "b", "recovery", "3"]);
     let s = rig.status().await;
     assert_eq!(s.main.as_deref(), Some("a"));
     assert_eq!(s.current.as_deref(), Some("a"));
@@ -220,7 +220,7 @@ async fn the_recovery_entry_is_updated_without_a_reboot_and_stays_last() {
     assert_eq!(ready(&s).0, ConditionStatus::True);
     assert_eq!(s.slots[2].version.as_deref(), Some("r2"));
     assert_eq!(rig.machine.version_in("recovery").as_deref(), Some("r2"));
-    assert_eq!(rig.order(), ["a", "b", "3", "recovery"]);
+    assert_eq!(rig.order(), ["a", "b", "recovery", "3"]);
 }
 
 #[tokio::test]
@@ -232,4 +232,31 @@ async fn with_both_slots_broken_the_recovery_entry_boots() {
     assert_eq!(rig.power_cycle().as_deref(), Some("recovery"));
     rig.converge().await;
     assert_eq!(rig.status().await.current.as_deref(), Some("recovery"));
+}
+
+#[tokio::test]
+async fn a_device_that_booted_its_fallback_or_recovery_outside_an_update_is_not_ready_and_says_why()
+{
+    let mut rig = Rig::new(true).await;
+    rig.machine
+        .install("b", &sim::image("0.9", true, 64 << 10))
+        .unwrap();
+    rig.converge().await;
+    assert_eq!(ready(&rig.status().await).0, ConditionStatus::True);
+    // Slot a stops booting (a bad block, a bad hand): the firmware falls back to b.
+    rig.machine.install("a", b"not a boot image").unwrap();
+    assert_eq!(rig.power_cycle().as_deref(), Some("b"));
+    rig.converge().await;
+    let s = rig.status().await;
+    assert_eq!(s.current.as_deref(), Some("b"));
+    assert_eq!(ready(&s), (ConditionStatus::False, "FallbackBooted".into()));
+    // Then b too: recovery, last of the device's own entries.
+    rig.machine.install("b", b"not a boot image").unwrap();
+    assert_eq!(rig.power_cycle().as_deref(), Some("recovery"));
+    rig.converge().await;
+    let s = rig.status().await;
+    assert_eq!(s.current.as_deref(), Some("recovery"));
+    assert_eq!(ready(&s), (ConditionStatus::False, "RecoveryBooted".into()));
+    let msg = s.common.condition(READY).unwrap().message.clone();
+    assert!(msg.contains("recovery system"), "{msg}");
 }

@@ -104,10 +104,10 @@ impl Vm {
         });
     }
 
-    /// Runs `f` on partition `n` of the disk mounted on the host (the VM must be off), and
-    /// unmounts it and frees the loop device whatever `f` does.
-    pub fn with_partition<T>(&self, n: u32, read_only: bool, f: impl FnOnce(&Path) -> T) -> T {
-        assert!(self.qemu.is_none(), "mount the disk while the VM is off");
+    /// Runs `f` on the block device of partition `n` of the disk (the VM must be off), and
+    /// frees the loop device whatever `f` does.
+    pub fn with_partition_device<T>(&self, n: u32, f: impl FnOnce(&Path) -> T) -> T {
+        assert!(self.qemu.is_none(), "touch the disk while the VM is off");
         let disk = self.dir.path().join("disk.img");
         let dev = run_ok(
             Command::new("losetup")
@@ -116,32 +116,46 @@ impl Vm {
         )
         .trim()
         .to_string();
-        let part = format!("{dev}p{n}");
-        if !Path::new(&part).exists() {
+        let part = PathBuf::from(format!("{dev}p{n}"));
+        if !part.exists() {
             let _ = Command::new("partx").args(["-a", &dev]).output();
         }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&part)));
+        let _ = Command::new("losetup").args(["-d", &dev]).output();
+        r.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// Runs `f` on partition `n` (ext4) mounted on the host while the VM is off.
+    pub fn with_partition<T>(&self, n: u32, read_only: bool, f: impl FnOnce(&Path) -> T) -> T {
         let mnt = self.dir.path().join(format!("mnt{n}"));
         std::fs::create_dir_all(&mnt).unwrap();
-        let mut mount = Command::new("mount");
-        if read_only {
-            mount.args(["-o", "ro"]);
-        }
-        let mounted = mount.arg(&part).arg(&mnt).output().unwrap();
-        let result = mounted.status.success().then(|| {
+        self.with_partition_device(n, |part| {
+            let mut mount = Command::new("mount");
+            if read_only {
+                mount.args(["-o", "ro"]);
+            }
+            run_ok(mount.arg(part).arg(&mnt));
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mnt)));
             let _ = Command::new("umount").arg(&mnt).output();
-            r
+            r.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// Replaces the loader on boot partition `n` (FAT, written with mtools: the host need
+    /// not mount vfat) with bytes no firmware loads.
+    pub fn break_boot_partition(&self, n: u32) {
+        let junk = self.dir.path().join("junk.efi");
+        std::fs::write(&junk, vec![0x5au8; 1 << 16]).unwrap();
+        self.with_partition_device(n, |part| {
+            run_ok(
+                Command::new("mcopy")
+                    .arg("-o")
+                    .arg("-i")
+                    .arg(part)
+                    .arg(&junk)
+                    .arg("::/EFI/BOOT/BOOTX64.EFI"),
+            );
         });
-        let _ = Command::new("losetup").args(["-d", &dev]).output();
-        assert!(
-            mounted.status.success(),
-            "{}",
-            String::from_utf8_lossy(&mounted.stderr)
-        );
-        match result.expect("the partition mounted") {
-            Ok(v) => v,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
     }
 
     /// Waits for a row of the `kind` watch (`boot` or `rootfs`) in `phase` after the offset

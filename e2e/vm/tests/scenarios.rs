@@ -162,3 +162,35 @@ fn given_a_boot_update_that_does_not_boot_when_the_firmware_falls_back_then_it_i
         t.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn given_both_boot_slots_broken_when_the_device_boots_then_the_recovery_entry_boots() {
+    if skipped() {
+        return;
+    }
+    let t = Instant::now();
+    let mut vm = Vm::new();
+    vm.boot();
+    let (at, _) = vm.wait_line(0, "AOS-VM: aosd ready", 180);
+    // Ready once the boot entries (recovery among them) and BootOrder are written.
+    vm.wait_line(at, "AOS-VM: bootslot ready", 120);
+    vm.power_cut();
+    // Both slots now hold a loader the firmware cannot load.
+    vm.break_boot_partition(1);
+    vm.break_boot_partition(2);
+    let from = vm.console().len();
+    vm.boot();
+    let (at, line) = vm.wait_line(from, "BdsDxe: failed to load Boot", 60);
+    assert!(line.contains("\"aosd a\""), "{line}");
+    let (at, line) = vm.wait_line(at, "BdsDxe: failed to load Boot", 60);
+    assert!(line.contains("\"aosd b\""), "{line}");
+    let (at, line) = vm.wait_line(at, "BdsDxe: starting Boot", 120);
+    assert!(line.contains("\"aosd recovery\""), "{line}");
+    let (_, row) = vm.wait_row(at, "boot", "Idle", 180);
+    // NAME ITEM PHASE CURRENT MAIN VERSION PENDING AGE ATTEMPTS RECOVERY HEALTH ERROR
+    assert_eq!(row[3], "recovery", "{row:?}");
+    assert_eq!(row[9], "recovery-1", "{row:?}");
+    // Running recovery is no Ready device: the reason says what happened.
+    vm.wait_line(at, "AOS-VM: bootslot RecoveryBooted", 60);
+    eprintln!("scenario recovery: {:.0} s", t.elapsed().as_secs_f64());
+}
