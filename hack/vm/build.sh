@@ -12,9 +12,10 @@ OUT=${1:-$PWD/target/vm}
 mkdir -p "$OUT/cache"
 log() { echo "hack/vm/build.sh: $*" >&2; }
 
-# What the VM needs besides hack/setup.sh's packages, installed when missing.
+# What the VM needs besides hack/setup.sh's packages, installed when missing (socat: the shell
+# of a kept VM).
 missing=""
-for p in qemu-system-x86 ovmf systemd-boot-efi dosfstools mtools cpio fdisk busybox-static binutils; do
+for p in qemu-system-x86 ovmf systemd-boot-efi dosfstools mtools cpio fdisk busybox-static binutils socat; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then

@@ -225,7 +225,7 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
         machine,
         health,
         records: Records::new(&work_dir).context("failed to open the boot records")?,
-        crash: Crashpoints::default(),
+        crash: Crashpoints::from_env("boot"),
         versions,
     }))
 }

@@ -52,7 +52,7 @@ pub async fn spawn(
         )),
         records: Records::new(&r.work_dir.join("records"))
             .context("failed to open the rootfs records")?,
-        crash: Crashpoints::default(),
+        crash: Crashpoints::from_env("rootfs"),
     });
     ensure_object::<RootfsSlotSpec>(&backend, name).await?;
     tasks.spawn(aos_rootfsslot_controller::run(

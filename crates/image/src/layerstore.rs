@@ -261,21 +261,33 @@ impl LayerStore {
         Ok(digest == rec.at_rest_digest)
     }
 
-    /// Keeps a small verified document (manifest, config) by digest.
+    /// Keeps a small verified document (manifest, config) by digest, durably (fsync, rename,
+    /// fsync of the directory): an Item's status names it once this returns. A copy already
+    /// there is kept only if it still hashes to its digest (a power cut can leave an empty or
+    /// torn file behind a name).
     pub fn put_meta(&self, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
         crate::oci::verify("a document", bytes, digest)?;
-        let path = self.root.join("meta/sha256").join(hex_of(digest)?);
-        if path.exists() {
+        if self.meta(digest).is_some() {
             return Ok(());
         }
+        let dir = self.root.join("meta/sha256");
+        let path = dir.join(hex_of(digest)?);
         let tmp = self.tmp_path(hex_of(digest)?);
-        std::fs::write(&tmp, bytes).map_err(io("failed to write a document"))?;
-        std::fs::rename(&tmp, &path).map_err(io("failed to store a document"))
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .map_err(io("failed to write a document"))?;
+        std::fs::rename(&tmp, &path).map_err(io("failed to store a document"))?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("failed to sync the documents' directory"))
     }
 
-    /// A document kept with [`LayerStore::put_meta`].
+    /// A document kept with [`LayerStore::put_meta`], if it is there whole (it hashes to its
+    /// digest).
     pub fn meta(&self, digest: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.root.join("meta/sha256").join(hex_of(digest).ok()?)).ok()
+        let bytes = std::fs::read(self.root.join("meta/sha256").join(hex_of(digest).ok()?)).ok()?;
+        crate::oci::verify("a document", &bytes, digest).ok()?;
+        Some(bytes)
     }
 
     pub fn remove_meta(&self, digest: &str) -> Result<(), ImageError> {

@@ -422,3 +422,22 @@ async fn archives_are_read_in_place_and_manifests_that_do_not_parse_are_refused(
     ));
     drop(store);
 }
+
+#[test]
+fn a_document_torn_by_a_power_cut_is_not_read_and_is_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LayerStore::open(dir.path().join("images")).unwrap();
+    let doc = br#"{"schemaVersion":2}"#;
+    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(doc)));
+    store.put_meta(&digest, doc).unwrap();
+    assert_eq!(store.meta(&digest).as_deref(), Some(&doc[..]));
+    // What a cut between the rename and the data reaching the disk leaves: a name, no bytes.
+    let path = dir
+        .path()
+        .join("images/meta/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    std::fs::write(&path, b"").unwrap();
+    assert_eq!(store.meta(&digest), None, "a torn document is not a document");
+    store.put_meta(&digest, doc).unwrap();
+    assert_eq!(store.meta(&digest).as_deref(), Some(&doc[..]));
+}

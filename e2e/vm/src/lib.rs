@@ -24,6 +24,12 @@ pub fn skipped() -> bool {
     false
 }
 
+/// Whether the VMs are left running when their scenario ends (`AOSD_VM_KEEP=1`), to look
+/// inside.
+pub fn keep() -> bool {
+    std::env::var("AOSD_VM_KEEP").as_deref() == Ok("1")
+}
+
 /// Where hack/vm/build.sh left the image.
 pub fn image_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/vm");
@@ -35,6 +41,7 @@ pub fn image_dir() -> PathBuf {
     d
 }
 
+pub mod boot;
 pub mod rootfs;
 
 /// The disk's partitions (hack/vm/build.sh): boot_a, boot_b, the root, the data.
@@ -203,7 +210,14 @@ impl Vm {
         let d = self.dir.path();
         let mut child = Command::new("qemu-system-x86_64")
             .args(["-machine", &format!("q35,accel={accel}")])
-            .args(["-m", "1024", "-smp", "2", "-nographic", "-no-user-config"])
+            .args(["-m", "1024", "-smp", "2", "-no-user-config"])
+            .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+            // A root shell on the second serial port, for a kept VM (AOSD_VM_KEEP=1).
+            .arg("-serial")
+            .arg(format!(
+                "unix:{},server=on,wait=off",
+                d.join("shell.sock").display()
+            ))
             .args([
                 "-drive",
                 "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
@@ -234,6 +248,69 @@ impl Vm {
             }
         });
         self.qemu = Some(child);
+    }
+
+    /// Arms a power cut at a named step of an OS update (`boot:write`, `rootfs:stage:copied`;
+    /// the names are aos_slots::crash's points): aosd powers the VM off when it gets there, in
+    /// this boot or a later one. The VM must be off.
+    pub fn arm_power_cut(&self, point: &str) {
+        self.with_partition(DATA, false, |mnt| {
+            std::fs::write(mnt.join("crashpoint"), point).unwrap();
+        });
+    }
+
+    /// Replaces aosd's config for the next boots with `edit` applied to the image's.
+    pub fn configure(&self, edit: impl FnOnce(String) -> String) {
+        let base = std::fs::read_to_string(image_dir().join("rootfs/etc/aosd/aosd.toml")).unwrap();
+        let conf = edit(base);
+        self.with_partition(DATA, false, |mnt| {
+            std::fs::write(mnt.join("aosd.toml"), conf).unwrap();
+        });
+    }
+
+    /// Waits until the VM powers itself off (qemu exits); panics with the console after `secs`.
+    pub fn wait_off(&mut self, secs: u64) {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let q = self.qemu.as_mut().expect("the VM runs");
+            if q.try_wait().unwrap().is_some() {
+                self.qemu = None;
+                // The console thread ends with qemu's stdout.
+                std::thread::sleep(Duration::from_millis(100));
+                return;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "the VM did not power off within {secs} s ({} s since the start); console:\n{}",
+                    self.started.elapsed().as_secs(),
+                    self.console()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The end of aosd's log on the data partition (every boot's), for a failed scenario.
+    pub fn aosd_log_tail(&self, lines: usize) -> String {
+        self.with_partition(DATA, true, |mnt| {
+            let log = std::fs::read_to_string(mnt.join("log/aosd.log")).unwrap_or_default();
+            let all: Vec<&str> = log.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        })
+    }
+
+    /// Leaves the VM running and its directory in place, and says how to get in.
+    fn leave_running(&mut self) {
+        let dir = self.dir.path().to_path_buf();
+        let _ = std::fs::write(dir.join("console.log"), self.console());
+        let pid = self.qemu.as_ref().map_or(0, Child::id);
+        eprintln!(
+            "AOSD_VM_KEEP=1: the VM runs on (qemu pid {pid}) in {d}; console so far in {d}/console.log\n  shell: socat -,raw,echo=0 UNIX-CONNECT:{d}/shell.sock   (then aosctl get all, tail /data/log/aosd.log)\n  stop:  kill {pid}; rm -rf {d}",
+            d = dir.display()
+        );
+        self.qemu = None;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let _ = dir.keep();
     }
 
     /// Cuts the power (kills qemu).
@@ -272,87 +349,6 @@ impl Vm {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-
-    /// Makes a boot component: a FAT partition image with the VM's UKI and `version`.
-    pub fn boot_component(&self, version: &str) -> PathBuf {
-        self.boot_component_of(version, Boot::Healthy)
-    }
-
-    /// The UKI a component of `kind` holds: the VM's, one whose command line fails the health
-    /// check, or bytes that are no EFI program.
-    fn loader(&self, kind: Boot) -> PathBuf {
-        let d = self.dir.path();
-        match kind {
-            Boot::Healthy => Self::uki(),
-            Boot::Unhealthy => {
-                let cmd = d.join("cmdline");
-                std::fs::write(&cmd, "console=ttyS0 panic=-1 quiet aos.unhealthy").unwrap();
-                let out = d.join("unhealthy.efi");
-                run_ok(
-                    Command::new("objcopy")
-                        .args(["--remove-section", ".cmdline", "--add-section"])
-                        .arg(format!(".cmdline={}", cmd.display()))
-                        .args(["--change-section-vma", ".cmdline=0x30000"])
-                        .arg(Self::uki())
-                        .arg(&out),
-                );
-                out
-            }
-            Boot::Unbootable => {
-                let out = d.join("corrupt.efi");
-                std::fs::write(&out, vec![0x5au8; 1 << 16]).unwrap();
-                out
-            }
-        }
-    }
-
-    /// Makes a boot component of `kind`.
-    pub fn boot_component_of(&self, version: &str, kind: Boot) -> PathBuf {
-        let d = self.dir.path();
-        let fat = d.join(format!("boot-{version}.fat"));
-        let _ = std::fs::remove_file(&fat);
-        run_ok(Command::new("truncate").args(["-s", "32M"]).arg(&fat));
-        run_ok(Command::new("mkfs.vfat").args(["-n", "AOSBOOT"]).arg(&fat));
-        let img = fat.to_str().unwrap();
-        run_ok(Command::new("mmd").args([
-            "-i",
-            img,
-            "::/EFI",
-            "::/EFI/BOOT",
-            "::/etc",
-            "::/etc/aos",
-        ]));
-        run_ok(
-            Command::new("mcopy")
-                .args(["-i", img])
-                .arg(self.loader(kind))
-                .arg("::/EFI/BOOT/BOOTX64.EFI"),
-        );
-        let v = d.join("version");
-        std::fs::write(&v, format!("{version}\n")).unwrap();
-        run_ok(
-            Command::new("mcopy")
-                .args(["-i", img])
-                .arg(&v)
-                .arg("::/etc/aos/version"),
-        );
-        let archive = d.join(format!("boot-{version}.tar"));
-        aosctl::pack::pack_boot(&fat, &archive, "linux", "amd64").unwrap();
-        archive
-    }
-
-    /// The manifest of a boot update to `version` from the archive dropped in the inbox.
-    pub fn boot_update_yaml(&self, version: &str) -> PathBuf {
-        let p = self.dir.path().join(format!("os-{version}.yaml"));
-        std::fs::write(
-            &p,
-            format!(
-                "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: os-{version}\nspec:\n  itemId: os\n  version: \"{version}\"\n  type: component\n  source:\n    archive: /data/inbox/boot-{version}.tar\n---\napiVersion: aos.edge/v1alpha1\nkind: BootSlot\nmetadata:\n  name: vm\nspec:\n  item:\n    itemId: os\n    version: \"{version}\"\n"
-            ),
-        )
-        .unwrap();
-        p
-    }
 }
 
 impl Default for Vm {
@@ -363,9 +359,18 @@ impl Default for Vm {
 
 impl Drop for Vm {
     fn drop(&mut self) {
+        if keep() {
+            return self.leave_running();
+        }
         self.power_cut();
         if std::thread::panicking() {
             eprintln!("VM console:\n{}", self.console());
+            // Not a second panic while unwinding: the log is shown if it can be read.
+            if let Ok(log) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.aosd_log_tail(200)
+            })) {
+                eprintln!("aosd's log (the last 200 lines):\n{log}");
+            }
         }
     }
 }
