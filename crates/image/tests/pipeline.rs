@@ -428,7 +428,10 @@ fn a_document_torn_by_a_power_cut_is_not_read_and_is_written_again() {
     let dir = tempfile::tempdir().unwrap();
     let store = LayerStore::open(dir.path().join("images")).unwrap();
     let doc = br#"{"schemaVersion":2}"#;
-    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(doc)));
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(doc))
+    );
     store.put_meta(&digest, doc).unwrap();
     assert_eq!(store.meta(&digest).as_deref(), Some(&doc[..]));
     // What a cut between the rename and the data reaching the disk leaves: a name, no bytes.
@@ -437,7 +440,11 @@ fn a_document_torn_by_a_power_cut_is_not_read_and_is_written_again() {
         .join("images/meta/sha256")
         .join(digest.trim_start_matches("sha256:"));
     std::fs::write(&path, b"").unwrap();
-    assert_eq!(store.meta(&digest), None, "a torn document is not a document");
+    assert_eq!(
+        store.meta(&digest),
+        None,
+        "a torn document is not a document"
+    );
     store.put_meta(&digest, doc).unwrap();
     assert_eq!(store.meta(&digest).as_deref(), Some(&doc[..]));
 }

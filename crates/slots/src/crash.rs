@@ -42,7 +42,10 @@ impl Crashpoints {
     /// The point of `runtime` that `file` arms, as [`Crashpoints::from_env`] reads it.
     pub fn from_file(runtime: &str, file: PathBuf) -> Crashpoints {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let Some(point) = text.trim().strip_prefix(runtime).and_then(|p| p.strip_prefix(':'))
+        let Some(point) = text
+            .trim()
+            .strip_prefix(runtime)
+            .and_then(|p| p.strip_prefix(':'))
         else {
             return Crashpoints::default();
         };
@@ -118,7 +121,9 @@ mod tests {
         let c = Crashpoints::from_file("rootfs", file.clone());
         assert_eq!(c.armed().as_deref(), Some("stage:copied"));
         assert!(c.hit("stage").is_ok());
-        assert!(Crashpoints::from_file("boot", file.clone()).armed().is_none());
+        assert!(Crashpoints::from_file("boot", file.clone())
+            .armed()
+            .is_none());
         let missing = dir.path().join("none");
         assert!(Crashpoints::from_file("rootfs", missing).armed().is_none());
     }

@@ -366,9 +366,9 @@ impl Drop for Vm {
         if std::thread::panicking() {
             eprintln!("VM console:\n{}", self.console());
             // Not a second panic while unwinding: the log is shown if it can be read.
-            if let Ok(log) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.aosd_log_tail(200)
-            })) {
+            if let Ok(log) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.aosd_log_tail(200)))
+            {
                 eprintln!("aosd's log (the last 200 lines):\n{log}");
             }
         }
