@@ -65,6 +65,8 @@ pub struct Vm {
     dir: tempfile::TempDir,
     qemu: Option<Child>,
     console: Arc<Mutex<String>>,
+    /// When each piece of the console arrived: (offset of its end, time since the start).
+    arrivals: Arc<Mutex<Vec<(usize, Duration)>>>,
     started: Instant,
 }
 
@@ -87,6 +89,7 @@ impl Vm {
             dir,
             qemu: None,
             console: Arc::default(),
+            arrivals: Arc::default(),
             started: Instant::now(),
         }
     }
@@ -237,6 +240,8 @@ impl Vm {
             .expect("qemu-system-x86_64 starts (hack/vm/build.sh installs it)");
         let mut out = child.stdout.take().unwrap();
         let console = self.console.clone();
+        let arrivals = self.arrivals.clone();
+        let started = self.started;
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = out.read(&mut buf) {
@@ -244,7 +249,9 @@ impl Vm {
                     break;
                 }
                 let text = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
-                console.lock().unwrap().push_str(&text);
+                let mut c = console.lock().unwrap();
+                c.push_str(&text);
+                arrivals.lock().unwrap().push((c.len(), started.elapsed()));
             }
         });
         self.qemu = Some(child);
@@ -321,6 +328,15 @@ impl Vm {
         }
         // The console thread ends with qemu's stdout.
         std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// When the console up to `offset` had arrived, since the VM was made.
+    pub fn time_at(&self, offset: usize) -> Duration {
+        let a = self.arrivals.lock().unwrap();
+        a.iter()
+            .find(|(end, _)| *end >= offset)
+            .or(a.last())
+            .map_or(Duration::ZERO, |(_, t)| *t)
     }
 
     /// The console so far.

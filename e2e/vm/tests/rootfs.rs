@@ -33,7 +33,6 @@ fn given_a_full_rootfs_update_when_its_trial_is_healthy_then_the_root_partition_
     let staged = t.elapsed();
     let (at, _) = vm.wait_line(at, "AOS-VM: trial root", 120);
     let (at, _) = vm.wait_line(at, "AOS-VM: root up, version vm-2", 60);
-    let (at, _) = vm.wait_row(at, "rootfs", "Probation", 180);
     let trial = t.elapsed();
     let (at, line) = vm.wait_line(at, "aos-rootfs: applied", 300);
     assert!(line.contains("full image of version vm-2"), "{line}");
@@ -57,7 +56,7 @@ fn given_a_full_rootfs_update_when_its_trial_is_healthy_then_the_root_partition_
     });
     let s = |d: std::time::Duration| d.as_secs_f64();
     eprintln!(
-        "scenario rootfs-full: {:.0} s; aosd ready {:.0} s, staged and rebooting {:.0} s, trial healthy {:.0} s, applied {:.0} s, installed {:.0} s",
+        "scenario rootfs-full: {:.0} s; aosd ready {:.0} s, staged and rebooting {:.0} s, trial root up {:.0} s, applied {:.0} s, installed {:.0} s",
         s(t.elapsed()),
         s(ready),
         s(staged),
