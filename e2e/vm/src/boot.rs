@@ -10,11 +10,6 @@ use aos_e2e::run_ok;
 use crate::{Boot, Vm};
 
 impl Vm {
-    /// Makes a boot component: a FAT partition image with the VM's UKI and `version`.
-    pub fn boot_component(&self, version: &str) -> PathBuf {
-        self.boot_component_of(version, Boot::Healthy)
-    }
-
     /// The UKI a component of `kind` holds: the VM's, one whose command line fails the health
     /// check, or bytes that are no EFI program.
     fn loader(&self, kind: Boot) -> PathBuf {
@@ -76,6 +71,13 @@ impl Vm {
         let archive = d.join(format!("boot-{version}.tar"));
         aosctl::pack::pack_boot(&fat, &archive, "linux", "amd64").unwrap();
         archive
+    }
+
+    /// Drops a boot update to `version` of `kind` (its component and manifest) into the inbox.
+    pub fn drop_boot_update(&self, version: &str, kind: Boot) {
+        let archive = self.boot_component_of(version, kind);
+        let yaml = self.boot_update_yaml(version);
+        self.drop_files(&[&archive, &yaml]);
     }
 
     /// The manifest of a boot update to `version` from the archive dropped in the inbox.

@@ -344,17 +344,20 @@ impl Vm {
         self.console.lock().unwrap().clone()
     }
 
-    /// Waits until a console line after the offset `from` contains `pat`; returns the offset of
-    /// that line's end and the line. Panics with the whole console after `secs`.
+    /// Waits until a whole console line after the offset `from` contains `pat`; returns the
+    /// offset of that line's end and the line. Panics with the whole console after `secs`.
     pub fn wait_line(&self, from: usize, pat: &str, secs: u64) -> (usize, String) {
         let end = Instant::now() + Duration::from_secs(secs);
         loop {
             let c = self.console();
+            // Only a whole line (its newline has arrived): a long one comes in pieces.
             if let Some(i) = c.get(from..).and_then(|s| s.find(pat)) {
                 let start = from + i;
                 let line_start = c[..start].rfind('\n').map_or(0, |p| p + 1);
-                let line_end = c[start..].find('\n').map_or(c.len(), |p| start + p);
-                return (line_end, c[line_start..line_end].to_string());
+                if let Some(p) = c[start..].find('\n') {
+                    let line_end = start + p;
+                    return (line_end, c[line_start..line_end].to_string());
+                }
             }
             if Instant::now() > end {
                 panic!(

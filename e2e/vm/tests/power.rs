@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use aos_e2e_vm::rootfs::VERSION_FILE;
-use aos_e2e_vm::{skipped, Vm};
+use aos_e2e_vm::{skipped, Boot, Vm};
 
 /// Every step of an update may be cut more often than `max_attempts` allows by default.
 fn more_attempts(conf: String) -> String {
@@ -39,9 +39,7 @@ fn given_a_boot_update_when_the_power_is_cut_at_each_step_then_the_device_always
     }
     let t = Instant::now();
     let mut vm = Vm::new();
-    let archive = vm.boot_component("2.0");
-    let yaml = vm.boot_update_yaml("2.0");
-    vm.drop_files(&[&archive, &yaml]);
+    vm.drop_boot_update("2.0", Boot::Healthy);
     vm.configure(more_attempts);
     let cuts = cut_at_each(
         &mut vm,
