@@ -94,7 +94,7 @@ rm -f "$OUT/initrd.img.new"
 PROFILE=${AOSD_VM_PROFILE:-debug}
 BINS="target/$PROFILE/aosd target/$PROFILE/aosctl target/$PROFILE/aos-logger"
 for b in $BINS; do [ -x "$b" ] || { log "$b is missing: cargo build first"; exit 1; }; done
-rsum=$(cat $BINS hack/vm/rootfs-init hack/vm/aosd.toml /bin/busybox | sha256sum | cut -c1-16)
+rsum=$(cat $BINS hack/vm/build.sh hack/vm/rootfs-init hack/vm/aosd.toml deploy/containerd.toml /bin/busybox | sha256sum | cut -c1-16)
 if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ] || [ ! -d "$OUT/rootfs" ]; then
 	log "building the root"
 	R=$OUT/rootfs
@@ -103,7 +103,7 @@ if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ] || [ ! -d "$OUT/rootfs"
 	cp /bin/busybox "$R/bin/busybox"
 	for a in $(busybox --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
 	# What busybox lacks: blkid (partition GUIDs) and chattr (efivarfs' immutable flag).
-	extra="/sbin/blkid /usr/bin/chattr"
+	extra="/sbin/blkid /usr/bin/chattr /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc /usr/bin/nsenter /usr/sbin/mkfs.ext4 /usr/sbin/e2fsck /usr/sbin/resize2fs /usr/sbin/mke2fs /usr/bin/tar2sqfs"
 	for b in $BINS; do
 		cp "$b" "$R/usr/local/bin/"
 		strip "$R/usr/local/bin/$(basename "$b")"
@@ -118,6 +118,8 @@ if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ] || [ ! -d "$OUT/rootfs"
 	cp hack/vm/rootfs-init "$R/sbin/init"
 	chmod 0755 "$R/sbin/init"
 	cp hack/vm/aosd.toml "$R/etc/aosd/aosd.toml"
+	mkdir -p "$R/etc/containerd"
+	cp deploy/containerd.toml "$R/etc/containerd/config.toml"
 	echo "vm-1" >"$R/etc/aos/version"
 	rm -f "$OUT/rootfs.img"
 	truncate -s 768M "$OUT/rootfs.img"
