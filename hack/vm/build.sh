@@ -94,7 +94,7 @@ rm -f "$OUT/initrd.img.new"
 PROFILE=${AOSD_VM_PROFILE:-debug}
 BINS="target/$PROFILE/aosd target/$PROFILE/aosctl target/$PROFILE/aos-logger"
 for b in $BINS; do [ -x "$b" ] || { log "$b is missing: cargo build first"; exit 1; }; done
-rsum=$(cat $BINS hack/vm/rootfs-init hack/vm/aosd.toml /bin/busybox | sha256sum | cut -c1-16)
+rsum=$(cat $BINS hack/vm/build.sh hack/vm/rootfs-init hack/vm/aosd.toml /bin/busybox | sha256sum | cut -c1-16)
 if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ] || [ ! -d "$OUT/rootfs" ]; then
 	log "building the root"
 	R=$OUT/rootfs
