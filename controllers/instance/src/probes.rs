@@ -36,7 +36,7 @@ pub struct Probers {
     containers: Arc<dyn Containers>,
     waker: OnceLock<Waker>,
     running: Mutex<HashMap<String, Running>>,
-    http: reqwest::Client,
+    http: Result<reqwest::Client, String>,
 }
 
 /// Where HTTP and TCP probes connect, and what exec probes run as.
@@ -55,6 +55,20 @@ pub struct Target {
     pub env: Vec<String>,
 }
 
+/// The HTTP client of the probes, which speak plain HTTP only: it trusts no CA root, so that
+/// it never reads the system's (a minimal root has none, and `Client::default()` then panics).
+fn probe_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_only(Vec::new())
+        .build()
+        .map_err(|e| {
+            tracing::warn!(error = %e, "no HTTP client: HTTP probes fail");
+            format!("no HTTP client: {e}")
+        })
+}
+
 impl Probers {
     /// Probers that exec through `containers`.
     pub fn new(containers: Arc<dyn Containers>) -> Probers {
@@ -62,11 +76,7 @@ impl Probers {
             containers,
             waker: OnceLock::new(),
             running: Mutex::new(HashMap::new()),
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+            http: probe_client(),
         }
     }
 
@@ -136,7 +146,7 @@ impl Probers {
 struct ProbeCtx {
     name: String,
     containers: Arc<dyn Containers>,
-    http: reqwest::Client,
+    http: Result<reqwest::Client, String>,
     waker: Option<Waker>,
     state: Arc<Mutex<ProbeState>>,
     target: Target,
@@ -183,7 +193,8 @@ impl ProbeCtx {
             if let Some(h) = &p.http_get {
                 let host = h.host.clone().unwrap_or_else(|| self.target.host.clone());
                 let url = format!("http://{host}:{}{}", h.port, h.path);
-                let resp = self.http.get(&url).timeout(timeout).send().await;
+                let http = self.http.as_ref().map_err(|e| format!("GET {url}: {e}"))?;
+                let resp = http.get(&url).timeout(timeout).send().await;
                 return match resp {
                     Ok(r) if (200..400).contains(&r.status().as_u16()) => Ok(()),
                     Ok(r) => Err(format!("GET {url}: HTTP {}", r.status().as_u16())),

@@ -16,18 +16,28 @@ pub struct HttpSource {
 
 impl HttpSource {
     pub fn new(base: &str, config: &SourceConfig) -> Result<Self, ImageError> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.read_timeout);
+        let mut certs = Vec::new();
         for f in &config.ca_files {
             let pem = std::fs::read(f)
                 .map_err(|e| ImageError::io(format!("failed to read CA {}", f.display()), e))?;
             let cert = reqwest::Certificate::from_pem(&pem)
                 .map_err(|e| fetch_err("a CA", &f.display().to_string(), super::causes(&e)))?;
-            b = b.add_root_certificate(cert);
+            certs.push(cert);
         }
-        let client = b
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .read_timeout(config.read_timeout)
+        };
+        // A root without system CA certificates (a minimal device) still fetches over plain
+        // HTTP, and over HTTPS from servers the configured CAs vouch for.
+        let client = builder()
+            .tls_certs_merge(certs.clone())
             .build()
+            .or_else(|e| {
+                tracing::warn!(error = %e, "no system CA certificates: only the configured CAs are trusted");
+                builder().tls_certs_only(certs).build()
+            })
             .map_err(|e| fetch_err("an HTTP client", base, super::causes(&e)))?;
         Ok(HttpSource {
             base: base.trim_end_matches('/').to_string(),
