@@ -103,7 +103,7 @@ if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ] || [ ! -d "$OUT/rootfs"
 	cp /bin/busybox "$R/bin/busybox"
 	for a in $(busybox --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
 	# What busybox lacks: blkid (partition GUIDs) and chattr (efivarfs' immutable flag).
-	extra="/sbin/blkid /usr/bin/chattr /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc /usr/bin/nsenter /usr/sbin/mkfs.ext4 /usr/sbin/e2fsck /usr/sbin/resize2fs /usr/sbin/mke2fs /usr/bin/tar2sqfs"
+	extra="/sbin/blkid /usr/bin/chattr /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc /usr/bin/nsenter /usr/sbin/mkfs.ext4 /usr/sbin/e2fsck /usr/sbin/resize2fs /usr/sbin/mke2fs /usr/bin/tar2sqfs /usr/bin/socat"
 	for b in $BINS; do
 		cp "$b" "$R/usr/local/bin/"
 		strip "$R/usr/local/bin/$(basename "$b")"

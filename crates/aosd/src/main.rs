@@ -11,6 +11,7 @@ mod images;
 mod instances;
 mod rootfs;
 mod server;
+mod tls_roots;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -399,7 +400,17 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = cli.config()?;
+    // Before any thread starts: it may set an environment variable.
+    let roots = tls_roots::ensure(&config.data_dir);
     init_logging(&config)?;
+    match roots {
+        Ok(tls_roots::Roots::BuiltIn(file)) => tracing::warn!(
+            file = %file.display(),
+            "the host has no CA certificates: HTTPS trusts the built-in Mozilla roots"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "failed to write the built-in TLS roots"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

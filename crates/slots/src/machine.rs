@@ -54,6 +54,10 @@ impl Machine for RealMachine {
             }
             return Ok(());
         }
+        // Twice: a filesystem in an image on a loop device (an instance's state volume) is
+        // written back into its backing file's page cache by the first pass, which the second
+        // writes to the disk. Without it a state written a minute ago is lost in the reboot.
+        nix::unistd::sync();
         nix::unistd::sync();
         nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT)
             .map(|_| ())

@@ -41,6 +41,7 @@ pub fn image_dir() -> PathBuf {
     d
 }
 
+pub mod api;
 pub mod boot;
 pub mod rootfs;
 
@@ -68,6 +69,8 @@ pub struct Vm {
     /// When each piece of the console arrived: (offset of its end, time since the start).
     arrivals: Arc<Mutex<Vec<(usize, Duration)>>>,
     started: Instant,
+    /// The host port qemu forwards to the guest's API relay, once [`Vm::network`] was called.
+    api_port: Option<u16>,
 }
 
 impl Vm {
@@ -91,6 +94,17 @@ impl Vm {
             console: Arc::default(),
             arrivals: Arc::default(),
             started: Instant::now(),
+            api_port: None,
+        }
+    }
+
+    /// Gives the device a network card on qemu's user network from its next boot: the host
+    /// (its registry) is 10.0.2.2 to the guest, and [`Vm::aosctl`] reaches aosd inside.
+    pub fn network(&mut self) {
+        if self.api_port.is_none() {
+            let port = api::free_port();
+            api::relay(self.api_socket(), port);
+            self.api_port = Some(port);
         }
     }
 
@@ -211,7 +225,18 @@ impl Vm {
             "tcg"
         };
         let d = self.dir.path();
-        let mut child = Command::new("qemu-system-x86_64")
+        let mut qemu = Command::new("qemu-system-x86_64");
+        match self.api_port {
+            // No option ROM: the firmware does not try to boot from the network.
+            Some(port) => qemu
+                .args([
+                    "-netdev",
+                    &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:7070"),
+                ])
+                .args(["-device", "virtio-net-pci,netdev=n0,romfile="]),
+            None => qemu.args(["-nic", "none"]),
+        };
+        let mut child = qemu
             .args(["-machine", &format!("q35,accel={accel}")])
             .args(["-m", "1024", "-smp", "2", "-no-user-config"])
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
@@ -311,8 +336,11 @@ impl Vm {
         let dir = self.dir.path().to_path_buf();
         let _ = std::fs::write(dir.join("console.log"), self.console());
         let pid = self.qemu.as_ref().map_or(0, Child::id);
+        let api = self.api_port.map_or(String::new(), |port| {
+            format!("  aosctl from the host: socat UNIX-LISTEN:{d}/api.sock,fork TCP:127.0.0.1:{port} & aosctl --socket {d}/api.sock get all\n", d = dir.display())
+        });
         eprintln!(
-            "AOSD_VM_KEEP=1: the VM runs on (qemu pid {pid}) in {d}; console so far in {d}/console.log\n  shell: socat -,raw,echo=0 UNIX-CONNECT:{d}/shell.sock   (then aosctl get all, tail /data/log/aosd.log)\n  stop:  kill {pid}; rm -rf {d}",
+            "AOSD_VM_KEEP=1: the VM runs on (qemu pid {pid}) in {d}; console so far in {d}/console.log\n  shell: socat -,raw,echo=0 UNIX-CONNECT:{d}/shell.sock   (then aosctl get all, tail /data/log/aosd.log)\n{api}  stop:  kill {pid}; rm -rf {d}",
             d = dir.display()
         );
         self.qemu = None;
