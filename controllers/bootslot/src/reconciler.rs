@@ -71,23 +71,12 @@ pub fn controller(
 ) -> Controller<BootSlotReconciler> {
     let controller = Controller::new(BootSlotReconciler::new(env), backend, config);
     let by_item = controller.reader();
-    // An Item turns Ready only once its Layers are: the Items a slot names are all it waits on.
     controller.watches::<ItemSpec>(move |item: &Object<ItemSpec>| {
-        by_item
-            .list()
-            .iter()
-            .filter(|s| {
-                s.spec
-                    .item
-                    .as_ref()
-                    .is_some_and(|r| r.item_id == item.spec.item_id)
-                    || s.spec
-                        .recovery
-                        .as_ref()
-                        .is_some_and(|r| r.item_id == item.spec.item_id)
-            })
-            .map(|s| s.name().to_string())
-            .collect()
+        aos_slots::component::slots_naming(
+            &by_item.list(),
+            &item.spec.item_id,
+            BootSlotSpec::components,
+        )
     })
 }
 

@@ -4,8 +4,23 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aos_api::{ItemPhase, ItemRef, ItemSpec, LayerSpec};
+use aos_api::{ItemPhase, ItemRef, ItemSpec, LayerSpec, Object};
 use aos_store::{Api, Backend, StoreError};
+
+/// The names of the slot resources whose `components` name the Item `item_id`: the ones a
+/// change of that Item wakes (an Item turns Ready only once its Layers are, so the Items a slot
+/// names are all it waits on).
+pub fn slots_naming<S: aos_api::Spec>(
+    slots: &[Arc<Object<S>>],
+    item_id: &str,
+    components: fn(&S) -> Vec<&ItemRef>,
+) -> Vec<String> {
+    slots
+        .iter()
+        .filter(|s| components(&s.spec).iter().any(|r| r.item_id == item_id))
+        .map(|s| s.name().to_string())
+        .collect()
+}
 
 /// The blob of a wanted component, or why there is none yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,4 +116,43 @@ pub async fn blob(
         },
         None => Blob::Waiting(format!("waiting for Layer {layer}")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aos_api::BootSlotSpec;
+
+    fn item(id: &str) -> Option<ItemRef> {
+        Some(ItemRef {
+            item_id: id.into(),
+            version: "1".into(),
+        })
+    }
+
+    #[test]
+    fn an_item_wakes_the_slots_that_name_it_as_their_component_or_their_recovery() {
+        let slots = vec![
+            Arc::new(Object::new(
+                "main",
+                BootSlotSpec {
+                    item: item("boot"),
+                    recovery: None,
+                },
+            )),
+            Arc::new(Object::new(
+                "rescue",
+                BootSlotSpec {
+                    item: None,
+                    recovery: item("boot"),
+                },
+            )),
+            Arc::new(Object::new("idle", BootSlotSpec::default())),
+        ];
+        assert_eq!(
+            slots_naming(&slots, "boot", BootSlotSpec::components),
+            ["main", "rescue"]
+        );
+        assert!(slots_naming(&slots, "rootfs", BootSlotSpec::components).is_empty());
+    }
 }

@@ -19,6 +19,13 @@ pub struct BootSlotSpec {
     pub recovery: Option<ItemRef>,
 }
 
+impl BootSlotSpec {
+    /// Every component Item the slot names.
+    pub fn components(&self) -> Vec<&ItemRef> {
+        self.item.iter().chain(self.recovery.iter()).collect()
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SlotInfo {
@@ -131,6 +138,13 @@ pub struct RootfsSlotSpec {
     /// The rootfs component (full or incremental) to install.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<ItemRef>,
+}
+
+impl RootfsSlotSpec {
+    /// Every component Item the slot names.
+    pub fn components(&self) -> Vec<&ItemRef> {
+        self.item.iter().collect()
+    }
 }
 
 /// The action file the runtime last saw.
