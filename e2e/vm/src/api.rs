@@ -116,12 +116,16 @@ impl Vm {
     pub fn shell(&self, cmd: &str) -> String {
         use std::time::{Duration, Instant};
         let end = Instant::now() + Duration::from_secs(120);
-        // The echo of the command shows `"AOS-SH""-END"`; only the output holds it whole.
-        let marker = "AOS-SH-END";
+        let mut attempt = 0u32;
         loop {
+            attempt += 1;
+            // Each attempt ends with its own marker; the echo of the command shows it split in
+            // two quoted halves, only the output holds it whole. ^U drops a line a shell that
+            // was not up yet left half read.
+            let marker = format!("AOS-SH-{attempt}-END");
             let mut s = UnixStream::connect(self.path().join("shell.sock")).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(format!("{cmd}\necho \"AOS-SH\"\"-END\"\n").as_bytes())
+            s.write_all(format!("\x15{cmd}\necho \"AOS-SH-{attempt}\"\"-END\"\n").as_bytes())
                 .unwrap();
             let mut out = Vec::new();
             let mut buf = [0u8; 4096];
@@ -130,9 +134,9 @@ impl Vm {
                     break;
                 }
                 out.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&out);
+                let text = String::from_utf8_lossy(&out).replace('\r', "");
                 if let Some(i) = text.find(&format!("\n{marker}")) {
-                    return text[..i].replace('\r', "");
+                    return text[..i].to_string();
                 }
             }
             assert!(

@@ -55,7 +55,7 @@ fn wait_running_again(vm: &Vm, secs: u64) -> (u32, String) {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
         let out = vm.shell(
-            "grep -qs 'state-writer[.]sh' /proc/[0-9]*/cmdline && echo running; cat $(find /data/aosd -name state.dat -type f)",
+            "grep -qs 'state-writer[.]sh' /proc/[0-9]*/cmdline && echo running; find /data/aosd -name state.dat -type f -exec cat {} +",
         );
         if let Some(n) = out
             .lines()
