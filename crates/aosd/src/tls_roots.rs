@@ -23,8 +23,7 @@ pub enum Roots {
 /// Makes sure HTTPS clients find root certificates; called before any thread starts (it sets
 /// an environment variable).
 pub fn ensure(data_dir: &Path) -> std::io::Result<Roots> {
-    if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some()
-    {
+    if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
         return Ok(Roots::FromEnvironment);
     }
     if !rustls_native_certs::load_native_certs().certs.is_empty() {

@@ -192,8 +192,8 @@ impl Vm {
         secs: u64,
     ) -> (usize, Vec<String>) {
         let prefix = format!("AOS-VM: {kind} ");
-        let end = Instant::now() + Duration::from_secs(secs);
-        loop {
+        let what = format!("no {kind} row in phase {phase} on the console");
+        poll(secs, &what, self.started, &self.console, || {
             let c = self.console();
             let mut at = from.min(c.len());
             for line in c[at..].split_inclusive('\n') {
@@ -203,17 +203,11 @@ impl Vm {
                 };
                 let cells: Vec<String> = rest.split_whitespace().map(String::from).collect();
                 if cells.get(2).map(String::as_str) == Some(phase) && line.ends_with('\n') {
-                    return (at, cells);
+                    return Some((at, cells));
                 }
             }
-            if Instant::now() > end {
-                panic!(
-                    "no {kind} row in phase {phase} on the console within {secs} s ({} s since the start); console:\n{c}",
-                    self.started.elapsed().as_secs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            None
+        })
     }
 
     /// Powers the device on: qemu with OVMF, the disk on virtio, the console read in.
@@ -302,24 +296,14 @@ impl Vm {
 
     /// Waits until the VM powers itself off (qemu exits); panics with the console after `secs`.
     pub fn wait_off(&mut self, secs: u64) {
-        let end = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let q = self.qemu.as_mut().expect("the VM runs");
-            if q.try_wait().unwrap().is_some() {
-                self.qemu = None;
-                // The console thread ends with qemu's stdout.
-                std::thread::sleep(Duration::from_millis(100));
-                return;
-            }
-            if Instant::now() > end {
-                panic!(
-                    "the VM did not power off within {secs} s ({} s since the start); console:\n{}",
-                    self.started.elapsed().as_secs(),
-                    self.console()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let (started, console) = (self.started, self.console.clone());
+        let qemu = self.qemu.as_mut().expect("the VM runs");
+        poll(secs, "the VM did not power off", started, &console, || {
+            qemu.try_wait().unwrap().map(|_| ())
+        });
+        self.qemu = None;
+        // The console thread ends with qemu's stdout.
+        std::thread::sleep(Duration::from_millis(100));
     }
 
     /// The end of aosd's log on the data partition (every boot's), for a failed scenario.
@@ -375,26 +359,41 @@ impl Vm {
     /// Waits until a whole console line after the offset `from` contains `pat`; returns the
     /// offset of that line's end and the line. Panics with the whole console after `secs`.
     pub fn wait_line(&self, from: usize, pat: &str, secs: u64) -> (usize, String) {
-        let end = Instant::now() + Duration::from_secs(secs);
-        loop {
+        let what = format!("no {pat:?} on the console");
+        poll(secs, &what, self.started, &self.console, || {
             let c = self.console();
             // Only a whole line (its newline has arrived): a long one comes in pieces.
-            if let Some(i) = c.get(from..).and_then(|s| s.find(pat)) {
-                let start = from + i;
-                let line_start = c[..start].rfind('\n').map_or(0, |p| p + 1);
-                if let Some(p) = c[start..].find('\n') {
-                    let line_end = start + p;
-                    return (line_end, c[line_start..line_end].to_string());
-                }
-            }
-            if Instant::now() > end {
-                panic!(
-                    "no {pat:?} on the console within {secs} s ({} s since the start); console:\n{c}",
-                    self.started.elapsed().as_secs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            let start = from + c.get(from..)?.find(pat)?;
+            let line_start = c[..start].rfind('\n').map_or(0, |p| p + 1);
+            let line_end = start + c[start..].find('\n')?;
+            Some((line_end, c[line_start..line_end].to_string()))
+        })
+    }
+}
+
+/// Calls `f` every 200 ms until it gives a value; panics with `what`, the time since `started`
+/// and the console after `secs`.
+fn poll<T>(
+    secs: u64,
+    what: &str,
+    started: Instant,
+    console: &Mutex<String>,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
         }
+        if Instant::now() > end {
+            // A copy: panicking with the lock held would poison it for the Drop that prints it.
+            let c = console.lock().unwrap().clone();
+            panic!(
+                "{what} within {secs} s ({} s since the start); console:\n{c}",
+                started.elapsed().as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
