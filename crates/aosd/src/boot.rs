@@ -15,7 +15,7 @@ use aos_reconcile::ControllerConfig;
 use aos_slots::device::partition_of;
 use aos_slots::efi::{BootVars, EfiDir, EfiVars, LoadOption};
 use aos_slots::health::{Health, HealthGate, Readiness, Round};
-use aos_slots::machine::{Machine, RealMachine};
+use aos_slots::machine::{BeforeReboot, Machine, RealMachine};
 use aos_slots::sim::{SimHealth, SimMachine};
 use aos_store::{Api, Backend};
 use tokio::task::JoinSet;
@@ -129,7 +129,11 @@ pub(crate) async fn ensure_object<S: Spec + Default>(
 }
 
 /// The controller's environment from the config.
-fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
+fn env(
+    c: &Config,
+    backend: Arc<dyn Backend>,
+    before_reboot: Option<Arc<dyn BeforeReboot>>,
+) -> anyhow::Result<Arc<BootEnv>> {
     let b = &c.runtimes.boot;
     let gate: Arc<dyn Health> = Arc::new(HealthGate::new(
         b.health.clone(),
@@ -189,7 +193,7 @@ fn env(c: &Config, backend: Arc<dyn Backend>) -> anyhow::Result<Arc<BootEnv>> {
             b: real_slot("b", bs),
             recovery: r,
             efi,
-            machine: Arc::new(RealMachine),
+            machine: Arc::new(RealMachine::new(before_reboot)),
             health: gate,
         }
     };
@@ -238,8 +242,9 @@ pub async fn spawn(
     backend: Arc<dyn Backend>,
     config: ControllerConfig,
     shutdown: &CancellationToken,
+    before_reboot: Option<Arc<dyn BeforeReboot>>,
 ) -> anyhow::Result<()> {
-    let env = env(c, backend.clone())?;
+    let env = env(c, backend.clone(), before_reboot)?;
     ensure_object::<BootSlotSpec>(&backend, name).await?;
     tasks.spawn(aos_bootslot_controller::run(
         env,

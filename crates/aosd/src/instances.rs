@@ -100,7 +100,7 @@ pub fn spawn(
     layers: aos_image::layerstore::LayerStore,
     backend: Arc<dyn Backend>,
     config: ControllerConfig,
-    shutdown: &CancellationToken,
+    stopper: Arc<crate::reboot::InstanceStopper>,
     runtime: RuntimeState,
 ) -> anyhow::Result<()> {
     let rc = c.runtimes.container.clone();
@@ -113,7 +113,7 @@ pub fn spawn(
     let data_dir = instances_dir(c);
     let net_cfg = c.network.clone();
     let scope = c.data_dir.display().to_string();
-    let stop = shutdown.clone();
+    let stop = stopper.controllers.clone();
     tasks.spawn(async move {
         let containerd = loop {
             match Containerd::connect(&rc.containerd_socket, &rc.namespace).await {
@@ -150,6 +150,7 @@ pub fn spawn(
             root: rc.runtime_root.clone(),
         }));
         tokio::spawn(watch_runtime(containers.clone(), runtime, stop.clone()));
+        let _ = stopper.containers.set(containers.clone());
         let host = RealHost {
             layers,
             run_dir,

@@ -9,6 +9,7 @@ mod boot;
 mod config;
 mod images;
 mod instances;
+mod reboot;
 mod rootfs;
 mod server;
 mod tls_roots;
@@ -337,15 +338,22 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         Controller::new(node_reconciler, backend.clone(), controller_config(&c))
             .run(shutdown.clone()),
     );
+    // A reboot aosd makes itself stops the instances first (see reboot.rs).
+    let stopper = Arc::new(reboot::InstanceStopper::new(
+        &shutdown,
+        c.runtimes.container.stop_grace.0,
+    ));
     instances::spawn(
         &mut controllers,
         &c,
         image_env.store.clone(),
         backend.clone(),
         controller_config(&c),
-        &shutdown,
+        stopper.clone(),
         runtime,
     )?;
+    let before_reboot: Option<Arc<dyn aos_slots::machine::BeforeReboot>> =
+        c.runtimes.container.enabled.then(|| stopper.clone() as _);
     // The node's BootSlot and RootfsSlot are named after it, like its Node.
     let name = aos_node_controller::host::object_name(&node_id);
     if c.runtimes.boot.enabled {
@@ -356,6 +364,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
             backend.clone(),
             controller_config(&c),
             &shutdown,
+            before_reboot.clone(),
         )
         .await?;
     }
@@ -367,6 +376,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
             backend.clone(),
             controller_config(&c),
             &shutdown,
+            before_reboot.clone(),
         )
         .await?;
     }

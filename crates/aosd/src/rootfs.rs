@@ -11,7 +11,7 @@ use aos_reconcile::ControllerConfig;
 use aos_rootfsslot_controller::records::Records;
 use aos_rootfsslot_controller::{Crashpoints, RootfsEnv, Settings};
 use aos_slots::health::HealthGate;
-use aos_slots::machine::RealMachine;
+use aos_slots::machine::{BeforeReboot, RealMachine};
 use aos_store::Backend;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,7 @@ pub async fn spawn(
     backend: Arc<dyn Backend>,
     config: ControllerConfig,
     shutdown: &CancellationToken,
+    before_reboot: Option<Arc<dyn BeforeReboot>>,
 ) -> anyhow::Result<()> {
     let r = &c.runtimes.rootfs;
     std::fs::create_dir_all(&r.work_dir)
@@ -45,7 +46,7 @@ pub async fn spawn(
     };
     let env = Arc::new(RootfsEnv {
         settings,
-        machine: Arc::new(RealMachine),
+        machine: Arc::new(RealMachine::new(before_reboot)),
         health: Arc::new(HealthGate::new(
             r.health.clone(),
             Arc::new(StoreReadiness(backend.clone())),

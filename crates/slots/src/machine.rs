@@ -1,7 +1,9 @@
 //! The machine an OS update reboots: which boot this is (the kernel's boot id, new at every
-//! boot), the time, and the reboot itself (systemd's where systemd runs, else `reboot(2)` after
-//! a sync). The firmware simulator of the tests implements the same port, so that a "reboot"
+//! boot), the time, and the reboot itself (systemd's where systemd runs, else the services are
+//! stopped by the [`BeforeReboot`] hook, then `reboot(2)` after a sync). The firmware simulator of the tests implements the same port, so that a "reboot"
 //! there boots the simulated firmware and restarts the agent.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -20,9 +22,26 @@ pub trait Machine: Send + Sync {
     async fn reboot(&self, why: &str) -> Result<(), SlotsError>;
 }
 
+/// What runs before this machine reboots itself where no systemd stops the services first:
+/// it stops what would otherwise be cut off in the middle of a write.
+#[async_trait::async_trait]
+pub trait BeforeReboot: Send + Sync {
+    /// Stops what it owns; errors are its own to log (the reboot goes on).
+    async fn before_reboot(&self);
+}
+
 /// This machine.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RealMachine;
+#[derive(Clone, Default)]
+pub struct RealMachine {
+    before: Option<Arc<dyn BeforeReboot>>,
+}
+
+impl RealMachine {
+    /// This machine, running `before` ahead of a reboot it makes itself.
+    pub fn new(before: Option<Arc<dyn BeforeReboot>>) -> RealMachine {
+        RealMachine { before }
+    }
+}
 
 #[async_trait::async_trait]
 impl Machine for RealMachine {
@@ -53,6 +72,9 @@ impl Machine for RealMachine {
                 )));
             }
             return Ok(());
+        }
+        if let Some(before) = &self.before {
+            before.before_reboot().await;
         }
         // Twice: a filesystem in an image on a loop device (an instance's state volume) is
         // written back into its backing file's page cache by the first pass, which the second

@@ -32,6 +32,16 @@ impl Vm {
         tree
     }
 
+    /// A copy of the built root that names `version` and holds `files` (path in the root,
+    /// text), to pack.
+    pub fn rootfs_tree_with(&self, version: &str, files: &[(&str, &str)]) -> PathBuf {
+        let tree = self.rootfs_tree(version);
+        for (path, text) in files {
+            std::fs::write(tree.join(path), text).unwrap();
+        }
+        tree
+    }
+
     /// Packs `tree` as a rootfs component: full, or incremental against the built root.
     pub fn rootfs_component(&self, tree: &Path, incremental: bool) -> PathBuf {
         let name = tree.file_name().unwrap().to_string_lossy().to_string();

@@ -18,6 +18,19 @@ fn pack_state_writer(vm: &Vm) -> PathBuf {
     archive
 }
 
+/// The VM's aosd config with the container runtime on (the init then starts containerd).
+fn with_containers(conf: String) -> String {
+    let on = conf.replace(
+        "[runtimes.container]\nenabled = false",
+        "[runtimes.container]\nenabled = true",
+    );
+    assert_ne!(
+        on, conf,
+        "hack/vm/aosd.toml has a [runtimes.container] section"
+    );
+    on
+}
+
 /// The Item of the service from `source` and its instance `sw-0`.
 fn service_yaml(vm: &Vm, source: &str) -> PathBuf {
     let yaml = vm.path().join("state-writer.yaml");
@@ -49,9 +62,10 @@ fn wait_log(vm: &Vm, pat: &str, secs: u64) -> String {
     }
 }
 
-/// Waits until the service runs in this boot and its log shows the start its state file counts;
-/// returns that count and the log.
-fn wait_running_again(vm: &Vm, secs: u64) -> (u32, String) {
+/// Waits until the service runs in this boot, its state file counts at least `min` starts and
+/// its log shows that start; returns the count and the log. (A count read before the new start
+/// wrote its own is below `min`, and read again.)
+fn wait_running_again(vm: &Vm, min: u32, secs: u64) -> (u32, String) {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
         let out = vm.shell(
@@ -62,6 +76,7 @@ fn wait_running_again(vm: &Vm, secs: u64) -> (u32, String) {
             .skip_while(|l| *l != "running")
             .nth(1)
             .and_then(|l| l.trim().parse::<u32>().ok())
+            .filter(|n| *n >= min)
         {
             let log = String::from_utf8_lossy(&vm.aosctl(&["logs", "sw-0"]).stdout).into_owned();
             if log.contains(&format!("(start {n})")) {
@@ -98,7 +113,12 @@ fn given_a_service_in_the_hosts_registry_when_the_device_reboots_then_its_instan
     // The guest reaches the host's loopback as 10.0.2.2.
     let port = registry.port;
     vm.network();
-    vm.configure(|c| format!("{c}[images]\ninsecure_registries = [\"10.0.2.2:{port}\"]\n"));
+    vm.configure(|c| {
+        format!(
+            "{}[images]\ninsecure_registries = [\"10.0.2.2:{port}\"]\n",
+            with_containers(c)
+        )
+    });
     vm.boot();
     let (at, _) = vm.wait_line(0, "AOS-VM: aosd ready", 180);
     let ready = t.elapsed();
@@ -123,7 +143,7 @@ fn given_a_service_in_the_hosts_registry_when_the_device_reboots_then_its_instan
     vm.reboot();
     let (at, _) = vm.wait_line(at, "AOS-VM: root up", 120);
     vm.wait_line(at, "AOS-VM: aosd ready", 180);
-    let (n, log) = wait_running_again(&vm, 300);
+    let (n, log) = wait_running_again(&vm, 2, 300);
     assert_eq!(n, 2, "{log}");
     let again = t.elapsed();
     vm.power_cut();
@@ -147,13 +167,13 @@ fn given_a_running_instance_when_the_root_is_updated_then_it_runs_on_the_new_roo
     let t = Instant::now();
     let mut vm = Vm::new();
     let archive = pack_state_writer(&vm);
-    let tree = vm.rootfs_tree("vm-2");
-    std::fs::write(tree.join("etc/aos/full-update"), "from vm-2\n").unwrap();
+    let tree = vm.rootfs_tree_with("vm-2", &[("etc/aos/full-update", "from vm-2\n")]);
     let rootfs = vm.rootfs_component(&tree, false);
     let rootfs_yaml = vm.rootfs_update_yaml("vm-2", &rootfs);
     // The service's manifest is applied at the first boot, the update's later from the host.
     let yaml = service_yaml(&vm, "archive: /data/inbox/state-writer.tar");
     vm.drop_files(&[&archive, &yaml, &rootfs]);
+    vm.configure(with_containers);
     vm.network();
     vm.boot();
     let (at, _) = vm.wait_line(0, "AOS-VM: aosd ready", 180);
@@ -169,8 +189,13 @@ fn given_a_running_instance_when_the_root_is_updated_then_it_runs_on_the_new_roo
     let updated = t.elapsed();
     // It starts once per boot that gets that far (the trial boot may commit first): what
     // counts is that it runs on the new root with the count it kept.
-    let (n, log) = wait_running_again(&vm, 300);
+    let (n, log) = wait_running_again(&vm, 2, 300);
     assert!(n >= 2, "the state was kept: start {n}; {log}");
+    // aosd stopped it before its reboot (no systemd here to do it): SIGTERM, and the service
+    // had the time to say so.
+    let stops = vm.shell("grep 'stopped the instances before the reboot' /data/log/aosd.log");
+    assert!(stops.contains("tasks=1 within_grace=true"), "{stops}");
+    eprintln!("sw-0's log after the update:\n{log}");
     let again = t.elapsed();
     vm.power_cut();
     vm.with_root(|root| {

@@ -83,8 +83,7 @@ fn given_a_rootfs_update_when_the_power_is_cut_at_each_step_then_the_device_alwa
     }
     let t = Instant::now();
     let mut vm = Vm::new();
-    let tree = vm.rootfs_tree("vm-2");
-    std::fs::write(tree.join("etc/aos/full-update"), "from vm-2\n").unwrap();
+    let tree = vm.rootfs_tree_with("vm-2", &[("etc/aos/full-update", "from vm-2\n")]);
     vm.drop_rootfs_update(&tree, false);
     vm.configure(more_attempts);
     let cuts = cut_at_each(

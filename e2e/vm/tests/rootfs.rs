@@ -23,8 +23,7 @@ fn given_a_full_rootfs_update_when_its_trial_is_healthy_then_the_root_partition_
     }
     let t = Instant::now();
     let mut vm = Vm::new();
-    let tree = vm.rootfs_tree("vm-2");
-    std::fs::write(tree.join("etc/aos/full-update"), "from vm-2\n").unwrap();
+    let tree = vm.rootfs_tree_with("vm-2", &[("etc/aos/full-update", "from vm-2\n")]);
     vm.drop_rootfs_update(&tree, false);
     vm.boot();
     let (at, _) = vm.wait_line(0, "AOS-VM: aosd ready", 180);
@@ -74,8 +73,7 @@ fn given_an_incremental_rootfs_update_when_it_is_applied_then_added_changed_and_
     }
     let t = Instant::now();
     let mut vm = Vm::new();
-    let tree = vm.rootfs_tree("vm-2");
-    std::fs::write(tree.join("etc/aos/added"), "added in vm-2\n").unwrap();
+    let tree = vm.rootfs_tree_with("vm-2", &[("etc/aos/added", "added in vm-2\n")]);
     let toml = tree.join("etc/aosd/aosd.toml");
     let changed = format!(
         "{}# changed in vm-2\n",
@@ -119,8 +117,7 @@ fn given_a_rootfs_update_whose_trial_is_unhealthy_when_it_fails_then_the_root_is
     }
     let t = Instant::now();
     let mut vm = Vm::new();
-    let tree = vm.rootfs_tree("vm-2");
-    std::fs::write(tree.join("etc/aos/unhealthy"), "").unwrap();
+    let tree = vm.rootfs_tree_with("vm-2", &[("etc/aos/unhealthy", "")]);
     vm.drop_rootfs_update(&tree, true);
     vm.boot();
     let (at, _) = vm.wait_line(0, "AOS-VM: trial root", 300);

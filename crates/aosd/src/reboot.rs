@@ -1,0 +1,71 @@
+//! The instances stopped before a reboot aosd makes itself (an OS update on a node without
+//! systemd, where nothing else would stop them): the Instance controller first, so that it
+//! restarts nothing, then every task with SIGTERM, and SIGKILL for those still running after the
+//! grace. Their state volumes then hold what they wrote on the way out, and the reboot's sync
+//! puts it on the disk. After the boot the controller starts them as after any boot.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aos_containerd::Containers;
+use aos_slots::machine::BeforeReboot;
+use tokio_util::sync::CancellationToken;
+
+/// See the module documentation.
+pub struct InstanceStopper {
+    /// The token the Instance (and Network) controllers run under.
+    pub controllers: CancellationToken,
+    /// The container runtime, once containerd answered.
+    pub containers: OnceLock<Arc<dyn Containers>>,
+    /// How long the tasks get to exit after SIGTERM.
+    pub grace: Duration,
+}
+
+impl InstanceStopper {
+    /// A stopper whose controllers stop with `shutdown` too.
+    pub fn new(shutdown: &CancellationToken, grace: Duration) -> InstanceStopper {
+        InstanceStopper {
+            controllers: shutdown.child_token(),
+            containers: OnceLock::new(),
+            grace,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BeforeReboot for InstanceStopper {
+    async fn before_reboot(&self) {
+        self.controllers.cancel();
+        let Some(c) = self.containers.get() else {
+            return;
+        };
+        let running: Vec<String> = match c.list().await {
+            Ok(tasks) => tasks
+                .into_iter()
+                .filter(|t| t.task.as_ref().is_some_and(|s| s.running))
+                .map(|t| t.id)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the tasks to stop before the reboot");
+                return;
+            }
+        };
+        for id in &running {
+            if let Err(e) = c.kill(id, 15).await {
+                tracing::warn!(instance = %id, error = %e, "SIGTERM before the reboot failed");
+            }
+        }
+        let exits = futures::future::join_all(running.iter().map(|id| c.wait(id)));
+        let clean = tokio::time::timeout(self.grace, exits).await.is_ok();
+        if !clean {
+            for id in &running {
+                let _ = c.kill(id, 9).await;
+            }
+        }
+        tracing::info!(
+            tasks = running.len(),
+            within_grace = clean,
+            "stopped the instances before the reboot"
+        );
+    }
+}
