@@ -4,22 +4,13 @@
 //! and runs the host's aosctl against it.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::thread;
 
 use crate::Vm;
-
-/// A free port on the host's loopback (for qemu's forward; qemu binds it a moment later).
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Copies `from` into `to` until `from` ends, then closes `to`'s writing half.
 fn pump(mut from: impl Read, mut to: impl Write + Shut) {

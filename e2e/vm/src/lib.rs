@@ -102,7 +102,7 @@ impl Vm {
     /// (its registry) is 10.0.2.2 to the guest, and [`Vm::aosctl`] reaches aosd inside.
     pub fn network(&mut self) {
         if self.api_port.is_none() {
-            let port = api::free_port();
+            let port = aos_e2e::node::free_port();
             api::relay(self.api_socket(), port);
             self.api_port = Some(port);
         }
