@@ -34,13 +34,18 @@ pub fn ensure(data_dir: &Path) -> std::io::Result<Roots> {
     Ok(Roots::BuiltIn(file))
 }
 
-/// Writes the built-in roots as PEM to `dir/roots.pem` (through a temp file and a rename).
+/// Writes the built-in roots as PEM to `dir/roots.pem` (through a temp file and a rename),
+/// unless the file already holds them (every start after the first).
 fn write_built_in(dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let file = dir.join("roots.pem");
+    let text = pem(webpki_root_certs::TLS_SERVER_ROOT_CERTS);
+    if std::fs::read(&file).is_ok_and(|have| have == text.as_bytes()) {
+        return Ok(file);
+    }
     let tmp = dir.join("roots.pem.tmp");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-    out.write_all(pem(webpki_root_certs::TLS_SERVER_ROOT_CERTS).as_bytes())?;
+    out.write_all(text.as_bytes())?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&tmp, &file)?;
     Ok(file)
@@ -76,5 +81,21 @@ mod tests {
             .unwrap();
         assert!(back.len() > 100, "{}", back.len());
         assert_eq!(back, webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec());
+    }
+
+    #[test]
+    fn a_second_start_keeps_the_roots_file_it_finds_and_mends_a_damaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_built_in(dir.path()).unwrap();
+        let first = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_built_in(dir.path()).unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), first);
+        std::fs::write(&file, "torn").unwrap();
+        write_built_in(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            pem(webpki_root_certs::TLS_SERVER_ROOT_CERTS)
+        );
     }
 }
