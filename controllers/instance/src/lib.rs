@@ -226,23 +226,7 @@ impl InstanceEnv {
     /// Stops a task: SIGTERM, up to `grace` for it to exit, then SIGKILL; then deletes the
     /// task and container (which unmounts the rootfs).
     pub async fn stop(&self, name: &str, grace: Duration) -> Result<(), InstanceError> {
-        if let Some(info) = self.containers.inspect(name).await? {
-            if info.task.is_some_and(|t| t.running) {
-                self.containers.kill(name, 15).await?;
-                let exited = tokio::time::timeout(grace, self.containers.wait(name)).await;
-                if exited.is_err() {
-                    tracing::info!(
-                        instance = name,
-                        grace_ms = grace.as_millis() as u64,
-                        "no exit after SIGTERM: SIGKILL"
-                    );
-                    self.containers.kill(name, 9).await?;
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(10), self.containers.wait(name))
-                            .await;
-                }
-            }
-        }
+        aos_containerd::stop_task(self.containers.as_ref(), name, grace).await?;
         self.containers.remove(name).await?;
         self.probes.stop(name);
         Ok(())

@@ -50,16 +50,17 @@ impl BeforeReboot for InstanceStopper {
                 return;
             }
         };
-        for id in &running {
-            if let Err(e) = c.kill(id, 15).await {
-                tracing::warn!(instance = %id, error = %e, "SIGTERM before the reboot failed");
-            }
-        }
-        let exits = futures::future::join_all(running.iter().map(|id| c.wait(id)));
-        let clean = tokio::time::timeout(self.grace, exits).await.is_ok();
-        if !clean {
-            for id in &running {
-                let _ = c.kill(id, 9).await;
+        let stops = running
+            .iter()
+            .map(|id| aos_containerd::stop_task(c.as_ref(), id, self.grace));
+        let mut clean = true;
+        for (id, r) in running.iter().zip(futures::future::join_all(stops).await) {
+            match r {
+                Ok(in_grace) => clean &= in_grace,
+                Err(e) => {
+                    clean = false;
+                    tracing::warn!(instance = %id, error = %e, "failed to stop before the reboot");
+                }
             }
         }
         tracing::info!(

@@ -28,8 +28,10 @@ use std::path::PathBuf;
 pub mod conformance;
 pub mod fake;
 mod port;
+mod stop;
 
 pub use port::*;
+pub use stop::stop_task;
 
 fn decode_event(any: prost_types::Any) -> Option<TaskEvent> {
     if any.type_url.ends_with("TaskExit") {
