@@ -333,6 +333,30 @@ impl Aosd {
         }
     }
 
+    /// Polls `get events` until one about `kind/name` has `reason` (or panics after `secs`).
+    pub fn event(&self, kind: &str, name: &str, reason: &str, secs: u64) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let list: serde_json::Value =
+                serde_json::from_str(&self.ok(&["get", "events", "-o", "json"])).unwrap();
+            let found = list["items"].as_array().and_then(|items| {
+                items.iter().find(|e| {
+                    let s = &e["spec"];
+                    s["involvedObject"]["kind"] == kind
+                        && s["involvedObject"]["name"] == name
+                        && s["reason"] == reason
+                })
+            });
+            if let Some(e) = found {
+                return e.clone();
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!("no {reason} event about {kind}/{name} in {secs} s: {list:#}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Runs aosctl and returns its stdout, failing the test (with both outputs) unless it succeeds.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

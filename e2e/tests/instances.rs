@@ -214,6 +214,18 @@ fn a_crash_loop_fails_after_the_burst_with_its_reason() {
     );
     let logs = node.logs_show("crasher-0", "boom");
     assert_eq!(logs.matches("boom").count(), 3, "{logs}");
+    // Each exit is counted in one Warning event, which describe shows with the starts.
+    let exits = node.aosd.event("Instance", "crasher-0", "Error", 10);
+    assert_eq!(exits["spec"]["type"], "Warning");
+    assert_eq!(exits["spec"]["count"], 3, "{exits:#}");
+    assert_eq!(exits["spec"]["message"], "exited with status 3");
+    node.aosd.event("Item", "crasher-v1", "Pulled", 10);
+    let described = node.aosd.ok(&["describe", "instance", "crasher-0"]);
+    let events = described.split_once("Events:").unwrap().1;
+    assert!(
+        events.contains("Started") && events.contains("(x3 over"),
+        "{described}"
+    );
     let wide = node
         .aosd
         .ok(&["get", "instance", "crasher-0", "-o", "wide"]);
@@ -344,6 +356,10 @@ fn an_instance_over_its_memory_limit_is_oom_killed_and_says_so() {
         v["status"]["lastExit"]["reason"].is_string()
     });
     assert_eq!(v["status"]["lastExit"]["reason"], "OOMKilled", "{v:#}");
+    assert_eq!(
+        node.aosd.event("Instance", "hog-0", "OOMKilled", 10)["spec"]["type"],
+        "Warning"
+    );
     assert_eq!(v["status"]["lastExit"]["exitCode"], 137);
     node.aosd.ok(&["delete", "instance", "hog-0", "--wait"]);
     assert_eq!(node.containers().trim(), "");

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use aos_api::{BootSlotSpec, ItemSpec, Object};
+use aos_api::{BootSlotSpec, ItemSpec, Object, Severity};
 use aos_reconcile::{Action, Context, Controller, ControllerConfig, Reconciler};
 use aos_slots::step::reboot_if_due;
 use aos_store::Backend;
@@ -53,6 +53,11 @@ impl Reconciler for BootSlotReconciler {
         }
         let outcome = outcome?;
         let action = report(env, &ctx.api, &o, &step, &outcome).await?;
+        if let Some((severity, reason, message)) = event_of(&step, o.obj.status.pending.as_deref())
+        {
+            let involved = aos_reconcile::events::involved(&o.obj);
+            ctx.events.record(involved, severity, reason, message);
+        }
         if !reboot_if_due(&outcome, &env.crash, env.machine.as_ref()).await? {
             return Ok(Action::AwaitChange);
         }
@@ -88,4 +93,58 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     controller(env, backend, config).run(stop).await;
+}
+
+/// The Event a step makes (the steps an operator follows an A/B update by); `pending` names
+/// the update in progress.
+fn event_of(step: &Step, pending: Option<&str>) -> Option<(Severity, &'static str, String)> {
+    let update = pending.map_or_else(|| "the update".to_string(), |p| format!("update {p}"));
+    let (severity, reason, message) = match step {
+        Step::Refuse {
+            version, message, ..
+        } => (
+            Severity::Warning,
+            "Refused",
+            format!("version {version} is not a boot image: {message}"),
+        ),
+        Step::Write {
+            target, version, ..
+        } => (
+            Severity::Normal,
+            "Writing",
+            format!("writing version {version} to slot {target}"),
+        ),
+        Step::Arm => (
+            Severity::Normal,
+            "TrialBoot",
+            format!("{update} written; rebooting into it once (BootNext)"),
+        ),
+        Step::BeginProbation => (
+            Severity::Normal,
+            "Probation",
+            format!("booted {update}; health checks begin"),
+        ),
+        Step::Commit => (
+            Severity::Normal,
+            "Committed",
+            format!("{update} passed its health checks and is now main"),
+        ),
+        Step::Retry => (
+            Severity::Warning,
+            "Retrying",
+            format!("the firmware did not boot {update}; trying again"),
+        ),
+        Step::RollBack { reason, message } => (
+            Severity::Warning,
+            "RollingBack",
+            format!("{update}: {reason}: {message}"),
+        ),
+        Step::Fail { reason, message } => (
+            Severity::Warning,
+            "UpdateFailed",
+            format!("{update}: {reason}: {message}"),
+        ),
+        _ => return None,
+    };
+    Some((severity, reason, message))
 }

@@ -376,6 +376,22 @@ impl Reconciler for ItemReconciler {
                 failed = Some((String::new(), "HostileLayer".into(), why));
             }
         }
+        let was = obj.status.phase;
+        if all_ready && was != ItemPhase::Ready {
+            ctx.events.normal(
+                &obj,
+                r::PULLED,
+                format!(
+                    "{} layers ({total} bytes) verified and stored",
+                    manifest.layers.len()
+                ),
+            );
+        } else if let (Some((layer, reason, message)), false) = (&failed, all_ready) {
+            if was != ItemPhase::Failed {
+                ctx.events
+                    .warning(&obj, reason, format!("layer {layer}: {message}"));
+            }
+        }
         ctx.api
             .update_status(&name, |s| {
                 s.progress = Some(Progress {

@@ -323,6 +323,11 @@ impl Reconciler for LayerReconciler {
                     "stored layer does not match its digest; fetching it again"
                 );
                 self.files_of(spec);
+                ctx.events.warning(
+                    &obj,
+                    r::TAMPERED,
+                    "the stored layer does not match its digest; fetching it again",
+                );
                 ctx.api
                     .update_status(&name, |s| {
                         s.phase = LayerPhase::Pending;

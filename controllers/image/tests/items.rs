@@ -87,6 +87,7 @@ impl Rig {
             api: self.api.clone(),
             reader: Default::default(),
             backend: self.backend.clone(),
+            events: Default::default(),
         };
         self.reconciler.apply(obj, &ctx).await
     }

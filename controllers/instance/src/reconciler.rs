@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
+use aos_api::condition::reason as r;
 use aos_api::{InstanceSpec, Object, RuntimeType};
-use aos_reconcile::{Action, Context, Reconciler};
+use aos_reconcile::{Action, Context, Reconciler, Recorder};
 
 use crate::act::{act, Outcome};
 use crate::observe::observe;
@@ -66,6 +67,7 @@ impl InstanceReconciler {
             },
         )
         .await?;
+        record(&ctx.events, obj, &step, &outcome);
         // What could not be done is retried with the runtime's backoff (and shown as lastError).
         match (step, outcome, blocked) {
             (Step::RuntimeDown, ..) => Err(o
@@ -137,7 +139,39 @@ impl InstanceReconciler {
             env.uids.release(uid);
         }
         env.containers.release_idle().await?;
+        ctx.events
+            .normal(obj, r::REMOVED, "stopped; its task and files are removed");
         tracing::info!("instance removed");
         Ok(Action::AwaitChange)
+    }
+}
+
+/// The Events of one reconcile: starts, exits, probe failures and refused starts (the
+/// runtime adds a Warning for a reconcile that failed).
+fn record(events: &Recorder, obj: &Object<InstanceSpec>, step: &Step, outcome: &Outcome) {
+    match (step, outcome) {
+        (Step::Start { replace, .. }, Outcome::Started { .. }) => {
+            let (reason, what) = if *replace {
+                (r::REPLACED, "out-of-date task replaced by a new one")
+            } else {
+                (r::STARTED, "task started")
+            };
+            events.normal(obj, reason, what);
+        }
+        (_, Outcome::StartFailed { reason, message }) => events.warning(obj, reason, message),
+        (
+            Step::RecordExit {
+                reason, message, ..
+            },
+            _,
+        ) => {
+            if *reason == r::COMPLETED {
+                events.normal(obj, reason, message)
+            } else {
+                events.warning(obj, reason, message)
+            }
+        }
+        (Step::ProbeFailed { reason, message }, _) => events.warning(obj, reason, message),
+        _ => {}
     }
 }

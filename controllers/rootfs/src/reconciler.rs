@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use aos_api::{ItemSpec, Object, RootfsSlotSpec};
+use aos_api::{ItemSpec, Object, RootfsSlotSpec, Severity};
 use aos_reconcile::{Action, Context, Controller, ControllerConfig, Reconciler};
 use aos_slots::step::reboot_if_due;
 use aos_store::Backend;
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::act::act;
 use crate::observe::observe;
-use crate::plan::plan;
+use crate::plan::{plan, Step};
 use crate::report::report;
 use crate::{RootfsEnv, RootfsError};
 
@@ -53,6 +53,11 @@ impl Reconciler for RootfsSlotReconciler {
         }
         let outcome = outcome?;
         let action = report(env, &ctx.api, &o, &step, &outcome).await?;
+        let pending = o.obj.status.pending_version.as_deref();
+        if let Some((severity, reason, message)) = event_of(&step, pending) {
+            let involved = aos_reconcile::events::involved(&o.obj);
+            ctx.events.record(involved, severity, reason, message);
+        }
         if !reboot_if_due(&outcome, &env.crash, env.machine.as_ref()).await? {
             return Ok(Action::AwaitChange);
         }
@@ -85,4 +90,54 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     controller(env, backend, config).run(stop).await;
+}
+
+/// The Event a step makes (the steps an operator follows a rootfs update by); `pending` is
+/// the version in progress.
+fn event_of(step: &Step, pending: Option<&str>) -> Option<(Severity, &'static str, String)> {
+    let update = pending.map_or_else(|| "the update".to_string(), |p| format!("version {p}"));
+    let (severity, reason, message) = match step {
+        Step::Refuse { version, message } => (
+            Severity::Warning,
+            "Refused",
+            format!("version {version} is not a rootfs image: {message}"),
+        ),
+        Step::Stage { version, kind, .. } => (
+            Severity::Normal,
+            "Staged",
+            format!("{kind} image of version {version} staged; rebooting into a trial"),
+        ),
+        Step::BeginTrial => (
+            Severity::Normal,
+            "Trial",
+            format!("the trial root of {update} runs; health checks begin"),
+        ),
+        Step::Confirm => (
+            Severity::Normal,
+            "Confirmed",
+            format!("{update} passed its health checks; rebooting to apply it"),
+        ),
+        Step::Reject { reason, message } => (
+            Severity::Warning,
+            "Reverting",
+            format!("{update}: {reason}: {message}"),
+        ),
+        Step::Retry => (
+            Severity::Warning,
+            "Retrying",
+            format!("the trial of {update} was cut short; staging it again"),
+        ),
+        Step::Promote => (
+            Severity::Normal,
+            "Applied",
+            format!("{update} is applied and running"),
+        ),
+        Step::Fail { reason, message } => (
+            Severity::Warning,
+            "UpdateFailed",
+            format!("{update}: {reason}: {message}"),
+        ),
+        _ => return None,
+    };
+    Some((severity, reason, message))
 }

@@ -219,7 +219,7 @@ pub async fn apply(client: &Client, a: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     if a.prune {
         let sel = a.selector.as_deref().unwrap_or_default();
-        for info in aos_api::KINDS.iter() {
+        for info in aos_api::KINDS.iter().filter(|k| k.desired) {
             for o in client.list(info.kind, sel).await?.0 {
                 if applied.contains(&o.key()) || o.metadata.deletion_timestamp.is_some() {
                     continue;

@@ -1,5 +1,5 @@
-//! `kubectl describe`-style text of one object: metadata, spec, status and a table of its
-//! conditions.
+//! `kubectl describe`-style text of one object: metadata, spec, status, a table of its
+//! conditions and one of its recent events.
 
 use aos_api::DynObject;
 use chrono::{DateTime, Utc};
@@ -7,8 +7,11 @@ use serde_json::Value;
 
 use crate::print::{age, cell as s, table, yaml};
 
-/// `kubectl describe`-style text.
-pub fn describe(o: &DynObject, now: DateTime<Utc>) -> String {
+/// Most events `describe` shows of one object (the latest).
+const EVENTS_SHOWN: usize = 20;
+
+/// `kubectl describe`-style text; `events` may hold any events, those of `o` are shown.
+pub fn describe(o: &DynObject, events: &[DynObject], now: DateTime<Utc>) -> String {
     let m = &o.metadata;
     let mut out = String::new();
     let kv = |out: &mut String, k: &str, v: String| {
@@ -102,5 +105,78 @@ pub fn describe(o: &DynObject, now: DateTime<Utc>) -> String {
             )));
         }
     }
+    out.push_str("Events:");
+    let theirs = events_of(o, events);
+    if theirs.is_empty() {
+        out.push_str(" <none>\n");
+    } else {
+        out.push('\n');
+        let time = |e: &Value, k: &str| {
+            e.pointer(&format!("/spec/{k}"))
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+        };
+        let rows: Vec<Vec<String>> = theirs
+            .iter()
+            .map(|e| {
+                let count = e
+                    .pointer("/spec/count")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1);
+                let last = age(time(e, "lastTimestamp"), now);
+                let seen = if count > 1 {
+                    format!(
+                        "{last} (x{count} over {})",
+                        age(time(e, "firstTimestamp"), now)
+                    )
+                } else {
+                    last
+                };
+                vec![
+                    s(e, "/spec/type"),
+                    s(e, "/spec/reason"),
+                    seen,
+                    s(e, "/spec/source"),
+                    s(e, "/spec/message").replace('\n', " "),
+                ]
+            })
+            .collect();
+        out.push_str(&indent(table(
+            &["TYPE", "REASON", "AGE", "FROM", "MESSAGE"],
+            &rows,
+        )));
+    }
     out
+}
+
+/// The events about `o` (same kind and name, and same uid when the event names one), oldest
+/// first, at most the latest [`EVENTS_SHOWN`].
+fn events_of(o: &DynObject, events: &[DynObject]) -> Vec<Value> {
+    let mut theirs: Vec<Value> = events
+        .iter()
+        .filter(|e| e.kind == "Event")
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .filter(|e| {
+            let of = |k: &str| {
+                e.pointer(&format!("/spec/involvedObject/{k}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let uid = of("uid");
+            of("kind") == o.kind
+                && of("name") == o.metadata.name
+                && (uid.is_empty() || o.metadata.uid.as_deref().is_none_or(|u| u == uid))
+        })
+        .collect();
+    theirs.sort_by(|a, b| {
+        let t = |e: &Value| {
+            e.pointer("/spec/lastTimestamp")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        t(a).cmp(&t(b))
+    });
+    let skip = theirs.len().saturating_sub(EVENTS_SHOWN);
+    theirs.split_off(skip)
 }

@@ -108,7 +108,11 @@ fn targets(first: &str, rest: &[String]) -> anyhow::Result<Vec<(String, Vec<Stri
         return Ok(out);
     }
     let kinds: Vec<String> = if first == "all" {
-        aos_api::KINDS.iter().map(|k| k.kind.to_string()).collect()
+        aos_api::KINDS
+            .iter()
+            .filter(|k| k.desired)
+            .map(|k| k.kind.to_string())
+            .collect()
     } else {
         first
             .split(',')
@@ -133,8 +137,9 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
     let mut revision = 0;
     for (kind, names) in &targets {
         let objs = if names.is_empty() {
-            let (objs, rev) = client.list(kind, &sel).await?;
+            let (mut objs, rev) = client.list(kind, &sel).await?;
             revision = rev;
+            print::sort_listing(&mut objs);
             objs
         } else {
             let mut objs = Vec::new();
@@ -255,17 +260,16 @@ async fn watch(
     }
 }
 
-/// The cells of an object's table row that a watch compares: all but the age.
+/// The cells of an object's table row that a watch compares: all but the ages.
 fn visible_row(o: &DynObject, output: Option<Output>) -> Vec<String> {
     let wide = output == Some(Output::Wide);
-    let age = print::headers(&o.kind, wide)
-        .iter()
-        .position(|h| *h == "AGE");
-    let mut row = print::row(o, wide, chrono::Utc::now(), false);
-    if let Some(i) = age.filter(|i| *i < row.len()) {
-        row.remove(i);
-    }
-    row
+    let headers = print::headers(&o.kind, wide);
+    print::row(o, wide, chrono::Utc::now(), false)
+        .into_iter()
+        .zip(headers)
+        .filter(|(_, h)| *h != "AGE" && !h.ends_with("SEEN"))
+        .map(|(cell, _)| cell)
+        .collect()
 }
 
 /// What `aosctl wait --for` waits for.

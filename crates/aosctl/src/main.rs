@@ -247,8 +247,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if objs.is_empty() {
                 bail!("no {kind} resources found");
             }
+            // Events are records themselves: describing one lists no events of its own.
+            let events = if kind == "Event" {
+                Vec::new()
+            } else {
+                client.list("Event", "").await?.0
+            };
             let now = chrono::Utc::now();
-            let text: Vec<String> = objs.iter().map(|o| print::describe(o, now)).collect();
+            let text: Vec<String> = objs
+                .iter()
+                .map(|o| print::describe(o, &events, now))
+                .collect();
             print!("{}", text.join("\n"));
             Ok(ExitCode::SUCCESS)
         }

@@ -189,12 +189,29 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
             ],
             vec!["ATTEMPTS", "HEALTH", "ERROR"],
         ),
+        "Event" => (
+            vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"],
+            vec!["NAME", "SOURCE", "FIRST SEEN"],
+        ),
         _ => (vec!["NAME", "AGE"], vec![]),
     };
     if wide {
         base.extend(extra);
     }
     base
+}
+
+/// Puts a listing in the order a reader wants: Events by when they last happened (oldest
+/// first, as kubectl shows them), everything else as the store lists it (by name).
+pub fn sort_listing(objs: &mut [DynObject]) {
+    if objs.first().is_some_and(|o| o.kind == "Event") {
+        objs.sort_by_key(|o| {
+            o.spec
+                .get("lastTimestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+        });
+    }
 }
 
 /// `attempts/max` of an OS update while one is pending (the field `pending` names it).
@@ -395,6 +412,27 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                     age,
                 ],
                 vec![attempts, cell(&v, "/status/health"), err()],
+            )
+        }
+        "Event" => {
+            let seen = |ptr: &str| {
+                let t = v.pointer(ptr).and_then(Value::as_str);
+                self::age(t.and_then(|t| t.parse().ok()), now)
+            };
+            (
+                vec![
+                    seen("/spec/lastTimestamp"),
+                    cell(&v, "/spec/type"),
+                    cell(&v, "/spec/reason"),
+                    format!(
+                        "{}/{}",
+                        cell(&v, "/spec/involvedObject/kind").to_ascii_lowercase(),
+                        cell(&v, "/spec/involvedObject/name")
+                    ),
+                    n(&v, "/spec/count").to_string(),
+                    cell(&v, "/spec/message").replace('\n', " "),
+                ],
+                vec![name, cell(&v, "/spec/source"), seen("/spec/firstTimestamp")],
             )
         }
         _ => (vec![name, age], vec![]),

@@ -30,6 +30,7 @@ pub struct Config {
     pub log: LogSection,
     pub store: StoreSection,
     pub controllers: ControllersSection,
+    pub events: EventsSection,
     pub runtimes: RuntimesSection,
     pub images: ImagesSection,
     pub network: NetworkSection,
@@ -177,6 +178,23 @@ pub struct ControllersSection {
     pub shutdown_grace: AosDuration,
 }
 
+/// How many Events are kept, and for how long.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsSection {
+    pub max: usize,
+    pub ttl: AosDuration,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        EventsSection {
+            max: 1000,
+            ttl: AosDuration::from_secs(3600),
+        }
+    }
+}
+
 /// The container runtime: containerd, the rootfs, limits, restarts and logs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -262,6 +280,7 @@ impl Default for Config {
             log: LogSection::default(),
             store: StoreSection::default(),
             controllers: ControllersSection::default(),
+            events: EventsSection::default(),
             runtimes: RuntimesSection::default(),
             images: ImagesSection::default(),
             network: NetworkSection::default(),
@@ -355,6 +374,9 @@ impl Config {
         self.socket_mode()?;
         if self.controllers.concurrency == 0 {
             bail!("controllers.concurrency must be at least 1");
+        }
+        if self.events.max == 0 || self.events.ttl.0.is_zero() {
+            bail!("events.max and events.ttl must be positive");
         }
         if self.controllers.resync.0.is_zero() {
             bail!("controllers.resync must be positive");

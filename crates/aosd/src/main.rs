@@ -22,7 +22,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use aos_api::RuntimeType;
 use aos_node_controller::{NodeConfig, NodeReconciler};
-use aos_reconcile::{Backoff, Controller, ControllerConfig};
+use aos_reconcile::{Backoff, Controller, ControllerConfig, EventsConfig, Recorder};
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -158,7 +158,7 @@ async fn bind_socket(
     Ok(listener)
 }
 
-fn controller_config(c: &Config) -> ControllerConfig {
+fn controller_config(c: &Config, events: &Recorder) -> ControllerConfig {
     ControllerConfig {
         concurrency: c.controllers.concurrency,
         resync: c.controllers.resync.0,
@@ -168,6 +168,7 @@ fn controller_config(c: &Config) -> ControllerConfig {
             ..Backoff::default()
         },
         shutdown_grace: c.controllers.shutdown_grace.0,
+        events: events.clone(),
     }
 }
 
@@ -334,9 +335,24 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         .await
         .context("failed to create the Node resource")?;
     let mut controllers = tokio::task::JoinSet::new();
+    let (events, event_writer) = aos_reconcile::events::channel(
+        backend.clone(),
+        EventsConfig {
+            max: c.events.max,
+            ttl: c.events.ttl.0,
+            ..EventsConfig::default()
+        },
+    );
+    // The writer stops after the controllers, so that what they recorded last is stored.
+    let events_stop = CancellationToken::new();
+    let events_task = tokio::spawn(event_writer.run(events_stop.clone()));
     controllers.spawn(
-        Controller::new(node_reconciler, backend.clone(), controller_config(&c))
-            .run(shutdown.clone()),
+        Controller::new(
+            node_reconciler,
+            backend.clone(),
+            controller_config(&c, &events),
+        )
+        .run(shutdown.clone()),
     );
     // A reboot aosd makes itself stops the instances first (see reboot.rs).
     let stopper = Arc::new(reboot::InstanceStopper::new(
@@ -348,7 +364,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         &c,
         image_env.store.clone(),
         backend.clone(),
-        controller_config(&c),
+        controller_config(&c, &events),
         stopper.clone(),
         runtime,
     )?;
@@ -362,7 +378,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
             &c,
             &name,
             backend.clone(),
-            controller_config(&c),
+            controller_config(&c, &events),
             &shutdown,
             before_reboot.clone(),
         )
@@ -374,7 +390,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
             &c,
             &name,
             backend.clone(),
-            controller_config(&c),
+            controller_config(&c, &events),
             &shutdown,
             before_reboot.clone(),
         )
@@ -384,7 +400,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         &mut controllers,
         image_env,
         backend.clone(),
-        controller_config(&c),
+        controller_config(&c, &events),
         c.images.gc_interval.0,
         &shutdown,
     );
@@ -397,6 +413,8 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     while controllers.join_next().await.is_some() {}
+    events_stop.cancel();
+    let _ = events_task.await;
     let _ = std::fs::remove_file(&c.api.socket);
     tracing::info!("stopped");
     Ok(())

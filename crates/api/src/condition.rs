@@ -40,6 +40,8 @@ pub mod reason {
     pub const RUNTIME_UNAVAILABLE: &str = "RuntimeUnavailable";
     /// Item: every layer is stored.
     pub const LAYERS_READY: &str = "LayersReady";
+    /// Item event: every layer was fetched, verified and stored.
+    pub const PULLED: &str = "Pulled";
     pub const DOWNLOADING: &str = "Downloading";
     /// Layer: verified and stored.
     pub const STORED: &str = "Stored";
@@ -60,6 +62,10 @@ pub mod reason {
     pub const ITEM_IS_READY: &str = "Ready";
     /// Instance, Running: the task was started (or adopted).
     pub const STARTED: &str = "Started";
+    /// Instance event: an out-of-date task was replaced by a new one.
+    pub const REPLACED: &str = "Replaced";
+    /// Instance event: the task was stopped and what it had on the node removed.
+    pub const REMOVED: &str = "Removed";
     /// Instance, Ready: the task runs and it has no probes.
     pub const TASK_RUNNING: &str = "Running";
     pub const PROBES_PENDING: &str = "ProbesPending";

@@ -4,8 +4,8 @@
 use crate::meta::{DynObject, Object, Spec};
 use crate::validate::{check_label, check_name, FieldError, ValidationErrors};
 use crate::{
-    BootSlotSpec, InstanceSpec, ItemSpec, LayerSpec, NetworkSpec, NodeSpec, RootfsSlotSpec,
-    API_VERSION,
+    BootSlotSpec, EventSpec, InstanceSpec, ItemSpec, LayerSpec, NetworkSpec, NodeSpec,
+    RootfsSlotSpec, API_VERSION,
 };
 
 /// What the rest of the system needs to know about one kind.
@@ -20,6 +20,9 @@ pub struct KindInfo {
     pub validate_update: fn(&DynObject, &DynObject) -> Result<(), ValidationErrors>,
     /// The JSON schema of the whole object.
     pub schema: fn() -> schemars::Schema,
+    /// Whether it is desired state that `get all` shows and `apply --prune` may remove
+    /// (Events are records of what happened, and are neither).
+    pub desired: bool,
 }
 
 impl std::fmt::Debug for KindInfo {
@@ -36,6 +39,7 @@ fn info<S: Spec>(plural: &'static str, short: &'static [&'static str]) -> KindIn
         validate: validate_typed::<S>,
         validate_update: validate_update::<S>,
         schema: crate::crd::schema_of::<S>,
+        desired: true,
     }
 }
 
@@ -49,6 +53,10 @@ pub static KINDS: std::sync::LazyLock<Vec<KindInfo>> = std::sync::LazyLock::new(
         info::<NetworkSpec>("networks", &["net"]),
         info::<BootSlotSpec>("bootslots", &["bs"]),
         info::<RootfsSlotSpec>("rootfsslots", &["rs"]),
+        KindInfo {
+            desired: false,
+            ..info::<EventSpec>("events", &["ev"])
+        },
     ]
 });
 

@@ -112,6 +112,8 @@ impl<R: Reconciler> Controller<R> {
             mut wake_rx,
             extra,
         } = self;
+        let source = format!("{}-controller", R::Kind::KIND.to_ascii_lowercase());
+        let events = config.events.with_source(&source);
         let kind = R::Kind::KIND;
         let api = Api::<R::Kind>::new(backend.clone());
         let stop = shutdown.child_token();
@@ -130,6 +132,7 @@ impl<R: Reconciler> Controller<R> {
             api,
             reader: reader.clone(),
             backend,
+            events,
         });
         let mut queue = Queue::default();
         let mut failures: HashMap<String, u32> = HashMap::new();
@@ -252,6 +255,7 @@ async fn reconcile_key<R: Reconciler>(
                 let failures = failed_before + 1;
                 let delay = backoff.delay(failures);
                 tracing::warn!(reason, error = %message, failures, retry_in = ?delay, "reconcile failed");
+                ctx.events.warning(&obj, reason, message.clone());
                 let retry_at = chrono::Utc::now()
                     + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::zero());
                 let _ = ctx

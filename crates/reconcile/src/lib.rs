@@ -7,6 +7,7 @@
 
 mod backoff;
 mod controller;
+pub mod events;
 mod informer;
 mod queue;
 
@@ -19,6 +20,7 @@ use aos_store::{Api, Backend};
 
 pub use backoff::Backoff;
 pub use controller::{Controller, Waker};
+pub use events::{EventsConfig, Recorder};
 pub use informer::Reader;
 
 /// What to do after a successful reconcile.
@@ -56,6 +58,8 @@ pub struct Context<K: Spec> {
     pub reader: Reader<K>,
     /// The whole store, for other kinds.
     pub backend: Arc<dyn Backend>,
+    /// Records what happened to this kind's objects as Events.
+    pub events: Recorder,
 }
 
 /// One per kind: makes the host match an object, and undoes it on deletion. Both must be
@@ -101,6 +105,9 @@ pub struct ControllerConfig {
     pub backoff: Backoff,
     /// How long shutdown waits for running reconciles.
     pub shutdown_grace: Duration,
+    /// Where Events go; the controller records as `<kind>-controller`: a Warning for every
+    /// failed reconcile (its reason and message), and what its reconciler records.
+    pub events: Recorder,
 }
 
 impl Default for ControllerConfig {
@@ -110,6 +117,7 @@ impl Default for ControllerConfig {
             resync: Duration::from_secs(300),
             backoff: Backoff::default(),
             shutdown_grace: Duration::from_secs(10),
+            events: Recorder::disabled(),
         }
     }
 }

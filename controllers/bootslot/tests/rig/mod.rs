@@ -209,6 +209,7 @@ impl Rig {
             api: self.api.clone(),
             reader: Default::default(),
             backend: self.backend.clone(),
+            events: Default::default(),
         };
         let reboots = || self.machine.reboots();
         run_agent(

@@ -166,6 +166,7 @@ impl Rig {
             api: self.api.clone(),
             reader: Default::default(),
             backend: self.backend.clone(),
+            events: Default::default(),
         }
     }
 

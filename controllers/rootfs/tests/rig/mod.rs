@@ -335,6 +335,7 @@ impl Rig {
             api: self.api.clone(),
             reader: Default::default(),
             backend: self.backend.clone(),
+            events: Default::default(),
         };
         let reboots = || self.device.reboots();
         run_agent(

@@ -1,4 +1,4 @@
-//! Unit tests of the table printer: durations, the ERROR column, units, alignment.
+//! Unit tests of the table printer: durations, the ERROR column, units, alignment, events.
 
 use super::*;
 
@@ -55,4 +55,85 @@ fn tables_align_columns_with_three_spaces_and_no_trailing_blanks() {
         ],
     );
     assert_eq!(t, "NAME     AGE\na        5s\nlonger   10m\n");
+}
+
+fn event(
+    now: DateTime<Utc>,
+    name: &str,
+    object: &str,
+    reason: &str,
+    count: u32,
+    last_s: i64,
+) -> DynObject {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "aos.edge/v1alpha1",
+        "kind": "Event",
+        "metadata": {"name": name},
+        "spec": {
+            "involvedObject": {"kind": "Instance", "name": object, "uid": "u1"},
+            "type": "Warning",
+            "reason": reason,
+            "message": "exited with\ncode 1",
+            "count": count,
+            "firstTimestamp": (now - chrono::Duration::seconds(600)).to_rfc3339(),
+            "lastTimestamp": (now - chrono::Duration::seconds(last_s)).to_rfc3339(),
+            "source": "instance-controller"
+        }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn events_list_oldest_first_with_object_count_and_a_one_line_message() {
+    let now = Utc::now();
+    let mut objs = vec![
+        event(now, "b", "web", "Error", 3, 5),
+        event(now, "a", "db", "OOMKilled", 1, 90),
+    ];
+    sort_listing(&mut objs);
+    let rows: Vec<_> = objs.iter().map(|o| row(o, false, now, false)).collect();
+    assert_eq!(
+        headers("Event", false),
+        ["LAST SEEN", "TYPE", "REASON", "OBJECT", "COUNT", "MESSAGE"]
+    );
+    assert_eq!(
+        rows[0][1..],
+        [
+            "Warning",
+            "OOMKilled",
+            "instance/db",
+            "1",
+            "exited with code 1"
+        ]
+    );
+    assert_eq!(rows[1][2..5], ["Error", "instance/web", "3"]);
+    assert_eq!(rows[1][0], "5s");
+    let wide = row(&objs[1], true, now, false);
+    assert_eq!(wide[6..8], ["b", "instance-controller"]);
+}
+
+#[test]
+fn describe_shows_the_latest_events_of_that_object_only() {
+    let now = Utc::now();
+    let web: DynObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "aos.edge/v1alpha1",
+        "kind": "Instance",
+        "metadata": {"name": "web", "uid": "u1"},
+        "spec": {}
+    }))
+    .unwrap();
+    let events = [
+        event(now, "b", "web", "Error", 3, 5),
+        event(now, "a", "db", "OOMKilled", 1, 90),
+    ];
+    let text = describe(&web, &events, now);
+    let tail = text.split_once("Events:\n").unwrap().1;
+    assert!(tail.contains("TYPE"), "{text}");
+    assert!(tail.contains("Error"), "{text}");
+    assert!(tail.contains("5s (x3 over 10m)"), "{text}");
+    assert!(!tail.contains("OOMKilled"), "{text}");
+    // Another object of that name (a new uid) does not inherit them.
+    let mut other = web.clone();
+    other.metadata.uid = Some("u2".into());
+    assert!(describe(&other, &events, now).ends_with("Events: <none>\n"));
 }

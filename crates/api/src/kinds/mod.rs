@@ -1,5 +1,6 @@
 //! The spec and status of every kind. Each file owns one kind (or two close ones).
 
+mod event;
 mod instance;
 mod item;
 mod layer;
@@ -7,6 +8,7 @@ mod network;
 mod node;
 mod slots;
 
+pub use event::*;
 pub use instance::*;
 pub use item::*;
 pub use layer::*;
