@@ -405,6 +405,13 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         &shutdown,
     );
 
+    // Alerts: the node's and the instances' rules over their usage, recorded as Events.
+    controllers.spawn(aos_monitor::monitor::run(
+        backend.clone(),
+        events.clone(),
+        shutdown.clone(),
+    ));
+
     tokio::select! {
         _ = shutdown_signal() => {}
         r = server => {

@@ -104,7 +104,12 @@ pub struct ItemConfig {
     /// its own (isolated unless it joins a Network).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
-    /// Every other field of the document (author, permissions, alertRules, …), kept as it came.
+    /// Alert rules of its instances: `cpu` and `ram` in percent of the instance's quota (of the
+    /// node's total without one), partitions `state` and `storage` in percent of their quotas,
+    /// `download` and `upload` in bytes since the instance joined its network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_rules: Option<crate::AlertRules>,
+    /// Every other field of the document (author, permissions, …), kept as it came.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
 }
@@ -215,6 +220,9 @@ impl ItemConfig {
                 _ => {}
             }
         }
+        if let Some(a) = &self.alert_rules {
+            a.check("alertRules", &mut errors);
+        }
         for key in self.sysctl.keys() {
             if !namespaced_sysctl(key) {
                 errors.push(FieldError::new(
@@ -271,6 +279,7 @@ mod tests {
             "hostname": "-bad",
             "resources": [{"name": "cam", "mode": "x"}],
             "seccomp": "off",
+            "alertRules": {"ram": {"minTimeout": "1s", "minThreshold": 90, "maxThreshold": 80}},
             "unknownField": true
         }))
         .unwrap();
@@ -280,6 +289,7 @@ mod tests {
             [
                 "quotas.ramLimit",
                 "quotas.noFileLimit",
+                "alertRules.ram.minThreshold",
                 "sysctl.kernel.panic",
                 "hostname",
                 "resources[0].mode",
@@ -297,5 +307,19 @@ mod tests {
         assert!(c.validate().is_empty());
         assert!(!c.resources[0].read_only());
         assert!(c.resources[1].read_only());
+    }
+
+    #[test]
+    fn alert_rules_are_read_typed_and_a_misspelt_one_is_refused() {
+        let c = ItemConfig::parse(&serde_json::json!({
+            "alertRules": {"ram": {"minTimeout": "2s", "minThreshold": 50, "maxThreshold": 70},
+                           "partitions": [{"name": "state", "minThreshold": 1, "maxThreshold": 2}]}
+        }))
+        .unwrap();
+        let rules = c.alert_rules.unwrap();
+        assert_eq!(rules.ram.unwrap().min_timeout.0.as_secs(), 2);
+        assert_eq!(rules.partitions[0].name, "state");
+        let e = ItemConfig::parse(&serde_json::json!({"alertRules": {"rma": {}}})).unwrap_err();
+        assert!(e.message.contains("rma"), "{e}");
     }
 }

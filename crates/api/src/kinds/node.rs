@@ -176,6 +176,25 @@ fn check_rule(path: &str, rule: &AlertRule, errors: &mut Vec<FieldError>) {
     }
 }
 
+impl AlertRules {
+    /// Checks each rule's thresholds; paths start at `path`.
+    pub fn check(&self, path: &str, errors: &mut Vec<FieldError>) {
+        for (name, rule) in [
+            ("cpu", &self.cpu),
+            ("ram", &self.ram),
+            ("download", &self.download),
+            ("upload", &self.upload),
+        ] {
+            if let Some(rule) = rule {
+                check_rule(&format!("{path}.{name}"), rule, errors);
+            }
+        }
+        for (i, p) in self.partitions.iter().enumerate() {
+            check_rule(&format!("{path}.partitions[{i}]"), &p.rule, errors);
+        }
+    }
+}
+
 impl Spec for NodeSpec {
     const KIND: &'static str = "Node";
     type Status = NodeStatus;
@@ -200,19 +219,7 @@ impl Spec for NodeSpec {
             }
         }
         if let Some(a) = &self.alert_rules {
-            for (name, rule) in [
-                ("cpu", &a.cpu),
-                ("ram", &a.ram),
-                ("download", &a.download),
-                ("upload", &a.upload),
-            ] {
-                if let Some(rule) = rule {
-                    check_rule(&format!("spec.alertRules.{name}"), rule, errors);
-                }
-            }
-            for (i, p) in a.partitions.iter().enumerate() {
-                check_rule(&format!("spec.alertRules.partitions[{i}]"), &p.rule, errors);
-            }
+            a.check("spec.alertRules", errors);
         }
     }
 }
