@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 mod boot;
 mod rootfs;
+mod telemetry;
 
 pub use boot::BootSection;
 pub use rootfs::RootfsSection;
+pub use telemetry::{EventsSection, MetricsSection};
 
 /// The config file format this build reads.
 pub const CONFIG_VERSION: u32 = 1;
@@ -31,6 +33,7 @@ pub struct Config {
     pub store: StoreSection,
     pub controllers: ControllersSection,
     pub events: EventsSection,
+    pub metrics: MetricsSection,
     pub runtimes: RuntimesSection,
     pub images: ImagesSection,
     pub network: NetworkSection,
@@ -178,23 +181,6 @@ pub struct ControllersSection {
     pub shutdown_grace: AosDuration,
 }
 
-/// How many Events are kept, and for how long.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct EventsSection {
-    pub max: usize,
-    pub ttl: AosDuration,
-}
-
-impl Default for EventsSection {
-    fn default() -> Self {
-        EventsSection {
-            max: 1000,
-            ttl: AosDuration::from_secs(3600),
-        }
-    }
-}
-
 /// The container runtime: containerd, the rootfs, limits, restarts and logs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -281,6 +267,7 @@ impl Default for Config {
             store: StoreSection::default(),
             controllers: ControllersSection::default(),
             events: EventsSection::default(),
+            metrics: MetricsSection::default(),
             runtimes: RuntimesSection::default(),
             images: ImagesSection::default(),
             network: NetworkSection::default(),
@@ -375,9 +362,8 @@ impl Config {
         if self.controllers.concurrency == 0 {
             bail!("controllers.concurrency must be at least 1");
         }
-        if self.events.max == 0 || self.events.ttl.0.is_zero() {
-            bail!("events.max and events.ttl must be positive");
-        }
+        self.events.check()?;
+        self.metrics.check()?;
         if self.controllers.resync.0.is_zero() {
             bail!("controllers.resync must be positive");
         }

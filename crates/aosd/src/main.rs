@@ -9,6 +9,7 @@ mod boot;
 mod config;
 mod images;
 mod instances;
+mod metrics;
 mod reboot;
 mod rootfs;
 mod server;
@@ -22,7 +23,9 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use aos_api::RuntimeType;
 use aos_node_controller::{NodeConfig, NodeReconciler};
-use aos_reconcile::{Backoff, Controller, ControllerConfig, EventsConfig, Recorder};
+use aos_reconcile::{
+    Backoff, Controller, ControllerConfig, ControllerMetrics, EventsConfig, Recorder,
+};
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -158,7 +161,11 @@ async fn bind_socket(
     Ok(listener)
 }
 
-fn controller_config(c: &Config, events: &Recorder) -> ControllerConfig {
+fn controller_config(
+    c: &Config,
+    events: &Recorder,
+    metrics: &ControllerMetrics,
+) -> ControllerConfig {
     ControllerConfig {
         concurrency: c.controllers.concurrency,
         resync: c.controllers.resync.0,
@@ -169,6 +176,7 @@ fn controller_config(c: &Config, events: &Recorder) -> ControllerConfig {
         },
         shutdown_grace: c.controllers.shutdown_grace.0,
         events: events.clone(),
+        metrics: metrics.clone(),
     }
 }
 
@@ -346,13 +354,26 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     // The writer stops after the controllers, so that what they recorded last is stored.
     let events_stop = CancellationToken::new();
     let events_task = tokio::spawn(event_writer.run(events_stop.clone()));
-    controllers.spawn(
-        Controller::new(
-            node_reconciler,
+    let controller_metrics = ControllerMetrics::default();
+    let base = controller_config(&c, &events, &controller_metrics);
+    if c.metrics.enabled {
+        let m = Arc::new(metrics::Metrics::new(
             backend.clone(),
-            controller_config(&c, &events),
-        )
-        .run(shutdown.clone()),
+            &controller_metrics,
+            events.clone(),
+        ));
+        let (addr, stop) = (c.metrics.addr()?, shutdown.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("failed to listen for metrics on {addr}"))?;
+        controllers.spawn(async move {
+            if let Err(e) = metrics::serve(listener, m, stop).await {
+                tracing::error!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
+    controllers.spawn(
+        Controller::new(node_reconciler, backend.clone(), base.clone()).run(shutdown.clone()),
     );
     // A reboot aosd makes itself stops the instances first (see reboot.rs).
     let stopper = Arc::new(reboot::InstanceStopper::new(
@@ -364,7 +385,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         &c,
         image_env.store.clone(),
         backend.clone(),
-        controller_config(&c, &events),
+        base.clone(),
         stopper.clone(),
         runtime,
     )?;
@@ -378,7 +399,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
             &c,
             &name,
             backend.clone(),
-            controller_config(&c, &events),
+            base.clone(),
             &shutdown,
             before_reboot.clone(),
         )
@@ -390,7 +411,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
             &c,
             &name,
             backend.clone(),
-            controller_config(&c, &events),
+            base.clone(),
             &shutdown,
             before_reboot.clone(),
         )
@@ -400,7 +421,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         &mut controllers,
         image_env,
         backend.clone(),
-        controller_config(&c, &events),
+        base.clone(),
         c.images.gc_interval.0,
         &shutdown,
     );

@@ -146,11 +146,18 @@ impl<R: Reconciler> Controller<R> {
                 let (r, ctx) = (reconciler.clone(), ctx.clone());
                 let failed = failures.get(&key).copied().unwrap_or(0);
                 let backoff = config.backoff;
+                let metrics = config.metrics.clone();
                 workers.spawn(async move {
+                    let started = Instant::now();
                     let outcome = reconcile_key(&*r, &ctx, &key, failed, backoff).await;
+                    if !matches!(outcome, Outcome::Absent) {
+                        let ok = matches!(outcome, Outcome::Done(_));
+                        metrics.reconciled(kind, ok, started.elapsed().as_secs_f64());
+                    }
                     (key, outcome)
                 });
             }
+            config.metrics.queue(kind, queue.depth(), failures.len());
             let next_due = queue.next_due();
             tokio::select! {
                 _ = shutdown.cancelled() => break,

@@ -9,6 +9,7 @@ mod backoff;
 mod controller;
 pub mod events;
 mod informer;
+pub mod metrics;
 mod queue;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ pub use backoff::Backoff;
 pub use controller::{Controller, Waker};
 pub use events::{EventsConfig, Recorder};
 pub use informer::Reader;
+pub use metrics::ControllerMetrics;
 
 /// What to do after a successful reconcile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +110,9 @@ pub struct ControllerConfig {
     /// Where Events go; the controller records as `<kind>-controller`: a Warning for every
     /// failed reconcile (its reason and message), and what its reconciler records.
     pub events: Recorder,
+    /// Where the controller counts its reconciles and queue (registered by the caller, if
+    /// anywhere).
+    pub metrics: ControllerMetrics,
 }
 
 impl Default for ControllerConfig {
@@ -118,6 +123,7 @@ impl Default for ControllerConfig {
             backoff: Backoff::default(),
             shutdown_grace: Duration::from_secs(10),
             events: Recorder::disabled(),
+            metrics: ControllerMetrics::default(),
         }
     }
 }

@@ -84,6 +84,11 @@ impl Queue {
         }
     }
 
+    /// Keys waiting: due now, or delayed.
+    pub fn depth(&self) -> usize {
+        self.ready.len() + self.delayed.len()
+    }
+
     #[cfg(test)]
     pub fn running(&self) -> usize {
         self.running.len()
