@@ -1,6 +1,7 @@
 //! The Prometheus endpoint end to end: aosd with `[metrics]` on a free loopback port, one
 //! instance running; `/metrics` parses line by line as the text format, holds the controller,
-//! store, node and instance series, and an instance that is deleted leaves no series behind.
+//! store, node and instance series and the phase histograms (also in status), and an instance
+//! that is deleted leaves no series behind.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -120,6 +121,31 @@ fn metrics_parse_and_show_controllers_store_node_and_instances() {
     assert!(value(&s, "aosd_store_revision", &[]).unwrap() > 0.0);
     assert!(value(&s, "aosd_node_ram_total_bytes", &[]).unwrap() > 0.0);
     assert_eq!(value(&s, "aosd_store_damaged_records", &[]), Some(0.0));
+    // Each phase of the pull and the start is timed, in the histograms and in status.
+    for (kind, phase) in [
+        ("Item", "resolve"),
+        ("Item", "pull"),
+        ("Layer", "download"),
+        ("Layer", "unpack"),
+        ("Layer", "verify"),
+        ("Instance", "start"),
+        ("Instance", "ready"),
+    ] {
+        let labels = [("kind", kind), ("phase", phase)];
+        let n = value(&s, "aosd_phase_duration_seconds", &labels);
+        assert!(n >= Some(1.0), "{kind} {phase}: {body}");
+    }
+    assert!(value(&s, "aosd_downloaded_bytes_total", &[("kind", "Layer")]).unwrap() > 0.0);
+    let item = node.aosd.json("item", "idle-v1");
+    let ms = &item["status"]["phaseMillis"];
+    assert!(ms["resolve"].is_u64() && ms["pull"].is_u64(), "{item:#}");
+    let inst = node.aosd.json("instance", "idle-0");
+    let ms = &inst["status"]["phaseMillis"];
+    assert!(ms["start"].is_u64() && ms["ready"] == 0, "{inst:#}");
+    let layer = &item["status"]["layers"][0];
+    let layer = node.aosd.json("layer", layer.as_str().unwrap());
+    let ms = &layer["status"]["phaseMillis"];
+    assert!(ms["download"].is_u64() && ms["unpack"].is_u64(), "{layer:#}");
     node.aosd.ok(&["delete", "instance", "idle-0", "--wait"]);
     let (_, body) = get(port);
     let s = parse(&body);

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use aos_api::{
     ConditionStatus, ItemPhase, ItemSpec, ItemStatus, ItemType, LayerPhase, LayerSpec, Object,
-    OwnerReference, Progress, API_VERSION,
+    OwnerReference, Progress, Spec as _, API_VERSION,
 };
 use aos_image::oci::{self, Manifest, Root};
 use aos_image::pipeline::{self, Resolved};
 use aos_image::source::{self, SourceSpec};
 use aos_image::ImageError;
-use aos_reconcile::{Action, Context, Reconciler};
+use aos_reconcile::{Action, Context, ControllerMetrics, Reconciler};
 use aos_store::Api;
 
 use crate::{layer_name, ImageEnv, PipelineError, REMOVED_AT, REMOVED_ITEM};
@@ -94,8 +94,10 @@ impl ItemReconciler {
         &self,
         obj: &Object<ItemSpec>,
         api: &Api<ItemSpec>,
+        metrics: &ControllerMetrics,
     ) -> Result<(), PipelineError> {
         let name = obj.name();
+        let started = std::time::Instant::now();
         api.update_status(name, |s| s.phase = ItemPhase::Resolving)
             .await?;
         let spec = source_spec(&obj.spec)?;
@@ -165,7 +167,10 @@ impl ItemReconciler {
         }
         let summary = run_config(&r)?;
         let generation = obj.metadata.generation;
+        let took = started.elapsed();
+        metrics.phase(ItemSpec::KIND, "resolve", took);
         api.update_status(name, |s| {
+            s.phase_millis = [("resolve".to_string(), took.as_millis() as u64)].into();
             s.manifest_digest = Some(r.manifest_digest.clone());
             s.config_digest = Some(r.manifest.config.digest.clone());
             s.item_config_digest = r.manifest.item_config.as_ref().map(|d| d.digest.clone());
@@ -298,7 +303,7 @@ impl Reconciler for ItemReconciler {
         if status.resolved_generation != obj.metadata.generation
             || kept(&self.env, &status).is_none()
         {
-            if let Err(e) = self.resolve(&obj, &ctx.api).await {
+            if let Err(e) = self.resolve(&obj, &ctx.api, &ctx.metrics).await {
                 self.set_failed(&ctx.api, &name, &e).await;
                 return Err(e);
             }
@@ -377,6 +382,16 @@ impl Reconciler for ItemReconciler {
             }
         }
         let was = obj.status.phase;
+        // From the apply (or the spec change) to every layer stored.
+        let pulled = (all_ready && was != ItemPhase::Ready)
+            .then(|| {
+                let since = obj.metadata.creation_timestamp?;
+                (now() - since).to_std().ok()
+            })
+            .flatten();
+        if let Some(took) = pulled {
+            ctx.metrics.phase(ItemSpec::KIND, "pull", took);
+        }
         if all_ready && was != ItemPhase::Ready {
             ctx.events.normal(
                 &obj,
@@ -398,6 +413,10 @@ impl Reconciler for ItemReconciler {
                     done_bytes: done,
                     total_bytes: total,
                 });
+                if let Some(took) = pulled {
+                    s.phase_millis
+                        .insert("pull".to_string(), took.as_millis() as u64);
+                }
                 if all_ready {
                     s.phase = ItemPhase::Ready;
                     s.common.set_condition(

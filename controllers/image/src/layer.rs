@@ -4,16 +4,17 @@
 //! evicting cached layers oldest first before failing with NotEnoughSpace.
 
 use aos_api::condition::{self as c, reason as r};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aos_api::{ConditionStatus, LayerPhase, LayerSpec, Object};
+use aos_api::{ConditionStatus, LayerPhase, LayerSpec, Object, Spec as _};
 use aos_image::oci;
 use aos_image::pipeline::{self, LayerWanted};
 use aos_image::source::SourceSpec;
 use aos_image::ImageError;
-use aos_reconcile::{Action, Context, Reconciler};
+use aos_reconcile::{Action, Context, ControllerMetrics, Reconciler};
 use aos_store::Api;
 
 use crate::{ImageEnv, PipelineError, REMOVED_AT, REMOVED_ITEM};
@@ -106,11 +107,14 @@ impl LayerReconciler {
         }
     }
 
+    /// Fetches and stores the layer; also returns the milliseconds of each phase (recorded
+    /// in `metrics` too).
     async fn install(
         &self,
         l: &Object<LayerSpec>,
         api: &Api<LayerSpec>,
-    ) -> Result<(Option<String>, u64, String), PipelineError> {
+        metrics: &ControllerMetrics,
+    ) -> Result<(Option<String>, u64, String, BTreeMap<String, u64>), PipelineError> {
         let room = Arc::new(self.reserve(l, api).await?);
         let done = Arc::new(AtomicU64::new(0));
         let name = l.name().to_string();
@@ -160,6 +164,7 @@ impl LayerReconciler {
         for s in &l.spec.sources {
             let attempt = async {
                 let src = self.env.sources.open(&s.parse::<SourceSpec>()?).await?;
+                let started = std::time::Instant::now();
                 if Self::is_component(&l.spec) {
                     let path = pipeline::install_component(
                         &self.env.store,
@@ -169,13 +174,18 @@ impl LayerReconciler {
                         &progress,
                     )
                     .await?;
+                    let took = started.elapsed();
                     Ok::<_, ImageError>((
                         Some(path.display().to_string()),
                         l.spec.size,
                         l.spec.digest.clone(),
+                        Some(pipeline::LayerTimings {
+                            download: took,
+                            ..Default::default()
+                        }),
                     ))
                 } else {
-                    let rec = pipeline::install_service_layer(
+                    let (rec, timings) = pipeline::install_service_layer(
                         &self.env.store,
                         &*src,
                         &wanted,
@@ -184,7 +194,7 @@ impl LayerReconciler {
                         &progress,
                     )
                     .await?;
-                    Ok((None, rec.unpacked_size, rec.at_rest_digest))
+                    Ok((None, rec.unpacked_size, rec.at_rest_digest, timings))
                 }
             };
             match attempt.await {
@@ -196,7 +206,22 @@ impl LayerReconciler {
             }
         }
         reporter.abort();
-        result.ok_or_else(|| last_err.into())
+        let (path, unpacked, at_rest, timings) = result.ok_or(last_err)?;
+        let mut ms = BTreeMap::new();
+        if let Some(t) = timings {
+            metrics.downloaded(LayerSpec::KIND, l.spec.size);
+            for (phase, took) in [
+                ("download", t.download),
+                ("unpack", t.unpack),
+                ("verify", t.verify),
+            ] {
+                if !took.is_zero() {
+                    metrics.phase(LayerSpec::KIND, phase, took);
+                    ms.insert(phase.to_string(), took.as_millis() as u64);
+                }
+            }
+        }
+        Ok((path, unpacked, at_rest, ms))
     }
 }
 
@@ -270,9 +295,9 @@ impl Reconciler for LayerReconciler {
                 .record(diff)
                 .map(|r| (None, r.unpacked_size, r.at_rest_digest))
         };
-        let (path, unpacked, at_rest) = match installed {
-            Some(i) => i,
-            None => match self.install(&obj, &ctx.api).await {
+        let (path, unpacked, at_rest, phase_millis) = match installed {
+            Some((p, u, a)) => (p, u, a, BTreeMap::new()),
+            None => match self.install(&obj, &ctx.api, &ctx.metrics).await {
                 Ok(i) => i,
                 Err(e) => {
                     use aos_reconcile::Reason;
@@ -364,6 +389,9 @@ impl Reconciler for LayerReconciler {
                 s.unpacked_size = Some(unpacked);
                 s.tree_digest = Some(at_rest.clone());
                 s.verified_at = verified_at;
+                if !phase_millis.is_empty() {
+                    s.phase_millis = phase_millis.clone();
+                }
                 s.common.set_condition(
                     c::READY,
                     ConditionStatus::True,

@@ -88,6 +88,7 @@ impl Rig {
             reader: Default::default(),
             backend: self.backend.clone(),
             events: Default::default(),
+            metrics: Default::default(),
         };
         self.reconciler.apply(obj, &ctx).await
     }

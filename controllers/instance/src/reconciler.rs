@@ -54,7 +54,9 @@ impl InstanceReconciler {
             Some(Err(e)) => (None, Some(e)),
             None => (None, None),
         };
+        let started = std::time::Instant::now();
         let outcome = act(env, &ctx.api, &o, recipe.as_ref(), &step).await?;
+        let took = started.elapsed();
         let action = report(
             &ctx.api,
             Report {
@@ -64,6 +66,8 @@ impl InstanceReconciler {
                 step: &step,
                 outcome: &outcome,
                 defaults: &env.defaults,
+                took,
+                metrics: &ctx.metrics,
             },
         )
         .await?;

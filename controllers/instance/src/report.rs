@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aos_api::condition::{self as c, reason as r};
-use aos_api::{ConditionStatus, InstanceSpec, InstanceState, InstanceStatus, LastExit};
+use aos_api::{ConditionStatus, InstanceSpec, InstanceState, InstanceStatus, LastExit, Spec as _};
 use aos_reconcile::Action;
 use aos_store::Api;
 use chrono::{DateTime, Utc};
@@ -53,6 +53,10 @@ pub struct Report<'a> {
     pub step: &'a Step,
     pub outcome: &'a Outcome,
     pub defaults: &'a Defaults,
+    /// How long the step took (a start's `start` phase).
+    pub took: std::time::Duration,
+    /// Where the `start` and `ready` phases are timed.
+    pub metrics: &'a aos_reconcile::ControllerMetrics,
 }
 
 /// Writes the status `rep` calls for (at most once) and returns when to look again.
@@ -135,7 +139,28 @@ pub async fn report(api: &Api<InstanceSpec>, rep: Report<'_>) -> Result<Action, 
             let u = usage::sample(o, recipe, now);
             let ready = usage::readiness(o.obj.spec.probes.is_some(), probes.as_ref());
             let pid = o.running().map(|t| t.pid);
+            // Ready for the first time since the start: the `ready` phase (probes passing).
+            let became_ready = ready.0
+                && !o
+                    .obj
+                    .status
+                    .common
+                    .condition(c::READY)
+                    .is_some_and(|c| c.status == ConditionStatus::True);
+            let ready_took = o
+                .obj
+                .status
+                .started_at
+                .filter(|_| became_ready)
+                .and_then(|t| (now - t).to_std().ok());
+            if let Some(took) = ready_took {
+                rep.metrics.phase(InstanceSpec::KIND, "ready", took);
+            }
             api.update_status(name, |s| {
+                if let Some(took) = ready_took {
+                    s.phase_millis
+                        .insert("ready".into(), took.as_millis() as u64);
+                }
                 s.state = InstanceState::Active;
                 s.ip = ip.clone();
                 s.started_at = s.started_at.or(Some(now));
@@ -187,7 +212,16 @@ pub async fn report(api: &Api<InstanceSpec>, rep: Report<'_>) -> Result<Action, 
             match outcome {
                 Outcome::Started { pid, ip } => {
                     let has_probes = o.obj.spec.probes.is_some();
+                    rep.metrics.phase(InstanceSpec::KIND, "start", rep.took);
+                    if !has_probes {
+                        rep.metrics
+                            .phase(InstanceSpec::KIND, "ready", Duration::ZERO);
+                    }
                     api.update_status(name, |s| {
+                        s.phase_millis = [("start".to_string(), rep.took.as_millis() as u64)]
+                            .into_iter()
+                            .chain((!has_probes).then(|| ("ready".to_string(), 0)))
+                            .collect();
                         s.state = InstanceState::Active;
                         s.pid = Some(*pid);
                         s.started_at = Some(now);

@@ -115,7 +115,17 @@ pub struct LayerWanted {
     pub size: u64,
 }
 
-/// Installs a service layer into the store (or finds it there) and returns its record.
+/// How long each phase of installing one layer took: the download (hashed as it streams),
+/// the conversion to squashfs (gunzip, tar checks, the image writer) and the hash of the image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerTimings {
+    pub download: std::time::Duration,
+    pub unpack: std::time::Duration,
+    pub verify: std::time::Duration,
+}
+
+/// Installs a service layer into the store (or finds it there) and returns its record, and
+/// the time of each phase when it had to be installed.
 pub async fn install_service_layer(
     store: &LayerStore,
     source: &dyn BlobSource,
@@ -123,10 +133,10 @@ pub async fn install_service_layer(
     retry: &RetryPolicy,
     convert_opts: &ConvertOptions,
     progress: &(dyn Fn(u64) + Send + Sync),
-) -> Result<LayerRecord, ImageError> {
+) -> Result<(LayerRecord, Option<LayerTimings>), ImageError> {
     if let Some(rec) = store.record(&layer.diff_id) {
         progress(layer.size);
-        return Ok(rec);
+        return Ok((rec, None));
     }
     let compression = oci::layer_compression(&layer.media_type)?;
     let started = std::time::Instant::now();
@@ -174,6 +184,7 @@ pub async fn install_service_layer(
             actual: converted.diff_id,
         });
     }
+    let unpacked = started.elapsed() - downloaded;
     let tmp3 = tmp.clone();
     let (at_rest_digest, image_size) =
         tokio::task::spawn_blocking(move || convert::file_digest(&tmp3))
@@ -203,7 +214,12 @@ pub async fn install_service_layer(
         total_ms = started.elapsed().as_millis() as u64,
         "layer installed"
     );
-    Ok(record)
+    let timings = LayerTimings {
+        download: downloaded,
+        unpack: unpacked,
+        verify: started.elapsed() - downloaded - unpacked,
+    };
+    Ok((record, Some(timings)))
 }
 
 /// Installs a component blob (kept as it came, verified) and returns its path.

@@ -107,8 +107,9 @@ async fn install_stack(
     let r = resolve(src, "linux", "x86_64", None).await?;
     let mut layers = Vec::new();
     for l in wanted(&r) {
-        let rec =
-            install_service_layer(store, src, &l, &retry(), &Default::default(), &|_| {}).await?;
+        let rec = install_service_layer(store, src, &l, &retry(), &Default::default(), &|_| {})
+            .await?
+            .0;
         layers.push(StackLayer {
             root: store.mount(&rec.diff_id)?,
             implicit_dirs: rec.implicit_dirs.iter().cloned().collect(),

@@ -133,6 +133,7 @@ impl<R: Reconciler> Controller<R> {
             reader: reader.clone(),
             backend,
             events,
+            metrics: config.metrics.clone(),
         });
         let mut queue = Queue::default();
         let mut failures: HashMap<String, u32> = HashMap::new();

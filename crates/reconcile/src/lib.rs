@@ -62,6 +62,8 @@ pub struct Context<K: Spec> {
     pub backend: Arc<dyn Backend>,
     /// Records what happened to this kind's objects as Events.
     pub events: Recorder,
+    /// Where reconcilers time the phases of their work.
+    pub metrics: ControllerMetrics,
 }
 
 /// One per kind: makes the host match an object, and undoes it on deletion. Both must be

@@ -1,5 +1,6 @@
 //! The controller runtime's metrics, per kind: reconciles by result, reconcile duration, queue
-//! depth and keys backing off. One [`ControllerMetrics`] is shared by every controller and
+//! depth and keys backing off; and what the reconcilers time themselves (the phases of their
+//! work) and fetch. One [`ControllerMetrics`] is shared by every controller and
 //! registered once with a Prometheus registry (or never, and then it only counts).
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -29,7 +30,13 @@ struct ResultLabels {
     result: Result_,
 }
 
-type HistogramFamily = Family<KindLabel, Histogram, fn() -> Histogram>;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    kind: String,
+    phase: String,
+}
+
+type HistogramFamily<L = KindLabel> = Family<L, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
     // 1 ms to ~33 s.
@@ -43,6 +50,8 @@ pub struct ControllerMetrics {
     duration: HistogramFamily,
     queue_depth: Family<KindLabel, Gauge>,
     backing_off: Family<KindLabel, Gauge>,
+    phases: HistogramFamily<PhaseLabels>,
+    downloaded: Family<KindLabel, Counter>,
 }
 
 impl Default for ControllerMetrics {
@@ -52,13 +61,27 @@ impl Default for ControllerMetrics {
             duration: Family::new_with_constructor(duration_histogram),
             queue_depth: Family::default(),
             backing_off: Family::default(),
+            phases: Family::new_with_constructor(duration_histogram),
+            downloaded: Family::default(),
         }
     }
 }
 
 impl ControllerMetrics {
-    /// Registers the metrics (`aosd_controller_*`) with `registry`.
+    /// Registers the metrics (`aosd_controller_*`, `aosd_phase_duration_seconds`,
+    /// `aosd_downloaded_bytes`) with `registry`.
     pub fn register(&self, registry: &mut Registry) {
+        let top = registry.sub_registry_with_prefix("aosd");
+        top.register(
+            "phase_duration_seconds",
+            "How long each phase of an object's work took: Item resolve and pull, Layer download, unpack and verify, Instance start and ready",
+            self.phases.clone(),
+        );
+        top.register(
+            "downloaded_bytes",
+            "Bytes fetched from registries, HTTP servers and archives, by kind",
+            self.downloaded.clone(),
+        );
         let r = registry.sub_registry_with_prefix("aosd_controller");
         r.register(
             "reconciles",
@@ -80,6 +103,26 @@ impl ControllerMetrics {
             "Keys whose last reconcile failed and that wait for their retry, by kind",
             self.backing_off.clone(),
         );
+    }
+
+    /// Records how long one phase of an object's work took (`Layer`/`download`,
+    /// `Instance`/`start`…).
+    pub fn phase(&self, kind: &str, phase: &str, took: std::time::Duration) {
+        self.phases
+            .get_or_create(&PhaseLabels {
+                kind: kind.to_string(),
+                phase: phase.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts bytes fetched from the network for objects of `kind`.
+    pub fn downloaded(&self, kind: &str, bytes: u64) {
+        self.downloaded
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc_by(bytes);
     }
 
     /// Counts one reconcile of `kind` that took `seconds`.

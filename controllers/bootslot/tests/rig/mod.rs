@@ -210,6 +210,7 @@ impl Rig {
             reader: Default::default(),
             backend: self.backend.clone(),
             events: Default::default(),
+            metrics: Default::default(),
         };
         let reboots = || self.machine.reboots();
         run_agent(

@@ -167,6 +167,7 @@ impl Rig {
             reader: Default::default(),
             backend: self.backend.clone(),
             events: Default::default(),
+            metrics: Default::default(),
         }
     }
 

@@ -336,6 +336,7 @@ impl Rig {
             reader: Default::default(),
             backend: self.backend.clone(),
             events: Default::default(),
+            metrics: Default::default(),
         };
         let reboots = || self.device.reboots();
         run_agent(

@@ -248,6 +248,10 @@ pub struct InstanceStatus {
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
+    /// Milliseconds of each phase of its last start: `start` (container, task and network
+    /// made and started), `ready` (from the start to Ready: its probes passing).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub phase_millis: std::collections::BTreeMap<String, u64>,
     /// The restart window: when it began and how many starts it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_start: Option<DateTime<Utc>>,

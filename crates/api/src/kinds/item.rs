@@ -91,6 +91,10 @@ pub struct ItemStatus {
     pub config: Option<crate::itemconfig::RunConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<DateTime<Utc>>,
+    /// Milliseconds of each phase of its last install: `resolve`, then `pull` (from the apply
+    /// to every layer stored).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub phase_millis: std::collections::BTreeMap<String, u64>,
 }
 impl_status!(ItemStatus);
 

@@ -51,6 +51,9 @@ pub struct LayerStatus {
     /// When the stored layer was last re-hashed and found intact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Milliseconds of each phase of its last install: `download`, `unpack`, `verify`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub phase_millis: std::collections::BTreeMap<String, u64>,
 }
 impl_status!(LayerStatus);
 
