@@ -145,7 +145,10 @@ fn metrics_parse_and_show_controllers_store_node_and_instances() {
     let layer = &item["status"]["layers"][0];
     let layer = node.aosd.json("layer", layer.as_str().unwrap());
     let ms = &layer["status"]["phaseMillis"];
-    assert!(ms["download"].is_u64() && ms["unpack"].is_u64(), "{layer:#}");
+    assert!(
+        ms["download"].is_u64() && ms["unpack"].is_u64(),
+        "{layer:#}"
+    );
     node.aosd.ok(&["delete", "instance", "idle-0", "--wait"]);
     let (_, body) = get(port);
     let s = parse(&body);
