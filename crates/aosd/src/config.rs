@@ -10,10 +10,12 @@ use aos_api::AosDuration;
 use serde::{Deserialize, Serialize};
 
 mod boot;
+mod cloud;
 mod rootfs;
 mod telemetry;
 
 pub use boot::BootSection;
+pub use cloud::CloudSection;
 pub use rootfs::RootfsSection;
 pub use telemetry::{EventsSection, MetricsSection};
 
@@ -34,6 +36,7 @@ pub struct Config {
     pub controllers: ControllersSection,
     pub events: EventsSection,
     pub metrics: MetricsSection,
+    pub cloud: CloudSection,
     pub runtimes: RuntimesSection,
     pub images: ImagesSection,
     pub network: NetworkSection,
@@ -268,6 +271,7 @@ impl Default for Config {
             controllers: ControllersSection::default(),
             events: EventsSection::default(),
             metrics: MetricsSection::default(),
+            cloud: CloudSection::default(),
             runtimes: RuntimesSection::default(),
             images: ImagesSection::default(),
             network: NetworkSection::default(),
@@ -364,6 +368,7 @@ impl Config {
         }
         self.events.check()?;
         self.metrics.check()?;
+        self.cloud.check()?;
         if self.controllers.resync.0.is_zero() {
             bail!("controllers.resync must be positive");
         }

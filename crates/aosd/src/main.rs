@@ -11,6 +11,7 @@ mod images;
 mod instances;
 mod metrics;
 mod reboot;
+mod reporting;
 mod rootfs;
 mod server;
 mod tls_roots;
@@ -23,9 +24,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use aos_api::RuntimeType;
 use aos_node_controller::{NodeConfig, NodeReconciler};
-use aos_reconcile::{
-    Backoff, Controller, ControllerConfig, ControllerMetrics, EventsConfig, Recorder,
-};
+use aos_reconcile::{Backoff, Controller, ControllerConfig, ControllerMetrics, Recorder};
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -343,35 +342,8 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         .await
         .context("failed to create the Node resource")?;
     let mut controllers = tokio::task::JoinSet::new();
-    let (events, event_writer) = aos_reconcile::events::channel(
-        backend.clone(),
-        EventsConfig {
-            max: c.events.max,
-            ttl: c.events.ttl.0,
-            ..EventsConfig::default()
-        },
-    );
-    // The writer stops after the controllers, so that what they recorded last is stored.
-    let events_stop = CancellationToken::new();
-    let events_task = tokio::spawn(event_writer.run(events_stop.clone()));
-    let controller_metrics = ControllerMetrics::default();
-    let base = controller_config(&c, &events, &controller_metrics);
-    if c.metrics.enabled {
-        let m = Arc::new(metrics::Metrics::new(
-            backend.clone(),
-            &controller_metrics,
-            events.clone(),
-        ));
-        let (addr, stop) = (c.metrics.addr()?, shutdown.clone());
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("failed to listen for metrics on {addr}"))?;
-        controllers.spawn(async move {
-            if let Err(e) = metrics::serve(listener, m, stop).await {
-                tracing::error!(error = %e, "the metrics endpoint stopped");
-            }
-        });
-    }
+    let reporting = reporting::Reporting::start(&c, &backend, &mut controllers, &shutdown).await?;
+    let base = controller_config(&c, &reporting.events, &reporting.metrics);
     controllers.spawn(
         Controller::new(node_reconciler, backend.clone(), base.clone()).run(shutdown.clone()),
     );
@@ -426,12 +398,8 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         &shutdown,
     );
 
-    // Alerts: the node's and the instances' rules over their usage, recorded as Events.
-    controllers.spawn(aos_monitor::monitor::run(
-        backend.clone(),
-        events.clone(),
-        shutdown.clone(),
-    ));
+    // Alerts over the usage in status, and the cloud connector.
+    reporting.spawn_watchers(&c, &node_id, &backend, &mut controllers, &shutdown);
 
     tokio::select! {
         _ = shutdown_signal() => {}
@@ -441,8 +409,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     while controllers.join_next().await.is_some() {}
-    events_stop.cancel();
-    let _ = events_task.await;
+    reporting.finish().await;
     let _ = std::fs::remove_file(&c.api.socket);
     tracing::info!("stopped");
     Ok(())

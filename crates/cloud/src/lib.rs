@@ -2,6 +2,9 @@
 //! [`desired`] turns a desired status into the resources the node should hold; [`status`]
 //! turns the store's objects into the unit status the cloud reads.
 
+pub mod apply;
+pub mod connector;
 pub mod desired;
 pub mod protocol;
 pub mod status;
+pub mod tls;

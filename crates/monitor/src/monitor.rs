@@ -1,7 +1,8 @@
 //! The monitor task: lists the Node, Items and Instances, then follows the store's changes,
 //! feeds each new usage sample to [`Alerts`] and records what fires as Events (source
-//! `alerts`: a Warning when an alert is raised or continues, Normal when it falls). Like any
-//! other client, it only reads the store; a lost watch lists again.
+//! `alerts`: a Warning when an alert is raised or continues, Normal when it falls) and on a
+//! broadcast channel (the cloud connector's). Like any other client, it only reads the store;
+//! a lost watch lists again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +12,30 @@ use aos_api::{Severity, Spec};
 use aos_reconcile::Recorder;
 use aos_store::{Api, Backend, EventType, StoreError};
 use futures::StreamExt;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alerts, Fired};
 use crate::rule::Transition;
 
-/// Follows the store until `stop`, recording alerts through `events`.
-pub async fn run(backend: Arc<dyn Backend>, events: Recorder, stop: CancellationToken) {
-    let events = events.with_source("alerts");
+/// Where alerts go: Events, and whoever listens (the cloud connector).
+struct Sink {
+    events: Recorder,
+    listeners: broadcast::Sender<Fired>,
+}
+
+/// Follows the store until `stop`, recording alerts through `events` and sending them to
+/// `listeners`.
+pub async fn run(
+    backend: Arc<dyn Backend>,
+    events: Recorder,
+    listeners: broadcast::Sender<Fired>,
+    stop: CancellationToken,
+) {
+    let events = Sink {
+        events: events.with_source("alerts"),
+        listeners,
+    };
     let mut alerts = Alerts::default();
     loop {
         let result = tokio::select! {
@@ -43,7 +60,7 @@ pub async fn run(backend: Arc<dyn Backend>, events: Recorder, stop: Cancellation
 async fn follow(
     backend: &Arc<dyn Backend>,
     alerts: &mut Alerts,
-    events: &Recorder,
+    events: &Sink,
 ) -> Result<(), StoreError> {
     let all = Selector::everything();
     let (items, _) = Api::<ItemSpec>::new(backend.clone()).list(&all).await?;
@@ -94,7 +111,7 @@ fn typed<S: Spec>(o: &DynObject) -> Option<Object<S>> {
     Object::<S>::from_dyn(o).ok()
 }
 
-fn record(events: &Recorder, fired: Vec<Fired>) {
+fn record(sink: &Sink, fired: Vec<Fired>) {
     for f in fired {
         tracing::info!(
             kind = f.kind,
@@ -113,6 +130,9 @@ fn record(events: &Recorder, fired: Vec<Fired>) {
             name: f.name.clone(),
             uid: f.uid.clone(),
         };
-        events.record(involved, severity, f.reason(), f.message());
+        sink.events
+            .record(involved, severity, f.reason(), f.message());
+        // Nobody listening is fine: the Event holds it.
+        let _ = sink.listeners.send(f);
     }
 }
