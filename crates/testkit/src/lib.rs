@@ -5,6 +5,7 @@
 // Test support: a fixture that fails fails its test.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod certs;
 pub mod containerd;
 pub mod httpserver;
 pub mod image;
