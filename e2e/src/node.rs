@@ -144,6 +144,16 @@ impl Node {
             &format!("archive: {}", archive.display()),
         ));
     }
+
+    /// Packs a service folder into `<dir>.tar` beside it and pushes it to the insecure
+    /// registry `host` as `reference` (`host/name:tag`).
+    pub fn publish(&self, dir: &Path, host: &str, reference: &str) {
+        let archive = dir.with_extension("tar");
+        pack(&self.aosd, dir, &archive);
+        let archive = archive.to_str().unwrap();
+        self.aosd
+            .ok(&["push", archive, reference, "--insecure", host]);
+    }
 }
 
 /// A TCP port free on this host right now.

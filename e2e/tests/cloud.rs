@@ -10,21 +10,14 @@
 use std::path::Path;
 
 use aos_e2e::cloud::TestCloud;
-use aos_e2e::node::{pack, service, Node};
+use aos_e2e::node::{service, Node};
 use aos_testkit::Registry;
 use serde_json::{json, Value};
 
 /// Packs a service and pushes it as `<registry>/aos/<id>:1.0.0`.
 fn publish(node: &Node, registry: &Registry, dir: &Path, id: &str) {
-    let archive = dir.with_extension("tar");
-    pack(&node.aosd, dir, &archive);
-    node.aosd.ok(&[
-        "push",
-        archive.to_str().unwrap(),
-        &format!("{}/aos/{id}:1.0.0", registry.host()),
-        "--insecure",
-        &registry.host(),
-    ]);
+    let host = registry.host();
+    node.publish(dir, &host, &format!("{host}/aos/{id}:1.0.0"));
 }
 
 fn desired(instances: &[(&str, u64)]) -> String {

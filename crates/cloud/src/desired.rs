@@ -157,7 +157,6 @@ pub fn resources(d: &DesiredStatus, m: &Mapping) -> Result<Resources, MapError> 
                 ..ItemSource::default()
             },
             digest: Some(it.index_digest.clone()).filter(|d| !d.is_empty()),
-            ..ItemSpec::default()
         };
         let name = resource_name(&[&it.item.id, &it.version], 253);
         out.items.push(managed(Object::new(name, spec)));
