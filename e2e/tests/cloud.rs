@@ -202,3 +202,46 @@ fn fields_set_here_and_by_the_cloud_are_kept_apart_and_a_clash_is_reported() {
         .event("Instance", "web-kiosk-0", "FieldConflict", 10);
     assert_eq!(e["spec"]["type"], "Warning");
 }
+
+#[test]
+fn an_item_with_an_offline_ttl_stops_when_the_cloud_is_away_too_long_and_starts_when_it_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (registry, mut cloud, node) = setup(tmp.path());
+    let web = service(
+        &tmp.path().join("web"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n  offlineTTL: 3s\n",
+        "#!/bin/sh\nexec sleep 600\n",
+    );
+    publish(&node, &registry, &web, "web");
+    cloud.send(&desired(&[("web", 1)]), 30);
+    node.active("web-kiosk-0");
+    let node_name = "e2e-node";
+    let connected = |v: &Value| aos_e2e::condition(v, "CloudConnected")["status"].clone();
+    let n = node
+        .aosd
+        .until("node", node_name, 10, |v| connected(v) == "True");
+    assert_eq!(
+        aos_e2e::condition(&n, "CloudConnected")["reason"],
+        "Connected"
+    );
+    // Away: within the TTL the instance runs on, then it stops with the reason.
+    cloud.go_away();
+    node.aosd
+        .until("node", node_name, 10, |v| connected(v) == "False");
+    let v = node.until_instance("web-kiosk-0", 30, |v| v["status"]["state"] == "inactive");
+    let running = aos_e2e::condition(&v, "Running");
+    assert_eq!(running["reason"], "OfflineTTLExpired", "{v:#}");
+    assert_eq!(node.containers().trim(), "", "its task is stopped");
+    node.aosd
+        .event("Instance", "web-kiosk-0", "OfflineTTLExpired", 10);
+    // Back: it starts again.
+    cloud.resume();
+    node.active("web-kiosk-0");
+    cloud.send(&desired(&[]), 30);
+    node.aosd.ok(&[
+        "wait",
+        "instance/web-kiosk-0",
+        "--for=delete",
+        "--timeout=30s",
+    ]);
+}

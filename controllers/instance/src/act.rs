@@ -92,10 +92,11 @@ pub async fn act(
             }
             Outcome::Running { probes, ip }
         }
-        Step::ProbeFailed { .. } => {
+        Step::ProbeFailed { .. } | Step::Offline { running: true } => {
             env.stop(name, need()?.policy.stop_grace).await?;
             Outcome::Stopped
         }
+        Step::Offline { running: false } => Outcome::Nothing,
         Step::RecordExit { .. } => {
             env.containers.remove(name).await?;
             env.probes.stop(name);

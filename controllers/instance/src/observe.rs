@@ -40,6 +40,9 @@ pub struct Observed {
     pub sample: Option<Sample>,
     /// Bytes received and sent on its network.
     pub counters: Option<(u64, u64)>,
+    /// Since when the node's cloud connector has had no cloud (its Node's `CloudConnected`
+    /// condition); `None` when it has one or runs no connector.
+    pub offline_since: Option<DateTime<Utc>>,
 }
 
 impl Observed {
@@ -50,6 +53,20 @@ impl Observed {
             _ => None,
         }
     }
+}
+
+/// Since when the node's cloud is away, from its Node's `CloudConnected` condition.
+async fn offline_since(backend: &Arc<dyn Backend>) -> Result<Option<DateTime<Utc>>, InstanceError> {
+    let (nodes, _) = Api::<NodeSpec>::new(backend.clone())
+        .list(&Default::default())
+        .await?;
+    Ok(nodes.first().and_then(|n| {
+        n.status
+            .common
+            .condition(aos_api::condition::CLOUD_CONNECTED)
+            .filter(|c| c.status == aos_api::ConditionStatus::False)
+            .map(|c| c.last_transition_time)
+    }))
 }
 
 async fn find_item(
@@ -164,6 +181,7 @@ pub async fn observe(
         probes: None,
         sample: None,
         counters: None,
+        offline_since: None,
     };
     if obj.spec.runtime != RuntimeType::Container {
         return Ok(Some(o));
@@ -174,6 +192,7 @@ pub async fn observe(
         o.ids = Some((uid, obj.status.gid.unwrap_or(uid)));
     }
     o.item = find_item(backend, &obj.spec).await?;
+    o.offline_since = offline_since(backend).await?;
     o.container = env.containers.inspect(name).await;
     if let Some(item) = o
         .item

@@ -46,6 +46,9 @@ pub enum Step {
     Hold,
     /// Restarts at this time.
     WaitRestart(DateTime<Utc>),
+    /// The cloud has been away longer than the item's `offlineTTL`: stop the task (`running`)
+    /// and wait for the cloud.
+    Offline { running: bool },
     /// Start a task: `replace`: stop the running one (out of date) first; `fresh_window`: the
     /// start burst counts from zero.
     Start { replace: bool, fresh_window: bool },
@@ -100,6 +103,11 @@ pub fn plan(o: &Observed, recipe: Option<&Result<Recipe, InstanceError>>) -> Ste
         }
         Some(Ok(r)) => r,
     };
+    if offline_until(o, r).is_some_and(|at| at <= o.now) {
+        return Step::Offline {
+            running: container.is_some(),
+        };
+    }
     let mut replace = false;
     if let Some(c) = container {
         match c.task {
@@ -167,6 +175,13 @@ pub fn plan(o: &Observed, recipe: Option<&Result<Recipe, InstanceError>>) -> Ste
         replace,
         fresh_window: st.state == InstanceState::Failed,
     }
+}
+
+/// When the item's `offlineTTL` runs out with the cloud away (`None`: it does not, the cloud
+/// is there, or the item has none).
+pub fn offline_until(o: &Observed, r: &Recipe) -> Option<DateTime<Utc>> {
+    let ttl = chrono::Duration::from_std(r.offline_ttl?).unwrap_or(chrono::Duration::MAX);
+    o.offline_since?.checked_add_signed(ttl)
 }
 
 /// The reason and message of a recipe that cannot be made.

@@ -88,6 +88,8 @@ pub struct Recipe {
     pub node_dmips: u64,
     pub cores: u64,
     pub hash: String,
+    /// How long the instance may run without its cloud (the item's `offlineTTL`).
+    pub offline_ttl: Option<std::time::Duration>,
 }
 
 /// Sets `NAME=value` in `env`, replacing an earlier value of the same name.
@@ -309,5 +311,6 @@ pub fn build(
         node_dmips: dmips,
         cores,
         hash,
+        offline_ttl: item_run.offline_ttl.map(|d| d.0),
     })
 }

@@ -72,6 +72,20 @@ impl InstanceReconciler {
         )
         .await?;
         record(&ctx.events, obj, &step, &outcome);
+        // With the cloud away, look again when the item's offlineTTL runs out.
+        let action = match recipe
+            .as_ref()
+            .and_then(|r| crate::plan::offline_until(&o, r))
+        {
+            Some(at) if at > o.now => {
+                let left = (at - o.now).to_std().unwrap_or_default();
+                match action {
+                    Action::Requeue(d) if d <= left => action,
+                    _ => Action::Requeue(left),
+                }
+            }
+            _ => action,
+        };
         // What could not be done is retried with the runtime's backoff (and shown as lastError).
         match (step, outcome, blocked) {
             (Step::RuntimeDown, ..) => Err(o
@@ -176,6 +190,11 @@ fn record(events: &Recorder, obj: &Object<InstanceSpec>, step: &Step, outcome: &
             }
         }
         (Step::ProbeFailed { reason, message }, _) => events.warning(obj, reason, message),
+        (Step::Offline { running: true }, Outcome::Stopped) => events.warning(
+            obj,
+            r::OFFLINE_TTL_EXPIRED,
+            "the cloud has been away longer than the item's offlineTTL: stopped",
+        ),
         _ => {}
     }
 }

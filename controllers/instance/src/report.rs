@@ -132,6 +132,20 @@ pub async fn report(api: &Api<InstanceSpec>, rep: Report<'_>) -> Result<Action, 
             .await?;
             Ok(Action::AwaitChange)
         }
+        (Step::Offline { .. }, ..) => {
+            let since = o.offline_since.map_or_else(String::new, |t| t.to_rfc3339());
+            let msg = format!(
+                "the cloud has been away since {since}, longer than the item's offlineTTL; the instance starts when it is back"
+            );
+            api.update_status(name, |s| {
+                s.state = InstanceState::Inactive;
+                s.pid = None;
+                cond(s, c::RUNNING, false, r::OFFLINE_TTL_EXPIRED, &msg, now);
+                cond(s, c::READY, false, r::OFFLINE_TTL_EXPIRED, &msg, now);
+            })
+            .await?;
+            Ok(Action::AwaitChange)
+        }
         (Step::Clear, ..) => Ok(Action::Requeue(Duration::ZERO)),
         (Step::Hold, ..) => Ok(Action::AwaitChange),
         (Step::WaitRestart(at), ..) => Ok(Action::Requeue(until(*at, o.now))),

@@ -1,12 +1,12 @@
 //! The Instance controller as a whole: its watches (an Item wakes the Instances of its item
-//! id, a Network those on it), the task events that wake an Instance when its task exits or
+//! id, a Network those on it, the cloud's coming and going all of them), the task events that wake an Instance when its task exits or
 //! hits its memory limit, and the sweep of containers whose Instance is gone.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aos_api::{InstanceSpec, ItemSpec, NetworkSpec, Object};
+use aos_api::{InstanceSpec, ItemSpec, NetworkSpec, NodeSpec, Object};
 use aos_containerd::TaskEvent;
 use aos_reconcile::{Controller, ControllerConfig, Waker};
 use aos_store::{Api, Backend};
@@ -24,6 +24,10 @@ pub fn controller(
     let controller = Controller::new(InstanceReconciler::new(env.clone()), backend, config);
     let by_item = controller.reader();
     let by_network = controller.reader();
+    let every = controller.reader();
+    // The cloud's presence (the Node's CloudConnected condition) decides offlineTTL: a
+    // change of it wakes every instance; the Node's other writes (usage) wake none.
+    let cloud = std::sync::Mutex::new(None);
     let controller = controller
         .watches::<ItemSpec>(move |item: &Object<ItemSpec>| {
             by_item
@@ -45,6 +49,19 @@ pub fn controller(
                 })
                 .map(|i| i.name().to_string())
                 .collect()
+        })
+        .watches::<NodeSpec>(move |n: &Object<NodeSpec>| {
+            let now = n
+                .status
+                .common
+                .condition(aos_api::condition::CLOUD_CONNECTED)
+                .map(|c| (c.status, c.last_transition_time));
+            let mut was = cloud.lock().unwrap_or_else(|e| e.into_inner());
+            if *was == now {
+                return Vec::new();
+            }
+            *was = now;
+            every.list().iter().map(|i| i.name().to_string()).collect()
         });
     env.probes.set_waker(controller.waker());
     controller

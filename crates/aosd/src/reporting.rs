@@ -87,7 +87,8 @@ impl Reporting {
         ));
         if c.cloud.enabled {
             let connector = aos_cloud::connector::Connector::new(
-                c.cloud.connector(node_id),
+                c.cloud
+                    .connector(node_id, &aos_node_controller::host::object_name(node_id)),
                 backend.clone(),
                 self.events.clone(),
                 self.alerts.subscribe(),

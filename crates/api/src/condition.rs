@@ -25,6 +25,10 @@ pub const VLAN_READY: &str = "VlanReady";
 /// Network: its resolver answers.
 pub const DNS_READY: &str = "DnsReady";
 
+/// Node: the cloud connector has a session with its cloud (written by the connector; its
+/// `lastTransitionTime` says since when the cloud is away, for `offlineTTL`).
+pub const CLOUD_CONNECTED: &str = "CloudConnected";
+
 /// Reasons written with the conditions above.
 pub mod reason {
     /// Any kind: the object is being deleted.
@@ -74,6 +78,11 @@ pub mod reason {
     pub const READINESS_FAILED: &str = "ReadinessFailed";
     pub const STARTUP_PROBE_FAILED: &str = "StartupProbeFailed";
     pub const LIVENESS_PROBE_FAILED: &str = "LivenessProbeFailed";
+    /// Node, CloudConnected.
+    pub const CONNECTED: &str = "Connected";
+    pub const DISCONNECTED: &str = "Disconnected";
+    /// Instance: the cloud has been away longer than the item's `offlineTTL`.
+    pub const OFFLINE_TTL_EXPIRED: &str = "OfflineTTLExpired";
     /// Instance: the start burst is spent.
     pub const CRASH_LOOP: &str = "CrashLoop";
     /// Instance: the task stopped and restarts after the restart interval.

@@ -36,6 +36,8 @@ pub struct ConnectorConfig {
     pub url: String,
     pub tls: TlsFiles,
     pub node_id: String,
+    /// The node's Node object, whose `CloudConnected` condition the connector keeps.
+    pub node_name: String,
     pub mapping: Mapping,
     /// Largest message read.
     pub max_message: usize,
@@ -131,10 +133,34 @@ impl Connector {
         }
     }
 
+    /// Says on the Node whether the cloud is there: its `CloudConnected` condition, whose
+    /// transition time tells since when it is away (kept across restarts while it stays away).
+    async fn presence(&self, connected: bool, message: &str) {
+        use aos_api::condition::{reason, CLOUD_CONNECTED};
+        let (status, why) = if connected {
+            (aos_api::ConditionStatus::True, reason::CONNECTED)
+        } else {
+            (aos_api::ConditionStatus::False, reason::DISCONNECTED)
+        };
+        let api = Api::<aos_api::NodeSpec>::new(self.backend.clone());
+        let now = chrono::Utc::now();
+        let write = api
+            .update_status(&self.config.node_name, |s| {
+                s.common
+                    .set_condition(CLOUD_CONNECTED, status, why, message, now);
+            })
+            .await;
+        if let Err(e) = write {
+            tracing::warn!(error = %e, "failed to record the cloud's presence on the Node");
+        }
+    }
+
     /// Runs sessions until `stop`.
     pub async fn run(mut self, stop: CancellationToken) {
         let mut outbox = Outbox::new(self.config.buffer);
         let mut attempt = 0u32;
+        // Not connected yet: away since now, or since it went away before a restart.
+        self.presence(false, "not connected to the cloud").await;
         loop {
             let result = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -142,6 +168,7 @@ impl Connector {
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, url = self.config.url, "cloud session ended");
+                self.presence(false, &e.to_string()).await;
             }
             attempt += 1;
             let delay = backoff(self.config.backoff_base, self.config.backoff_max, attempt);
@@ -213,6 +240,7 @@ impl Connector {
         let connected = Instant::now();
         tracing::info!(url = self.config.url, "connected to the cloud");
         *attempt = 0;
+        self.presence(true, &self.config.url).await;
         let rev = self.backend.revision().await?;
         let mut changes = self.backend.watch(None, Some(rev));
         let mut sent = self.unit_status().await?;

@@ -38,6 +38,9 @@ struct Case {
     recipe_fails: bool,
     oom: bool,
     probes: Option<(String, ProbeState)>,
+    /// The item's offlineTTL, and how long the cloud has been away (seconds).
+    offline_ttl: Option<u64>,
+    offline_for: Option<i64>,
 }
 
 fn case() -> Case {
@@ -59,6 +62,8 @@ fn case() -> Case {
         recipe_fails: false,
         oom: false,
         probes: None,
+        offline_ttl: None,
+        offline_for: None,
     }
 }
 
@@ -70,7 +75,10 @@ fn inputs(c: &Case) -> Inputs {
                 cmd: Some(vec!["/bin/app".into()]),
                 ..Default::default()
             },
-            item: None,
+            item: c.offline_ttl.map(|s| aos_api::ItemConfig {
+                offline_ttl: Some(aos_api::AosDuration::from_secs(s)),
+                ..Default::default()
+            }),
         }),
         layers: vec![],
         node: (10_000, 4),
@@ -153,6 +161,7 @@ fn run(c: &Case) -> (Step, Option<Recipe>) {
         probes: c.probes.clone(),
         sample: None,
         counters: None,
+        offline_since: c.offline_for.map(|s| now - Duration::seconds(s)),
     };
     let step = plan(&o, made.as_ref());
     (step, made.and_then(Result::ok))
@@ -380,4 +389,32 @@ fn the_recipe_names_what_it_is_made_of_and_changes_with_the_instance() {
         r2.expect("a recipe").hash,
         "an env change re-makes the task"
     );
+}
+
+#[test]
+fn a_cloud_away_longer_than_the_offline_ttl_stops_the_task_and_starts_nothing() {
+    let mut c = case();
+    c.task = Task::Current;
+    c.offline_ttl = Some(60);
+    c.offline_for = Some(61);
+    assert_eq!(step(&c), Step::Offline { running: true });
+    c.task = Task::Nothing;
+    assert_eq!(step(&c), Step::Offline { running: false });
+}
+
+#[test]
+fn within_the_offline_ttl_or_with_the_cloud_there_the_task_runs_on() {
+    let mut c = case();
+    c.task = Task::Current;
+    c.offline_ttl = Some(60);
+    c.offline_for = Some(30);
+    assert_eq!(step(&c), Step::Keep { probes: None });
+    c.offline_for = None;
+    assert_eq!(step(&c), Step::Keep { probes: None });
+    // An item without offlineTTL runs however long the cloud is away.
+    c.offline_ttl = None;
+    c.offline_for = Some(86_400 * 365);
+    assert_eq!(step(&c), Step::Keep { probes: None });
+    c.task = Task::Nothing;
+    assert_eq!(step(&c), start(false, false));
 }

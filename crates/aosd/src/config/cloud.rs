@@ -67,8 +67,12 @@ impl CloudSection {
         Ok(())
     }
 
-    /// The connector's settings for node `node_id`.
-    pub fn connector(&self, node_id: &str) -> aos_cloud::connector::ConnectorConfig {
+    /// The connector's settings for node `node_id` (its Node object `node_name`).
+    pub fn connector(
+        &self,
+        node_id: &str,
+        node_name: &str,
+    ) -> aos_cloud::connector::ConnectorConfig {
         let file = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
         aos_cloud::connector::ConnectorConfig {
             url: self.url.clone(),
@@ -78,6 +82,7 @@ impl CloudSection {
                 key: file(&self.key_file),
             },
             node_id: node_id.to_string(),
+            node_name: node_name.to_string(),
             mapping: aos_cloud::desired::Mapping {
                 registry: self.registry.clone(),
                 max_instances: self.max_instances,
