@@ -2,6 +2,9 @@
 # The main job on a fresh machine: installs what is missing, builds, starts aosd with the
 # embedded store (isolated under .demo/), applies examples/, and shows the node and the
 # resources, a watch and a delete. aosd keeps running afterwards; `hack/demo.sh stop` stops it.
+# `hack/demo.sh cloud` drives the node from the test cloud instead (a local registry, the cloud
+# under .demo/cloud/: edit its desired.json and the node follows; received.jsonl is what the
+# cloud heard).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # AOSD_DEMO_DIR and AOSD_DEMO_NAMESPACE move the demo elsewhere (README's test runs its own).
@@ -13,17 +16,23 @@ AOSCTL="$PWD/target/debug/aosctl"
 
 stop() {
   if [ -f "$DEMO/aosd.pid" ] && kill -0 "$(cat "$DEMO/aosd.pid")" 2>/dev/null; then
-    # Instances and networks keep running across restarts of aosd: the demo's go first, so
-    # that no namespace, link or rule of it outlives it.
+    # Instances and networks keep running across restarts of aosd: the demo's (and the test
+    # cloud's) go first, so that no namespace, link or rule of it outlives it.
     for kind in instance network; do
-      "$AOSCTL" --socket "$SOCK" delete "$kind" -l app.kubernetes.io/part-of=aos-demo \
-        --wait --timeout=60s >/dev/null 2>&1 || true
+      for sel in app.kubernetes.io/part-of=aos-demo aos.edge/managed-by=cloud; do
+        "$AOSCTL" --socket "$SOCK" delete "$kind" -l "$sel" --wait --timeout=60s >/dev/null 2>&1 || true
+      done
     done
     kill -TERM "$(cat "$DEMO/aosd.pid")"
     for _ in $(seq 50); do kill -0 "$(cat "$DEMO/aosd.pid")" 2>/dev/null || break; sleep 0.1; done
     echo "aosd stopped"
   fi
   rm -f "$DEMO/aosd.pid"
+  if [ -f "$DEMO/cloud.pid" ]; then
+    kill "$(cat "$DEMO/cloud.pid")" 2>/dev/null || true
+    rm -f "$DEMO/cloud.pid"
+  fi
+  [ -d "$DEMO/registry" ] && hack/registry.sh stop "$DEMO/registry"
   hack/containerd.sh stop "$DEMO/containerd"
   # Layers stay mounted across restarts of aosd; the demo's go with it.
   local m
@@ -32,7 +41,8 @@ stop() {
   done
 }
 
-if [ "${1:-}" = stop ]; then stop; exit 0; fi
+MODE="${1:-}"
+if [ "$MODE" = stop ]; then stop; exit 0; fi
 
 hack/setup.sh
 echo "== building"
@@ -62,6 +72,16 @@ namespace = "$NAMESPACE"
 stop_grace = "3s"
 usage_interval = "5s"
 TOML
+if [ "$MODE" = cloud ]; then
+  echo "== starting a registry and the test cloud (under $DEMO/cloud)"
+  REGISTRY="$(hack/registry.sh start "$DEMO/registry" 5055)"
+  rm -rf "$DEMO/cloud"
+  target/debug/test-cloud "$DEMO/cloud" >"$DEMO/cloud.log" 2>&1 &
+  echo $! > "$DEMO/cloud.pid"
+  for _ in $(seq 100); do [ -f "$DEMO/cloud/cloud.toml" ] && break; sleep 0.1; done
+  { echo "[images]"; echo "insecure_registries = [\"$REGISTRY\"]"
+    cat "$DEMO/cloud/cloud.toml"; echo "registry = \"$REGISTRY/aos\""; } >> "$DEMO/aosd.toml"
+fi
 
 echo "== starting aosd (data in $DEMO/data, socket $SOCK, log $DEMO/aosd.log)"
 "$AOSD" --config "$DEMO/aosd.toml" --data-dir "$DEMO/data" --socket "$SOCK" >"$DEMO/aosd.log" 2>&1 &
@@ -72,6 +92,38 @@ for _ in $(seq 100); do "$AOSCTL" health >/dev/null 2>&1 && break; sleep 0.05; d
 "$AOSCTL" wait "node/$("$AOSCTL" get nodes -o name | head -1 | cut -d/ -f2)" --for=condition=Ready --timeout=10s >/dev/null
 
 run() { echo; echo "\$ aosctl $*"; "$AOSCTL" "$@"; }
+
+if [ "$MODE" = cloud ]; then
+  echo; echo "== pushing the example service to the registry as the cloud's item"
+  "$AOSCTL" pack examples/services/state-writer -o "$DEMO/state-writer.tar"
+  "$AOSCTL" push "$DEMO/state-writer.tar" "$REGISTRY/aos/state-writer:1.0.0" --insecure "$REGISTRY"
+  desired() {
+    cat > "$DEMO/cloud/desired.json" <<JSON
+{"messageType": "desiredStatus",
+ "items": [{"item": {"id": "state-writer", "type": "service"}, "version": "1.0.0"}],
+ "instances": [{"item": {"id": "state-writer"}, "subject": {"id": "demo"}, "numInstances": $1}]}
+JSON
+  }
+  echo; echo "== the cloud wants 2 instances"
+  desired 2
+  run wait instance/state-writer-demo-1 --for=create --timeout=30s
+  run wait instance/state-writer-demo-0 --for=condition=Ready --timeout=60s
+  run wait instance/state-writer-demo-1 --for=condition=Ready --timeout=60s
+  run get items,instances
+  sleep 1
+  echo; echo "== the last unit status the cloud heard"
+  grep '"unitStatus"' "$DEMO/cloud/received.jsonl" | tail -n 1
+  echo; echo "== the cloud wants 1"
+  desired 1
+  run wait instance/state-writer-demo-1 --for=delete --timeout=60s
+  run get instances
+  echo
+  echo "aosd and the test cloud are still running. Edit $DEMO/cloud/desired.json and watch:"
+  echo "  export AOSD_SOCKET=$SOCK; target/debug/aosctl get instances -w"
+  echo "  tail -f $DEMO/cloud/received.jsonl"
+  echo "Stop them with: hack/demo.sh stop"
+  exit 0
+fi
 
 run get nodes -o wide
 run apply -f examples/
