@@ -100,6 +100,42 @@ fn the_cloud_drives_the_node_which_reports_resumes_and_keeps_running_while_offli
     assert_eq!(a["parameter"], "ram");
     assert_eq!(a["state"], "raise");
 
+    // Hostile or malformed messages are refused with a reason and change nothing.
+    let before = names(&node);
+    cloud.send(&desired(&[("web", 100_000)]), 30);
+    cloud.send(r#"{"messageType": "desiredStatus", "items": 7}"#, 30);
+    cloud.send(r#"{"messageType": "rebootUnit"}"#, 30);
+    cloud.send(
+        &format!(
+            r#"{{"messageType": "desiredStatus", "subjects": ["{}"]}}"#,
+            "x".repeat(5 << 20)
+        ),
+        30,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let log = loop {
+        let log = node.aosd.log();
+        let refused = log.matches("desired status refused").count()
+            + log.matches("message from the cloud refused").count();
+        if (refused >= 3 && log.contains("Message too long"))
+            || std::time::Instant::now() > deadline
+        {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        log.contains("100001 instances wanted") || log.contains("100000 instances wanted"),
+        "{log}"
+    );
+    assert!(log.contains("unknown messageType \"rebootUnit\""), "{log}");
+    assert!(log.contains("invalid type"), "{log}");
+    assert!(
+        log.contains("Message too long"),
+        "the 5 MiB message ends the session: {log}"
+    );
+    assert_eq!(names(&node), before);
+
     // 3 → 1: two go.
     cloud.send(&desired(&[("web", 1), ("hog", 1)]), 30);
     let skip = cloud.received().len();
@@ -112,10 +148,10 @@ fn the_cloud_drives_the_node_which_reports_resumes_and_keeps_running_while_offli
     );
 
     // A dropped connection: a new session, a full status again, nothing doubled.
-    let skip = cloud.received().len();
+    let (skip, sessions) = (cloud.received().len(), cloud.sessions());
     cloud.drop_connection();
     let again = cloud.wait(skip, 30, |m| is_status(m, false));
-    assert_eq!(cloud.sessions(), 2);
+    assert_eq!(cloud.sessions(), sessions + 1);
     assert_eq!(states(&again, "web"), ["active"]);
     assert_eq!(names(&node).len(), 2);
 
