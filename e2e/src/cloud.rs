@@ -92,7 +92,7 @@ impl TestCloud {
     /// aosd's `[cloud]` section for this cloud, with items from `registry`.
     pub fn config(&self, registry: &str) -> String {
         format!(
-            "[cloud]\nenabled = true\nurl = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nregistry = \"{registry}\"\nheartbeat = \"1s\"\nbackoff_base = \"200ms\"\nbackoff_max = \"1s\"\n",
+            "[cloud]\nenabled = true\nurl = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nregistry = \"{registry}\"\nheartbeat = \"1s\"\nmonitoring = \"2s\"\nbackoff_base = \"200ms\"\nbackoff_max = \"1s\"\n",
             self.url(),
             self.ca_file.display(),
             self.client.cert.display(),

@@ -3,7 +3,8 @@
 //! becomes pulled Items and active Instances that the unit status reports; fewer instances
 //! and a removed item go; a dropped connection is resumed with a full status and nothing
 //! doubled; aosd restarted while the cloud is away runs the same instances and reconnects when
-//! it is back; an alert reaches the cloud; a field set here and by the cloud is a conflict.
+//! it is back; alerts and usage reach the cloud; hostile messages change nothing; a field set
+//! here and by the cloud is a conflict; offlineTTL stops and starts instances.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -99,6 +100,18 @@ fn the_cloud_drives_the_node_which_reports_resumes_and_keeps_running_while_offli
     assert_eq!(a["instance"]["itemId"], "hog");
     assert_eq!(a["parameter"], "ram");
     assert_eq!(a["state"], "raise");
+
+    // Usage, averaged over the window, reaches the cloud.
+    let m = cloud.wait(0, 30, |m| {
+        m["messageType"] == "monitoringData"
+            && m["nodes"][0]["instances"]
+                .as_array()
+                .is_some_and(|a| a.len() == 4)
+    });
+    let n = &m["nodes"][0];
+    assert_eq!(n["nodeId"], "e2e-node");
+    assert!(n["nodeMonitoring"]["ram"].as_u64() > Some(0), "{m:#}");
+    assert!(n["instances"][0]["ram"].as_u64() > Some(0), "{m:#}");
 
     // Hostile or malformed messages are refused with a reason and change nothing.
     let before = names(&node);

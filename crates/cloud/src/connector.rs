@@ -48,6 +48,8 @@ pub struct ConnectorConfig {
     pub backoff_max: Duration,
     /// Alerts kept while offline (the oldest dropped first, and counted).
     pub buffer: usize,
+    /// How often `monitoringData` (the usage averaged since the last) is sent.
+    pub monitoring: Duration,
 }
 
 /// Why a session ended.
@@ -256,6 +258,9 @@ impl Connector {
         }
         let mut heartbeat = tokio::time::interval(self.config.heartbeat);
         heartbeat.tick().await;
+        let mut monitoring = tokio::time::interval(self.config.monitoring);
+        monitoring.tick().await;
+        let mut window = crate::monitoring::Averager::default();
         let mut heard = Instant::now();
         let mut dirty: Option<Instant> = None;
         loop {
@@ -273,10 +278,12 @@ impl Connector {
                     }
                 }
                 e = changes.next() => match e {
-                    Some(Ok(e)) if [ItemSpec::KIND, InstanceSpec::KIND].contains(&e.object.kind.as_str()) => {
-                        dirty.get_or_insert_with(Instant::now);
+                    Some(Ok(e)) => {
+                        sample(&mut window, &e);
+                        if [ItemSpec::KIND, InstanceSpec::KIND].contains(&e.object.kind.as_str()) {
+                            dirty.get_or_insert_with(Instant::now);
+                        }
                     }
-                    Some(Ok(_)) => {}
                     // Lost the thread of changes: the next full status says everything.
                     Some(Err(_)) | None => {
                         let rev = self.backend.revision().await?;
@@ -298,6 +305,11 @@ impl Connector {
                         send(&mut ws, &Message::Alerts(Alerts { items: vec![a] })).await?;
                     }
                 },
+                _ = monitoring.tick() => {
+                    if let Some(m) = window.take(&self.config.node_id) {
+                        send(&mut ws, &Message::MonitoringData(m)).await?;
+                    }
+                }
                 _ = heartbeat.tick() => {
                     let silent = heard.elapsed();
                     if silent > self.config.heartbeat * 3 {
@@ -374,6 +386,26 @@ impl Connector {
             timestamp: chrono::Utc::now(),
             fields,
         })
+    }
+}
+
+/// Feeds a change of the Node or of a cloud Instance to the monitoring window.
+fn sample(window: &mut crate::monitoring::Averager, e: &aos_store::WatchEvent) {
+    let cloud = e.object.metadata.labels.get(MANAGED_BY).map(String::as_str) == Some(CLOUD);
+    let deleted = e.type_ == aos_store::EventType::Deleted;
+    match e.object.kind.as_str() {
+        aos_api::NodeSpec::KIND if !deleted => {
+            if let Ok(n) = aos_api::Object::<aos_api::NodeSpec>::from_dyn(&e.object) {
+                window.node(&n);
+            }
+        }
+        InstanceSpec::KIND if cloud && deleted => window.instance_deleted(&e.object.metadata.name),
+        InstanceSpec::KIND if cloud => {
+            if let Ok(i) = aos_api::Object::<InstanceSpec>::from_dyn(&e.object) {
+                window.instance(&i);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod connector;
 pub mod desired;
+pub mod monitoring;
 pub mod protocol;
 pub mod status;
 pub mod tls;

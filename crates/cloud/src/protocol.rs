@@ -197,6 +197,7 @@ pub enum Message {
     DesiredStatus(DesiredStatus),
     UnitStatus(UnitStatus),
     Alerts(Alerts),
+    MonitoringData(crate::monitoring::MonitoringData),
 }
 
 impl Message {
@@ -205,6 +206,7 @@ impl Message {
             Message::DesiredStatus(_) => "desiredStatus",
             Message::UnitStatus(_) => "unitStatus",
             Message::Alerts(_) => "alerts",
+            Message::MonitoringData(_) => "monitoringData",
         }
     }
 
@@ -214,7 +216,7 @@ impl Message {
     }
 }
 
-const MESSAGE_TYPES: &[&str] = &["desiredStatus", "unitStatus", "alerts"];
+const MESSAGE_TYPES: &[&str] = &["desiredStatus", "unitStatus", "alerts", "monitoringData"];
 
 /// Every key the protocol's objects use, in canonical form.
 const KEYS: &[&str] = &[

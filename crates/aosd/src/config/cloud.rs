@@ -29,6 +29,8 @@ pub struct CloudSection {
     pub backoff_max: AosDuration,
     /// Alerts kept while the cloud is away (the oldest dropped first).
     pub buffer: usize,
+    /// How often the usage, averaged since the last time, is sent (`monitoringData`).
+    pub monitoring: AosDuration,
 }
 
 impl Default for CloudSection {
@@ -46,6 +48,7 @@ impl Default for CloudSection {
             backoff_base: AosDuration::from_secs(1),
             backoff_max: AosDuration::from_secs(60),
             buffer: 1000,
+            monitoring: AosDuration::from_secs(60),
         }
     }
 }
@@ -61,7 +64,11 @@ impl CloudSection {
         if self.registry.is_empty() {
             bail!("cloud.registry: where the cloud's item images are must be set");
         }
-        if self.heartbeat.0.is_zero() || self.backoff_base.0.is_zero() || self.max_message == 0 {
+        if self.heartbeat.0.is_zero()
+            || self.backoff_base.0.is_zero()
+            || self.monitoring.0.is_zero()
+            || self.max_message == 0
+        {
             bail!("cloud.heartbeat, cloud.backoff_base and cloud.max_message must be positive");
         }
         Ok(())
@@ -92,6 +99,7 @@ impl CloudSection {
             backoff_base: self.backoff_base.0,
             backoff_max: self.backoff_max.0,
             buffer: self.buffer,
+            monitoring: self.monitoring.0,
         }
     }
 }
