@@ -55,8 +55,7 @@ impl Reconciler for BootSlotReconciler {
         let action = report(env, &ctx.api, &o, &step, &outcome).await?;
         if let Some((severity, reason, message)) = event_of(&step, o.obj.status.pending.as_deref())
         {
-            let involved = aos_reconcile::events::involved(&o.obj);
-            ctx.events.record(involved, severity, reason, message);
+            ctx.events.event(&o.obj, severity, reason, message);
         }
         if !reboot_if_due(&outcome, &env.crash, env.machine.as_ref()).await? {
             return Ok(Action::AwaitChange);
@@ -147,4 +146,28 @@ fn event_of(step: &Step, pending: Option<&str>) -> Option<(Severity, &'static st
         _ => return None,
     };
     Some((severity, reason, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steps_of_an_update_are_events_and_the_quiet_ones_are_not() {
+        let (sev, reason, message) = event_of(&Step::Commit, Some("2.0 on b")).unwrap();
+        assert_eq!((sev, reason), (Severity::Normal, "Committed"));
+        assert_eq!(
+            message,
+            "update 2.0 on b passed its health checks and is now main"
+        );
+        let back = Step::RollBack {
+            reason: "Unhealthy".into(),
+            message: "unit x failed".into(),
+        };
+        let (sev, reason, message) = event_of(&back, None).unwrap();
+        assert_eq!((sev, reason), (Severity::Warning, "RollingBack"));
+        assert_eq!(message, "the update: Unhealthy: unit x failed");
+        assert_eq!(event_of(&Step::Idle, None), None);
+        assert_eq!(event_of(&Step::Check, None), None);
+    }
 }

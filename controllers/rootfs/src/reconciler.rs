@@ -55,8 +55,7 @@ impl Reconciler for RootfsSlotReconciler {
         let action = report(env, &ctx.api, &o, &step, &outcome).await?;
         let pending = o.obj.status.pending_version.as_deref();
         if let Some((severity, reason, message)) = event_of(&step, pending) {
-            let involved = aos_reconcile::events::involved(&o.obj);
-            ctx.events.record(involved, severity, reason, message);
+            ctx.events.event(&o.obj, severity, reason, message);
         }
         if !reboot_if_due(&outcome, &env.crash, env.machine.as_ref()).await? {
             return Ok(Action::AwaitChange);
@@ -140,4 +139,19 @@ fn event_of(step: &Step, pending: Option<&str>) -> Option<(Severity, &'static st
         _ => return None,
     };
     Some((severity, reason, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_steps_of_an_update_are_events_and_the_quiet_ones_are_not() {
+        let (sev, reason, message) = event_of(&Step::Promote, Some("3.1")).unwrap();
+        assert_eq!((sev, reason), (Severity::Normal, "Applied"));
+        assert_eq!(message, "version 3.1 is applied and running");
+        let (sev, reason, _) = event_of(&Step::Retry, Some("3.1")).unwrap();
+        assert_eq!((sev, reason), (Severity::Warning, "Retrying"));
+        assert_eq!(event_of(&Step::Idle, None), None);
+    }
 }

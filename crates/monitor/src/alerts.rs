@@ -211,17 +211,10 @@ fn percent(used: u64, total: u64) -> f64 {
 }
 
 fn rules_by_parameter(r: &AlertRules) -> BTreeMap<&str, Thresholds> {
-    let mut m = BTreeMap::new();
-    for (name, rule) in [
-        ("cpu", &r.cpu),
-        ("ram", &r.ram),
-        ("download", &r.download),
-        ("upload", &r.upload),
-    ] {
-        if let Some(rule) = rule {
-            m.insert(name, Thresholds::from(rule));
-        }
-    }
+    let mut m: BTreeMap<&str, Thresholds> = r
+        .named()
+        .map(|(name, rule)| (name, Thresholds::from(rule)))
+        .collect();
     for p in &r.partitions {
         m.insert(p.name.as_str(), Thresholds::from(&p.rule));
     }

@@ -96,12 +96,23 @@ impl Recorder {
 
     /// A routine event about `obj`.
     pub fn normal<S: Spec>(&self, obj: &Object<S>, reason: &str, message: impl Into<String>) {
-        self.record(involved(obj), Severity::Normal, reason, message.into());
+        self.event(obj, Severity::Normal, reason, message);
     }
 
     /// An event about `obj` that needs an operator's eye.
     pub fn warning<S: Spec>(&self, obj: &Object<S>, reason: &str, message: impl Into<String>) {
-        self.record(involved(obj), Severity::Warning, reason, message.into());
+        self.event(obj, Severity::Warning, reason, message);
+    }
+
+    /// An event about `obj`.
+    pub fn event<S: Spec>(
+        &self,
+        obj: &Object<S>,
+        severity: Severity,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
+        self.record(involved(obj), severity, reason, message.into());
     }
 
     /// Queues one event; never waits. A full queue drops it and counts the drop.

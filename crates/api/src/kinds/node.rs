@@ -177,17 +177,23 @@ fn check_rule(path: &str, rule: &AlertRule, errors: &mut Vec<FieldError>) {
 }
 
 impl AlertRules {
-    /// Checks each rule's thresholds; paths start at `path`.
-    pub fn check(&self, path: &str, errors: &mut Vec<FieldError>) {
-        for (name, rule) in [
+    /// The rules of the named parameters (`cpu`, `ram`, `download`, `upload`) that are set;
+    /// the partitions' rules are in `partitions`.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, &AlertRule)> {
+        [
             ("cpu", &self.cpu),
             ("ram", &self.ram),
             ("download", &self.download),
             ("upload", &self.upload),
-        ] {
-            if let Some(rule) = rule {
-                check_rule(&format!("{path}.{name}"), rule, errors);
-            }
+        ]
+        .into_iter()
+        .filter_map(|(name, rule)| Some((name, rule.as_ref()?)))
+    }
+
+    /// Checks each rule's thresholds; paths start at `path`.
+    pub fn check(&self, path: &str, errors: &mut Vec<FieldError>) {
+        for (name, rule) in self.named() {
+            check_rule(&format!("{path}.{name}"), rule, errors);
         }
         for (i, p) in self.partitions.iter().enumerate() {
             check_rule(&format!("{path}.partitions[{i}]"), &p.rule, errors);
