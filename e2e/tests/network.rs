@@ -1,7 +1,7 @@
 //! Instance networking end to end with a real containerd, real namespaces, veths, a bridge and
 //! nftables: two instances of one network reach each other by DNS name, the host reaches them
-//! through the bridge, addresses survive a `kill -9` of aosd, and deleting everything leaves no namespace,
-//! link or table of ours.
+//! through the bridge, addresses survive a `kill -9` of aosd, a network deleted while in use
+//! waits for its instances, and deleting everything leaves no namespace, link or table of ours.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -84,10 +84,20 @@ fn two_instances_of_a_network_reach_each_other_and_leave_nothing_behind() {
     assert_eq!(again["status"]["pid"].as_u64(), pid, "{}", node.aosd.log());
     assert_eq!(again["status"]["ip"], ip.as_str());
 
+    // A network deleted while instances are on it waits for them (Terminating, its bridge up).
+    node.aosd.ok(&["delete", "network", "n1"]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let n = node.json("network", "n1");
+    assert!(n["metadata"]["deletionTimestamp"].is_string(), "{n:#}");
+    assert!(
+        links().contains(&names.bridge("n1")),
+        "its bridge stays while in use"
+    );
     // Deleting everything leaves no namespace, link or table of ours.
     node.aosd
         .ok(&["delete", "instance", "web-0", "client-0", "--wait"]);
-    node.aosd.ok(&["delete", "network", "n1", "--wait"]);
+    node.aosd
+        .ok(&["wait", "network/n1", "--for=delete", "--timeout=30s"]);
     let l = links();
     for n in [
         names.bridge("n1"),

@@ -25,7 +25,7 @@ mod uid;
 mod volume;
 mod wiring;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -204,6 +204,8 @@ pub struct InstanceEnv {
     pub probes: probes::Probers,
     /// Tasks that hit their memory limit since they started.
     pub oom: Mutex<HashSet<String>>,
+    /// Tasks being stopped for a deletion: when they were sent SIGTERM.
+    pub stopping: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 impl InstanceEnv {
@@ -221,6 +223,57 @@ impl InstanceEnv {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
+    }
+
+    /// One step of stopping the task of `name` without waiting for it: SIGTERM the first
+    /// time, SIGKILL once `grace` has passed since; once nothing runs, the task and container
+    /// are deleted. `Some(d)`: still stopping, look again within `d` (the task's exit wakes
+    /// the instance sooner); `None`: stopped and deleted. A deletion holds no worker while a
+    /// task takes its grace, so many stop in parallel.
+    pub async fn stop_step(
+        &self,
+        name: &str,
+        grace: Duration,
+    ) -> Result<Option<Duration>, InstanceError> {
+        let running = self
+            .containers
+            .inspect(name)
+            .await?
+            .is_some_and(|c| c.task.is_some_and(|t| t.running));
+        if !running {
+            self.stopping
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(name);
+            self.containers.remove(name).await?;
+            self.probes.stop(name);
+            return Ok(None);
+        }
+        let since = self
+            .stopping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied();
+        let Some(since) = since else {
+            self.containers.kill(name, 15).await?;
+            self.stopping
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string(), tokio::time::Instant::now());
+            return Ok(Some(grace));
+        };
+        let waited = since.elapsed();
+        if waited < grace {
+            return Ok(Some(grace - waited));
+        }
+        tracing::info!(
+            container = name,
+            grace_ms = grace.as_millis() as u64,
+            "no exit after SIGTERM: SIGKILL"
+        );
+        self.containers.kill(name, 9).await?;
+        Ok(Some(Duration::from_millis(200)))
     }
 
     /// Stops a task: SIGTERM, up to `grace` for it to exit, then SIGKILL; then deletes the

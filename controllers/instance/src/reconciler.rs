@@ -130,8 +130,9 @@ impl Reconciler for InstanceReconciler {
 }
 
 impl InstanceReconciler {
-    /// Stops the task, leaves the network, removes what the instance had on the node and gives
-    /// its uid back.
+    /// Stops the task (a step at a time: `Requeue` while it takes its grace, which keeps the
+    /// finalizer), leaves the network, removes what the instance had on the node and gives its
+    /// uid back.
     async fn remove(
         &self,
         obj: &Object<InstanceSpec>,
@@ -147,7 +148,9 @@ impl InstanceReconciler {
             .and_then(|p| p.stop_grace)
             .map(|g| g.0)
             .unwrap_or(env.defaults.stop_grace);
-        env.stop(name, grace).await?;
+        if let Some(left) = env.stop_step(name, grace).await? {
+            return Ok(Action::Requeue(left));
+        }
         if let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) {
             nets.detach(name, &n.network_id).await?;
             crate::report::left_network(&ctx.api, name).await;

@@ -189,6 +189,7 @@ pub fn spawn(
             uids: UidPool::new(rc.uid_base, rc.uid_count),
             probes: Probers::new(containers),
             oom: Mutex::new(Default::default()),
+            stopping: Default::default(),
         });
         if let Some(net) = net_controller {
             tokio::spawn(net.run(stop.clone()));

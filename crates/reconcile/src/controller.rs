@@ -301,6 +301,10 @@ async fn run_once<R: Reconciler>(
             return Ok(None);
         }
         let action = r.cleanup(obj.clone(), ctx).await.map_err(fail)?;
+        // Not finished yet: the finalizer stays, and the cleanup runs again.
+        if let Action::Requeue(_) = action {
+            return Ok(Some(action));
+        }
         // Remove ours from the latest list, so that others' finalizers are kept.
         let Some(latest) = ctx
             .api

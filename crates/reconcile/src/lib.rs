@@ -88,7 +88,9 @@ pub trait Reconciler: Send + Sync + 'static {
         ctx: &Context<Self::Kind>,
     ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
 
-    /// Undoes what `apply` made, for an object being deleted.
+    /// Undoes what `apply` made, for an object being deleted. `AwaitChange` when done (the
+    /// runtime then removes the finalizer); `Requeue(d)` when not finished yet (the finalizer
+    /// stays and `cleanup` runs again after `d`, or sooner when something wakes the object).
     fn cleanup(
         &self,
         _obj: Arc<Object<Self::Kind>>,

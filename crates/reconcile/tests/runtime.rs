@@ -40,6 +40,8 @@ struct Fake {
     /// Failures still to give, per name.
     fail: Arc<Mutex<HashMap<String, u32>>>,
     fail_cleanup: Arc<Mutex<u32>>,
+    /// Cleanups still to answer "not finished" (`Requeue`).
+    unfinished_cleanup: Arc<Mutex<u32>>,
     action: Arc<Mutex<Option<Action>>>,
     hold: Arc<Mutex<Duration>>,
     running: Arc<Mutex<HashMap<String, usize>>>,
@@ -108,6 +110,11 @@ impl Reconciler for Fake {
         if *f > 0 {
             *f -= 1;
             return Err(HostSaidNo);
+        }
+        let mut u = self.unfinished_cleanup.lock().unwrap();
+        if *u > 0 {
+            *u -= 1;
+            return Ok(Action::Requeue(Duration::from_secs(2)));
         }
         Ok(Action::AwaitChange)
     }
@@ -347,6 +354,35 @@ async fn finalizer_is_added_before_apply_and_removed_after_cleanup() {
     assert!(
         h.api.get_opt("a").await.unwrap().is_none(),
         "the object is gone after cleanup"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cleanup_that_is_not_finished_keeps_the_finalizer_and_runs_again_after_its_delay() {
+    let fake = Fake {
+        finalizer: true,
+        ..Fake::default()
+    };
+    *fake.unfinished_cleanup.lock().unwrap() = 2;
+    let mut h = Harness::start(fake, config(), &[item("a", "1")]).await;
+    h.next_call().await;
+    h.api.delete("a").await.unwrap();
+    let (t1, c) = h.next_call().await;
+    assert_eq!(c, Call::Cleanup("a".into()));
+    let o = h.api.get("a").await.unwrap();
+    assert_eq!(
+        o.metadata.finalizers,
+        ["aos.edge/test"],
+        "not finished: it stays"
+    );
+    let (t2, _) = h.next_call().await;
+    let (t3, _) = h.next_call().await;
+    assert!(t2 - t1 >= Duration::from_secs(2) && t3 - t2 >= Duration::from_secs(2));
+    h.quiet_for(Duration::from_secs(5)).await;
+    assert!(
+        h.api.get_opt("a").await.unwrap().is_none(),
+        "finished: gone"
     );
     h.stop().await;
 }

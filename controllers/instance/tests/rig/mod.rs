@@ -69,6 +69,7 @@ impl Rig {
             uids: UidPool::new(5000, 10),
             probes: Probers::new(Arc::new(containers.clone())),
             oom: Mutex::new(Default::default()),
+            stopping: Default::default(),
         });
         Rig {
             api: Api::new(backend.clone()),
@@ -188,9 +189,17 @@ impl Rig {
         panic!("no pass settled");
     }
 
+    /// Runs the cleanup as the runtime does: again while it is not finished (the fake's tasks
+    /// end at their signal, so the second pass finds nothing running).
     pub async fn delete(&self) -> Result<Action, InstanceError> {
-        let obj = Arc::new(self.get().await);
-        self.reconciler.cleanup(obj, &self.ctx()).await
+        for _ in 0..10 {
+            let obj = Arc::new(self.get().await);
+            match self.reconciler.cleanup(obj, &self.ctx()).await? {
+                Action::Requeue(_) => continue,
+                a => return Ok(a),
+            }
+        }
+        panic!("the cleanup did not finish in 10 passes");
     }
 
     /// How often the runtime was asked to run a task.
