@@ -108,7 +108,10 @@ fn main() {
     // sleep(1) as PID 1 ignores SIGTERM: a short grace keeps the clean-up short.
     let aosd = Aosd::start_with(AosdOptions {
         containerd: Some(containerd.socket.clone()),
-        config: Some("[runtimes.container]\nstop_grace = \"1s\"\n".into()),
+        config: Some(format!(
+            "{}[runtimes.container]\nstop_grace = \"1s\"\n",
+            std::env::var("BENCH_EXTRA_CONFIG").unwrap_or_default()
+        )),
         ..Default::default()
     });
     aosd.wait_node_ready();
