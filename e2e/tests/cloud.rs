@@ -294,3 +294,57 @@ fn an_item_with_an_offline_ttl_stops_when_the_cloud_is_away_too_long_and_starts_
         "--timeout=30s",
     ]);
 }
+
+#[test]
+fn a_component_item_from_the_cloud_updates_the_configured_boot_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let cloud = TestCloud::start(tmp.path());
+    let host = registry.host();
+    let aosd = aos_e2e::Aosd::start_with(aos_e2e::AosdOptions {
+        config: Some(format!(
+            "{}boot_item = \"os\"\n[images]\ninsecure_registries = [\"{host}\"]\n[runtimes.boot]\nenabled = true\nsimulate = true\n[runtimes.boot.health]\nprobation_secs = 1\ninterval_secs = 1\ntimeout_secs = 5\n",
+            cloud.config(&format!("{host}/aos"))
+        )),
+        ..Default::default()
+    });
+    aosd.until("bootslot", "e2e-node", 30, |v| {
+        v["status"]["phase"] == "Idle"
+    });
+    let img = tmp.path().join("boot-2.0.img");
+    std::fs::write(&img, aos_slots::sim::image("2.0", true, 1 << 20)).unwrap();
+    let archive = tmp.path().join("boot-2.0.tar");
+    aosd.ok(&[
+        "pack",
+        "--boot",
+        img.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    let reference = format!("{host}/aos/os:2.0");
+    aosd.ok(&[
+        "push",
+        archive.to_str().unwrap(),
+        &reference,
+        "--insecure",
+        &host,
+    ]);
+    cloud.send(
+        &json!({"messageType": "desiredStatus",
+                "items": [{"item": {"id": "os", "type": "component"}, "version": "2.0"}]})
+        .to_string(),
+        30,
+    );
+    let done = aosd.until("bootslot", "e2e-node", 90, |v| {
+        v["status"]["main"] == "b" && v["status"]["phase"] == "Idle"
+    });
+    assert_eq!(done["spec"]["item"]["version"], "2.0");
+    assert_eq!(done["status"]["slots"][1]["version"], "2.0");
+    cloud.wait(0, 30, |m| {
+        is_status(m, true)
+            && m["items"].as_array().is_some_and(|i| {
+                i.iter()
+                    .any(|i| i["item"]["id"] == "os" && i["state"] == "installed")
+            })
+    });
+}

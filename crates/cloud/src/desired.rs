@@ -1,14 +1,16 @@
 //! A desired status as the resources the node should hold: an Item per item version (its
 //! image in the cloud's registry, pinned by `indexDigest`), the Instances of each entry
-//! expanded to indexes 0..numInstances−1 (on the network of the item's owner), and a Network
-//! per owner. Everything made here carries the label `aos.edge/managed-by: cloud`: the
+//! expanded to indexes 0..numInstances−1 (on the network of the item's owner), a Network per
+//! owner, and the node's BootSlot/RootfsSlot pointed at the component items configured for
+//! them. Everything made here carries the label `aos.edge/managed-by: cloud`: the
 //! connector owns those objects and removes the ones a newer desired status no longer names.
 //! Pure: nothing here touches the node.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use aos_api::{
-    DynObject, InstanceNetwork, InstanceSpec, ItemSource, ItemSpec, ItemType, NetworkSpec, Object,
+    BootSlotSpec, DynObject, InstanceNetwork, InstanceSpec, ItemRef, ItemSource, ItemSpec,
+    ItemType, NetworkSpec, Object, RootfsSlotSpec,
 };
 use sha2::{Digest, Sha256};
 
@@ -45,6 +47,21 @@ pub struct Mapping {
     pub registry: String,
     /// Most instances one desired status may ask of this node.
     pub max_instances: u64,
+    /// Which component items the node's BootSlot and RootfsSlot install.
+    pub slots: SlotTargets,
+}
+
+/// The component items (by item id) that go to the node's slots, and the slots' name (the
+/// node's object name). A component item named nowhere here is stored as an Item only.
+#[derive(Clone, Debug, Default)]
+pub struct SlotTargets {
+    pub name: String,
+    /// The boot component of the A/B pair.
+    pub boot: Option<String>,
+    /// The boot component of the recovery entry.
+    pub recovery: Option<String>,
+    /// The rootfs component.
+    pub rootfs: Option<String>,
 }
 
 /// The resources of one desired status, in the order they are applied.
@@ -53,6 +70,10 @@ pub struct Resources {
     pub networks: Vec<Object<NetworkSpec>>,
     pub items: Vec<Object<ItemSpec>>,
     pub instances: Vec<Object<InstanceSpec>>,
+    /// The node's slots, with the components they should install (fields the cloud sets:
+    /// `item`, `recovery`; the slots themselves are never deleted by the cloud).
+    pub boot_slot: Option<Object<BootSlotSpec>>,
+    pub rootfs_slot: Option<Object<RootfsSlotSpec>>,
 }
 
 impl Resources {
@@ -61,6 +82,8 @@ impl Resources {
         let mut v: Vec<DynObject> = self.networks.iter().map(Object::to_dyn).collect();
         v.extend(self.items.iter().map(Object::to_dyn));
         v.extend(self.instances.iter().map(Object::to_dyn));
+        v.extend(self.boot_slot.iter().map(Object::to_dyn));
+        v.extend(self.rootfs_slot.iter().map(Object::to_dyn));
         v
     }
 }
@@ -115,6 +138,31 @@ fn item_type(t: &str) -> Result<ItemType, String> {
     }
 }
 
+/// Points the node's slot that installs component `id` at `version`.
+fn target_slot(out: &mut Resources, t: &SlotTargets, id: &str, version: &str) {
+    let to = || {
+        Some(ItemRef {
+            item_id: id.to_string(),
+            version: version.to_string(),
+        })
+    };
+    let is = |x: &Option<String>| x.as_deref() == Some(id);
+    if is(&t.boot) || is(&t.recovery) {
+        let slot = out
+            .boot_slot
+            .get_or_insert_with(|| Object::new(&t.name, BootSlotSpec::default()));
+        if is(&t.boot) {
+            slot.spec.item = to();
+        }
+        if is(&t.recovery) {
+            slot.spec.recovery = to();
+        }
+    }
+    if is(&t.rootfs) {
+        out.rootfs_slot = Some(Object::new(&t.name, RootfsSlotSpec { item: to() }));
+    }
+}
+
 /// The resources `d` asks of this node.
 pub fn resources(d: &DesiredStatus, m: &Mapping) -> Result<Resources, MapError> {
     let wanted: u64 = d
@@ -159,6 +207,9 @@ pub fn resources(d: &DesiredStatus, m: &Mapping) -> Result<Resources, MapError> 
             digest: Some(it.index_digest.clone()).filter(|d| !d.is_empty()),
         };
         let name = resource_name(&[&it.item.id, &it.version], 253);
+        if type_ == ItemType::Component {
+            target_slot(&mut out, &m.slots, &it.item.id, &it.version);
+        }
         out.items.push(managed(Object::new(name, spec)));
     }
     let mut owners = BTreeSet::new();

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use aos_api::{InstanceSpec, InstanceState, ItemPhase, ItemSpec, Object};
-use aos_cloud::desired::{self, MapError, Mapping, MANAGED_BY};
+use aos_cloud::desired::{self, MapError, Mapping, SlotTargets, MANAGED_BY};
 use aos_cloud::protocol::{self, Message, ProtocolError};
 use aos_cloud::status;
 
@@ -45,6 +45,12 @@ fn mapping() -> Mapping {
     Mapping {
         registry: "registry.example:5000/aos".into(),
         max_instances: 100,
+        slots: SlotTargets {
+            name: "node-1".into(),
+            boot: Some("os-boot".into()),
+            recovery: Some("os-boot".into()),
+            rootfs: Some("os-root".into()),
+        },
     }
 }
 
@@ -105,6 +111,39 @@ fn a_desired_status_maps_to_items_expanded_instances_and_an_owner_network() {
         .all()
         .iter()
         .all(|o| o.metadata.labels[MANAGED_BY] == "cloud"));
+}
+
+#[test]
+fn component_items_point_the_configured_slots_and_others_are_items_only() {
+    let mut d = desired();
+    d.items.push(
+        serde_json::from_value(serde_json::json!(
+        {"item": {"id": "os-boot", "type": "component"}, "version": "2.0"}))
+        .unwrap(),
+    );
+    d.items.push(
+        serde_json::from_value(serde_json::json!(
+        {"item": {"id": "os-root", "type": "component"}, "version": "7"}))
+        .unwrap(),
+    );
+    d.items.push(
+        serde_json::from_value(serde_json::json!(
+        {"item": {"id": "firmware", "type": "component"}, "version": "1"}))
+        .unwrap(),
+    );
+    let r = desired::resources(&d, &mapping()).unwrap();
+    let boot = r.boot_slot.as_ref().unwrap();
+    assert_eq!(boot.name(), "node-1");
+    let target =
+        |i: &Option<aos_api::ItemRef>| i.as_ref().map(|i| format!("{}:{}", i.item_id, i.version));
+    assert_eq!(target(&boot.spec.item).as_deref(), Some("os-boot:2.0"));
+    assert_eq!(target(&boot.spec.recovery).as_deref(), Some("os-boot:2.0"));
+    let root = r.rootfs_slot.as_ref().unwrap();
+    assert_eq!(target(&root.spec.item).as_deref(), Some("os-root:7"));
+    assert_eq!(r.items.len(), 5, "every component is an Item too");
+    // Without component items the slots are left alone.
+    let r = desired::resources(&desired(), &mapping()).unwrap();
+    assert!(r.boot_slot.is_none() && r.rootfs_slot.is_none());
 }
 
 #[test]

@@ -31,6 +31,11 @@ pub struct CloudSection {
     pub buffer: usize,
     /// How often the usage, averaged since the last time, is sent (`monitoringData`).
     pub monitoring: AosDuration,
+    /// The item ids of the component items the node's BootSlot (A/B pair and recovery entry)
+    /// and RootfsSlot install (empty: none).
+    pub boot_item: String,
+    pub recovery_item: String,
+    pub rootfs_item: String,
 }
 
 impl Default for CloudSection {
@@ -49,6 +54,9 @@ impl Default for CloudSection {
             backoff_max: AosDuration::from_secs(60),
             buffer: 1000,
             monitoring: AosDuration::from_secs(60),
+            boot_item: String::new(),
+            recovery_item: String::new(),
+            rootfs_item: String::new(),
         }
     }
 }
@@ -93,6 +101,12 @@ impl CloudSection {
             mapping: aos_cloud::desired::Mapping {
                 registry: self.registry.clone(),
                 max_instances: self.max_instances,
+                slots: aos_cloud::desired::SlotTargets {
+                    name: node_name.to_string(),
+                    boot: Some(self.boot_item.clone()).filter(|s| !s.is_empty()),
+                    recovery: Some(self.recovery_item.clone()).filter(|s| !s.is_empty()),
+                    rootfs: Some(self.rootfs_item.clone()).filter(|s| !s.is_empty()),
+                },
             },
             max_message: self.max_message,
             heartbeat: self.heartbeat.0,
