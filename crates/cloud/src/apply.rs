@@ -196,3 +196,44 @@ pub async fn apply(
     }
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_cloud_sets_its_fields_keeps_others_and_names_a_clash() {
+        let last = map(serde_json::json!({"priority": 10, "index": 0}));
+        let current = map(serde_json::json!({"priority": 5, "index": 0, "env": ["MODE=local"]}));
+        let want = map(serde_json::json!({"priority": 30, "index": 0}));
+        let (merged, conflicts) = merge(&current, &last, &want);
+        assert_eq!(merged["priority"], 5, "changed here since: kept");
+        assert_eq!(
+            merged["env"],
+            serde_json::json!(["MODE=local"]),
+            "not the cloud's: kept"
+        );
+        assert_eq!(
+            conflicts,
+            ["spec.priority: set to 5 here, the cloud wants 30"]
+        );
+        // Unchanged here since the cloud set it: the cloud's new value.
+        let current = map(serde_json::json!({"priority": 10, "index": 0}));
+        let (merged, conflicts) = merge(&current, &last, &want);
+        assert_eq!(merged["priority"], 30);
+        assert!(conflicts.is_empty());
+    }
+
+    #[test]
+    fn a_field_the_cloud_no_longer_sets_goes_unless_changed_here() {
+        let last = map(serde_json::json!({"priority": 10, "network": {"networkId": "a"}}));
+        let current = map(serde_json::json!({"priority": 10, "network": {"networkId": "b"}}));
+        let (merged, _) = merge(&current, &last, &Map::new());
+        assert!(!merged.contains_key("priority"));
+        assert_eq!(merged["network"]["networkId"], "b");
+    }
+}
