@@ -216,6 +216,9 @@ pub struct ContainerSection {
     pub allow_host_network: bool,
     /// Items may ask to run without the system-call filter (`seccomp: unconfined`).
     pub allow_unconfined: bool,
+    /// Instances started or stopped at once (their reconciles mostly wait on containerd and
+    /// the kernel, so more than `controllers.concurrency`).
+    pub concurrency: usize,
 }
 
 impl Default for ContainerSection {
@@ -247,6 +250,7 @@ impl Default for ContainerSection {
             volume_mib: 256,
             allow_host_network: false,
             allow_unconfined: false,
+            concurrency: 16,
         }
     }
 }
@@ -363,6 +367,9 @@ impl Config {
             );
         }
         self.socket_mode()?;
+        if self.runtimes.container.concurrency == 0 {
+            bail!("runtimes.container.concurrency must be at least 1");
+        }
         if self.controllers.concurrency == 0 {
             bail!("controllers.concurrency must be at least 1");
         }

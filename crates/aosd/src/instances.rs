@@ -194,6 +194,10 @@ pub fn spawn(
         if let Some(net) = net_controller {
             tokio::spawn(net.run(stop.clone()));
         }
+        let config = ControllerConfig {
+            concurrency: rc.concurrency,
+            ..config
+        };
         aos_instance_controller::run(env, backend, config, stop).await;
     });
     Ok(())
