@@ -55,18 +55,22 @@ impl Observed {
     }
 }
 
-/// Since when the node's cloud is away, from its Node's `CloudConnected` condition.
-async fn offline_since(backend: &Arc<dyn Backend>) -> Result<Option<DateTime<Utc>>, InstanceError> {
+/// The node's Node (read once per reconcile: its facts and whether its cloud is there).
+async fn node(backend: &Arc<dyn Backend>) -> Result<Option<Object<NodeSpec>>, InstanceError> {
     let (nodes, _) = Api::<NodeSpec>::new(backend.clone())
         .list(&Default::default())
         .await?;
-    Ok(nodes.first().and_then(|n| {
-        n.status
-            .common
-            .condition(aos_api::condition::CLOUD_CONNECTED)
-            .filter(|c| c.status == aos_api::ConditionStatus::False)
-            .map(|c| c.last_transition_time)
-    }))
+    Ok(nodes.into_iter().next())
+}
+
+/// Since when the node's cloud is away, from its Node's `CloudConnected` condition.
+fn offline_since(node: Option<&Object<NodeSpec>>) -> Option<DateTime<Utc>> {
+    node?
+        .status
+        .common
+        .condition(aos_api::condition::CLOUD_CONNECTED)
+        .filter(|c| c.status == aos_api::ConditionStatus::False)
+        .map(|c| c.last_transition_time)
 }
 
 async fn find_item(
@@ -121,6 +125,7 @@ async fn inputs(
     backend: &Arc<dyn Backend>,
     obj: &Object<InstanceSpec>,
     item: &Object<ItemSpec>,
+    node: Option<&Object<NodeSpec>>,
 ) -> Result<Inputs, InstanceError> {
     let run = item.status.config.clone();
     let layer_api = Api::<LayerSpec>::new(backend.clone());
@@ -138,11 +143,7 @@ async fn inputs(
             facts,
         });
     }
-    let (nodes, _) = Api::<NodeSpec>::new(backend.clone())
-        .list(&Default::default())
-        .await?;
-    let node = nodes
-        .first()
+    let node = node
         .map(|n| (n.status.dmips, n.status.cpus))
         .unwrap_or((0, 1));
     let wanted = run.as_ref().map(|r| r.item().resources).unwrap_or_default();
@@ -192,14 +193,15 @@ pub async fn observe(
         o.ids = Some((uid, obj.status.gid.unwrap_or(uid)));
     }
     o.item = find_item(backend, &obj.spec).await?;
-    o.offline_since = offline_since(backend).await?;
+    let node = node(backend).await?;
+    o.offline_since = offline_since(node.as_ref());
     o.container = env.containers.inspect(name).await;
     if let Some(item) = o
         .item
         .as_ref()
         .filter(|i| i.status.phase == ItemPhase::Ready)
     {
-        o.inputs = Some(inputs(env, backend, &obj, item).await?);
+        o.inputs = Some(inputs(env, backend, &obj, item, node.as_ref()).await?);
     }
     match o.container.as_ref().ok().and_then(|c| c.as_ref()?.task) {
         Some(t) if t.running => {
