@@ -89,15 +89,20 @@ impl TestCloud {
         format!("wss://localhost:{}/", self.port)
     }
 
-    /// aosd's `[cloud]` section for this cloud, with items from `registry`.
-    pub fn config(&self, registry: &str) -> String {
+    /// aosd's `[cloud]` section for this cloud, without the registry of its items.
+    pub fn section(&self) -> String {
         format!(
-            "[cloud]\nenabled = true\nurl = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nregistry = \"{registry}\"\nheartbeat = \"1s\"\nmonitoring = \"2s\"\nbackoff_base = \"200ms\"\nbackoff_max = \"1s\"\n",
+            "[cloud]\nenabled = true\nurl = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nheartbeat = \"1s\"\nmonitoring = \"2s\"\nbackoff_base = \"200ms\"\nbackoff_max = \"1s\"\n",
             self.url(),
             self.ca_file.display(),
             self.client.cert.display(),
             self.client.key.display()
         )
+    }
+
+    /// aosd's `[cloud]` section for this cloud, with items from `registry`.
+    pub fn config(&self, registry: &str) -> String {
+        format!("{}registry = \"{registry}\"\n", self.section())
     }
 
     /// Listens again (after [`TestCloud::go_away`]).

@@ -334,6 +334,22 @@ impl Aosd {
         }
     }
 
+    /// A boot partition image of the machine in a box (`version`, `healthy`, `size` bytes)
+    /// packed with `aosctl pack --boot` into this aosd's folder: the archive and pack's output.
+    pub fn pack_boot(&self, version: &str, healthy: bool, size: usize) -> (PathBuf, String) {
+        let img = self.path().join(format!("boot-{version}.img"));
+        std::fs::write(&img, aos_slots::sim::image(version, healthy, size)).unwrap();
+        let archive = self.path().join(format!("boot-{version}.tar"));
+        let out = self.ok(&[
+            "pack",
+            "--boot",
+            img.to_str().unwrap(),
+            "-o",
+            archive.to_str().unwrap(),
+        ]);
+        (archive, out)
+    }
+
     /// Polls `get events` until one about `kind/name` has `reason` (or panics after `secs`).
     pub fn event(&self, kind: &str, name: &str, reason: &str, secs: u64) -> serde_json::Value {
         let start = Instant::now();
@@ -419,6 +435,14 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .map(|kb| kb * 1024)
+}
+
+/// User plus system CPU time of a process, in clock ticks (`/proc/PID/stat`).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 /// Rewrites the stored object under `key` (`Kind/name`) of a closed store file with `f`,

@@ -311,16 +311,7 @@ fn a_component_item_from_the_cloud_updates_the_configured_boot_slot() {
     aosd.until("bootslot", "e2e-node", 30, |v| {
         v["status"]["phase"] == "Idle"
     });
-    let img = tmp.path().join("boot-2.0.img");
-    std::fs::write(&img, aos_slots::sim::image("2.0", true, 1 << 20)).unwrap();
-    let archive = tmp.path().join("boot-2.0.tar");
-    aosd.ok(&[
-        "pack",
-        "--boot",
-        img.to_str().unwrap(),
-        "-o",
-        archive.to_str().unwrap(),
-    ]);
+    let (archive, _) = aosd.pack_boot("2.0", true, 1 << 20);
     let reference = format!("{host}/aos/os:2.0");
     aosd.ok(&[
         "push",

@@ -7,23 +7,13 @@
 #![allow(clippy::unwrap_used)]
 
 use aos_e2e::{Aosd, AosdOptions};
-use aos_slots::sim;
 
 const CONFIG: &str = "[runtimes.boot]\nenabled = true\nsimulate = true\n\
 [runtimes.boot.health]\nprobation_secs = 1\ninterval_secs = 1\ntimeout_secs = 5\n";
 const SLOT: &str = "e2e-node";
 
 fn component(aosd: &Aosd, version: &str, healthy: bool) {
-    let img = aosd.path().join(format!("boot-{version}.img"));
-    std::fs::write(&img, sim::image(version, healthy, 1 << 20)).unwrap();
-    let archive = aosd.path().join(format!("boot-{version}.tar"));
-    let out = aosd.ok(&[
-        "pack",
-        "--boot",
-        img.to_str().unwrap(),
-        "-o",
-        archive.to_str().unwrap(),
-    ]);
+    let (archive, out) = aosd.pack_boot(version, healthy, 1 << 20);
     assert!(out.contains("boot component sha256:"), "{out}");
     let yaml = format!(
         "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: os-{version}\nspec:\n  itemId: os\n  version: \"{version}\"\n  type: component\n  source:\n    archive: {}\n---\napiVersion: aos.edge/v1alpha1\nkind: BootSlot\nmetadata:\n  name: {SLOT}\nspec:\n  item:\n    itemId: os\n    version: \"{version}\"\n",
@@ -107,16 +97,7 @@ fn the_rootfs_runtime_reports_its_root_and_refuses_a_component_of_another_kind()
         "{table}"
     );
     // A boot component is not a rootfs image: refused, nothing staged.
-    let img = aosd.path().join("boot.img");
-    std::fs::write(&img, sim::image("8.0", true, 4096)).unwrap();
-    let archive = aosd.path().join("boot.tar");
-    aosd.ok(&[
-        "pack",
-        "--boot",
-        img.to_str().unwrap(),
-        "-o",
-        archive.to_str().unwrap(),
-    ]);
+    let (archive, _) = aosd.pack_boot("8.0", true, 4096);
     let yaml = format!(
         "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: os-8\nspec:\n  itemId: os\n  version: \"8.0\"\n  type: component\n  source:\n    archive: {}\n---\napiVersion: aos.edge/v1alpha1\nkind: RootfsSlot\nmetadata:\n  name: {SLOT}\nspec:\n  item:\n    itemId: os\n    version: \"8.0\"\n",
         archive.display()

@@ -44,19 +44,12 @@ fn wait(what: &str, secs: u64, f: impl Fn() -> bool) -> Duration {
     t.elapsed()
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
 /// aosd's CPU (percent of one core) and RSS (MiB) over `secs` of idling.
 fn idle(node: &Node, secs: u64) -> (f64, f64) {
     let pid = node.aosd.pid();
-    let before = cpu_ticks(pid);
+    let before = aos_e2e::cpu_ticks(pid).unwrap();
     std::thread::sleep(Duration::from_secs(secs));
-    let ticks = cpu_ticks(pid) - before;
+    let ticks = aos_e2e::cpu_ticks(pid).unwrap() - before;
     let hz = 100.0;
     let cpu = ticks as f64 / hz / secs as f64 * 100.0;
     (cpu, rss_bytes(pid).unwrap_or(0) as f64 / (1 << 20) as f64)

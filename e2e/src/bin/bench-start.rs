@@ -87,13 +87,6 @@ fn rootfs_lowerdir(id: &str) -> String {
         .to_string()
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
 fn main() {
     let idle_secs: u64 = std::env::var("BENCH_IDLE_SECS")
         .ok()
@@ -215,9 +208,10 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let rss = aos_e2e::rss_bytes(aosd.pid()).unwrap_or(0);
     let ticks = 100.0; // USER_HZ
-    let before = cpu_ticks(aosd.pid());
+    let before = aos_e2e::cpu_ticks(aosd.pid()).unwrap();
     std::thread::sleep(Duration::from_secs(idle_secs));
-    let cpu = (cpu_ticks(aosd.pid()) - before) as f64 / ticks / idle_secs as f64 * 100.0;
+    let cpu = (aos_e2e::cpu_ticks(aosd.pid()).unwrap() - before) as f64 / ticks / idle_secs as f64
+        * 100.0;
 
     let (a, c) = (median(aosd_ms), median(ctr_ms));
     if on_network() {

@@ -16,13 +16,7 @@ fn main() {
     let dir = PathBuf::from(std::env::args().nth(1).expect("usage: test-cloud DIR"));
     std::fs::create_dir_all(&dir).unwrap();
     let cloud = TestCloud::start(&dir);
-    let config = cloud.config("REGISTRY");
-    let config: String = config
-        .lines()
-        .filter(|l| !l.starts_with("registry ="))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(dir.join("cloud.toml"), config).unwrap();
+    std::fs::write(dir.join("cloud.toml"), cloud.section()).unwrap();
     println!("{}", cloud.url());
     let desired = dir.join("desired.json");
     let mut sent: Option<(SystemTime, usize)> = None;
