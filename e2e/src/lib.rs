@@ -3,6 +3,7 @@
 // Test support: a fixture that fails fails its test.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod bench;
 pub mod cloud;
 pub mod images;
 pub mod net;

@@ -219,6 +219,9 @@ pub struct ContainerSection {
     /// Instances started or stopped at once (their reconciles mostly wait on containerd and
     /// the kernel, so more than `controllers.concurrency`).
     pub concurrency: usize,
+    /// Tasks that share one runc v2 shim (1: a shim each, containerd's default). A shim's crash
+    /// ends the tasks of its group, which restart as after any exit.
+    pub shim_group: usize,
 }
 
 impl Default for ContainerSection {
@@ -251,6 +254,7 @@ impl Default for ContainerSection {
             allow_host_network: false,
             allow_unconfined: false,
             concurrency: 16,
+            shim_group: 16,
         }
     }
 }
@@ -367,6 +371,9 @@ impl Config {
             );
         }
         self.socket_mode()?;
+        if self.runtimes.container.shim_group == 0 {
+            bail!("runtimes.container.shim_group must be at least 1 (1: a shim per task)");
+        }
         if self.runtimes.container.concurrency == 0 {
             bail!("runtimes.container.concurrency must be at least 1");
         }

@@ -145,10 +145,14 @@ pub fn spawn(
         } else {
             (None, None)
         };
-        let containers = Arc::new(containerd.with_runtime(RuntimeOptions {
-            binary: rc.runtime_binary.clone(),
-            root: rc.runtime_root.clone(),
-        }));
+        let containers = Arc::new(
+            containerd
+                .with_runtime(RuntimeOptions {
+                    binary: rc.runtime_binary.clone(),
+                    root: rc.runtime_root.clone(),
+                })
+                .with_shim_group(rc.shim_group),
+        );
         tokio::spawn(watch_runtime(containers.clone(), runtime, stop.clone()));
         let _ = stopper.containers.set(containers.clone());
         let host = RealHost {

@@ -27,11 +27,14 @@ use std::path::PathBuf;
 /// Errors of the port, named after the failed operation.
 pub mod conformance;
 pub mod fake;
+mod group;
 mod port;
 mod stop;
 
 pub use port::*;
+pub use group::{GROUP_ANNOTATION, GROUP_LABEL};
 pub use stop::stop_task;
+use group::Groups;
 
 fn decode_event(any: prost_types::Any) -> Option<TaskEvent> {
     if any.type_url.ends_with("TaskExit") {
@@ -74,6 +77,10 @@ pub struct Containerd {
     namespace: String,
     runtime: String,
     options: RuntimeOptions,
+    /// Tasks per shim; 1 or less: no groups (containerd's default, a shim per task).
+    shim_group: usize,
+    /// Known once the first task of this process runs (from the containers' labels).
+    groups: std::sync::Arc<tokio::sync::Mutex<Option<Groups>>>,
 }
 
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -114,7 +121,43 @@ impl Containerd {
             namespace: namespace.to_string(),
             runtime: "io.containerd.runc.v2".into(),
             options: RuntimeOptions::default(),
+            shim_group: 1,
+            groups: Default::default(),
         })
+    }
+
+    /// Runs up to `size` tasks in one runc v2 shim (see the `group` module); 1: a shim each.
+    pub fn with_shim_group(mut self, size: usize) -> Self {
+        self.shim_group = size;
+        self
+    }
+
+    /// The shim group task `id` joins, if tasks are grouped.
+    async fn join_group(&self, id: &str) -> Result<Option<String>, ContainersError> {
+        if self.shim_group <= 1 {
+            return Ok(None);
+        }
+        let mut groups = self.groups.lock().await;
+        if groups.is_none() {
+            let mut containers = ContainersClient::new(self.channel.clone());
+            let list = containers
+                .list(with_namespace!(ListContainersRequest::default(), self.ns()))
+                .await
+                .map_err(call("list containers", ""))?
+                .into_inner()
+                .containers;
+            *groups = Some(Groups::from_labels(
+                list.iter().map(|c| (c.id.as_str(), &c.labels)),
+            ));
+        }
+        Ok(groups.as_mut().map(|g| g.assign(id, self.shim_group)))
+    }
+
+    /// Task `id`'s container is gone: its place in a group is free.
+    async fn leave_group(&self, id: &str) {
+        if let Some(g) = self.groups.lock().await.as_mut() {
+            g.release(id);
+        }
     }
 
     /// Runs tasks with this OCI runtime binary and state root.
@@ -198,13 +241,21 @@ impl Containers for Containerd {
     }
 
     async fn run(&self, t: &TaskSpec) -> Result<u32, ContainersError> {
+        let mut labels = t.labels.clone();
+        let mut spec = t.spec.clone();
+        if let Some(group) = self.join_group(&t.id).await? {
+            let mut annotations = spec.annotations().clone().unwrap_or_default();
+            annotations.insert(GROUP_ANNOTATION.into(), group.clone());
+            spec.set_annotations(Some(annotations));
+            labels.insert(GROUP_LABEL.into(), group);
+        }
         let spec = prost_types::Any {
             type_url: SPEC_TYPE.into(),
-            value: serde_json::to_vec(&t.spec)?,
+            value: serde_json::to_vec(&spec)?,
         };
         let container = Container {
             id: t.id.clone(),
-            labels: t.labels.clone(),
+            labels,
             runtime: Some(Runtime {
                 name: self.runtime.clone(),
                 options: self.runtime_options(),
@@ -219,10 +270,12 @@ impl Containers for Containerd {
             },
             self.ns()
         );
-        containers
-            .create(req)
-            .await
-            .map_err(call("create container", &t.id))?;
+        if let Err(e) = containers.create(req).await {
+            if e.code() != Code::AlreadyExists {
+                self.leave_group(&t.id).await;
+            }
+            return Err(call("create container", &t.id)(e));
+        }
         let mut tasks = TasksClient::new(self.channel.clone());
         let (stdout, stderr) = t.io.uris();
         let req = CreateTaskRequest {
@@ -301,10 +354,12 @@ impl Containers for Containerd {
         let mut containers = ContainersClient::new(self.channel.clone());
         let req = DeleteContainerRequest { id: id.to_string() };
         match containers.delete(with_namespace!(req, self.ns())).await {
-            Ok(_) => Ok(()),
-            Err(s) if s.code() == Code::NotFound => Ok(()),
-            Err(s) => Err(call("delete container", id)(s)),
+            Ok(_) => {}
+            Err(s) if s.code() == Code::NotFound => {}
+            Err(s) => return Err(call("delete container", id)(s)),
         }
+        self.leave_group(id).await;
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<TaskInfo>, ContainersError> {

@@ -199,3 +199,111 @@ async fn containerd_passes_the_conformance_suite() {
     };
     aos_containerd::conformance::run(&c, &h, "suite-").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_with_shim_groups_passes_the_conformance_suite() {
+    let daemon = ContainerdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Containerd::connect(&daemon.socket, &namespace("groups"))
+        .await
+        .unwrap()
+        .with_shim_group(3);
+    let h = RealHarness {
+        dir: dir.path().to_path_buf(),
+    };
+    aos_containerd::conformance::run(&c, &h, "grouped-").await;
+    assert!(shims(&daemon.socket).is_empty(), "a shim outlived its tasks");
+}
+
+/// The runc v2 shims serving the containerd at `socket`: (pid, the id it was started with,
+/// which is its first task's).
+fn shims(socket: &Path) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let arg = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        if args[0].ends_with("containerd-shim-runc-v2")
+            && arg("-address").as_deref() == Some(&*socket.to_string_lossy())
+        {
+            out.push((pid, arg("-id").unwrap_or_default()));
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_in_groups_of_two_share_shims_and_a_killed_shim_ends_only_its_own_tasks() {
+    let daemon = ContainerdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Containerd::connect(&daemon.socket, &namespace("shims"))
+        .await
+        .unwrap()
+        .with_shim_group(2);
+    let mut events = c.events().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ids: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+    for id in &ids {
+        c.run(&task(dir.path(), id, &["/bin/sleep", "300"]))
+            .await
+            .unwrap();
+    }
+    let running = shims(&daemon.socket);
+    let names: Vec<&str> = running.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names, ["s0", "s2", "s4"], "five tasks, three shims");
+    let group_of = |info: &aos_containerd::TaskInfo| info.labels[aos_containerd::GROUP_LABEL].clone();
+    let listed = c.list().await.unwrap();
+    let in_first: Vec<String> = listed
+        .iter()
+        .filter(|t| group_of(t) == "shim-0")
+        .map(|t| t.id.clone())
+        .collect();
+    assert_eq!(in_first, ["s0", "s1"]);
+
+    // A shim killed: containerd ends its two tasks and reports their exits; the rest run on.
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &running[0].0.to_string()])
+        .status();
+    let mut exited = std::collections::BTreeSet::new();
+    while exited.len() < 2 {
+        let ev = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .expect("the killed shim's tasks are reported")
+            .unwrap();
+        exited.insert(ev.id().to_string());
+    }
+    assert_eq!(exited, ["s0", "s1"].map(String::from).into());
+    for t in c.list().await.unwrap() {
+        let running = t.task.is_some_and(|s| s.running);
+        assert_eq!(running, !in_first.contains(&t.id), "task {}", t.id);
+    }
+    // Run again, they start a new shim for the same group.
+    for id in &in_first {
+        c.remove(id).await.unwrap();
+        c.run(&task(dir.path(), id, &["/bin/sleep", "300"]))
+            .await
+            .unwrap();
+    }
+    let names: Vec<String> = shims(&daemon.socket).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, ["s0", "s2", "s4"]);
+    for id in &ids {
+        c.kill(id, 9).await.unwrap();
+        let _ = c.wait(id).await;
+        c.remove(id).await.unwrap();
+    }
+    assert!(shims(&daemon.socket).is_empty(), "a shim outlived its tasks");
+}

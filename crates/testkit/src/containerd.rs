@@ -1,18 +1,29 @@
-//! A private containerd (own root, state and socket; the CRI plugin off), started for a test
-//! run and stopped, with its state removed, when dropped.
+//! A private containerd (own root, state and socket; the configuration aosd ships in
+//! `deploy/containerd.toml`, so that every test proves aosd needs nothing it turns off), started
+//! for a test run and stopped, with its state removed, when dropped.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The containerd configuration aosd ships.
+pub const DEPLOY_CONFIG: &str = include_str!("../../../deploy/containerd.toml");
+
 pub struct ContainerdProcess {
     pub socket: PathBuf,
     pub dir: tempfile::TempDir,
     child: Child,
+    env: Vec<(String, String)>,
 }
 
 impl ContainerdProcess {
     pub fn start() -> ContainerdProcess {
+        Self::start_with(DEPLOY_CONFIG, &[])
+    }
+
+    /// containerd with this configuration and these environment variables (which its shims
+    /// inherit).
+    pub fn start_with(config_toml: &str, env: &[(&str, &str)]) -> ContainerdProcess {
         assert!(
             crate::have("containerd"),
             "containerd is missing: run hack/setup.sh"
@@ -23,17 +34,28 @@ impl ContainerdProcess {
             .unwrap();
         let socket = dir.path().join("containerd.sock");
         let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
-        )
-        .unwrap();
-        let child = Self::spawn(dir.path(), &socket);
-        ContainerdProcess { socket, dir, child }
+        std::fs::write(&config, config_toml).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = Self::spawn(dir.path(), &socket, &env);
+        ContainerdProcess {
+            socket,
+            dir,
+            child,
+            env,
+        }
     }
 
-    fn spawn(dir: &std::path::Path, socket: &std::path::Path) -> Child {
+    /// containerd's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn spawn(dir: &std::path::Path, socket: &std::path::Path, env: &[(String, String)]) -> Child {
         let child = Command::new("containerd")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("--root")
             .arg(dir.join("root"))
             .arg("--state")
@@ -66,7 +88,7 @@ impl ContainerdProcess {
 
     /// Starts containerd again on the same root and state (after [`ContainerdProcess::kill`]).
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.dir.path(), &self.socket);
+        self.child = Self::spawn(self.dir.path(), &self.socket, &self.env);
     }
 }
 

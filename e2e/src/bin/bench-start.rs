@@ -8,17 +8,11 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use aos_e2e::bench::{apply_until_active, median, sleeper_instance, sleeper_item};
 use aos_e2e::{Aosd, AosdOptions};
 use aos_testkit::containerd::ContainerdProcess;
-use aosctl::client::Client;
-use futures::StreamExt;
 
 const ROUNDS: usize = 7;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// With `BENCH_NETWORK=1` every instance joins the network `bench` (own namespace, veth,
 /// address, DNS name, rules).
@@ -27,48 +21,7 @@ fn on_network() -> bool {
 }
 
 fn instance(name: &str, index: usize) -> String {
-    let net = if on_network() {
-        "  network:\n    networkId: bench\n"
-    } else {
-        ""
-    };
-    format!(
-        "apiVersion: aos.edge/v1alpha1\nkind: Instance\nmetadata:\n  name: {name}\nspec:\n  itemId: sleeper\n  version: v1\n  subjectId: bench\n  index: {index}\n  runtime: container\n{net}---\n"
-    )
-}
-
-/// Runs `aosctl ARGS` and waits, on a watch opened before, until `n` Instances are active;
-/// returns the time from the start of aosctl.
-fn apply_until_active(aosd: &Aosd, args: &[&str], n: usize) -> Duration {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = Client::connect(&aosd.socket).await.unwrap();
-        let rev = client.health().await.unwrap().revision;
-        let mut events = Box::pin(client.watch("Instance", "", "", rev).await.unwrap());
-        let start = Instant::now();
-        let out = aosd.aosctl().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut active = std::collections::HashSet::new();
-        while active.len() < n {
-            let ev = tokio::time::timeout(Duration::from_secs(300), events.next())
-                .await
-                .expect("instances converge")
-                .unwrap()
-                .unwrap();
-            let v = serde_json::to_value(&ev.object).unwrap();
-            if v["status"]["state"] == "active" && v["status"]["pid"].is_u64() {
-                active.insert(ev.object.metadata.name.clone());
-            }
-        }
-        start.elapsed()
-    })
+    sleeper_instance(name, index, on_network())
 }
 
 /// The `lowerdir=` option of the overlay containerd mounted for the task `id`.
@@ -108,29 +61,10 @@ fn main() {
         ..Default::default()
     });
     aosd.wait_node_ready();
-    let svc = tmp.path().join("sleeper");
-    std::fs::create_dir_all(svc.join("meta")).unwrap();
-    std::fs::create_dir_all(svc.join("src/etc")).unwrap();
-    std::fs::write(svc.join("src/etc/sleeper"), "bench\n").unwrap();
-    std::fs::write(
-        svc.join("meta/config.yaml"),
-        "configuration:\n  cmd: [\"/bin/sleep\", \"1000000\"]\n",
-    )
-    .unwrap();
-    let archive = tmp.path().join("sleeper.tar");
-    aosd.ok(&[
-        "pack",
-        svc.to_str().unwrap(),
-        "-o",
-        archive.to_str().unwrap(),
-    ]);
-    let item = format!(
-        "apiVersion: aos.edge/v1alpha1\nkind: Item\nmetadata:\n  name: sleeper\nspec:\n  itemId: sleeper\n  version: v1\n  source:\n    archive: {}\n",
-        archive.display()
-    );
     let network = "---\napiVersion: aos.edge/v1alpha1\nkind: Network\nmetadata:\n  name: bench\nspec:\n  subnet: 172.29.200.0/24\n";
     let f = tmp.path().join("item.yaml");
-    std::fs::write(&f, if on_network() { item + network } else { item }).unwrap();
+    let item = sleeper_item(&aosd, tmp.path(), if on_network() { network } else { "" });
+    std::fs::write(&f, item).unwrap();
     aosd.ok(&[
         "apply",
         "-f",

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Footprint benchmark of issue 14, one run: PSS of aosd, containerd, the runc shims and the
+# logging processes with 0, 20 and 100 running instances, and aosd's idle CPU, for the previous
+# configuration (a shim per task, containerd with only CRI off) beside the current one.
+# BENCH_IDLE_SECS (60) and BENCH_COUNTS (0,20,100) shorten it; BENCH_NOW_CONFIG adds to the
+# current [runtimes.container] (e.g. 'shim_group = 8'); BENCH_GO_ENV sets containerd's (and
+# so its shims') environment for the current setup (e.g. GOGC=50,GOMEMLIMIT=16MiB). Release build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+hack/setup.sh
+cargo build --release --quiet -p aosd -p aosctl -p aos-logger -p aos-e2e --bins
+AOS_BIN_DIR="$PWD/target/release" exec target/release/bench-footprint
