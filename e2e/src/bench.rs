@@ -55,9 +55,8 @@ pub fn apply_until_active(aosd: &Aosd, args: &[&str], n: usize) -> Duration {
         .unwrap();
     rt.block_on(async {
         let client = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
-        let is_active = |v: &serde_json::Value| {
-            v["status"]["state"] == "active" && v["status"]["pid"].is_u64()
-        };
+        let is_active =
+            |v: &serde_json::Value| v["status"]["state"] == "active" && v["status"]["pid"].is_u64();
         // Those active already count; the watch starts where the list ends.
         let (listed, rev) = client.list("Instance", "").await.unwrap();
         let mut active: std::collections::HashSet<String> = listed

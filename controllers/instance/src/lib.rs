@@ -19,6 +19,7 @@ mod reconciler;
 mod report;
 pub mod resources;
 pub mod rootfs;
+pub mod sampler;
 mod seccomp;
 mod spec;
 mod uid;
@@ -143,8 +144,13 @@ pub struct Defaults {
     pub stop_grace: Duration,
     /// Size of `/tmp` without a `tmpLimit`.
     pub tmp_size: u64,
-    /// How often a running instance's usage is sampled into its status.
+    /// How often running instances' usage is read (in one pass).
     pub usage_interval: Duration,
+    /// A reading is written to status when it moved further than this from the status: CPU in
+    /// points of a core's percent, byte counts in percent of the written value.
+    pub usage_step: f64,
+    /// A status older than this is written anew even if nothing moved.
+    pub usage_refresh: Duration,
     /// Bytes of an instance's volume (state and storage) when its item sets no `stateLimit` or
     /// `storageLimit` of its own; 0: no volume, plain unbounded directories.
     pub volume_size: u64,
@@ -159,6 +165,8 @@ impl Default for Defaults {
             stop_grace: Duration::from_secs(10),
             tmp_size: 64 << 20,
             usage_interval: Duration::from_secs(30),
+            usage_step: 2.0,
+            usage_refresh: Duration::from_secs(300),
             volume_size: 256 << 20,
         }
     }
@@ -206,6 +214,8 @@ pub struct InstanceEnv {
     pub oom: Mutex<HashSet<String>>,
     /// Tasks being stopped for a deletion: when they were sent SIGTERM.
     pub stopping: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// The latest usage readings of running tasks.
+    pub usage: sampler::Sampler,
 }
 
 impl InstanceEnv {

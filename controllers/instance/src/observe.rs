@@ -13,9 +13,9 @@ use aos_containerd::{ContainersError, TaskInfo};
 use aos_store::{Api, Backend};
 use chrono::{DateTime, Utc};
 
-use crate::host::Sample;
 use crate::probes::ProbeState;
 use crate::recipe::{Inputs, LayerInput, NetworkInput};
+use crate::sampler::Fresh;
 use crate::{InstanceEnv, InstanceError};
 
 /// What one reconcile of an Instance saw.
@@ -36,10 +36,9 @@ pub struct Observed {
     pub oom: bool,
     /// The probes that run for it: for which task (their key) and what they found.
     pub probes: Option<(String, ProbeState)>,
-    /// What its running task uses, when the last sample in status is older than the interval.
-    pub sample: Option<Sample>,
-    /// Bytes received and sent on its network.
-    pub counters: Option<(u64, u64)>,
+    /// What its running task uses, when there is a reading newer than its status (the
+    /// sampler's, or one taken now for a task without any).
+    pub sample: Option<Fresh>,
     /// Since when the node's cloud connector has had no cloud (its Node's `CloudConnected`
     /// condition); `None` when it has one or runs no connector.
     pub offline_since: Option<DateTime<Utc>>,
@@ -181,7 +180,6 @@ pub async fn observe(
         oom: false,
         probes: None,
         sample: None,
-        counters: None,
         offline_since: None,
     };
     if obj.spec.runtime != RuntimeType::Container {
@@ -207,16 +205,18 @@ pub async fn observe(
         Some(t) if t.running => {
             o.probes = env.probes.current(name);
             let prev = obj.status.usage.as_ref();
-            let interval = chrono::Duration::from_std(env.defaults.usage_interval)
-                .unwrap_or_default()
-                - chrono::Duration::milliseconds(500);
-            if prev.is_none_or(|p| now - p.updated_at >= interval) {
-                o.sample = Some(env.host.sample(name));
-                o.counters = env
+            o.sample = env.usage.latest(name, prev.map(|p| p.updated_at));
+            if prev.is_none() && o.sample.is_none() {
+                // A task just started: its first reading now, the sampler's after.
+                let counters = env
                     .networks
                     .as_ref()
                     .filter(|_| obj.spec.network.is_some())
                     .and_then(|n| n.counters(name));
+                o.sample = Some(
+                    env.usage
+                        .record(name, env.host.sample(name), counters, None, now),
+                );
             }
         }
         // The cgroup lives until the task is deleted: ask it before the task goes.

@@ -65,7 +65,6 @@ impl InstanceReconciler {
                 blocked: blocked.as_ref().map(blocked_by),
                 step: &step,
                 outcome: &outcome,
-                defaults: &env.defaults,
                 took,
                 metrics: &ctx.metrics,
             },

@@ -14,7 +14,7 @@ use crate::act::Outcome;
 use crate::observe::Observed;
 use crate::plan::Step;
 use crate::recipe::Recipe;
-use crate::{Defaults, InstanceError};
+use crate::InstanceError;
 
 mod usage;
 
@@ -34,14 +34,14 @@ fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
         .max(Duration::from_millis(10))
 }
 
-/// When a running task is looked at again: at the next usage sample, or when an environment
-/// override expires (the task is then re-made without it).
-fn next_look(recipe: &Recipe, defaults: &Defaults, now: DateTime<Utc>) -> Action {
-    let mut d = defaults.usage_interval;
-    if let Some(t) = recipe.next_env_expiry {
-        d = d.min(until(t, now));
+/// When a running task is looked at again: when an environment override expires (the task is
+/// then re-made without it); else when something wakes it (its task's events, its probes, the
+/// usage sampler) or at the resync.
+fn next_look(recipe: &Recipe, now: DateTime<Utc>) -> Action {
+    match recipe.next_env_expiry {
+        Some(t) => Action::Requeue(until(t, now)),
+        None => Action::AwaitChange,
     }
-    Action::Requeue(d)
 }
 
 /// Everything a report needs besides the status it writes.
@@ -52,7 +52,6 @@ pub struct Report<'a> {
     pub blocked: Option<(&'static str, String)>,
     pub step: &'a Step,
     pub outcome: &'a Outcome,
-    pub defaults: &'a Defaults,
     /// How long the step took (a start's `start` phase).
     pub took: std::time::Duration,
     /// Where the `start` and `ready` phases are timed.
@@ -150,7 +149,7 @@ pub async fn report(api: &Api<InstanceSpec>, rep: Report<'_>) -> Result<Action, 
         (Step::Hold, ..) => Ok(Action::AwaitChange),
         (Step::WaitRestart(at), ..) => Ok(Action::Requeue(until(*at, o.now))),
         (Step::Keep { .. }, Outcome::Running { probes, ip }, Some(recipe)) => {
-            let u = usage::sample(o, recipe, now);
+            let u = usage::sample(o, recipe);
             let ready = usage::readiness(o.obj.spec.probes.is_some(), probes.as_ref());
             let pid = o.running().map(|t| t.pid);
             // Ready for the first time since the start: the `ready` phase (probes passing).
@@ -196,7 +195,7 @@ pub async fn report(api: &Api<InstanceSpec>, rep: Report<'_>) -> Result<Action, 
                 }
             })
             .await?;
-            Ok(next_look(recipe, rep.defaults, now))
+            Ok(next_look(recipe, now))
         }
         (
             Step::ProbeFailed { reason, message }
@@ -260,7 +259,7 @@ pub async fn report(api: &Api<InstanceSpec>, rep: Report<'_>) -> Result<Action, 
                         }
                     })
                     .await?;
-                    Ok(next_look(recipe, rep.defaults, now))
+                    Ok(next_look(recipe, now))
                 }
                 Outcome::StartFailed { reason, message } => {
                     let stop = (None, *reason, message.as_str());

@@ -87,9 +87,21 @@ pub async fn run(
         tracing::warn!("the store has damaged records: containers of unknown instances are kept");
     }
     let controller = controller(env.clone(), backend, config);
-    let events = spawn_events(env, controller.waker(), controller.reader(), stop.clone());
+    let events = spawn_events(
+        env.clone(),
+        controller.waker(),
+        controller.reader(),
+        stop.clone(),
+    );
+    let sampler = tokio::spawn(crate::sampler::run(
+        env,
+        controller.reader(),
+        controller.waker(),
+        stop.clone(),
+    ));
     controller.run(stop).await;
     let _ = events.await;
+    let _ = sampler.await;
 }
 
 /// Feeds task exits and OOMs to the controller: a task's event wakes its Instance at once.

@@ -73,11 +73,11 @@ async fn exec_probes_gate_ready_and_a_failed_liveness_probe_restarts_the_task() 
 }
 
 #[tokio::test]
-async fn usage_is_sampled_and_a_limit_passed_is_said() {
+async fn usage_that_moved_is_written_and_a_limit_passed_is_said() {
     let rig = Rig::new();
     let config = ItemConfig {
         quotas: Quotas {
-            state_limit: Some(100),
+            state_limit: Some(100 << 10),
             storage_limit: Some(1 << 20),
             ..Default::default()
         },
@@ -89,29 +89,44 @@ async fn usage_is_sampled_and_a_limit_passed_is_said() {
     let p = rig.host.prepared("web").unwrap();
     assert_eq!(
         p.volume,
-        Some(100 + (1 << 20)),
+        Some((100 << 10) + (1 << 20)),
         "the volume holds both limits"
     );
-    rig.host.set_sample(
-        "web",
-        Sample {
-            cpu_time_ns: 1_000_000,
-            memory_bytes: 4096,
-            state_bytes: 500,
-            storage_bytes: 10,
-        },
-    );
-    let action = rig.settle().await.unwrap();
-    assert_eq!(action, Action::Requeue(rig.env.defaults.usage_interval));
+    // The start's status write wakes the instance again: its first reading.
+    rig.pass().await.unwrap();
+    let first = rig
+        .status()
+        .await
+        .usage
+        .expect("a first reading at the start");
+    // No CPU time: a rate over the test's milliseconds would move by itself.
+    let sample = Sample {
+        cpu_time_ns: 0,
+        memory_bytes: 4 << 20,
+        state_bytes: 500 << 10,
+        storage_bytes: 10,
+    };
+    rig.host.set_sample("web", sample);
+    // A running task is not looked at again for usage: the sampler's pass wakes it.
+    assert_eq!(rig.settle().await.unwrap(), Action::AwaitChange);
+    assert_eq!(rig.status().await.usage, Some(first), "no new reading yet");
+    let running = vec![std::sync::Arc::new(rig.get().await)];
+    let wake = aos_instance_controller::sampler::pass(&rig.env, &running);
+    assert_eq!(wake, ["web"], "4 MiB more RAM moved");
+    rig.settle().await.unwrap();
     let st = rig.status().await;
     let u = st.usage.clone().expect("a usage sample");
     assert_eq!(
         (u.ram_bytes, u.state_bytes, u.storage_bytes),
-        (4096, 500, 10)
+        (4 << 20, 500 << 10, 10)
     );
     let (over, reason, msg) = condition(&st, "StateLimitExceeded");
     assert_eq!((over.as_str(), reason.as_str()), ("True", "OverLimit"));
-    assert_eq!(msg, "500 bytes used of 100");
+    assert_eq!(msg, "512000 bytes used of 102400");
+    // Within the step: nothing to write.
+    let running = vec![std::sync::Arc::new(rig.get().await)];
+    let wake = aos_instance_controller::sampler::pass(&rig.env, &running);
+    assert!(wake.is_empty(), "{wake:?}");
     assert_eq!(condition(&st, "StorageLimitExceeded").0, "False");
     assert!(
         st.common.condition("UploadLimitExceeded").is_none(),

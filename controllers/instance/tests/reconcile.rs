@@ -29,7 +29,8 @@ async fn an_instance_starts_once_its_item_is_ready_and_says_so() {
     assert_eq!(rig.runs(), 0);
 
     rig.item("1.0.0", true, ItemConfig::default()).await;
-    assert!(matches!(rig.settle().await.unwrap(), Action::Requeue(_)));
+    // Running, it waits for its task's events, its probes or the usage sampler.
+    assert_eq!(rig.settle().await.unwrap(), Action::AwaitChange);
     let s = rig.status().await;
     assert_eq!(s.state, InstanceState::Active);
     assert!(s.pid.is_some());

@@ -223,6 +223,22 @@ impl Client {
         Ok(stream.map(|r| Ok(r?)))
     }
 
+    /// Fresh usage of the running instances, by name (`None`: the node does not serve it).
+    pub async fn top(
+        &self,
+    ) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>, ClientError> {
+        let r = match self.inner.clone().top(v1::TopRequest {}).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(None),
+            Err(s) => return Err(s.into()),
+        };
+        let mut out = std::collections::HashMap::new();
+        for (name, json) in r.usage {
+            out.insert(name, serde_json::from_str(&json)?);
+        }
+        Ok(Some(out))
+    }
+
     pub async fn health(&self) -> Result<v1::HealthResponse, ClientError> {
         Ok(self
             .inner

@@ -74,12 +74,16 @@ pub async fn top(client: &Client, a: TopArgs) -> anyhow::Result<ExitCode> {
     let (items, _) = client
         .list("Instance", a.selector.as_deref().unwrap_or(""))
         .await?;
+    // Read now by the node; statuses carry usage only when it moved by more than a step.
+    let fresh = client.top().await?.unwrap_or_default();
     let num = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|o| {
             let v = serde_json::to_value(o).unwrap_or_default();
-            let usage = v.pointer("/status/usage");
+            let usage = fresh
+                .get(&o.metadata.name)
+                .or_else(|| v.pointer("/status/usage"));
             let cell = |f: &dyn Fn(&Value) -> String| usage.map(f).unwrap_or_else(|| "-".into());
             vec![
                 o.metadata.name.clone(),

@@ -209,6 +209,11 @@ pub struct ContainerSection {
     pub start_interval: AosDuration,
     pub tmp_size_mib: u64,
     pub usage_interval: AosDuration,
+    /// A reading goes to status only when it moved further than this from it: CPU in points
+    /// of a core's percent, byte counts in percent of the written value (and 64 KiB).
+    pub usage_step: f64,
+    /// A status older than this is written anew even when nothing moved.
+    pub usage_refresh: AosDuration,
     /// Size of an instance's volume (state and storage) in MiB when its item sets no limits;
     /// 0: unbounded plain directories.
     pub volume_mib: u64,
@@ -250,6 +255,8 @@ impl Default for ContainerSection {
             start_interval: AosDuration::from_secs(5),
             tmp_size_mib: 64,
             usage_interval: AosDuration::from_secs(30),
+            usage_step: 2.0,
+            usage_refresh: AosDuration::from_secs(300),
             volume_mib: 256,
             allow_host_network: false,
             allow_unconfined: false,
@@ -391,6 +398,13 @@ impl Config {
         }
         if self.images.versions_per_item == 0 {
             bail!("images.versions_per_item must be at least 1");
+        }
+        let rc = &self.runtimes.container;
+        if rc.usage_interval.0.is_zero() {
+            bail!("runtimes.container.usage_interval must be positive");
+        }
+        if !(rc.usage_step.is_finite() && rc.usage_step >= 0.0) {
+            bail!("runtimes.container.usage_step must be a number of at least 0");
         }
         if self.node.usage_interval.0.is_zero() {
             bail!("node.usage_interval must be positive");

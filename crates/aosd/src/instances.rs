@@ -93,6 +93,10 @@ fn logger_path(c: &Config) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The Instance controller's environment, set once containerd answered and the controller
+/// started; the API's `Top` reads fresh usage through it.
+pub type InstancesHandle = Arc<std::sync::OnceLock<Arc<aos_instance_controller::InstanceEnv>>>;
+
 /// Starts the container runtime's controller once containerd answers.
 pub fn spawn(
     tasks: &mut JoinSet<()>,
@@ -102,6 +106,7 @@ pub fn spawn(
     config: ControllerConfig,
     stopper: Arc<crate::reboot::InstanceStopper>,
     runtime: RuntimeState,
+    handle: InstancesHandle,
 ) -> anyhow::Result<()> {
     let rc = c.runtimes.container.clone();
     if !rc.enabled {
@@ -184,6 +189,8 @@ pub fn spawn(
                 stop_grace: rc.stop_grace.0,
                 tmp_size: rc.tmp_size_mib << 20,
                 usage_interval: rc.usage_interval.0,
+                usage_step: rc.usage_step,
+                usage_refresh: rc.usage_refresh.0,
                 volume_size: rc.volume_mib << 20,
             },
             permits: aos_instance_controller::Permits {
@@ -194,7 +201,9 @@ pub fn spawn(
             probes: Probers::new(containers),
             oom: Mutex::new(Default::default()),
             stopping: Default::default(),
+            usage: Default::default(),
         });
+        let _ = handle.set(env.clone());
         if let Some(net) = net_controller {
             tokio::spawn(net.run(stop.clone()));
         }

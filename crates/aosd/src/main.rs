@@ -305,12 +305,14 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     let listener = bind_socket(&c, auth.group()).await?;
     let shutdown = CancellationToken::new();
 
+    let instances_handle = instances::InstancesHandle::default();
     let api = server::ApiServer::new(
         backend.clone(),
         auth,
         node.node_id.clone(),
         instances::instances_dir(&c),
         c.images.archive_dirs.clone(),
+        instances_handle.clone(),
     );
     let server = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(server::bound_message))
@@ -360,6 +362,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         base.clone(),
         stopper.clone(),
         runtime,
+        instances_handle,
     )?;
     let before_reboot: Option<Arc<dyn aos_slots::machine::BeforeReboot>> =
         c.runtimes.container.enabled.then(|| stopper.clone() as _);

@@ -83,6 +83,7 @@ impl Reporting {
             backend.clone(),
             self.events.clone(),
             self.alerts.clone(),
+            c.runtimes.container.usage_interval.0,
             shutdown.clone(),
         ));
         if c.cloud.enabled {

@@ -21,6 +21,8 @@ pub struct ApiServer {
     instances_dir: std::path::PathBuf,
     /// Where writers other than root may name local archives.
     archive_dirs: Vec<std::path::PathBuf>,
+    /// The Instance controller's environment once it runs (for `Top`).
+    instances: crate::instances::InstancesHandle,
 }
 
 impl ApiServer {
@@ -30,6 +32,7 @@ impl ApiServer {
         node_id: String,
         instances_dir: std::path::PathBuf,
         archive_dirs: Vec<std::path::PathBuf>,
+        instances: crate::instances::InstancesHandle,
     ) -> Self {
         ApiServer {
             backend,
@@ -37,6 +40,7 @@ impl ApiServer {
             node_id,
             instances_dir,
             archive_dirs,
+            instances,
         }
     }
 }
@@ -283,6 +287,39 @@ impl aos_rpc::Aosd for ApiServer {
     }
 
     type LogsStream = LogsStream;
+
+    async fn top(&self, _: Request<v1::TopRequest>) -> Result<Response<v1::TopResponse>, Status> {
+        let Some(env) = self.instances.get().cloned() else {
+            return Err(Status::unimplemented(
+                "this node runs no container instances (yet)",
+            ));
+        };
+        let all = aos_api::Selector::everything();
+        let (instances, _) = aos_store::Api::<aos_api::InstanceSpec>::new(self.backend.clone())
+            .list(&all)
+            .await
+            .map_err(status_of)?;
+        let (nodes, _) = aos_store::Api::<aos_api::NodeSpec>::new(self.backend.clone())
+            .list(&all)
+            .await
+            .map_err(status_of)?;
+        let per_core = nodes
+            .first()
+            .map_or(0, |n| n.status.dmips / n.status.cpus.max(1));
+        // cgroup files and volume sizes are blocking reads.
+        let read = tokio::task::spawn_blocking(move || {
+            aos_instance_controller::sampler::read_now(&env, &instances)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let mut usage = std::collections::HashMap::new();
+        for (name, fresh) in read {
+            let json = serde_json::to_string(&fresh.usage(per_core))
+                .map_err(|e| Status::internal(e.to_string()))?;
+            usage.insert(name, json);
+        }
+        Ok(Response::new(v1::TopResponse { usage }))
+    }
 
     async fn logs(&self, req: Request<v1::LogsRequest>) -> Result<Response<LogsStream>, Status> {
         self.auth.check_write(&req, "logs")?;

@@ -31,10 +31,10 @@ mod group;
 mod port;
 mod stop;
 
-pub use port::*;
-pub use group::{GROUP_ANNOTATION, GROUP_LABEL};
-pub use stop::stop_task;
 use group::Groups;
+pub use group::{GROUP_ANNOTATION, GROUP_LABEL};
+pub use port::*;
+pub use stop::stop_task;
 
 fn decode_event(any: prost_types::Any) -> Option<TaskEvent> {
     if any.type_url.ends_with("TaskExit") {

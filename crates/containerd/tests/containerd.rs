@@ -212,7 +212,10 @@ async fn containerd_with_shim_groups_passes_the_conformance_suite() {
         dir: dir.path().to_path_buf(),
     };
     aos_containerd::conformance::run(&c, &h, "grouped-").await;
-    assert!(shims(&daemon.socket).is_empty(), "a shim outlived its tasks");
+    assert!(
+        shims(&daemon.socket).is_empty(),
+        "a shim outlived its tasks"
+    );
 }
 
 /// The runc v2 shims serving the containerd at `socket`: (pid, the id it was started with,
@@ -265,7 +268,8 @@ async fn tasks_in_groups_of_two_share_shims_and_a_killed_shim_ends_only_its_own_
     let running = shims(&daemon.socket);
     let names: Vec<&str> = running.iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(names, ["s0", "s2", "s4"], "five tasks, three shims");
-    let group_of = |info: &aos_containerd::TaskInfo| info.labels[aos_containerd::GROUP_LABEL].clone();
+    let group_of =
+        |info: &aos_containerd::TaskInfo| info.labels[aos_containerd::GROUP_LABEL].clone();
     let listed = c.list().await.unwrap();
     let in_first: Vec<String> = listed
         .iter()
@@ -305,5 +309,8 @@ async fn tasks_in_groups_of_two_share_shims_and_a_killed_shim_ends_only_its_own_
         let _ = c.wait(id).await;
         c.remove(id).await.unwrap();
     }
-    assert!(shims(&daemon.socket).is_empty(), "a shim outlived its tasks");
+    assert!(
+        shims(&daemon.socket).is_empty(),
+        "a shim outlived its tasks"
+    );
 }

@@ -69,6 +69,8 @@ pub struct Alerts {
     series: HashMap<(&'static str, String, String), Processor>,
     /// The time of the last sample taken from each object.
     seen: HashMap<(&'static str, String), DateTime<Utc>>,
+    /// The latest state of each instance with usage (see [`Alerts::hold`]).
+    instances: HashMap<String, Object<InstanceSpec>>,
 }
 
 impl Alerts {
@@ -122,6 +124,7 @@ impl Alerts {
         let Some(rules) = config.alert_rules.clone() else {
             return Vec::new();
         };
+        self.instances.insert(inst.name().to_string(), inst.clone());
         let q = &config.quotas;
         let (node_dmips, node_ram) = self
             .node
@@ -150,8 +153,25 @@ impl Alerts {
         self.feed("Instance", inst.name(), &uid, u.updated_at, &rules, samples)
     }
 
+    /// The instances' usage still holds at `now`: a status carries a new sample only when its
+    /// usage moved by more than the node's step, so between samples the last value stands and
+    /// a rule's time runs on over it (a steady hog is raised after its timeout without a
+    /// further write).
+    pub fn hold(&mut self, now: DateTime<Utc>) -> Vec<Fired> {
+        let held: Vec<Object<InstanceSpec>> = self.instances.values().cloned().collect();
+        let mut fired = Vec::new();
+        for mut inst in held {
+            if let Some(u) = inst.status.usage.as_mut().filter(|u| u.updated_at < now) {
+                u.updated_at = now;
+                fired.extend(self.instance(&inst));
+            }
+        }
+        fired
+    }
+
     /// Forgets an instance that is gone.
     pub fn instance_deleted(&mut self, name: &str) {
+        self.instances.remove(name);
         self.series
             .retain(|(k, n, _), _| !(*k == "Instance" && n == name));
         self.seen.remove(&("Instance", name.to_string()));

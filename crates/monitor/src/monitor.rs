@@ -25,11 +25,13 @@ struct Sink {
 }
 
 /// Follows the store until `stop`, recording alerts through `events` and sending them to
-/// `listeners`.
+/// `listeners`; every `hold`, the instances' last usage is taken to hold still (see
+/// [`Alerts::hold`]).
 pub async fn run(
     backend: Arc<dyn Backend>,
     events: Recorder,
     listeners: broadcast::Sender<Fired>,
+    hold: Duration,
     stop: CancellationToken,
 ) {
     let events = Sink {
@@ -40,7 +42,7 @@ pub async fn run(
     loop {
         let result = tokio::select! {
             _ = stop.cancelled() => return,
-            r = follow(&backend, &mut alerts, &events) => r,
+            r = follow(&backend, &mut alerts, &events, hold) => r,
         };
         match result {
             Err(StoreError::Gone { .. }) => tracing::debug!("the watch fell behind; listing again"),
@@ -61,6 +63,7 @@ async fn follow(
     backend: &Arc<dyn Backend>,
     alerts: &mut Alerts,
     events: &Sink,
+    hold: Duration,
 ) -> Result<(), StoreError> {
     let all = Selector::everything();
     let (items, _) = Api::<ItemSpec>::new(backend.clone()).list(&all).await?;
@@ -76,7 +79,17 @@ async fn follow(
         record(events, alerts.instance(i));
     }
     let mut watch = backend.watch(None, Some(rev));
-    while let Some(e) = watch.next().await {
+    let mut tick = tokio::time::interval(hold.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let e = tokio::select! {
+            e = watch.next() => e,
+            _ = tick.tick() => {
+                record(events, alerts.hold(chrono::Utc::now()));
+                continue;
+            }
+        };
+        let Some(e) = e else { break };
         let e = e?;
         let deleted = e.type_ == EventType::Deleted;
         match e.object.kind.as_str() {

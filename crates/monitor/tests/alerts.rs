@@ -205,3 +205,31 @@ fn an_instance_without_a_quota_is_measured_against_the_node_and_one_without_rule
     plain.spec.item_id = "other".into();
     assert!(a.instance(&plain).is_empty());
 }
+
+#[test]
+fn a_steady_value_without_new_samples_is_raised_once_its_timeout_passes() {
+    let mut a = Alerts::default();
+    a.node(&node(AlertRules::default(), 0, 0, 0));
+    let rules = AlertRules {
+        ram: Some(rule(50.0, 60.0, 10)),
+        ..Default::default()
+    };
+    let quotas = Quotas {
+        ram_limit: Some(200),
+        ..Default::default()
+    };
+    a.item(&item(rules, quotas));
+    // 65 % of the quota from t=1, and no further status write: the value holds.
+    assert!(a.instance(&instance(130, 0, 1)).is_empty());
+    assert!(a.hold(at(5)).is_empty(), "within the timeout");
+    let fired = a.hold(at(12));
+    assert_eq!(
+        transitions(&fired),
+        [("ram".to_string(), Transition::Raise)]
+    );
+    assert_eq!(fired[0].value, 65.0);
+    // Holding at a time already seen feeds nothing; a gone instance is not held.
+    assert!(a.hold(at(12)).is_empty());
+    a.instance_deleted("hog-0");
+    assert!(a.hold(at(30)).is_empty());
+}

@@ -47,7 +47,9 @@ fn shims_and_loggers(socket: &std::path::Path) -> ((usize, f64), (usize, f64)) {
         .filter(|(_, _, args)| {
             args.first()
                 .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
-                && args.windows(2).any(|w| w[0] == "-address" && w[1] == *socket)
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == "-address" && w[1] == *socket)
         })
         .map(|(pid, _, _)| *pid)
         .collect();
@@ -155,7 +157,14 @@ fn main() {
     println!("PSS in MiB; aosd CPU in % of a core over {idle} s idle");
     println!(
         "{:<9} {:>7} {:>7} {:>10} {:>13} {:>13} {:>10} {:>9}",
-        "setup", "running", "aosd", "containerd", "shims (n)", "loggers (n)", "node total", "aosd CPU"
+        "setup",
+        "running",
+        "aosd",
+        "containerd",
+        "shims (n)",
+        "loggers (n)",
+        "node total",
+        "aosd CPU"
     );
     for (name, rows) in &results {
         for r in rows {

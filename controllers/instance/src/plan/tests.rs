@@ -160,7 +160,6 @@ fn run(c: &Case) -> (Step, Option<Recipe>) {
         oom: c.oom,
         probes: c.probes.clone(),
         sample: None,
-        counters: None,
         offline_since: c.offline_for.map(|s| now - Duration::seconds(s)),
     };
     let step = plan(&o, made.as_ref());

@@ -11,31 +11,9 @@ use crate::observe::Observed;
 use crate::probes::ProbeState;
 use crate::recipe::Recipe;
 
-/// A usage entry from the observed sample (none when no sample was due).
-pub fn sample(o: &Observed, recipe: &Recipe, now: DateTime<Utc>) -> Option<InstanceUsage> {
-    let s = o.sample?;
-    let prev = o.obj.status.usage.as_ref();
-    let cpu = s.cpu_time_ns;
-    let cpu_percent = match prev {
-        Some(p) if cpu >= p.cpu_time_ns => {
-            let wall = (now - p.updated_at).num_nanoseconds().unwrap_or(0).max(1) as f64;
-            ((cpu - p.cpu_time_ns) as f64 / wall * 1000.0).round() / 10.0
-        }
-        _ => 0.0,
-    };
-    let per_core = recipe.node_dmips / recipe.cores.max(1);
-    let (rx_bytes, tx_bytes) = o.counters.unwrap_or_default();
-    Some(InstanceUsage {
-        rx_bytes,
-        tx_bytes,
-        cpu_percent,
-        cpu_dmips: (cpu_percent / 100.0 * per_core as f64) as u64,
-        ram_bytes: s.memory_bytes,
-        state_bytes: s.state_bytes,
-        storage_bytes: s.storage_bytes,
-        updated_at: now,
-        cpu_time_ns: cpu,
-    })
+/// A usage entry from the observed reading (none when there is no newer one than the status).
+pub fn sample(o: &Observed, recipe: &Recipe) -> Option<InstanceUsage> {
+    Some(o.sample?.usage(recipe.node_dmips / recipe.cores.max(1)))
 }
 
 /// The Ready condition of a running task: its status, reason and message.

@@ -70,6 +70,7 @@ impl Rig {
             probes: Probers::new(Arc::new(containers.clone())),
             oom: Mutex::new(Default::default()),
             stopping: Default::default(),
+            usage: Default::default(),
         });
         Rig {
             api: Api::new(backend.clone()),
