@@ -106,7 +106,6 @@ pub fn spawn(
     config: ControllerConfig,
     stopper: Arc<crate::reboot::InstanceStopper>,
     runtime: RuntimeState,
-    handle: InstancesHandle,
 ) -> anyhow::Result<()> {
     let rc = c.runtimes.container.clone();
     if !rc.enabled {
@@ -203,7 +202,7 @@ pub fn spawn(
             stopping: Default::default(),
             usage: Default::default(),
         });
-        let _ = handle.set(env.clone());
+        let _ = stopper.env.set(env.clone());
         if let Some(net) = net_controller {
             tokio::spawn(net.run(stop.clone()));
         }

@@ -305,14 +305,18 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     let listener = bind_socket(&c, auth.group()).await?;
     let shutdown = CancellationToken::new();
 
-    let instances_handle = instances::InstancesHandle::default();
+    // A reboot aosd makes itself stops the instances first (see reboot.rs).
+    let stopper = Arc::new(reboot::InstanceStopper::new(
+        &shutdown,
+        c.runtimes.container.stop_grace.0,
+    ));
     let api = server::ApiServer::new(
         backend.clone(),
         auth,
         node.node_id.clone(),
         instances::instances_dir(&c),
         c.images.archive_dirs.clone(),
-        instances_handle.clone(),
+        stopper.env.clone(),
     );
     let server = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(server::bound_message))
@@ -349,11 +353,6 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     controllers.spawn(
         Controller::new(node_reconciler, backend.clone(), base.clone()).run(shutdown.clone()),
     );
-    // A reboot aosd makes itself stops the instances first (see reboot.rs).
-    let stopper = Arc::new(reboot::InstanceStopper::new(
-        &shutdown,
-        c.runtimes.container.stop_grace.0,
-    ));
     instances::spawn(
         &mut controllers,
         &c,
@@ -362,7 +361,6 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         base.clone(),
         stopper.clone(),
         runtime,
-        instances_handle,
     )?;
     let before_reboot: Option<Arc<dyn aos_slots::machine::BeforeReboot>> =
         c.runtimes.container.enabled.then(|| stopper.clone() as _);

@@ -17,6 +17,8 @@ pub struct InstanceStopper {
     pub controllers: CancellationToken,
     /// The container runtime, once containerd answered.
     pub containers: OnceLock<Arc<dyn Containers>>,
+    /// The Instance controller's environment, once it runs (the API's `Top` reads it).
+    pub env: crate::instances::InstancesHandle,
     /// How long the tasks get to exit after SIGTERM.
     pub grace: Duration,
 }
@@ -27,6 +29,7 @@ impl InstanceStopper {
         InstanceStopper {
             controllers: shutdown.child_token(),
             containers: OnceLock::new(),
+            env: Default::default(),
             grace,
         }
     }
