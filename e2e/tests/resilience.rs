@@ -1,5 +1,6 @@
 //! An instance's runtime in trouble: containerd away (the node and the instances say so, and
-//! recover after), and an instance that writes past its state and storage limits.
+//! recover after), a shim killed (the tasks of its group restart, the others run on), and an
+//! instance that writes past its state and storage limits.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -45,6 +46,65 @@ fn while_containerd_is_down_the_node_and_its_instances_say_so_and_recover_after(
         condition(v, "Ready")["status"] == "True"
     });
     assert_eq!(back["status"]["pid"], pid, "the task kept running: {back}");
+}
+
+/// The parent of a process (a task's first process is its shim's child).
+fn parent(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_killed_shim_restarts_the_instances_of_its_group_and_no_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::start("shim_group = 2\n");
+    let dir = service(
+        &tmp.path().join("sleeper"),
+        "configuration:\n  cmd: /usr/bin/svc.sh\n",
+        "#!/bin/sh\nexec sleep 3600\n",
+    );
+    node.install(&dir, "sleeper");
+    let names = ["grp-0", "grp-1", "grp-2"];
+    let docs: String = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| instance(n, "sleeper", "v1", i as u64, ""))
+        .collect();
+    node.apply(&docs);
+    let pids: Vec<u64> = names
+        .iter()
+        .map(|n| node.active(n)["status"]["pid"].as_u64().unwrap())
+        .collect();
+    let shims: Vec<u64> = pids.iter().map(|p| parent(*p)).collect();
+    let mut distinct = shims.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 2, "three tasks in groups of two: two shims");
+    // The shim serving two tasks is killed.
+    let victim = *distinct
+        .iter()
+        .find(|s| shims.iter().filter(|x| x == s).count() == 2)
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status();
+    for (i, name) in names.iter().enumerate() {
+        if shims[i] == victim {
+            // containerd ends the tasks of a dead shim; aosd restarts them in a new one.
+            let v = node.until_instance(name, 60, |v| {
+                v["status"]["state"] == "active"
+                    && v["status"]["pid"].as_u64().is_some_and(|p| p != pids[i])
+            });
+            assert_eq!(v["status"]["restarts"], 1, "{v}");
+            assert_eq!(v["status"]["lastExit"]["reason"], "TaskLost", "{v}");
+            node.aosd.event("Instance", name, "TaskLost", 30);
+        } else {
+            let v = node.json("instance", name);
+            assert_eq!(v["status"]["pid"].as_u64(), Some(pids[i]), "untouched: {v}");
+            assert_eq!(v["status"]["restarts"], 0);
+        }
+    }
 }
 
 #[test]

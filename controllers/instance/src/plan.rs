@@ -34,9 +34,10 @@ pub enum Step {
         reason: &'static str,
         message: String,
     },
-    /// The task stopped: remove it and count the exit.
+    /// The task stopped: remove it and count the exit (`code`: `None` when the task is gone
+    /// without a status, as when its shim died).
     RecordExit {
-        code: i32,
+        code: Option<i32>,
         reason: &'static str,
         message: String,
     },
@@ -148,9 +149,20 @@ pub fn plan(o: &Observed, recipe: Option<&Result<Recipe, InstanceError>>) -> Ste
             }
             Some(t) => {
                 return Step::RecordExit {
-                    code: (t.exit_status & 0xff) as i32,
+                    code: Some((t.exit_status & 0xff) as i32),
                     reason: reason_of_exit(t.exit_status, o.oom),
                     message: format!("exited with status {}", t.exit_status),
+                }
+            }
+            // The task ran (its pid is in status) and is gone with its status: its shim
+            // died and containerd cleaned it up. An exit like any other.
+            None if obj.status.pid.is_some() => {
+                return Step::RecordExit {
+                    code: None,
+                    reason: r::TASK_LOST,
+                    message:
+                        "the task is gone without an exit status (its shim or the runtime ended it)"
+                            .into(),
                 }
             }
             None => return Step::Clear,

@@ -206,7 +206,7 @@ pub async fn report(api: &Api<InstanceSpec>, rep: Report<'_>) -> Result<Action, 
             Some(recipe),
         ) => {
             let code = match rep.step {
-                Step::RecordExit { code, .. } => Some(*code),
+                Step::RecordExit { code, .. } => *code,
                 _ => None,
             };
             stopped(api, o, recipe, (code, *reason, message.as_str()), None).await

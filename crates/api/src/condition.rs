@@ -91,6 +91,8 @@ pub mod reason {
     pub const OOM_KILLED: &str = "OOMKilled";
     pub const COMPLETED: &str = "Completed";
     pub const KILLED: &str = "Killed";
+    /// The task is gone without an exit status (its shim died).
+    pub const TASK_LOST: &str = "TaskLost";
     pub const ERROR: &str = "Error";
     /// Instance, limits.
     pub const OVER_LIMIT: &str = "OverLimit";

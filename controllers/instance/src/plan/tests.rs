@@ -179,7 +179,7 @@ fn start(replace: bool, fresh_window: bool) -> Step {
 
 fn exit(code: i32, reason: &'static str, status: u32) -> Step {
     Step::RecordExit {
-        code,
+        code: Some(code),
         reason,
         message: format!("exited with status {status}"),
     }
@@ -253,6 +253,20 @@ fn each_state_and_observation_plans_its_one_next_step() {
                 c.oom = true;
             },
             exit(137, "OOMKilled", 137),
+        ),
+        (
+            "the task that ran is gone without a status (its shim died)",
+            |c| {
+                c.task = Task::Bare;
+                c.obj.status.pid = Some(PID);
+            },
+            Step::RecordExit {
+                code: None,
+                reason: "TaskLost",
+                message:
+                    "the task is gone without an exit status (its shim or the runtime ended it)"
+                        .into(),
+            },
         ),
         (
             "a container without a task",
