@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Footprint benchmark of issue 14, one run: PSS of aosd, containerd, the runc shims and the
 # logging processes with 0, 20 and 100 running instances, and aosd's idle CPU, for the previous
-# configuration (a shim per task, containerd with only CRI off) beside the current one.
+# configuration (a shim per task, containerd with only CRI off, usage written at every
+# reading) beside the current one.
 # BENCH_IDLE_SECS (60) and BENCH_COUNTS (0,20,100) shorten it; BENCH_NOW_CONFIG adds to the
 # current [runtimes.container] (e.g. 'shim_group = 8'); BENCH_GO_ENV sets containerd's (and
 # so its shims') environment for the current setup (e.g. GOGC=50,GOMEMLIMIT=16MiB). Release build.

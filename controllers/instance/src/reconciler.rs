@@ -154,7 +154,15 @@ impl InstanceReconciler {
             nets.detach(name, &n.network_id).await?;
             crate::report::left_network(&ctx.api, name).await;
         }
-        env.host.remove(name)?;
+        // Unmounts and directory removals block: off the runtime's threads, so that many
+        // instances are removed at once.
+        let (host, owned) = (env.host.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || host.remove(&owned))
+            .await
+            .map_err(|e| InstanceError::Io {
+                what: format!("removing the files of {name}: {e}"),
+                source: std::io::Error::other(e.to_string()),
+            })??;
         if let Some(uid) = obj.status.uid {
             env.uids.release(uid);
         }

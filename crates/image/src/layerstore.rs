@@ -92,14 +92,24 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// Unmounts a mount point (lazily if it is busy).
+/// Unmounts a mount point (lazily if it is busy), by the system call: no `umount` process per
+/// mount (a loop device that `mount -o loop` set up clears itself with its last mount).
 pub fn unmount(dir: &Path) -> Result<(), ImageError> {
+    use nix::errno::Errno;
+    use nix::mount::{umount2, MntFlags};
     if !is_mounted(dir) {
         return Ok(());
     }
-    let what = dir.display().to_string();
-    run(Command::new("umount").arg(dir), &what)
-        .or_else(|_| run(Command::new("umount").arg("-l").arg(dir), &what))
+    let failed = |e: Errno| ImageError::Mount {
+        what: dir.display().to_string(),
+        message: format!("umount: {e}"),
+    };
+    match umount2(dir, MntFlags::empty()) {
+        Ok(()) => Ok(()),
+        // Gone meanwhile.
+        Err(Errno::EINVAL | Errno::ENOENT) if !is_mounted(dir) => Ok(()),
+        Err(_) => umount2(dir, MntFlags::MNT_DETACH).map_err(failed),
+    }
 }
 
 impl LayerStore {

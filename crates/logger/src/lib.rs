@@ -57,6 +57,37 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Cuts a pipe's bytes into records: one per line (without its newline), a partial record
+/// for every [`MAX_LINE`] bytes without one, and what is left at the end as a partial record.
+#[derive(Debug, Default)]
+pub struct Lines {
+    pending: Vec<u8>,
+}
+
+impl Lines {
+    /// The records `bytes` completes: (text, partial).
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<(Vec<u8>, bool)> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            if let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=i).collect();
+                line.pop();
+                out.push((line, false));
+            } else if self.pending.len() >= MAX_LINE {
+                out.push((self.pending.drain(..MAX_LINE).collect(), true));
+            } else {
+                return out;
+            }
+        }
+    }
+
+    /// The pipe ended: the text of an unfinished line, if any.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
+    }
+}
+
 impl LogLine {
     /// The record as written to the file, newline included.
     pub fn encode(&self) -> String {

@@ -76,3 +76,22 @@ fn a_follower_sees_new_records_across_a_rotation() {
     );
     assert!(files(dir.path()).len() > 1, "the writer rotated meanwhile");
 }
+
+#[test]
+fn bytes_become_lines_long_ones_partial_records_and_the_rest_a_partial_one() {
+    let mut l = Lines::default();
+    assert!(l.push(b"hel").is_empty(), "no line yet");
+    assert_eq!(
+        l.push(b"lo\nworld\nto"),
+        [(b"hello".to_vec(), false), (b"world".to_vec(), false)]
+    );
+    let long = vec![b'x'; MAX_LINE + 10];
+    let out = l.push(&long);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].0.len(), out[0].1), (MAX_LINE, true));
+    assert_eq!(&out[0].0[..2], b"to");
+    assert_eq!(l.push(b"\n"), [(vec![b'x'; 12], false)]);
+    assert_eq!(l.finish(), None);
+    l.push(b"no newline at the end");
+    assert_eq!(l.finish(), Some(b"no newline at the end".to_vec()));
+}

@@ -1,8 +1,9 @@
 //! The footprint benchmark of `hack/bench/footprint.sh` (issue 14): what a node pays for aosd
 //! with 0, 20 and 100 running instances, as PSS (/proc/PID/smaps_rollup) of aosd, containerd,
 //! the runc shims and the logging processes, and aosd's idle CPU, for the previous
-//! configuration (a shim per task, containerd with only CRI off) and the current one (shim
-//! groups, `deploy/containerd.toml`, the Go memory settings) one after the other in one run.
+//! configuration (a shim per task, containerd with only CRI off, usage written at every
+//! reading) and the current one (shim groups, `deploy/containerd.toml`, usage written when it
+//! moved) one after the other in one run.
 // A benchmark: it prints its figures and stops at the first failure.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
@@ -141,7 +142,9 @@ fn main() {
             containerd_config: "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
                 .into(),
             containerd_env: Vec::new(),
-            aosd_config: "shim_group = 1\n".into(),
+            // A shim per task, and every instance's usage written at every reading (as before
+            // readings went to status only when they moved).
+            aosd_config: "shim_group = 1\nusage_refresh = \"30s\"\n".into(),
         },
         Setup {
             name: "now",

@@ -4,12 +4,10 @@
 // A binary: what it cannot log goes to its stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
-use aos_logger::{LogError, LogLine, RotatingWriter, Stream, MAX_LINE};
+use aos_logger::{Lines, LogError, LogLine, RotatingWriter, Stream};
 use containerd_shim_logging::{Config, Driver};
 
 struct Options {
@@ -50,36 +48,62 @@ enum Error {
     Log(LogError),
 }
 
-struct Logger(Vec<JoinHandle<()>>);
+/// One of the task's pipes and the start of a line not yet ended.
+struct Pipe {
+    file: std::fs::File,
+    stream: Stream,
+    lines: Lines,
+    open: bool,
+}
 
-fn pump(input: impl Read, stream: Stream, out: Arc<Mutex<RotatingWriter>>) {
-    let mut reader = BufReader::new(input);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader
-            .by_ref()
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut buf)
-        {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+impl Pipe {
+    fn new(file: std::fs::File, stream: Stream) -> Pipe {
+        Pipe {
+            file,
+            stream,
+            lines: Lines::default(),
+            open: true,
         }
-        let complete = buf.last() == Some(&b'\n');
-        if complete {
-            buf.pop();
+    }
+
+    /// Reads once and writes the records that completes; at the end of the pipe, what is left.
+    fn read(&mut self, out: &mut RotatingWriter) {
+        let mut chunk = [0u8; 8192];
+        let n = match self.file.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            self.open = false;
+            if let Some(rest) = self.lines.finish() {
+                self.emit(out, &rest, true);
+            }
+            return;
         }
+        for (text, partial) in self.lines.push(&chunk[..n]) {
+            self.emit(out, &text, partial);
+        }
+    }
+
+    fn emit(&self, out: &mut RotatingWriter, text: &[u8], partial: bool) {
         let line = LogLine {
             time: chrono::Utc::now(),
-            stream,
-            partial: !complete,
-            text: String::from_utf8_lossy(&buf).into_owned(),
+            stream: self.stream,
+            partial,
+            text: String::from_utf8_lossy(text).into_owned(),
         };
-        let mut w = out.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = w.write(&line) {
+        if let Err(e) = out.write(&line) {
             eprintln!("aos-logger: {e}");
         }
     }
+}
+
+/// Both pipes, served by one thread: one logger runs per task, so it has no thread stacks or
+/// malloc arenas of its own per pipe.
+struct Logger {
+    pipes: [Pipe; 2],
+    out: RotatingWriter,
 }
 
 impl Driver for Logger {
@@ -87,19 +111,45 @@ impl Driver for Logger {
 
     fn new(config: Config) -> Result<Self, Error> {
         let o = options().map_err(Error::Options)?;
-        let writer = RotatingWriter::open(&o.dir, o.max_size, o.max_files).map_err(Error::Log)?;
-        let out = Arc::new(Mutex::new(writer));
-        let (o1, o2) = (out.clone(), out);
-        let (stdout, stderr) = (config.stdout, config.stderr);
-        Ok(Logger(vec![
-            std::thread::spawn(move || pump(stdout, Stream::Stdout, o1)),
-            std::thread::spawn(move || pump(stderr, Stream::Stderr, o2)),
-        ]))
+        let out = RotatingWriter::open(&o.dir, o.max_size, o.max_files).map_err(Error::Log)?;
+        Ok(Logger {
+            pipes: [
+                Pipe::new(config.stdout, Stream::Stdout),
+                Pipe::new(config.stderr, Stream::Stderr),
+            ],
+            out,
+        })
     }
 
-    fn run(self) -> Result<(), Error> {
-        for t in self.0 {
-            let _ = t.join();
+    fn run(mut self) -> Result<(), Error> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        while self.pipes.iter().any(|p| p.open) {
+            let ready: Vec<bool> = {
+                let mut fds: Vec<PollFd> = self
+                    .pipes
+                    .iter()
+                    .filter(|p| p.open)
+                    .map(|p| PollFd::new(p.file.as_fd(), PollFlags::POLLIN))
+                    .collect();
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        eprintln!("aos-logger: poll: {e}");
+                        return Ok(());
+                    }
+                }
+                fds.iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect()
+            };
+            let open = self.pipes.iter_mut().filter(|p| p.open);
+            for (p, ready) in open.zip(ready) {
+                if ready {
+                    p.read(&mut self.out);
+                }
+            }
         }
         Ok(())
     }
