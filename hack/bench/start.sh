@@ -3,7 +3,8 @@
 # of the same rootfs, time for 100 instances to converge, aosd RSS with 100 running and aosd CPU
 # over 60 s idle, and the time to delete the 100 (1 s stop grace, tasks that ignore SIGTERM).
 # BENCH_INSTANCES and BENCH_IDLE_SECS shorten it; BENCH_EXTRA_CONFIG is put at the top of aosd's
-# config (e.g. $'[controllers]\nconcurrency = 16\n'). Release build.
+# config (e.g. $'[controllers]\nconcurrency = 16\n'), BENCH_CONTAINER_CONFIG into its
+# [runtimes.container] (e.g. 'shim_group = 1'). Release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 hack/setup.sh

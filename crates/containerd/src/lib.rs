@@ -139,18 +139,23 @@ impl Containerd {
         }
         let mut groups = self.groups.lock().await;
         if groups.is_none() {
-            let mut containers = ContainersClient::new(self.channel.clone());
-            let list = containers
-                .list(with_namespace!(ListContainersRequest::default(), self.ns()))
-                .await
-                .map_err(call("list containers", ""))?
-                .into_inner()
-                .containers;
+            let list = self.containers().await?;
             *groups = Some(Groups::from_labels(
                 list.iter().map(|c| (c.id.as_str(), &c.labels)),
             ));
         }
         Ok(groups.as_mut().map(|g| g.assign(id, self.shim_group)))
+    }
+
+    /// The containers of the namespace (without their tasks).
+    async fn containers(&self) -> Result<Vec<Container>, ContainersError> {
+        let mut containers = ContainersClient::new(self.channel.clone());
+        Ok(containers
+            .list(with_namespace!(ListContainersRequest::default(), self.ns()))
+            .await
+            .map_err(call("list containers", ""))?
+            .into_inner()
+            .containers)
     }
 
     /// Task `id`'s container is gone: its place in a group is free.
@@ -217,7 +222,8 @@ impl Containers for Containerd {
     }
 
     async fn release_idle(&self) -> Result<(), ContainersError> {
-        if !self.list().await?.is_empty() {
+        // One call: whether any container is left (their tasks do not matter here).
+        if !self.containers().await?.is_empty() {
             return Ok(());
         }
         let root = if self.options.root.is_empty() {
@@ -363,14 +369,8 @@ impl Containers for Containerd {
     }
 
     async fn list(&self) -> Result<Vec<TaskInfo>, ContainersError> {
-        let mut containers = ContainersClient::new(self.channel.clone());
-        let list = containers
-            .list(with_namespace!(ListContainersRequest::default(), self.ns()))
-            .await
-            .map_err(call("list containers", ""))?
-            .into_inner();
         let mut out = Vec::new();
-        for c in list.containers {
+        for c in self.containers().await? {
             let task = self.task_state(&c.id).await?;
             out.push(TaskInfo {
                 id: c.id,

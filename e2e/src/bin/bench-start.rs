@@ -55,8 +55,9 @@ fn main() {
     let aosd = Aosd::start_with(AosdOptions {
         containerd: Some(containerd.socket.clone()),
         config: Some(format!(
-            "{}[runtimes.container]\nstop_grace = \"1s\"\n",
-            std::env::var("BENCH_EXTRA_CONFIG").unwrap_or_default()
+            "{}[runtimes.container]\nstop_grace = \"1s\"\n{}",
+            std::env::var("BENCH_EXTRA_CONFIG").unwrap_or_default(),
+            std::env::var("BENCH_CONTAINER_CONFIG").unwrap_or_default()
         )),
         ..Default::default()
     });
