@@ -97,12 +97,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 
 /// Proportional set size of a process (shared pages divided among their users), in bytes.
 pub fn pss_bytes(pid: u32) -> Option<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
+    crate::proc_kb(pid, "smaps_rollup", "Pss:")
 }
 
 /// Every process: (pid, parent pid, command line).

@@ -35,14 +35,15 @@ fn namespace(test: &str) -> String {
     format!("aos-test-{}-{test}", std::process::id())
 }
 
-/// A task's spec; its cgroup sits under the namespace, which the daemon's drop removes.
+/// A task's spec; its cgroup is a top-level one of its own, which runc removes with the task.
 fn spec(id: &str, args: &[&str]) -> oci_spec::runtime::Spec {
     let mut v = serde_json::to_value(oci_spec::runtime::Spec::default()).unwrap();
     v["process"]["args"] = serde_json::json!(args);
     v["process"]["terminal"] = serde_json::json!(false);
     v["process"]["env"] = serde_json::json!(["PATH=/bin"]);
     v["root"] = serde_json::json!({"path": "rootfs", "readonly": false});
-    v["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", namespace(id)));
+    // Flat, so that runc removes the whole of it with the task.
+    v["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}", namespace(id)));
     serde_json::from_value(v).unwrap()
 }
 
