@@ -3,6 +3,7 @@
 # logging processes with 0, 20 and 100 running instances, and aosd's idle CPU, for the previous
 # configuration (a shim per task, containerd with only CRI off, usage written at every
 # reading) beside the current one.
+# It waits 75 s after each scale-up (the readings of new tasks settle in two usage intervals).
 # BENCH_IDLE_SECS (60) and BENCH_COUNTS (0,20,100) shorten it; BENCH_NOW_CONFIG adds to the
 # current [runtimes.container] (e.g. 'shim_group = 8'); BENCH_GO_ENV sets containerd's (and
 # so its shims') environment for the current setup (e.g. GOGC=50,GOMEMLIMIT=16MiB). Release build.

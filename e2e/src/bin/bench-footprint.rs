@@ -95,9 +95,9 @@ fn measure(setup: &Setup, counts: &[usize], idle: u64) -> Vec<Row> {
         if n > 0 {
             apply_until_active(&aosd, &["apply", "-f", f.to_str().unwrap()], n);
         }
-        // Let start-up settle: Go's GC, and the first usage reading of each new task after
-        // its start, which is written (the usage interval is 30 s).
-        std::thread::sleep(Duration::from_secs(40));
+        // Let start-up settle: Go's GC, and the readings a new task's start makes move (its
+        // start-up CPU, then none), which are written: two usage intervals of 30 s.
+        std::thread::sleep(Duration::from_secs(75));
         let before = aos_e2e::cpu_ticks(aosd.pid()).unwrap();
         std::thread::sleep(Duration::from_secs(idle));
         let ticks = aos_e2e::cpu_ticks(aosd.pid()).unwrap() - before;
