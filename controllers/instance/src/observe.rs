@@ -208,6 +208,7 @@ pub async fn observe(
             o.sample = env.usage.latest(name, prev.map(|p| p.updated_at));
             if prev.is_none() && o.sample.is_none() {
                 // A task just started: its first reading now, the sampler's after.
+                env.usage.forget(name);
                 let counters = env
                     .networks
                     .as_ref()

@@ -98,6 +98,12 @@ impl Sampler {
         after.is_none_or(|a| f.at > a).then_some(f)
     }
 
+    /// Forgets the reading of `name` (its task is new: a rate against the old one's CPU time
+    /// would mean nothing).
+    pub fn forget(&self, name: &str) {
+        self.map().remove(name);
+    }
+
     /// Forgets the readings of instances not in `running`.
     pub fn retain(&self, running: &[&str]) {
         self.map().retain(|k, _| running.contains(&k.as_str()));
@@ -253,6 +259,10 @@ mod tests {
             "nothing newer than the status"
         );
         assert_eq!(s.latest("a", Some(at(10))), Some(f));
+        // A new task starts from nothing.
+        s.forget("a");
+        let f = s.record("a", sample(7, 10), None, None, at(30));
+        assert_eq!(f.cpu_percent, 0.0);
     }
 
     #[test]
