@@ -49,12 +49,7 @@ pub fn sleeper_instance(name: &str, index: usize, network: bool) -> String {
 /// Runs `aosctl ARGS` and waits, on a watch opened before, until `n` Instances are active;
 /// returns the time from the start of aosctl.
 pub fn apply_until_active(aosd: &Aosd, args: &[&str], n: usize) -> Duration {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = aosctl::client::Client::connect(&aosd.socket).await.unwrap();
+    aosd.with_client(|client| async move {
         let is_active =
             |v: &serde_json::Value| v["status"]["state"] == "active" && v["status"]["pid"].is_u64();
         // Those active already count; the watch starts where the list ends.

@@ -209,15 +209,7 @@ pub async fn observe(
             if prev.is_none() && o.sample.is_none() {
                 // A task just started: its first reading now, the sampler's after.
                 env.usage.forget(name);
-                let counters = env
-                    .networks
-                    .as_ref()
-                    .filter(|_| obj.spec.network.is_some())
-                    .and_then(|n| n.counters(name));
-                o.sample = Some(
-                    env.usage
-                        .record(name, env.host.sample(name), counters, None, now),
-                );
+                o.sample = Some(crate::sampler::read(env, &obj));
             }
         }
         // The cgroup lives until the task is deleted: ask it before the task goes.

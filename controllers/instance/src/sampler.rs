@@ -163,27 +163,24 @@ pub fn read_now(env: &InstanceEnv, instances: &[Object<InstanceSpec>]) -> Vec<(S
 }
 
 /// One pass: reads every running instance and returns those whose status should be written.
-pub fn pass(env: &InstanceEnv, running: &[Arc<Object<InstanceSpec>>]) -> Vec<String> {
-    let mut wake = Vec::new();
-    for i in running.iter().filter(|i| runs(i)) {
-        let fresh = read(env, i);
-        let d = &env.defaults;
-        if moved(
-            i.status.usage.as_ref(),
-            &fresh,
-            d.usage_step,
-            d.usage_refresh,
-        ) {
-            wake.push(i.name().to_string());
-        }
-    }
-    let names: Vec<&str> = running
-        .iter()
-        .filter(|i| runs(i))
-        .map(|i| i.name())
-        .collect();
+pub fn pass(env: &InstanceEnv, instances: &[Arc<Object<InstanceSpec>>]) -> Vec<String> {
+    let running: Vec<&Arc<Object<InstanceSpec>>> = instances.iter().filter(|i| runs(i)).collect();
+    let names: Vec<&str> = running.iter().map(|i| i.name()).collect();
     env.usage.retain(&names);
-    wake
+    let d = &env.defaults;
+    running
+        .into_iter()
+        .filter(|i| {
+            let fresh = read(env, i);
+            moved(
+                i.status.usage.as_ref(),
+                &fresh,
+                d.usage_step,
+                d.usage_refresh,
+            )
+        })
+        .map(|i| i.name().to_string())
+        .collect()
 }
 
 /// Samples every `usage_interval` until `stop`, waking the instances whose usage moved.
