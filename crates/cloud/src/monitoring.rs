@@ -54,6 +54,9 @@ pub struct MonitoringData {
     pub nodes: Vec<NodeMonitoring>,
 }
 
+/// One sample: CPU, RAM, and used bytes by partition.
+type Held = (f64, u64, Vec<(String, u64)>);
+
 /// Sums of the samples of one object in the window.
 #[derive(Clone, Debug, Default)]
 struct Sums {
@@ -65,6 +68,9 @@ struct Sums {
     download: u64,
     upload: u64,
     last: Option<DateTime<Utc>>,
+    /// The last sample (CPU, RAM, partitions): it holds in a window without a new one, since
+    /// a status carries a new sample only when the usage moved by more than the node's step.
+    held: Option<Held>,
 }
 
 impl Sums {
@@ -73,6 +79,7 @@ impl Sums {
             return false;
         }
         self.last = Some(at);
+        self.held = Some((cpu, ram, parts.to_vec()));
         self.n += 1;
         self.cpu += cpu;
         self.ram += ram as f64;
@@ -82,7 +89,21 @@ impl Sums {
         true
     }
 
+    /// The window's average; the last sample when the window had none.
     fn average(&self) -> Usage {
+        if self.n == 0 {
+            if let Some((cpu, ram, parts)) = &self.held {
+                let one = Sums {
+                    n: 1,
+                    cpu: *cpu,
+                    ram: *ram as f64,
+                    partitions: parts.iter().map(|(k, v)| (k.clone(), *v as f64)).collect(),
+                    held: None,
+                    ..self.clone()
+                };
+                return one.average();
+            }
+        }
         let n = self.n.max(1) as f64;
         Usage {
             timestamp: self.last,
@@ -153,7 +174,8 @@ impl Averager {
     /// The averages of the window, which starts again; `None` when it saw no sample.
     pub fn take(&mut self, node_id: &str) -> Option<MonitoringData> {
         let mut instances = Vec::new();
-        for ((item, subject, index), sums) in self.instances.values().filter(|(_, s)| s.n > 0) {
+        let sampled = |s: &Sums| s.n > 0 || s.held.is_some();
+        for ((item, subject, index), sums) in self.instances.values().filter(|(_, s)| sampled(s)) {
             instances.push(InstanceUsage {
                 item: Ident { id: item.clone() },
                 subject: Ident {
@@ -163,7 +185,7 @@ impl Averager {
                 usage: sums.average(),
             });
         }
-        if self.node.n == 0 && instances.is_empty() {
+        if !sampled(&self.node) && instances.is_empty() {
             return None;
         }
         let mut node = self.node.average();
@@ -177,6 +199,7 @@ impl Averager {
         // A new window: the sums go, the last sample times stay (each sample counts once).
         self.node = Sums {
             last: self.node.last,
+            held: self.node.held.take(),
             ..Sums::default()
         };
         for (_, s) in self.instances.values_mut() {
@@ -184,6 +207,7 @@ impl Averager {
                 last: s.last,
                 download: s.download,
                 upload: s.upload,
+                held: s.held.take(),
                 ..Sums::default()
             };
         }
@@ -254,14 +278,27 @@ mod tests {
         assert_eq!(n.node_monitoring.download, 30);
         assert_eq!(n.instances[0].usage.ram, 500);
         assert_eq!(n.instances[0].item.id, "web");
-        // The same samples again count for nothing; a new one counts alone.
+        // The same samples again count for nothing: a window without a new sample reports the
+        // last one, which holds (a status is written only when the usage moved).
         a.node(&node(2, 3000, 300));
-        assert_eq!(a.take("n1"), None);
+        let m = a.take("n1").unwrap();
+        assert_eq!(m.nodes[0].instances[0].usage.ram, 600);
+        assert_eq!(m.nodes[0].node_monitoring.cpu, 3000.0);
+        // A new one counts alone.
         a.instance(&inst(3, 100, 40));
         let m = a.take("n1").unwrap();
         assert_eq!(m.nodes[0].instances[0].usage.ram, 100);
         assert_eq!(m.nodes[0].node_monitoring.upload, 0);
         a.instance_deleted("web-0");
-        assert_eq!(a.take("n1"), None);
+        let m = a.take("n1").unwrap();
+        assert!(
+            m.nodes[0].instances.is_empty(),
+            "a deleted instance is not reported"
+        );
+        assert_eq!(
+            Averager::default().take("n1"),
+            None,
+            "nothing seen, nothing sent"
+        );
     }
 }
