@@ -4,7 +4,10 @@
 set -euo pipefail
 
 PACKAGES=(
-  protobuf-compiler   # protoc, for the gRPC API (tonic-prost-build)
+  protobuf-compiler   # protoc, for the gRPC API (tonic-prost-build) and etcd-client
+  etcd-server         # the etcd backend of the store: its tests start a 3-member cluster on loopback
+  etcd-client         # etcdctl, for looking at what aosd keeps in etcd
+  libprotobuf-dev     # google/protobuf/*.proto, which etcd-client's protos import
   cmake               # builds zlib-ng (fast gunzip of layers)
 
   squashfs-tools-ng   # tar2sqfs: layers become squashfs images

@@ -7,11 +7,13 @@
 
 pub mod certs;
 pub mod containerd;
+pub mod etcd;
 pub mod httpserver;
 pub mod image;
 pub mod registry;
 pub mod tree;
 
+pub use etcd::EtcdCluster;
 pub use httpserver::{Faults, HttpServer};
 pub use image::{BuiltImage, Entry, ImageBuilder};
 pub use registry::Registry;
