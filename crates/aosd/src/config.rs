@@ -9,6 +9,8 @@ use anyhow::{bail, Context as _};
 use aos_api::AosDuration;
 use serde::{Deserialize, Serialize};
 
+pub use crate::store::StoreSection;
+
 mod boot;
 mod cloud;
 mod rootfs;
@@ -155,19 +157,6 @@ pub struct LogSection {
     pub format: LogFormat,
     /// A tracing filter (`info`, `aosd=debug,info`); `RUST_LOG` wins when set.
     pub level: String,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSection {
-    /// Watch events kept for clients that resume from an older revision.
-    pub event_log_limit: u64,
-    /// Page cache of the store file, in MiB.
-    pub cache_mib: usize,
-    /// Most bytes the event log holds, in MiB.
-    pub event_log_mib: u64,
-    /// Space kept beside the store and given back to it when the disk is full, in MiB.
-    pub reserve_mib: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -321,17 +310,6 @@ impl Default for LogSection {
         LogSection {
             format: LogFormat::Text,
             level: "info".into(),
-        }
-    }
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        StoreSection {
-            event_log_limit: 10_000,
-            cache_mib: 8,
-            event_log_mib: 64,
-            reserve_mib: 8,
         }
     }
 }

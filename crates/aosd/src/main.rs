@@ -14,6 +14,7 @@ mod reboot;
 mod reporting;
 mod rootfs;
 mod server;
+mod store;
 mod tls_roots;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -25,7 +26,7 @@ use anyhow::{bail, Context as _};
 use aos_api::RuntimeType;
 use aos_node_controller::{NodeConfig, NodeReconciler};
 use aos_reconcile::{Backoff, Controller, ControllerConfig, ControllerMetrics, Recorder};
-use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
+use aos_store::Api;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -247,57 +248,9 @@ fn data_dir(c: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("failed to make {} private", c.data_dir.display()))
 }
 
-/// What a new store finds beside it in the data dir: instance data and layer images of an
-/// earlier store. Starting on them would sweep running containers and every layer away.
-fn earlier_state(c: &Config) -> Vec<String> {
-    let nonempty = |p: PathBuf| {
-        std::fs::read_dir(&p)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-            .then(|| p.display().to_string())
-    };
-    [
-        nonempty(instances::instances_dir(c)),
-        nonempty(c.data_dir.join("images/layers/sha256")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
 async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
     data_dir(&c)?;
-    let store_path = c.data_dir.join("store.redb");
-    let store = Embedded::open(EmbeddedOptions {
-        path: Some(store_path.clone()),
-        event_log_limit: c.store.event_log_limit,
-        event_log_bytes: c.store.event_log_mib << 20,
-        cache_size: c.store.cache_mib << 20,
-        reserve_bytes: c.store.reserve_mib << 20,
-        ..EmbeddedOptions::default()
-    })
-    .with_context(|| format!("failed to open the store {}", store_path.display()))?;
-    let report = store.report();
-    if report.created {
-        let found = earlier_state(&c);
-        if !found.is_empty() {
-            bail!(
-                "the store {} is new (missing or empty), but the data dir holds what an earlier store knew: {}. \
-                 Refusing to start, so that none of it is swept away as unknown: restore the store file, \
-                 or remove those directories to start this node afresh",
-                store_path.display(),
-                found.join(", ")
-            );
-        }
-    }
-    if !report.quarantined.is_empty() {
-        tracing::error!(
-            damaged = report.quarantined.len(),
-            keys = ?report.quarantined.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-            "the store holds damaged records (quarantined): sweeps of unknown containers and files are off until they are dealt with"
-        );
-    }
-    let backend: Arc<dyn Backend> = Arc::new(store);
+    let backend = store::open(&c).await?;
     let image_env = images::env(&c)?;
     let auth = auth::Auth::new(&c.api.group);
     let node = node_config(&c);

@@ -86,6 +86,23 @@ impl EtcdCluster {
         self.wait_healthy(Duration::from_secs(30));
     }
 
+    /// Kills every member: the store is gone until [`EtcdCluster::start_stopped`].
+    pub fn kill_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+
+    /// Starts every member that is not running, on its data, and waits until they are healthy.
+    pub fn start_stopped(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                self.spawn(i);
+            }
+        }
+        self.wait_healthy(Duration::from_secs(30));
+    }
+
     fn spawn(&mut self, i: usize) {
         let cluster: Vec<String> = self
             .members
@@ -153,8 +170,6 @@ fn healthy(port: u16) -> bool {
 
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
-        for i in 0..self.members.len() {
-            self.kill(i);
-        }
+        self.kill_all();
     }
 }
