@@ -13,7 +13,17 @@ struct Member {
     name: String,
     client: u16,
     peer: u16,
+    /// Plain HTTP `/health` (and `/metrics`), whether clients use TLS or not.
+    metrics: u16,
     child: Option<Child>,
+}
+
+/// Files of a cluster whose clients must use TLS with a certificate signed by `ca`.
+#[derive(Clone, Debug)]
+pub struct EtcdTlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Members are killed when this is dropped.
@@ -21,11 +31,22 @@ pub struct EtcdCluster {
     dir: tempfile::TempDir,
     token: String,
     members: Vec<Member>,
+    tls: Option<EtcdTlsFiles>,
 }
 
 impl EtcdCluster {
     /// Starts `n` members and waits until the cluster has a leader.
     pub fn start(n: usize) -> EtcdCluster {
+        Self::start_with(n, None)
+    }
+
+    /// Starts `n` members that serve clients over TLS only, with this server certificate, and
+    /// accept only client certificates signed by `tls.ca`.
+    pub fn start_tls(n: usize, tls: EtcdTlsFiles) -> EtcdCluster {
+        Self::start_with(n, Some(tls))
+    }
+
+    fn start_with(n: usize, tls: Option<EtcdTlsFiles>) -> EtcdCluster {
         let dir = tempfile::Builder::new()
             .prefix("aos-etcd-")
             .tempdir()
@@ -35,6 +56,7 @@ impl EtcdCluster {
                 name: format!("m{i}"),
                 client: free_port(),
                 peer: free_port(),
+                metrics: free_port(),
                 child: None,
             })
             .collect();
@@ -48,6 +70,7 @@ impl EtcdCluster {
             dir,
             token,
             members,
+            tls,
         };
         for i in 0..n {
             c.spawn(i);
@@ -60,8 +83,16 @@ impl EtcdCluster {
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client))
             .collect()
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Where member `i` logs.
@@ -111,14 +142,26 @@ impl EtcdCluster {
             .collect();
         let m = &self.members[i];
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).unwrap();
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new("etcd")
+        let metrics = format!("http://127.0.0.1:{}", m.metrics);
+        let mut cmd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.cert)
+                .arg("--key-file")
+                .arg(&t.key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(self.dir.path().join(&m.name))
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
+            .args(["--listen-metrics-urls", &metrics])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &cluster.join(",")])
@@ -141,7 +184,7 @@ impl EtcdCluster {
             if m.child.is_none() {
                 continue;
             }
-            while !healthy(m.client) {
+            while !healthy(m.metrics) {
                 if Instant::now() > end {
                     let log = std::fs::read_to_string(self.log(i)).unwrap_or_default();
                     panic!("etcd member {} is not healthy; its log:\n{log}", m.name);
@@ -152,7 +195,7 @@ impl EtcdCluster {
     }
 }
 
-/// etcd's `/health` on the client port says `"health":"true"`.
+/// etcd's `/health` on the metrics port says `"health":"true"`.
 fn healthy(port: u16) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;

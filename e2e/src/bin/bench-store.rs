@@ -97,6 +97,53 @@ fn raw_redb_commits(dir: &std::path::Path, n: usize) -> f64 {
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// What one backend measured.
+struct Run {
+    one: (Vec<Duration>, Duration),
+    eight: (Vec<Duration>, Duration),
+    watch: Vec<Duration>,
+    busy_rss: u64,
+}
+
+/// Applies from 1 then 8 clients, with a watcher of the kind timing each event against the
+/// start of its apply.
+fn measure(rt: &tokio::runtime::Runtime, aosd: &Aosd) -> Run {
+    let socket = aosd.socket.clone();
+    let (one, eight, watch) = rt.block_on(async {
+        let starts = Arc::new(Mutex::new(HashMap::new()));
+        let client = Client::connect(&socket).await.unwrap();
+        let mut events = client.watch("Network", "", "", 0).await.unwrap();
+        let starts_w = starts.clone();
+        let watcher = tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while let Some(Ok(ev)) = events.next().await {
+                let now = Instant::now();
+                if let Some(t) = starts_w.lock().unwrap().get(ev.object.name()) {
+                    lat.push(now - *t);
+                }
+                if lat.len() == 2 * RESOURCES {
+                    break;
+                }
+            }
+            lat
+        });
+        let one = applies(&socket, "one", 1, starts.clone()).await;
+        let eight = applies(&socket, "eight", 8, starts.clone()).await;
+        let mut watch = tokio::time::timeout(Duration::from_secs(120), watcher)
+            .await
+            .unwrap()
+            .unwrap();
+        watch.sort();
+        (one, eight, watch)
+    });
+    Run {
+        one,
+        eight,
+        watch,
+        busy_rss: rss_bytes(aosd.pid()).unwrap_or(0),
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -116,91 +163,87 @@ fn main() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = rss_bytes(aosd.pid()).unwrap_or(0);
-
-    let socket = aosd.socket.clone();
-    let (one, eight, watch_lat) = rt.block_on(async {
-        let starts = Arc::new(Mutex::new(HashMap::new()));
-        // A watcher of the kind, timing each event against the start of its apply.
-        let client = Client::connect(&socket).await.unwrap();
-        let mut events = client.watch("Network", "", "", 0).await.unwrap();
-        let starts_w = starts.clone();
-        let watcher = tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while let Some(Ok(ev)) = events.next().await {
-                let now = Instant::now();
-                if let Some(t) = starts_w.lock().unwrap().get(ev.object.name()) {
-                    lat.push(now - *t);
-                }
-                if lat.len() == 2 * RESOURCES {
-                    break;
-                }
-            }
-            lat
-        });
-        let one = applies(&socket, "one", 1, starts.clone()).await;
-        let eight = applies(&socket, "eight", 8, starts.clone()).await;
-        let mut watch_lat = tokio::time::timeout(Duration::from_secs(60), watcher)
-            .await
-            .unwrap()
-            .unwrap();
-        watch_lat.sort();
-        (one, eight, watch_lat)
-    });
-    let busy_rss = rss_bytes(aosd.pid()).unwrap_or(0);
+    let embedded = measure(&rt, &aosd);
     let raw = raw_redb_commits(aosd.path(), 2000);
     drop(aosd);
 
+    // The same on a 3-member etcd cluster on loopback (its members on this same disk).
+    let etcd = (std::env::var("BENCH_ETCD").as_deref() != Ok("0")).then(|| {
+        let cluster = aos_testkit::EtcdCluster::start(3);
+        let aosd = Aosd::start_with(AosdOptions {
+            config: Some(format!(
+                "[api]\ngroup = \"\"\n[store]\nbackend = \"etcd\"\n[store.etcd]\nendpoints = {:?}\n",
+                cluster.endpoints()
+            )),
+            ..Default::default()
+        });
+        measure(&rt, &aosd)
+    });
+
     let rate = |(lat, wall): &(Vec<Duration>, Duration)| lat.len() as f64 / wall.as_secs_f64();
     println!("aosd store benchmark: {RESOURCES} new resources per run, every apply acknowledged only after a durable commit");
+    println!(
+        "etcd: 3 members on loopback, on this machine's disk (each commit fsynced by a quorum)"
+    );
     println!();
-    println!("{:<44} {:>16}   beside", "metric", "aosd");
-    let line = |m: &str, v: String, b: &str| println!("{m:<44} {v:>16}   {b}");
+    println!(
+        "{:<44} {:>18} {:>18}   beside",
+        "metric", "embedded", "etcd"
+    );
+    let line = |m: &str, f: &dyn Fn(&Run) -> String, b: &str| {
+        let e = etcd.as_ref().map_or_else(|| "-".to_string(), f);
+        println!("{m:<44} {:>18} {e:>18}   {b}", f(&embedded));
+    };
     line(
         "durable applies/s, 1 client",
-        format!("{:.0}/s", rate(&one)),
+        &|r| format!("{:.0}/s", rate(&r.one)),
         &format!("raw redb, 1 object per durable commit: {raw:.0}/s"),
     );
     line(
         "durable applies/s, 8 clients",
-        format!("{:.0}/s", rate(&eight)),
+        &|r| format!("{:.0}/s", rate(&r.eight)),
         "target >= 2000/s",
     );
     line(
         "apply latency p50 / p99, 1 client",
-        format!("{} / {}", ms(pct(&one.0, 0.5)), ms(pct(&one.0, 0.99))),
+        &|r| format!("{} / {}", ms(pct(&r.one.0, 0.5)), ms(pct(&r.one.0, 0.99))),
         "",
     );
     line(
         "apply latency p50 / p99, 8 clients",
-        format!("{} / {}", ms(pct(&eight.0, 0.5)), ms(pct(&eight.0, 0.99))),
+        &|r| {
+            format!(
+                "{} / {}",
+                ms(pct(&r.eight.0, 0.5)),
+                ms(pct(&r.eight.0, 0.99))
+            )
+        },
         "",
     );
     line(
         "watch delivery p99 (apply start -> event)",
-        ms(pct(&watch_lat, 0.99)),
+        &|r| ms(pct(&r.watch, 0.99)),
         &format!(
-            "target < 10 ms ({} events, p50 {})",
-            watch_lat.len(),
-            ms(pct(&watch_lat, 0.5))
+            "target < 10 ms ({} events, embedded p50 {})",
+            embedded.watch.len(),
+            ms(pct(&embedded.watch, 0.5))
         ),
-    );
-    line(
-        "aosd idle RSS",
-        format!("{:.1} MB", idle_rss as f64 / 1e6),
-        "target < 15 MB",
     );
     line(
         "aosd RSS after the runs (20k objects)",
-        format!("{:.1} MB", busy_rss as f64 / 1e6),
+        &|r| format!("{:.1} MB", r.busy_rss as f64 / 1e6),
         "",
     );
-    line(
+    println!(
+        "{:<44} {:>18}   target < 15 MB",
+        "aosd idle RSS",
+        format!("{:.1} MB", idle_rss as f64 / 1e6)
+    );
+    println!(
+        "{:<44} {:>18}   target < 100 ms (min {}, max {})",
         "start to API ready (median of 5)",
         ms(ready_median),
-        &format!(
-            "target < 100 ms (min {}, max {})",
-            ms(ready[0]),
-            ms(ready[ready.len() - 1])
-        ),
+        ms(ready[0]),
+        ms(ready[ready.len() - 1])
     );
 }
