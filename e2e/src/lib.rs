@@ -130,7 +130,13 @@ impl Aosd {
             .arg(dir.join("data"))
             .arg("--socket")
             .arg(socket)
-            .args(["--node-id", "e2e-node"])
+            .args(
+                // A test may name the node itself (several nodes of one unit).
+                (!opts.args.iter().any(|a| a == "--node-id"))
+                    .then_some(["--node-id", "e2e-node"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&opts.args)
             .env_remove("AOSD_SOCKET")
             .stdout(Stdio::null())

@@ -103,3 +103,74 @@ fn a_node_on_etcd_runs_adopts_and_keeps_running_while_the_store_is_away() {
     let restarts = node.json("instance", "pa")["status"]["restarts"].clone();
     assert!(restarts.is_null() || restarts == 0, "{restarts}");
 }
+
+/// Node `id` of a unit on `prefix`, heartbeating every second, lost after 3 s.
+fn unit_node(cluster: &EtcdCluster, prefix: &str, id: &str) -> aos_e2e::Aosd {
+    aos_e2e::Aosd::start_with(aos_e2e::AosdOptions {
+        config: Some(format!(
+            "[node]\nusage_interval = \"1s\"\nlost_after = \"3s\"\n[store]\nbackend = \"etcd\"\n\
+             [store.etcd]\nendpoints = {:?}\nprefix = \"{prefix}\"\n",
+            cluster.endpoints()
+        )),
+        args: vec!["--node-id".into(), id.into()],
+        ..Default::default()
+    })
+}
+
+fn ready(node: &aos_e2e::Aosd, name: &str) -> (String, String) {
+    let c = aos_e2e::condition(&node.json("node", name), "Ready");
+    (
+        c["status"].as_str().unwrap_or("").to_string(),
+        c["reason"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn a_node_whose_heartbeat_stops_is_marked_unknown_by_the_others_and_ready_when_it_returns() {
+    let cluster = EtcdCluster::start(3);
+    let prefix = format!("/unit-{}-{}/", std::process::id(), rand_suffix());
+    let a = unit_node(&cluster, &prefix, "node-a");
+    let mut b = unit_node(&cluster, &prefix, "node-b");
+    let table = a.ok(&["get", "nodes"]);
+    assert!(
+        table.contains("node-a") && table.contains("node-b"),
+        "{table}"
+    );
+    a.until("node", "node-b", 20, |v| {
+        aos_e2e::condition(v, "Ready")["status"] == "True"
+    });
+
+    // node-b dies without a word: node-a marks it after lost_after, and only then.
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let killed = Instant::now();
+    let v = a.until("node", "node-b", 20, |v| {
+        aos_e2e::condition(v, "Ready")["status"] == "Unknown"
+    });
+    let after = killed.elapsed();
+    assert!(after >= Duration::from_secs(2), "marked after {after:?}");
+    let c = aos_e2e::condition(&v, "Ready");
+    assert_eq!(c["reason"], "HeartbeatLost", "{c}");
+    assert!(
+        c["message"].as_str().unwrap().contains("no heartbeat"),
+        "{c}"
+    );
+    assert_eq!(ready(&a, "node-a").0, "True", "node-a itself stays Ready");
+    let table = a.ok(&["get", "nodes"]);
+    let line = |n: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("node-b").contains("Unknown"), "{table}");
+    assert!(line("node-a").contains("Ready"), "{table}");
+
+    // node-b comes back on its data: its heartbeat makes it Ready again.
+    b.crash_and_restart();
+    a.until("node", "node-b", 20, |v| {
+        aos_e2e::condition(v, "Ready")["status"] == "True"
+    });
+    assert_eq!(ready(&b, "node-b"), ready(&a, "node-b"));
+}

@@ -5,6 +5,7 @@
 
 pub mod dmips;
 pub mod host;
+pub mod lifecycle;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ pub struct NodeConfig {
     /// Partitions whose usage is reported: (name, path).
     pub partitions: Vec<(String, PathBuf)>,
     pub usage_interval: Duration,
+    /// Another node whose heartbeat has not changed for this long is marked `Ready=Unknown`.
+    pub lost_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,7 @@ pub struct NodeReconciler {
     facts: OnceCell<Facts>,
     last_cpu: Mutex<Option<(u64, u64)>>,
     runtime: Option<RuntimeCheck>,
+    peers: lifecycle::Peers,
 }
 
 impl NodeReconciler {
@@ -74,6 +78,7 @@ impl NodeReconciler {
             facts: OnceCell::new(),
             last_cpu: Mutex::new(None),
             runtime: None,
+            peers: lifecycle::Peers::default(),
         }
     }
 
@@ -194,6 +199,7 @@ impl NodeReconciler {
             labels,
             runtimes,
             usage: Some(usage),
+            heartbeat_time: Some(chrono::Utc::now()),
             ..NodeStatus::default()
         }
     }
@@ -213,8 +219,8 @@ impl Reconciler for NodeReconciler {
         ctx: &Context<NodeSpec>,
     ) -> Result<Action, NodeError> {
         if obj.metadata.name != self.object_name() {
-            // Another node's resource (a unit may share a store): not ours to report.
-            return Ok(Action::AwaitChange);
+            // Another node of the unit: not ours to report, only to watch for its heartbeat.
+            return lifecycle::check_peer(&self.peers, self.config.lost_after, &obj, ctx).await;
         }
         let facts = self.facts().await;
         let usage = self.usage(&facts);
@@ -297,6 +303,7 @@ mod tests {
             runtimes,
             partitions: vec![("root".into(), "/".into())],
             usage_interval: Duration::from_secs(10),
+            lost_after: Duration::from_secs(40),
         })
     }
 

@@ -142,14 +142,29 @@ pub fn error_reason(v: &Value) -> String {
         .to_string()
 }
 
+/// kubectl's words for a node's `Ready` condition: `Ready`, `NotReady`, or `Unknown` (no
+/// heartbeat seen, or never reported).
+fn node_status(v: &Value) -> String {
+    let ready = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"));
+    match ready.and_then(|c| c["status"].as_str()) {
+        Some("True") => "Ready",
+        Some("False") => "NotReady",
+        _ => "Unknown",
+    }
+    .into()
+}
+
 /// Column headers of a kind (`wide` adds more).
 pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
     let (mut base, extra): (Vec<&str>, Vec<&str>) = match kind {
         "Node" => (
             vec![
-                "NAME", "ARCH", "OS", "CPUS", "DMIPS", "RAM", "RUNTIMES", "AGE",
+                "NAME", "STATUS", "ARCH", "OS", "CPUS", "DMIPS", "RAM", "RUNTIMES", "AGE",
             ],
-            vec!["CPU%", "RAM-USED", "NODE-ID"],
+            vec!["CPU%", "RAM-USED", "NODE-ID", "HEARTBEAT"],
         ),
         "Item" => (
             vec![
@@ -269,6 +284,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
             (
                 vec![
                     name,
+                    node_status(&v),
                     cell(&v, "/status/arch"),
                     cell(&v, "/status/os"),
                     n(&v, "/status/cpus").to_string(),
@@ -283,6 +299,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                         .map_or("<none>".into(), |c| format!("{c:.1}")),
                     bytes(n(&v, "/status/usage/ramUsed")),
                     cell(&v, "/status/nodeId"),
+                    cell(&v, "/status/heartbeatTime"),
                 ],
             )
         }

@@ -128,8 +128,10 @@ pub struct NodeSection {
     /// DMIPS of the whole node; 0: estimated at start.
     pub dmips: u64,
     pub labels: BTreeMap<String, String>,
-    /// How often usage (CPU, RAM, disk) is refreshed.
+    /// How often usage (CPU, RAM, disk) is refreshed; each write is the node's heartbeat.
     pub usage_interval: AosDuration,
+    /// Another node of the unit silent for this long is marked `Ready=Unknown`.
+    pub lost_after: AosDuration,
     /// Partitions whose usage is reported, by name; `data` (the data dir) is always reported.
     pub partitions: BTreeMap<String, PathBuf>,
 }
@@ -290,6 +292,7 @@ impl Default for NodeSection {
             dmips: 0,
             labels: BTreeMap::new(),
             usage_interval: AosDuration::from_secs(10),
+            lost_after: AosDuration::from_secs(40),
             partitions: BTreeMap::new(),
         }
     }

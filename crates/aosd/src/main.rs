@@ -20,7 +20,7 @@ mod tls_roots;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use aos_api::RuntimeType;
@@ -218,7 +218,23 @@ fn node_config(c: &Config) -> NodeConfig {
         runtimes,
         partitions,
         usage_interval: c.node.usage_interval.0,
+        lost_after: lost_after(c),
     }
+}
+
+/// `node.lost_after`, raised to twice `node.usage_interval` where it is shorter: a node is lost
+/// only after it has missed a heartbeat.
+fn lost_after(c: &Config) -> Duration {
+    let (lost, beat) = (c.node.lost_after.0, c.node.usage_interval.0);
+    if lost < beat * 2 {
+        tracing::warn!(
+            lost_after = %c.node.lost_after,
+            usage_interval = %c.node.usage_interval,
+            "node.lost_after is shorter than two heartbeats; using twice node.usage_interval"
+        );
+        return beat * 2;
+    }
+    lost
 }
 
 async fn shutdown_signal() {

@@ -35,6 +35,8 @@ pub mod reason {
     pub const TERMINATING: &str = "Terminating";
     /// Node: the status was just reported.
     pub const NODE_REPORTED: &str = "NodeReported";
+    /// Node: another node saw no heartbeat from it for `node.lost_after`.
+    pub const HEARTBEAT_LOST: &str = "HeartbeatLost";
     pub const STORE_INTACT: &str = "StoreIntact";
     pub const STORE_FAILING: &str = "StoreFailing";
     pub const DAMAGED_RECORDS: &str = "DamagedRecords";

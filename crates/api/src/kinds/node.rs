@@ -164,6 +164,11 @@ pub struct NodeStatus {
     pub runtimes: Vec<RuntimeInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<NodeUsage>,
+    /// When the node's agent last wrote this status (every `node.usage_interval`). The other
+    /// nodes of a unit mark a node whose heartbeat stops `Ready=Unknown` after `node.lost_after`
+    /// (timed by their own clocks, from when they saw it last change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_time: Option<DateTime<Utc>>,
 }
 impl_status!(NodeStatus);
 
