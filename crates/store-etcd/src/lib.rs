@@ -24,7 +24,7 @@ use aos_store::{Applied, Backend, ObjectList, StoreError, StoreHealth, WatchEven
 use chrono::Utc;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
-    TxnOp,
+    TxnOp, TxnOpResponse,
 };
 use futures::stream::BoxStream;
 
@@ -208,12 +208,18 @@ impl Etcd {
     }
 
     /// The object under `key` (its resourceVersion set to the key's mod revision) and the
-    /// revision it was read at.
-    async fn read(&self, key: &str) -> Result<(Option<DynObject>, i64), StoreError> {
+    /// revision it was read at. `serializable` reads the member's own copy without asking the
+    /// leader (it may be behind: only for reads a compare-and-swap checks anyway).
+    async fn read(
+        &self,
+        key: &str,
+        serializable: bool,
+    ) -> Result<(Option<DynObject>, i64), StoreError> {
         let resp = self
             .retry("get", |mut c| {
                 let key = key.to_string();
-                async move { c.get(key, None).await }
+                let opts = serializable.then(|| GetOptions::new().with_serializable());
+                async move { c.get(key, opts).await }
             })
             .await?;
         let rev = resp.header().map_or(0, |h| h.revision());
@@ -226,16 +232,30 @@ impl Etcd {
     }
 
     /// Plans `op` against the stored object and commits it if the object is still the one
-    /// read; plans again when another writer got there first.
+    /// read. The first read is the member's own copy; when the object moved meanwhile (or
+    /// the copy was behind), the failed transaction hands back the current object and the write
+    /// is planned again on it.
     async fn write(&self, op: Op, dry_run: bool) -> Result<Reply, StoreError> {
         let key = key_of(self.prefix(), op.kind(), op.name());
+        // Whether `cur` is known to be current (a linearizable read or a transaction's).
+        let mut current = dry_run;
+        let (mut cur, mut rev) = self.read(&key, !current).await?;
         loop {
-            let (cur, rev) = self.read(&key).await?;
             let guard = match &cur {
                 Some(o) => Compare::mod_revision(key.clone(), CompareOp::Equal, o_rev(o)),
                 None => Compare::version(key.clone(), CompareOp::Equal, 0),
             };
-            let planned = plan(&op, cur, rev as Revision + 1, Utc::now())?;
+            let planned = plan(&op, cur.take(), rev as Revision + 1, Utc::now());
+            // No write to check it: an error or a no-op must be planned on the current object.
+            let unchecked = planned
+                .as_ref()
+                .map_or(true, |p| matches!(p.change, Change::None));
+            if unchecked && !current {
+                (cur, rev) = self.read(&key, false).await?;
+                current = true;
+                continue;
+            }
+            let planned = planned?;
             if dry_run {
                 return Ok(planned.reply);
             }
@@ -253,17 +273,25 @@ impl Etcd {
             };
             let resp = self
                 .retry("txn", |mut c| {
-                    let txn = Txn::new().when([guard.clone()]).and_then([action.clone()]);
+                    let txn = Txn::new()
+                        .when([guard.clone()])
+                        .and_then([action.clone()])
+                        .or_else([TxnOp::get(key.clone(), None)]);
                     async move { c.txn(txn).await }
                 })
                 .await?;
-            let rev = resp.header().map_or(0, |h| h.revision());
-            self.saw(rev);
-            if !resp.succeeded() {
-                continue;
+            let txn_rev = resp.header().map_or(0, |h| h.revision());
+            self.saw(txn_rev);
+            if resp.succeeded() {
+                self.compact_after(txn_rev).await;
+                return Ok(with_revision(planned.reply, txn_rev));
             }
-            self.compact_after(rev).await;
-            return Ok(with_revision(planned.reply, rev));
+            rev = txn_rev;
+            current = true;
+            cur = match resp.op_responses().into_iter().next() {
+                Some(TxnOpResponse::Get(g)) => g.kvs().first().map(decode).transpose()?,
+                _ => return Err(StoreError::Internal("etcd txn: no current value".into())),
+            };
         }
     }
 
@@ -321,7 +349,7 @@ fn unexpected(r: Reply) -> StoreError {
 #[async_trait::async_trait]
 impl Backend for Etcd {
     async fn get(&self, kind: &str, name: &str) -> Result<DynObject, StoreError> {
-        self.read(&key_of(self.prefix(), kind, name))
+        self.read(&key_of(self.prefix(), kind, name), false)
             .await?
             .0
             .ok_or_else(|| StoreError::not_found(kind, name))
@@ -430,7 +458,7 @@ impl Backend for Etcd {
     async fn revision(&self) -> Result<Revision, StoreError> {
         // Any read carries the revision in its header; this key never exists.
         let (_, rev) = self
-            .read(&format!("{}\u{0}revision", self.prefix()))
+            .read(&format!("{}\u{0}revision", self.prefix()), false)
             .await?;
         Ok(rev as Revision)
     }
