@@ -26,6 +26,7 @@ PACKAGES=(
   nftables            # nft: the NAT and firewall rules of instance networks
   iproute2            # ip: the tests list links and namespaces with it
   netavark            # the peer of hack/bench/net.sh
+  iptables            # netavark programs its NAT through it (nf_tables backend)
   fdisk               # sfdisk: GPT disks on loop devices for the boot slot tests
   efibootmgr          # efibootdump: an independent reader of the boot entries aosd writes
   rsync               # the boot-side rootfs script applies updates with it (deploy/aos-rootfs)

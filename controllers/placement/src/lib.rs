@@ -1,0 +1,4 @@
+//! Placement of a unit's instances on its nodes. [`rules`] decides; the controller that reads
+//! Nodes, Items and Instances and writes `spec.nodeName` is built on it.
+
+pub mod rules;
