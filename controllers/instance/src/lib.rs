@@ -216,6 +216,28 @@ pub struct InstanceEnv {
     pub stopping: Mutex<HashMap<String, tokio::time::Instant>>,
     /// The latest usage readings of running tasks.
     pub usage: sampler::Sampler,
+    /// Which Instances are this node's to run.
+    pub owner: Owner,
+}
+
+/// Which Instances a node runs: those whose `spec.nodeName` names it, and, on a node of its own
+/// (not in a unit), those without one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// This node's Node object name.
+    pub node: String,
+    /// In a unit, an Instance without `nodeName` waits for placement.
+    pub unit: bool,
+}
+
+impl Owner {
+    /// Whether an Instance with this spec is this node's to run.
+    pub fn owns(&self, spec: &aos_api::InstanceSpec) -> bool {
+        match spec.node_name.as_deref() {
+            Some(n) if !n.is_empty() => n == self.node,
+            _ => !self.unit,
+        }
+    }
 }
 
 impl InstanceEnv {

@@ -107,6 +107,21 @@ impl Reconciler for InstanceReconciler {
         Some(FINALIZER)
     }
 
+    fn owns(&self, obj: &Object<InstanceSpec>) -> bool {
+        self.env.owner.owns(&obj.spec)
+    }
+
+    async fn disowned(
+        &self,
+        obj: Arc<Object<InstanceSpec>>,
+        _ctx: &Context<InstanceSpec>,
+    ) -> Result<Action, InstanceError> {
+        if obj.spec.runtime != RuntimeType::Container {
+            return Ok(Action::AwaitChange);
+        }
+        self.let_go(&obj).await
+    }
+
     async fn apply(
         &self,
         obj: Arc<Object<InstanceSpec>>,
@@ -129,6 +144,29 @@ impl Reconciler for InstanceReconciler {
 }
 
 impl InstanceReconciler {
+    /// Removes what this node still has of an Instance another node runs now (it moved, or was
+    /// placed elsewhere while this node was away): its task, network attachment and files. The
+    /// object is the new owner's: nothing is written to it.
+    async fn let_go(&self, obj: &Object<InstanceSpec>) -> Result<Action, InstanceError> {
+        let env = &self.env;
+        let name = obj.name();
+        let here =
+            env.containers.inspect(name).await?.is_some() || env.host.paths(name).log_dir.exists();
+        if !here {
+            return Ok(Action::AwaitChange);
+        }
+        tracing::info!(node = ?obj.spec.node_name, "the instance runs on another node now: removing it here");
+        if let Some(left) = env.stop_step(name, grace_of(obj, env)).await? {
+            return Ok(Action::Requeue(left));
+        }
+        if let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) {
+            nets.detach(name, &n.network_id).await?;
+        }
+        remove_files(env, name).await?;
+        env.containers.release_idle().await?;
+        Ok(Action::AwaitChange)
+    }
+
     /// Stops the task (a step at a time: `Requeue` while it takes its grace, which keeps the
     /// finalizer), leaves the network, removes what the instance had on the node and gives its
     /// uid back.
@@ -140,29 +178,14 @@ impl InstanceReconciler {
         let env = &self.env;
         let name = obj.name();
         crate::report::removing(&ctx.api, name).await;
-        let grace = obj
-            .spec
-            .restart_policy
-            .as_ref()
-            .and_then(|p| p.stop_grace)
-            .map(|g| g.0)
-            .unwrap_or(env.defaults.stop_grace);
-        if let Some(left) = env.stop_step(name, grace).await? {
+        if let Some(left) = env.stop_step(name, grace_of(obj, env)).await? {
             return Ok(Action::Requeue(left));
         }
         if let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) {
             nets.detach(name, &n.network_id).await?;
             crate::report::left_network(&ctx.api, name).await;
         }
-        // Unmounts and directory removals block: off the runtime's threads, so that many
-        // instances are removed at once.
-        let (host, owned) = (env.host.clone(), name.to_string());
-        tokio::task::spawn_blocking(move || host.remove(&owned))
-            .await
-            .map_err(|e| InstanceError::Io {
-                what: format!("removing the files of {name}: {e}"),
-                source: std::io::Error::other(e.to_string()),
-            })??;
+        remove_files(env, name).await?;
         if let Some(uid) = obj.status.uid {
             env.uids.release(uid);
         }
@@ -172,6 +195,28 @@ impl InstanceReconciler {
         tracing::info!("instance removed");
         Ok(Action::AwaitChange)
     }
+}
+
+/// The time between SIGTERM and SIGKILL when the instance is stopped.
+fn grace_of(obj: &Object<InstanceSpec>, env: &InstanceEnv) -> std::time::Duration {
+    obj.spec
+        .restart_policy
+        .as_ref()
+        .and_then(|p| p.stop_grace)
+        .map(|g| g.0)
+        .unwrap_or(env.defaults.stop_grace)
+}
+
+/// Removes an instance's files. Unmounts and directory removals block: off the runtime's
+/// threads, so that many instances are removed at once.
+async fn remove_files(env: &InstanceEnv, name: &str) -> Result<(), InstanceError> {
+    let (host, owned) = (env.host.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || host.remove(&owned))
+        .await
+        .map_err(|e| InstanceError::Io {
+            what: format!("removing the files of {name}: {e}"),
+            source: std::io::Error::other(e.to_string()),
+        })?
 }
 
 /// The Events of one reconcile: starts, exits, probe failures and refused starts (the

@@ -250,3 +250,56 @@ async fn while_the_runtime_is_away_an_instance_is_not_ready_but_not_failed() {
     assert_eq!(condition(&rig.status().await, "Ready").0, "True");
     assert_eq!(rig.runs(), 1, "the task outlived the runtime's absence");
 }
+
+#[tokio::test]
+async fn an_instance_placed_on_another_node_is_removed_here_and_its_status_left_alone() {
+    let rig = Rig::new();
+    rig.network().await;
+    rig.item("1.0.0", true, ItemConfig::default()).await;
+    let mut s = spec("1.0.0");
+    s.network = Some(aos_api::InstanceNetwork {
+        network_id: "net".into(),
+        ..Default::default()
+    });
+    rig.instance(s.clone()).await;
+    rig.settle().await.unwrap();
+    assert_eq!(rig.runs(), 1);
+    let before = rig.status().await;
+
+    // Placement moved it to node "b": this node (the rig's, not in a unit) lets go of it.
+    s.node_name = Some("b".into());
+    rig.instance(s).await;
+    assert_eq!(rig.let_go().await.unwrap(), Action::AwaitChange);
+    assert!(rig.containers.calls().contains(&"remove web".to_string()));
+    assert!(rig.networks.attachment("web").is_none(), "detached");
+    assert!(rig.host.calls().contains(&"remove web".to_string()));
+    assert_eq!(
+        rig.status().await,
+        before,
+        "the status is the new owner's to write"
+    );
+    // Nothing is left, so letting go again does nothing.
+    let calls = rig.containers.calls().len();
+    rig.let_go().await.unwrap();
+    assert_eq!(rig.containers.calls().len(), calls + 1, "one look, no more");
+}
+
+#[test]
+fn a_node_owns_its_instances_and_on_its_own_those_without_a_node() {
+    use aos_instance_controller::Owner;
+    let on = |n: Option<&str>| aos_api::InstanceSpec {
+        node_name: n.map(str::to_string),
+        ..spec("1")
+    };
+    let alone = Owner {
+        node: "a".into(),
+        unit: false,
+    };
+    let in_unit = Owner {
+        node: "a".into(),
+        unit: true,
+    };
+    assert!(alone.owns(&on(None)) && alone.owns(&on(Some("a"))) && !alone.owns(&on(Some("b"))));
+    assert!(!in_unit.owns(&on(None)), "in a unit it waits for placement");
+    assert!(in_unit.owns(&on(Some("a"))) && !in_unit.owns(&on(Some("b"))));
+}

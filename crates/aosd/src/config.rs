@@ -120,6 +120,18 @@ impl Default for ImagesSection {
     }
 }
 
+/// Who runs an Instance without `spec.nodeName`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// This node (a node on its own).
+    #[default]
+    Local,
+    /// The node the unit's placement controller chooses (one node of the unit runs it at a
+    /// time, elected through a lease in the store).
+    Unit,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeSection {
@@ -132,6 +144,8 @@ pub struct NodeSection {
     pub usage_interval: AosDuration,
     /// Another node of the unit silent for this long is marked `Ready=Unknown`.
     pub lost_after: AosDuration,
+    /// Who runs an Instance without `spec.nodeName`.
+    pub placement: Placement,
     /// Partitions whose usage is reported, by name; `data` (the data dir) is always reported.
     pub partitions: BTreeMap<String, PathBuf>,
 }
@@ -293,6 +307,7 @@ impl Default for NodeSection {
             labels: BTreeMap::new(),
             usage_interval: AosDuration::from_secs(10),
             lost_after: AosDuration::from_secs(40),
+            placement: Placement::Local,
             partitions: BTreeMap::new(),
         }
     }

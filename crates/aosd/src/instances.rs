@@ -118,6 +118,12 @@ pub fn spawn(
     let net_cfg = c.network.clone();
     let scope = c.data_dir.display().to_string();
     let stop = stopper.controllers.clone();
+    let owner = aos_instance_controller::Owner {
+        node: aos_node_controller::host::object_name(&aos_node_controller::host::node_id(Some(
+            &c.node.id,
+        ))),
+        unit: c.node.placement == crate::config::Placement::Unit,
+    };
     tasks.spawn(async move {
         let containerd = loop {
             match Containerd::connect(&rc.containerd_socket, &rc.namespace).await {
@@ -201,6 +207,7 @@ pub fn spawn(
             oom: Mutex::new(Default::default()),
             stopping: Default::default(),
             usage: Default::default(),
+            owner,
         });
         let _ = stopper.env.set(env.clone());
         if let Some(net) = net_controller {

@@ -226,6 +226,17 @@ async fn reconcile_key<R: Reconciler>(
     let Some(obj) = ctx.reader.get(key) else {
         return Outcome::Absent;
     };
+    if !r.owns(&obj) {
+        // Another node's object: no finalizer, no status; only what is left of it here goes.
+        let span = tracing::info_span!("disowned", kind = R::Kind::KIND, name = key);
+        return match r.disowned(obj, ctx).instrument(span).await {
+            Ok(action) => Outcome::Done(action),
+            Err(e) => {
+                tracing::warn!(kind = R::Kind::KIND, name = key, reason = e.reason(), error = %e, "failed to let go of another node's object");
+                Outcome::Failed(backoff.delay(failed_before + 1))
+            }
+        };
+    }
     let span = tracing::info_span!(
         "reconcile",
         kind = R::Kind::KIND,

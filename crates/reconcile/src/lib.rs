@@ -80,6 +80,23 @@ pub trait Reconciler: Send + Sync + 'static {
         None
     }
 
+    /// Whether this node is the one to reconcile `obj` (in a unit, each node owns its share of
+    /// a kind). Objects it does not own get no finalizer, no status and no `apply`/`cleanup`
+    /// from it, only [`Reconciler::disowned`].
+    fn owns(&self, _obj: &Object<Self::Kind>) -> bool {
+        true
+    }
+
+    /// Lets go of an object another node owns: removes what this node still has of it (it
+    /// moved away). Idempotent; must not write the object.
+    fn disowned(
+        &self,
+        _obj: Arc<Object<Self::Kind>>,
+        _ctx: &Context<Self::Kind>,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send {
+        async { Ok(Action::AwaitChange) }
+    }
+
     /// Makes the node match `obj` (one step at a time is fine: the action says when to look
     /// again).
     fn apply(

@@ -71,6 +71,7 @@ impl Rig {
             oom: Mutex::new(Default::default()),
             stopping: Default::default(),
             usage: Default::default(),
+            owner: Default::default(),
         });
         Rig {
             api: Api::new(backend.clone()),
@@ -201,6 +202,19 @@ impl Rig {
             }
         }
         panic!("the cleanup did not finish in 10 passes");
+    }
+
+    /// What the runtime does for an Instance this node does not own, until it is done.
+    pub async fn let_go(&self) -> Result<Action, InstanceError> {
+        for _ in 0..10 {
+            let obj = Arc::new(self.get().await);
+            assert!(!self.reconciler.owns(&obj), "the rig's node owns it");
+            match self.reconciler.disowned(obj, &self.ctx()).await? {
+                Action::Requeue(_) => continue,
+                a => return Ok(a),
+            }
+        }
+        panic!("letting go did not finish in 10 passes");
     }
 
     /// How often the runtime was asked to run a task.

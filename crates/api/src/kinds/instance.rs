@@ -156,6 +156,13 @@ pub struct InstanceSpec {
     pub restart_policy: Option<RestartPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probes: Option<Probes>,
+    /// The Node (by name) that runs it. Empty: on a node of its own (`node.placement =
+    /// "local"`), the node runs it; in a unit (`"unit"`), the placement controller sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// Labels a node must carry (all of them, with these values) for placement to choose it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub node_selector: std::collections::BTreeMap<String, String>,
 }
 
 /// Exactly the reference's states.

@@ -20,6 +20,13 @@ pub struct NodeSpec {
     pub resource_ratios: Option<ResourceRatios>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_rules: Option<AlertRules>,
+    /// Placement fills nodes of higher priority first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i64,
+}
+
+fn is_zero(p: &i64) -> bool {
+    *p == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
