@@ -385,6 +385,13 @@ impl Backend for Etcd {
         }
     }
 
+    async fn create(&self, obj: DynObject) -> Result<DynObject, StoreError> {
+        match self.write(Op::Create(obj), false).await? {
+            Reply::Applied(a) => Ok(a.object),
+            r => Err(unexpected(r)),
+        }
+    }
+
     async fn update_status(
         &self,
         kind: &str,

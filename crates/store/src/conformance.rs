@@ -54,6 +54,7 @@ pub const CASES: &[(&str, Case)] = &[
         revisions(b).boxed()
     }),
     ("a stale resourceVersion is a conflict", |b| cas(b).boxed()),
+    ("create takes a name once", |b| create_once(b).boxed()),
     ("generation moves only with the spec", |b| {
         generation(b).boxed()
     }),
@@ -164,6 +165,35 @@ async fn cas(b: Arc<dyn Backend>) {
     assert!(b.apply(missing, false).await.unwrap_err().is_not_found());
     let err = b.delete("Item", "a", Some(1), false).await.unwrap_err();
     assert!(err.is_conflict(), "{err}");
+}
+
+async fn create_once(b: Arc<dyn Backend>) {
+    let made = b
+        .create(obj("Lease", "l", json!({"holder": "a"})))
+        .await
+        .unwrap();
+    assert!(made.metadata.uid.is_some());
+    assert_eq!(made.metadata.generation, 1);
+    let err = b
+        .create(obj("Lease", "l", json!({"holder": "b"})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+    assert_eq!(b.get("Lease", "l").await.unwrap().spec["holder"], "a");
+    // Racing creators: exactly one wins.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let b = b.clone();
+            tokio::spawn(async move { b.create(obj("Lease", "race", json!({ "i": i }))).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
 }
 
 async fn generation(b: Arc<dyn Backend>) {

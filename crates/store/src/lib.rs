@@ -43,6 +43,9 @@ pub trait Backend: Send + Sync + 'static {
     /// A non-zero `obj.metadata.resourceVersion` makes it compare-and-swap.
     async fn apply(&self, obj: DynObject, dry_run: bool) -> Result<Applied, StoreError>;
 
+    /// Creates `obj`, or fails with `AlreadyExists` (for a name only one writer may take).
+    async fn create(&self, obj: DynObject) -> Result<DynObject, StoreError>;
+
     /// Replaces the status only (never `generation`).
     async fn update_status(
         &self,

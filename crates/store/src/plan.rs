@@ -10,6 +10,8 @@ use crate::{Applied, EventType, Outcome, StoreError};
 #[derive(Clone, Debug)]
 pub enum Op {
     Apply(DynObject),
+    /// Creates, and fails with `AlreadyExists` when the object is there.
+    Create(DynObject),
     Status {
         kind: String,
         name: String,
@@ -32,14 +34,14 @@ pub enum Op {
 impl Op {
     pub fn kind(&self) -> &str {
         match self {
-            Op::Apply(o) => &o.kind,
+            Op::Apply(o) | Op::Create(o) => &o.kind,
             Op::Status { kind, .. } | Op::Finalizers { kind, .. } | Op::Delete { kind, .. } => kind,
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
-            Op::Apply(o) => &o.metadata.name,
+            Op::Apply(o) | Op::Create(o) => &o.metadata.name,
             Op::Status { name, .. } | Op::Finalizers { name, .. } | Op::Delete { name, .. } => name,
         }
     }
@@ -143,6 +145,17 @@ pub fn plan(
 ) -> Result<Planned, StoreError> {
     let missing = || StoreError::not_found(op.kind(), op.name());
     match op {
+        Op::Create(req) => {
+            if current.is_some() {
+                return Err(StoreError::AlreadyExists {
+                    kind: req.kind.clone(),
+                    name: req.metadata.name.clone(),
+                });
+            }
+            let mut req = req.clone();
+            req.metadata.resource_version = 0;
+            plan(&Op::Apply(req), None, rev, now)
+        }
         Op::Apply(req) => {
             if req.metadata.name.is_empty() {
                 return Err(StoreError::Invalid(

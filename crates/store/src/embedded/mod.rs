@@ -333,6 +333,10 @@ impl Backend for Embedded {
         })
     }
 
+    async fn create(&self, obj: DynObject) -> Result<DynObject, StoreError> {
+        Ok(expect_applied(self.submit(Op::Create(obj)).await?)?.object)
+    }
+
     async fn update_status(
         &self,
         kind: &str,
