@@ -180,7 +180,7 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
             vec![
                 "NAME", "ITEM", "VERSION", "SUBJECT", "INDEX", "STATE", "RESTARTS", "IP", "AGE",
             ],
-            vec!["RUNTIME", "INSTANCE-ID", "ERROR"],
+            vec!["NODE", "RUNTIME", "INSTANCE-ID", "ERROR"],
         ),
         "Network" => (
             vec!["NAME", "SUBNET", "BRIDGE", "GATEWAY", "INSTANCES", "AGE"],
@@ -358,6 +358,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 age,
             ],
             vec![
+                cell(&v, "/spec/nodeName"),
                 cell(&v, "/spec/runtime"),
                 cell(&v, "/status/instanceId"),
                 err(),

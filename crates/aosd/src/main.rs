@@ -335,6 +335,19 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         c.runtimes.container.enabled.then(|| stopper.clone() as _);
     // The node's BootSlot and RootfsSlot are named after it, like its Node.
     let name = aos_node_controller::host::object_name(&node_id);
+    if c.node.placement == config::Placement::Unit {
+        // Every node of a unit contends; the lease holder places. A leader lost for as long
+        // as a node is lost is replaced.
+        controllers.spawn(aos_placement_controller::run(
+            backend.clone(),
+            aos_placement_controller::PlacementConfig {
+                node: name.clone(),
+                lease: lost_after(&c),
+                interval: c.node.usage_interval.0,
+            },
+            shutdown.clone(),
+        ));
+    }
     if c.runtimes.boot.enabled {
         boot::spawn(
             &mut controllers,

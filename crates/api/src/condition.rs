@@ -20,6 +20,8 @@ pub const STORAGE_LIMIT_EXCEEDED: &str = "StorageLimitExceeded";
 pub const UPLOAD_LIMIT_EXCEEDED: &str = "UploadLimitExceeded";
 /// Instance: received more than its item's `downloadLimit`.
 pub const DOWNLOAD_LIMIT_EXCEEDED: &str = "DownloadLimitExceeded";
+/// Instance: the unit's placement chose its node (`spec.nodeName`), or says why it cannot.
+pub const SCHEDULED: &str = "Scheduled";
 /// Network: its VLAN link is attached.
 pub const VLAN_READY: &str = "VlanReady";
 /// Network: its resolver answers.
@@ -37,6 +39,10 @@ pub mod reason {
     pub const NODE_REPORTED: &str = "NodeReported";
     /// Node: another node saw no heartbeat from it for `node.lost_after`.
     pub const HEARTBEAT_LOST: &str = "HeartbeatLost";
+    /// Instance, Scheduled: placed on a node.
+    pub const PLACED: &str = "Placed";
+    /// Instance, Scheduled: no node of the unit can take it (the message says why, node by node).
+    pub const UNSCHEDULABLE: &str = "Unschedulable";
     pub const STORE_INTACT: &str = "StoreIntact";
     pub const STORE_FAILING: &str = "StoreFailing";
     pub const DAMAGED_RECORDS: &str = "DamagedRecords";

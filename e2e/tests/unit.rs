@@ -1,0 +1,233 @@
+//! A unit of three nodes on one etcd cluster (one containerd serves them, each node in its own
+//! namespace): instances without a node are placed by the leader of the unit, spread over the
+//! nodes, by node labels; one that fits nowhere says why, node by node. The leader dies without a
+//! word: the others mark it lost, one of them takes the lease over and its instances move; when
+//! it comes back it lets go of them, so that each instance runs exactly once.
+// A test: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aos_e2e::node::{instance, item, rand_suffix};
+use aos_e2e::{condition, Aosd, AosdOptions};
+use aos_testkit::containerd::ContainerdProcess;
+use aos_testkit::EtcdCluster;
+use serde_json::Value;
+
+const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
+
+struct Unit {
+    cluster: EtcdCluster,
+    containerd: ContainerdProcess,
+    prefix: String,
+    nodes: Vec<Aosd>,
+}
+
+impl Unit {
+    fn start() -> Unit {
+        let cluster = EtcdCluster::start(3);
+        let containerd = ContainerdProcess::start();
+        let prefix = format!("/unit-{}-{}/", std::process::id(), rand_suffix());
+        let mut unit = Unit {
+            cluster,
+            containerd,
+            prefix,
+            nodes: Vec::new(),
+        };
+        for id in NODES {
+            // node-c is the only one in the north.
+            let labels = if id == "node-c" {
+                "zone = \"north\"\n"
+            } else {
+                ""
+            };
+            let aosd = unit.node(id, labels);
+            unit.nodes.push(aosd);
+        }
+        for n in NODES {
+            unit.nodes[0].until("node", n, 30, |v| condition(v, "Ready")["status"] == "True");
+        }
+        unit
+    }
+
+    fn node(&self, id: &str, labels: &str) -> Aosd {
+        Aosd::start_with(AosdOptions {
+            config: Some(format!(
+                "[node]\nusage_interval = \"1s\"\nlost_after = \"4s\"\nplacement = \"unit\"\n\
+                 [node.labels]\n{labels}\
+                 [runtimes.container]\nstop_grace = \"1s\"\nusage_interval = \"1s\"\n\
+                 [store]\nbackend = \"etcd\"\n[store.etcd]\nendpoints = {:?}\nprefix = \"{}\"\n",
+                self.cluster.endpoints(),
+                self.prefix
+            )),
+            args: vec!["--node-id".into(), id.into()],
+            containerd: Some(self.containerd.socket.clone()),
+        })
+    }
+
+    /// The containers of one node's namespace.
+    fn containers(&self, node: &Aosd) -> Vec<String> {
+        let out = Command::new("ctr")
+            .arg("-a")
+            .arg(&self.containerd.socket)
+            .args(["-n", &node.namespace().unwrap(), "containers", "ls", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn leader(&self) -> String {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(self.cluster.endpoints().join(","))
+            .args([
+                "get",
+                &format!("{}Lease/placement", self.prefix),
+                "--print-value-only",
+            ])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["spec"]["holder"].as_str().unwrap().to_string()
+    }
+}
+
+fn active(v: &Value) -> bool {
+    v["status"]["state"] == "active" && v["status"]["pid"].is_u64()
+}
+
+#[test]
+fn a_unit_places_spreads_and_moves_instances_off_a_lost_leader_exactly_once() {
+    let mut unit = Unit::start();
+    let a = &unit.nodes[0];
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services/state-writer");
+    let svc = a.path().join("svc");
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(&examples)
+        .arg(&svc)
+        .status()
+        .unwrap()
+        .success());
+    let archive = svc.with_extension("tar");
+    a.ok(&[
+        "pack",
+        svc.to_str().unwrap(),
+        "-o",
+        archive.to_str().unwrap(),
+    ]);
+    let mut yaml = item("sw", "v1", &format!("archive: {}", archive.display()));
+    for i in 0..6 {
+        yaml += &instance(&format!("i{i}"), "sw", "v1", i, "");
+    }
+    yaml += &instance("north", "sw", "v1", 6, "  nodeSelector:\n    zone: north\n");
+    yaml += &instance("south", "sw", "v1", 7, "  nodeSelector:\n    zone: south\n");
+    let f = a.path().join("unit.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    a.ok(&["apply", "-f", f.to_str().unwrap()]);
+
+    let names: Vec<String> = (0..6)
+        .map(|i| format!("i{i}"))
+        .chain(["north".into()])
+        .collect();
+    let mut on: BTreeMap<String, String> = BTreeMap::new();
+    for n in &names {
+        let v = a.until("instance", n, 120, active);
+        on.insert(
+            n.clone(),
+            v["spec"]["nodeName"].as_str().unwrap().to_string(),
+        );
+    }
+    assert_eq!(on["north"], "node-c", "by label");
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in on.values() {
+        *per_node.entry(n).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 3, "spread over every node: {on:?}");
+    assert!(per_node.values().all(|c| (2..=3).contains(c)), "{on:?}");
+    let south = a.until("instance", "south", 30, |v| {
+        condition(v, "Scheduled")["reason"] == "Unschedulable"
+    });
+    assert_eq!(
+        condition(&south, "Scheduled")["message"],
+        "0/3 nodes are available: 3 labels not matched"
+    );
+    assert!(south["spec"]["nodeName"].is_null());
+    let wide = a.ok(&["get", "instances", "-o", "wide"]);
+    let row = |n: &str| {
+        wide.lines()
+            .find(|l| l.starts_with(&format!("{n} ")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(wide.lines().next().unwrap().contains("NODE"), "{wide}");
+    assert!(row("north").contains("node-c"), "{wide}");
+    assert!(row("south").contains("<none>"), "{wide}");
+    // Each runs once, on its node.
+    for (i, node) in unit.nodes.iter().enumerate() {
+        let mut mine: Vec<&String> = on
+            .iter()
+            .filter(|(_, n)| *n == NODES[i])
+            .map(|(k, _)| k)
+            .collect();
+        mine.sort();
+        let mut have = unit.containers(node);
+        have.sort();
+        assert_eq!(have.iter().collect::<Vec<_>>(), mine, "{}", NODES[i]);
+    }
+
+    // The leader dies without a word (its containers keep running, as in a partition).
+    let leader = unit.leader();
+    let li = NODES.iter().position(|n| *n == leader).unwrap();
+    let _ = unit.nodes[li].child.kill();
+    let _ = unit.nodes[li].child.wait();
+    let killed = Instant::now();
+    let other = (li + 1) % 3;
+    let via = &unit.nodes[other];
+    via.until("node", &leader, 30, |v| {
+        condition(v, "Ready")["status"] == "Unknown"
+    });
+    let moved: Vec<&String> = on
+        .iter()
+        .filter(|(_, n)| **n == leader)
+        .map(|(k, _)| k)
+        .collect();
+    for n in &moved {
+        let v = via.until("instance", n, 60, |v| {
+            active(v) && v["spec"]["nodeName"] != leader.as_str()
+        });
+        assert_eq!(condition(&v, "Scheduled")["reason"], "Placed", "{v}");
+    }
+    let took = killed.elapsed();
+    assert_ne!(unit.leader(), leader, "another node leads");
+    eprintln!(
+        "{} instance(s) of the lost leader ran elsewhere {took:?} after it died",
+        moved.len()
+    );
+
+    // It comes back: it lets go of what moved, so each instance runs exactly once.
+    unit.nodes[li].crash_and_restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all: Vec<String> = unit.nodes.iter().flat_map(|n| unit.containers(n)).collect();
+        all.sort();
+        let mut want = names.clone();
+        want.sort();
+        if all == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not exactly once: {all:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(unit
+        .containers(&unit.nodes[li])
+        .iter()
+        .all(|c| !moved.contains(&c)));
+}
