@@ -17,10 +17,13 @@ use tokio::time::Instant;
 
 use crate::NodeError;
 
-/// The last heartbeat seen of each other node, and when this node saw it change.
+/// A node's last heartbeat as seen here, and when this node saw it change.
+type Seen = (Option<DateTime<Utc>>, Instant);
+
+/// The last heartbeat seen of each other node.
 #[derive(Default)]
 pub struct Peers {
-    seen: Mutex<HashMap<String, (Option<DateTime<Utc>>, Instant)>>,
+    seen: Mutex<HashMap<String, Seen>>,
 }
 
 impl Peers {

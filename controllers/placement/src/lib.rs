@@ -108,22 +108,35 @@ pub async fn pass(backend: &Arc<dyn Backend>) -> Result<usize, StoreError> {
         })
         .collect();
     let decisions = rules::place(&node_views, &inst_views);
-    let mut placed = 0;
-    for i in live {
-        match decisions.get(&i.metadata.name) {
-            Some(Decision::Place(node)) => {
-                if bind(&api, i, node).await? {
-                    placed += 1;
+    // The writes go out a few at a time: each is a round trip to the store.
+    let writes = live.into_iter().filter_map(|i| {
+        let d = decisions.get(&i.metadata.name)?.clone();
+        let api = api.clone();
+        Some(async move {
+            match d {
+                Decision::Place(node) => bind(&api, i, &node).await,
+                Decision::Unschedulable(why) => {
+                    condition(&api, i, ConditionStatus::False, reason::UNSCHEDULABLE, &why)
+                        .await
+                        .map(|()| false)
                 }
+                Decision::Stay => Ok(false),
             }
-            Some(Decision::Unschedulable(why)) => {
-                condition(&api, i, ConditionStatus::False, reason::UNSCHEDULABLE, why).await?;
-            }
-            Some(Decision::Stay) | None => {}
-        }
+        })
+    });
+    let results: Vec<Result<bool, StoreError>> = futures::stream::iter(writes)
+        .buffer_unordered(WRITERS)
+        .collect()
+        .await;
+    let mut placed = 0;
+    for r in results {
+        placed += usize::from(r?);
     }
     Ok(placed)
 }
+
+/// Placement writes in flight at once.
+const WRITERS: usize = 16;
 
 /// Sets `spec.nodeName` (compare-and-swap) and says so in `Scheduled`; `false` when the
 /// instance changed meanwhile (the next pass decides again).

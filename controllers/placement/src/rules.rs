@@ -4,7 +4,8 @@
 //! when it is ready, runs the instance's runtime type, matches the item's platform, carries
 //! every label of the instance's `nodeSelector`, has the CPU and RAM the instance requests free,
 //! and has room under the runtime's `maxInstances`. Of the nodes that qualify the one of highest
-//! priority wins, then the one with the most free CPU, then RAM, then the first by name.
+//! priority wins, then the one with the most free CPU, then RAM, then the one with the fewest
+//! instances (so that instances that request nothing still spread), then the first by name.
 //! An instance on a node that is no longer ready moves when its item's balancing policy allows
 //! it. An instance that fits nowhere gets the reason of each node, counted like the
 //! Kubernetes scheduler does ("0/3 nodes are available: 2 insufficient RAM, 1 not ready").
@@ -181,25 +182,25 @@ pub fn place(nodes: &[NodeView], instances: &[InstanceView]) -> BTreeMap<String,
     });
     for i in todo {
         let mut reasons = Vec::new();
-        let mut best: Option<(&NodeView, u64, u64)> = None;
+        let mut best: Option<(&NodeView, (i64, u64, u64, std::cmp::Reverse<u64>))> = None;
         for node in nodes {
             let l = load.get(node.name.as_str()).cloned().unwrap_or_default();
             if let Some(why) = unfit(node, &l, i) {
                 reasons.push(why);
                 continue;
             }
-            let (cpu, ram) = (
+            let rank = (
+                node.priority,
                 node.dmips.saturating_sub(l.cpu),
                 node.ram.saturating_sub(l.ram),
+                std::cmp::Reverse(l.count.values().sum::<u64>()),
             );
-            let better =
-                best.is_none_or(|(b, bc, br)| (node.priority, cpu, ram) > (b.priority, bc, br));
-            if better {
-                best = Some((node, cpu, ram));
+            if best.as_ref().is_none_or(|(_, b)| rank > *b) {
+                best = Some((node, rank));
             }
         }
         let decision = match best {
-            Some((node, _, _)) => {
+            Some((node, _)) => {
                 load.entry(node.name.as_str()).or_default().add(node, i);
                 if i.node.as_deref() == Some(node.name.as_str()) {
                     Decision::Stay

@@ -182,3 +182,13 @@ fn placed_instances_take_their_share_before_new_ones_are_placed() {
     assert_eq!(d["new"], Decision::Place("b".into()));
     assert_eq!(d["old"], Decision::Stay);
 }
+
+#[test]
+fn instances_that_request_nothing_still_spread_by_count() {
+    let nodes = [node("a"), node("b"), node("c")];
+    let insts: Vec<_> = (0..9).map(|i| inst(&format!("i{i}"), 0, 0)).collect();
+    assert_eq!(
+        placed(&place(&nodes, &insts)),
+        [("a".into(), 3), ("b".into(), 3), ("c".into(), 3)].into()
+    );
+}
