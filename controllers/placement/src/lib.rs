@@ -109,21 +109,28 @@ pub async fn pass(backend: &Arc<dyn Backend>) -> Result<usize, StoreError> {
         .collect();
     let decisions = rules::place(&node_views, &inst_views);
     // The writes go out a few at a time: each is a round trip to the store.
-    let writes = live.into_iter().filter_map(|i| {
-        let d = decisions.get(&i.metadata.name)?.clone();
-        let api = api.clone();
-        Some(async move {
-            match d {
-                Decision::Place(node) => bind(&api, i, &node).await,
-                Decision::Unschedulable(why) => {
-                    condition(&api, i, ConditionStatus::False, reason::UNSCHEDULABLE, &why)
-                        .await
-                        .map(|()| false)
+    let writes: Vec<_> = live
+        .into_iter()
+        .filter_map(|i| Some((i.clone(), decisions.get(&i.metadata.name)?.clone())))
+        .map(|(i, d)| {
+            let api = api.clone();
+            async move {
+                match d {
+                    Decision::Place(node) => bind(&api, &i, &node).await,
+                    Decision::Unschedulable(why) => condition(
+                        &api,
+                        &i,
+                        ConditionStatus::False,
+                        reason::UNSCHEDULABLE,
+                        &why,
+                    )
+                    .await
+                    .map(|()| false),
+                    Decision::Stay => Ok(false),
                 }
-                Decision::Stay => Ok(false),
             }
         })
-    });
+        .collect();
     let results: Vec<Result<bool, StoreError>> = futures::stream::iter(writes)
         .buffer_unordered(WRITERS)
         .collect()
