@@ -154,6 +154,9 @@ fn summary(total: usize, reasons: &[&'static str]) -> String {
     }
 }
 
+/// How good a node is for the next instance: priority, free CPU, free RAM, fewest instances.
+type Rank = (i64, u64, u64, std::cmp::Reverse<u64>);
+
 /// Decides every instance: where the unplaced (and the movable ones on lost nodes) go.
 pub fn place(nodes: &[NodeView], instances: &[InstanceView]) -> BTreeMap<String, Decision> {
     let by_name: HashMap<&str, &NodeView> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
@@ -182,7 +185,7 @@ pub fn place(nodes: &[NodeView], instances: &[InstanceView]) -> BTreeMap<String,
     });
     for i in todo {
         let mut reasons = Vec::new();
-        let mut best: Option<(&NodeView, (i64, u64, u64, std::cmp::Reverse<u64>))> = None;
+        let mut best: Option<(&NodeView, Rank)> = None;
         for node in nodes {
             let l = load.get(node.name.as_str()).cloned().unwrap_or_default();
             if let Some(why) = unfit(node, &l, i) {
