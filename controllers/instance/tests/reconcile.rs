@@ -192,8 +192,8 @@ async fn a_new_version_replaces_the_task_once_its_item_is_ready() {
     assert_eq!(s.window_starts, 1, "a replacement starts a fresh burst");
 }
 
-#[tokio::test]
-async fn deleting_an_instance_stops_its_task_and_removes_what_it_had() {
+/// A rig with its network and a ready item, and the spec of an instance on that network.
+async fn on_network() -> (Rig, aos_api::InstanceSpec) {
     let rig = Rig::new();
     rig.network().await;
     rig.item("1.0.0", true, ItemConfig::default()).await;
@@ -202,6 +202,12 @@ async fn deleting_an_instance_stops_its_task_and_removes_what_it_had() {
         network_id: "net".into(),
         ..Default::default()
     });
+    (rig, s)
+}
+
+#[tokio::test]
+async fn deleting_an_instance_stops_its_task_and_removes_what_it_had() {
+    let (rig, s) = on_network().await;
     rig.instance(s).await;
     rig.settle().await.unwrap();
     assert!(rig.networks.attachment("web").is_some());
@@ -253,14 +259,7 @@ async fn while_the_runtime_is_away_an_instance_is_not_ready_but_not_failed() {
 
 #[tokio::test]
 async fn an_instance_placed_on_another_node_is_removed_here_and_its_status_left_alone() {
-    let rig = Rig::new();
-    rig.network().await;
-    rig.item("1.0.0", true, ItemConfig::default()).await;
-    let mut s = spec("1.0.0");
-    s.network = Some(aos_api::InstanceNetwork {
-        network_id: "net".into(),
-        ..Default::default()
-    });
+    let (rig, mut s) = on_network().await;
     rig.instance(s.clone()).await;
     rig.settle().await.unwrap();
     assert_eq!(rig.runs(), 1);

@@ -265,7 +265,7 @@ impl Etcd {
                     let value = encode(obj)?;
                     let max = self.shared.opts.max_object_bytes;
                     if value.len() > max {
-                        return Err(too_large(value.len(), max));
+                        return Err(StoreError::too_large(value.len(), max));
                     }
                     TxnOp::put(key.clone(), value, None)
                 }
@@ -330,16 +330,6 @@ fn with_revision(reply: Reply, rev: i64) -> Reply {
         Reply::Object(o) => Reply::Object(set(o)),
         Reply::Maybe(o) => Reply::Maybe(o.map(set)),
     }
-}
-
-fn too_large(size: usize, max: usize) -> StoreError {
-    StoreError::Invalid(
-        aos_api::FieldError::new(
-            "metadata",
-            format!("the object would be {size} bytes; objects are at most {max} bytes"),
-        )
-        .into(),
-    )
 }
 
 fn unexpected(r: Reply) -> StoreError {

@@ -39,6 +39,17 @@ impl StoreError {
         }
     }
 
+    /// An object larger than a backend stores.
+    pub fn too_large(size: usize, max: usize) -> Self {
+        StoreError::Invalid(
+            aos_api::FieldError::new(
+                "metadata",
+                format!("the object would be {size} bytes; objects are at most {max} bytes"),
+            )
+            .into(),
+        )
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
     }

@@ -170,7 +170,7 @@ impl Writer {
                     let json = serde_json::to_vec(&obj)
                         .map_err(|e| Failed::Requests(StoreError::Internal(e.to_string())))?;
                     if json.len() > self.max_object {
-                        replies.push(Err(too_large(json.len(), self.max_object)));
+                        replies.push(Err(StoreError::too_large(json.len(), self.max_object)));
                         continue;
                     }
                     objects
@@ -225,14 +225,4 @@ impl Writer {
         }
         Ok((replies, events))
     }
-}
-
-fn too_large(size: usize, max: usize) -> StoreError {
-    StoreError::Invalid(
-        aos_api::FieldError::new(
-            "metadata",
-            format!("the object would be {size} bytes; objects are at most {max} bytes"),
-        )
-        .into(),
-    )
 }
