@@ -104,11 +104,11 @@ fn a_node_on_etcd_runs_adopts_and_keeps_running_while_the_store_is_away() {
     assert!(restarts.is_null() || restarts == 0, "{restarts}");
 }
 
-/// Node `id` of a unit on `prefix`, heartbeating every second, lost after 3 s.
+/// Node `id` of a unit on `prefix`, heartbeating every second, lost after 4 s.
 fn unit_node(cluster: &EtcdCluster, prefix: &str, id: &str) -> aos_e2e::Aosd {
     aos_e2e::Aosd::start_with(aos_e2e::AosdOptions {
         config: Some(format!(
-            "[node]\nusage_interval = \"1s\"\nlost_after = \"3s\"\n[store]\nbackend = \"etcd\"\n\
+            "[node]\nusage_interval = \"1s\"\nlost_after = \"4s\"\n[store]\nbackend = \"etcd\"\n\
              [store.etcd]\nendpoints = {:?}\nprefix = \"{prefix}\"\n",
             cluster.endpoints()
         )),

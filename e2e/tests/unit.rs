@@ -56,7 +56,7 @@ impl Unit {
     fn node(&self, id: &str, labels: &str) -> Aosd {
         Aosd::start_with(AosdOptions {
             config: Some(format!(
-                "[node]\nusage_interval = \"1s\"\nlost_after = \"4s\"\nplacement = \"unit\"\n\
+                "[node]\nusage_interval = \"1s\"\nlost_after = \"6s\"\nplacement = \"unit\"\n\
                  [node.labels]\n{labels}\
                  [runtimes.container]\nstop_grace = \"1s\"\nusage_interval = \"1s\"\n\
                  [store]\nbackend = \"etcd\"\n[store.etcd]\nendpoints = {:?}\nprefix = \"{}\"\n",
