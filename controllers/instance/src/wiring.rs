@@ -76,16 +76,21 @@ pub async fn run(
     config: ControllerConfig,
     stop: CancellationToken,
 ) {
-    // A container of an Instance the store lost would look orphaned: sweep only an intact store.
-    if backend.health().damaged.is_empty() {
-        match sweep_orphans(&env, backend.clone()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "removed containers of deleted instances"),
-            Err(e) => tracing::warn!(error = %e, "failed to sweep orphan containers"),
-        }
-    } else {
-        tracing::warn!("the store has damaged records: containers of unknown instances are kept");
-    }
+    sweep(&env, &backend).await;
+    // And again at every resync: an Instance deleted elsewhere while this node was cut off
+    // leaves nothing to wake its cleanup here.
+    let sweeper = {
+        let (env, backend, every, stop) =
+            (env.clone(), backend.clone(), config.resync, stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => sweep(&env, &backend).await,
+                }
+            }
+        })
+    };
     let controller = controller(env.clone(), backend, config);
     let events = spawn_events(
         env.clone(),
@@ -102,6 +107,21 @@ pub async fn run(
     controller.run(stop).await;
     let _ = events.await;
     let _ = sampler.await;
+    let _ = sweeper.await;
+}
+
+/// One sweep of orphan containers, logged. A container of an Instance the store lost would look
+/// orphaned: only an intact store is swept.
+async fn sweep(env: &InstanceEnv, backend: &Arc<dyn Backend>) {
+    if !backend.health().damaged.is_empty() {
+        tracing::warn!("the store has damaged records: containers of unknown instances are kept");
+        return;
+    }
+    match sweep_orphans(env, backend.clone()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed containers of deleted instances"),
+        Err(e) => tracing::warn!(error = %e, "failed to sweep orphan containers"),
+    }
 }
 
 /// Feeds task exits and OOMs to the controller: a task's event wakes its Instance at once.
@@ -152,17 +172,20 @@ pub fn spawn_events(
     })
 }
 
-/// Stops and removes our containers whose Instance is gone (deleted while aosd was down);
-/// their data stays.
+/// Stops and removes our containers whose Instance is gone (deleted while aosd was down, or,
+/// in a unit, deleted by its new node while this one was away); their data stays. The
+/// containers are listed before the Instances, so that a container made meanwhile (always for
+/// an Instance that exists) is never taken for an orphan: this may run beside the controller.
 pub async fn sweep_orphans(
     env: &InstanceEnv,
     backend: Arc<dyn Backend>,
 ) -> Result<usize, InstanceError> {
+    let containers = env.containers.list().await?;
     let api = Api::<InstanceSpec>::new(backend);
     let (items, _) = api.list(&Default::default()).await?;
     let wanted: HashSet<String> = items.iter().map(|i| i.name().to_string()).collect();
     let mut n = 0;
-    for c in env.containers.list().await? {
+    for c in containers {
         if !c.labels.contains_key(INSTANCE_LABEL) || wanted.contains(&c.id) {
             continue;
         }

@@ -302,3 +302,18 @@ fn a_node_owns_its_instances_and_on_its_own_those_without_a_node() {
     assert!(!in_unit.owns(&on(None)), "in a unit it waits for placement");
     assert!(in_unit.owns(&on(Some("a"))) && !in_unit.owns(&on(Some("b"))));
 }
+
+#[tokio::test]
+async fn a_container_whose_instance_is_gone_is_swept_and_one_whose_instance_exists_is_kept() {
+    let rig = Rig::new();
+    rig.item("1.0.0", true, ItemConfig::default()).await;
+    rig.instance(spec("1.0.0")).await;
+    rig.settle().await.unwrap();
+    let swept = aos_instance_controller::sweep_orphans(&rig.env, rig.backend.clone());
+    assert_eq!(swept.await.unwrap(), 0, "its Instance is there");
+    // Deleted elsewhere (say by the node it moved to) while nothing here was told.
+    rig.api.delete("web").await.unwrap();
+    let swept = aos_instance_controller::sweep_orphans(&rig.env, rig.backend.clone());
+    assert_eq!(swept.await.unwrap(), 1);
+    assert!(rig.containers.calls().contains(&"remove web".to_string()));
+}
