@@ -156,11 +156,17 @@ impl Aosd {
 
     /// Kills aosd with SIGKILL (no cleanup at all) and starts it again on the same data.
     pub fn crash_and_restart(&mut self) {
+        self.crash_and_restart_while(|_| {});
+    }
+
+    /// Kills aosd, starts it again and runs `meanwhile` on the new process (to bring back what
+    /// it waits for, say) before waiting (20 s from then) for its API.
+    pub fn crash_and_restart_while(&mut self, meanwhile: impl FnOnce(&mut Child)) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let started = Instant::now();
         self.child = Self::spawn(self.dir.path(), &self.socket, &self.opts);
-        self.ready_after = self.wait_ready(started);
+        meanwhile(&mut self.child);
+        self.ready_after = self.wait_ready(Instant::now());
     }
 
     /// The containerd namespace this aosd uses, if it was given a containerd.

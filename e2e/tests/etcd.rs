@@ -102,6 +102,22 @@ fn a_node_on_etcd_runs_adopts_and_keeps_running_while_the_store_is_away() {
     assert_eq!((pid(&node, "pa"), pid(&node, "pb")), (pa, pb));
     let restarts = node.json("instance", "pa")["status"]["restarts"].clone();
     assert!(restarts.is_null() || restarts == 0, "{restarts}");
+
+    // aosd restarts while the store is away: it waits for the store, not exits, its instances
+    // run on, and it comes up and adopts them when the store returns.
+    cluster.kill_all();
+    node.aosd.crash_and_restart_while(|aosd| {
+        // Longer than one try (connect, then the backend's own retries for 10 s).
+        std::thread::sleep(Duration::from_secs(15));
+        assert!(
+            aosd.try_wait().unwrap().is_none(),
+            "aosd waits for its store"
+        );
+        cluster.start_stopped();
+    });
+    assert!(node.aosd.log().contains("the etcd store is unreachable"));
+    node.active("pa");
+    assert_eq!((pid(&node, "pa"), pid(&node, "pb")), (pa, pb));
 }
 
 /// Node `id` of a unit on `prefix`, heartbeating every second, lost after 4 s.

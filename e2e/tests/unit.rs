@@ -170,6 +170,17 @@ fn a_unit_places_spreads_and_moves_instances_off_a_lost_leader_exactly_once() {
     assert!(wide.lines().next().unwrap().contains("NODE"), "{wide}");
     assert!(row("north").contains("node-c"), "{wide}");
     assert!(row("south").contains("<none>"), "{wide}");
+    // `get nodes` counts each node's instances (the unplaced one on none).
+    let nodes = a.ok(&["get", "nodes"]);
+    assert!(
+        nodes.lines().next().unwrap().contains("INSTANCES"),
+        "{nodes}"
+    );
+    for (node, count) in &per_node {
+        let line = nodes.lines().find(|l| l.starts_with(&format!("{node} ")));
+        let cells: Vec<&str> = line.unwrap().split_whitespace().collect();
+        assert_eq!(cells[2], count.to_string(), "{nodes}");
+    }
     // Each runs once, on its node.
     for (i, node) in unit.nodes.iter().enumerate() {
         let mut mine: Vec<&String> = on

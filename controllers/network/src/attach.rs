@@ -113,20 +113,19 @@ impl Attacher {
         let host = self.names.host_veth(instance);
         let fresh = self.links.index(&host).await?.is_none();
         if fresh {
-            let peer = self.names.peer_veth(instance);
-            self.links.delete(&peer).await?;
-            self.links
-                .add_veth(&host, &peer, bridge_index, &netns)
+            self.links.add_veth(&host, bridge_index, &netns).await?;
+        }
+        // Always, not only for a fresh pair: an attach cut short after the pair was made
+        // (a crash) is finished here. Both ends exist or neither: they are made together.
+        let (ns, gw) = (netns.clone(), subnet.gateway());
+        let made =
+            tokio::task::spawn_blocking(move || netlink::configure_inside(&ns, ip, subnet.len, gw))
                 .await?;
-            let (ns, gw) = (netns.clone(), subnet.gateway());
-            let made = tokio::task::spawn_blocking(move || {
-                netlink::configure_inside(&ns, &peer, ip, subnet.len, gw)
-            })
-            .await?;
-            if let Err(e) = made {
+        if let Err(e) = made {
+            if fresh {
                 let _ = self.links.delete(&host).await;
-                return Err(e);
             }
+            return Err(e);
         }
         // A fresh veth has no bucket to clear: run tc only for limits or an older veth.
         if shaping != Shaping::default() || !fresh {

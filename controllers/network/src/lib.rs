@@ -128,10 +128,6 @@ impl Names {
         format!("aosv{}", self.hash("veth", instance))
     }
 
-    pub fn peer_veth(&self, instance: &str) -> String {
-        format!("aosp{}", self.hash("veth", instance))
-    }
-
     pub fn netns(&self, instance: &str) -> PathBuf {
         self.netns_dir
             .join(format!("aos-{}", self.hash("netns", instance)))
@@ -154,7 +150,6 @@ mod tests {
         assert!(a.bridge("demo").len() <= 15);
         assert!(a.host_veth("svc-0").len() <= 15);
         assert_ne!(a.bridge("demo"), b.bridge("demo"));
-        assert_ne!(a.host_veth("x"), a.peer_veth("x"));
         assert_eq!(
             a.bridge("demo"),
             Names::new("/var/lib/aosd", "/x".into()).bridge("demo")

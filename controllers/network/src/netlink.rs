@@ -8,7 +8,10 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder,
+};
 
 use crate::ipam::Cidr;
 use crate::NetError;
@@ -174,54 +177,33 @@ impl Links {
     }
 
     /// A veth pair: `host` on the bridge, up; `peer` moved into the namespace at `netns`.
-    pub async fn add_veth(
-        &self,
-        host: &str,
-        peer: &str,
-        bridge: u32,
-        netns: &Path,
-    ) -> Result<(), NetError> {
-        self.handle
-            .link()
-            .add(LinkVeth::new(host, peer).build())
-            .execute()
-            .await
-            .map_err(nl(format!("failed to create veth {host}")))?;
-        let h = self
-            .existing(host, format!("veth {host}"), "vanished after creation")
-            .await?;
-        let p = self
-            .existing(peer, format!("veth {peer}"), "vanished after creation")
-            .await?;
+    /// Creates the veth pair in one request: `host` on `bridge` and up, its peer born inside
+    /// the namespace at `netns` as `eth0` (no move between namespaces, no rename: each costs
+    /// the kernel a round of notifications). The peer cannot be made up in the same request
+    /// (the kernel answers ENOTCONN): [`configure_inside`] does it.
+    pub async fn add_veth(&self, host: &str, bridge: u32, netns: &Path) -> Result<(), NetError> {
         let ns = std::fs::File::open(netns).map_err(|e| NetError::Io {
             what: format!("failed to open {}", netns.display()),
             source: e,
         })?;
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name("eth0".to_string())
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let pair = LinkVeth::new(host, "eth0")
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .controller(bridge)
+            .up()
+            .build();
         self.handle
             .link()
-            .set(
-                LinkUnspec::new_with_index(p)
-                    .setns_by_fd(ns.as_raw_fd())
-                    .build(),
-            )
+            .add(pair)
             .execute()
             .await
             .map_err(nl(format!(
-                "failed to move {peer} into {}",
+                "failed to create veth {host} with eth0 in {}",
                 netns.display()
-            )))?;
-        self.handle
-            .link()
-            .set(
-                LinkUnspec::new_with_index(h)
-                    .controller(bridge)
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(nl(format!("failed to attach {host} to its bridge")))?;
-        Ok(())
+            )))
     }
 }
 
@@ -288,11 +270,10 @@ pub fn delete_netns(path: &Path) -> Result<(), NetError> {
     }
 }
 
-/// Inside the namespace at `netns`: `peer` renamed to `eth0` with `ip/len`, up; `lo` up; a
-/// default route through `gateway`.
+/// Inside the namespace at `netns`: `eth0` with `ip/len`, up; `lo` up; a default route
+/// through `gateway`. Idempotent.
 pub fn configure_inside(
     netns: &Path,
-    peer: &str,
     ip: Ipv4Addr,
     len: u8,
     gateway: Ipv4Addr,
@@ -301,7 +282,6 @@ pub fn configure_inside(
         what: format!("failed to open {}", netns.display()),
         source: e,
     })?;
-    let peer = peer.to_string();
     std::thread::spawn(move || -> Result<(), NetError> {
         nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| {
             NetError::Sys {
@@ -320,13 +300,8 @@ pub fn configure_inside(
             let links = Links::new()?;
             let h = &links.handle;
             let p = links
-                .existing(&peer, format!("veth {peer}"), "not in the namespace")
+                .existing("eth0", "eth0".into(), "not in the namespace")
                 .await?;
-            h.link()
-                .set(LinkUnspec::new_with_index(p).name("eth0").build())
-                .execute()
-                .await
-                .map_err(nl("failed to rename the veth to eth0".into()))?;
             let r = h.address().add(p, IpAddr::V4(ip), len).execute().await;
             if let Err(e) = r {
                 if !exists(&e) {

@@ -1,5 +1,6 @@
 //! `get` (tables, wide, YAML, JSON, names, watch) and `wait`.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
@@ -42,11 +43,34 @@ pub struct WaitArgs {
     timeout: aos_api::AosDuration,
 }
 
+/// How many Instances each node has: those placed on it, and on a lone node those without a
+/// node too (the `INSTANCES` column of `get nodes`).
+async fn instances_per_node(
+    client: &Client,
+    nodes: &[DynObject],
+) -> anyhow::Result<BTreeMap<String, usize>> {
+    let (instances, _) = client.list("Instance", "").await?;
+    let lone = (nodes.len() == 1).then(|| nodes[0].metadata.name.clone());
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for i in &instances {
+        let placed = i
+            .spec
+            .get("nodeName")
+            .and_then(|n| n.as_str())
+            .filter(|n| !n.is_empty());
+        if let Some(node) = placed.map(str::to_string).or_else(|| lone.clone()) {
+            *count.entry(node).or_default() += 1;
+        }
+    }
+    Ok(count)
+}
+
 fn print_objects(
     objs: &[DynObject],
     output: Option<Output>,
     prefix_kind: bool,
     header: bool,
+    per_node: Option<&BTreeMap<String, usize>>,
 ) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     match output {
@@ -55,11 +79,19 @@ fn print_objects(
             let Some(first) = objs.first() else {
                 return Ok(());
             };
-            let rows: Vec<_> = objs
+            let mut headers = print::headers(&first.kind, wide);
+            let mut rows: Vec<_> = objs
                 .iter()
                 .map(|o| print::row(o, wide, now, prefix_kind))
                 .collect();
-            let text = print::table(&print::headers(&first.kind, wide), &rows);
+            if let Some(counts) = per_node.filter(|_| first.kind == "Node") {
+                headers.insert(2, "INSTANCES");
+                for (row, o) in rows.iter_mut().zip(objs) {
+                    let n = counts.get(&o.metadata.name).copied().unwrap_or(0);
+                    row.insert(2, n.to_string());
+                }
+            }
+            let text = print::table(&headers, &rows);
             let text = if header {
                 text.as_str()
             } else {
@@ -170,7 +202,11 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
                 println!();
             }
             first = false;
-            print_objects(objs, a.output, multi, true)?;
+            let per_node = match objs[0].kind.as_str() {
+                "Node" if !a.watch => Some(instances_per_node(client, objs).await?),
+                _ => None,
+            };
+            print_objects(objs, a.output, multi, true, per_node.as_ref())?;
         }
         if first && !failed {
             let what = if multi {
@@ -184,7 +220,7 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
         let flat: Vec<DynObject> = all.into_iter().flatten().collect();
         let single = targets.iter().map(|(_, n)| n.len()).sum::<usize>() == 1 && !multi;
         match (a.output, single, flat.len()) {
-            (Some(Output::Name), _, _) => print_objects(&flat, a.output, multi, true)?,
+            (Some(Output::Name), _, _) => print_objects(&flat, a.output, multi, true, None)?,
             (_, true, 0) => {}
             (_, true, 1) => print_value(&serde_json::to_value(&flat[0])?, a.output)?,
             _ => print_value(&print::list_value(&flat), a.output)?,
@@ -249,7 +285,13 @@ async fn watch(
             if output == Some(Output::Yaml) {
                 println!("---");
             }
-            print_objects(std::slice::from_ref(&ev.object), output, false, need_header)?;
+            print_objects(
+                std::slice::from_ref(&ev.object),
+                output,
+                false,
+                need_header,
+                None,
+            )?;
             need_header = false;
         }
         if !relist {

@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use aos_api::Selector;
-use aos_store::{Backend, Embedded, EmbeddedOptions};
+use aos_store::{Backend, Embedded, EmbeddedOptions, StoreError};
 use aos_store_etcd::{Etcd, EtcdOptions, EtcdTls};
 use serde::{Deserialize, Serialize};
 
@@ -152,20 +153,39 @@ async fn open_etcd(c: &Config) -> anyhow::Result<Arc<dyn Backend>> {
         }),
         (None, _, _) => bail!("store.etcd: a client certificate needs `ca` too"),
     };
-    let store = Etcd::connect(EtcdOptions {
+    let opts = EtcdOptions {
         endpoints: e.endpoints.clone(),
         prefix: e.prefix.clone(),
         tls,
         event_log_limit: c.store.event_log_limit,
         ..EtcdOptions::default()
-    })
-    .await
-    .with_context(|| {
-        format!(
-            "failed to reach the etcd store at {}",
-            e.endpoints.join(", ")
-        )
-    })?;
+    };
+    // An unreachable store is waited for, not a reason to exit: after a restart of aosd alone
+    // the instances still run, and a node that booted cut off comes up when the network does.
+    let mut delay = Duration::from_secs(1);
+    let store = loop {
+        match Etcd::connect(opts.clone()).await {
+            Ok(store) => break store,
+            Err(StoreError::Unavailable(why)) => {
+                tracing::warn!(
+                    endpoints = ?e.endpoints,
+                    error = %why,
+                    retry_in_s = delay.as_secs(),
+                    "the etcd store is unreachable: waiting for it (running instances are left alone)"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!(
+                        "failed to open the etcd store at {}",
+                        e.endpoints.join(", ")
+                    )
+                })
+            }
+        }
+    };
     tracing::info!(endpoints = ?e.endpoints, prefix = %e.prefix, "store: etcd");
     // Every aosd keeps its Node object there: a prefix without one is a new store.
     let nodes = store.list("Node", &Selector::everything()).await?;

@@ -222,15 +222,18 @@ impl Containers for Containerd {
     }
 
     async fn release_idle(&self) -> Result<(), ContainersError> {
-        // One call: whether any container is left (their tasks do not matter here).
-        if !self.containers().await?.is_empty() {
-            return Ok(());
-        }
         let root = if self.options.root.is_empty() {
             PathBuf::from("/run/containerd/runc")
         } else {
             PathBuf::from(&self.options.root)
         };
+        // A task's state is there: nothing to ask containerd (whose list carries every spec).
+        let busy =
+            std::fs::read_dir(root.join(&self.namespace)).is_ok_and(|mut d| d.next().is_some());
+        // A container made but not started yet has no state there: ask before removing.
+        if busy || !self.containers().await?.is_empty() {
+            return Ok(());
+        }
         // Empty once no container exists; runc makes it again for the next one.
         match std::fs::remove_dir(root.join(&self.namespace)) {
             Ok(()) => Ok(()),

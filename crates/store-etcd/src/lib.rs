@@ -111,14 +111,14 @@ pub(crate) fn transient(e: &etcd_client::Error) -> bool {
 
 fn tls_options(tls: &EtcdTls) -> Result<TlsOptions, StoreError> {
     let read = |p: &PathBuf| {
-        std::fs::read(p).map_err(|e| StoreError::Unavailable(format!("{}: {e}", p.display())))
+        std::fs::read(p).map_err(|e| StoreError::Internal(format!("{}: {e}", p.display())))
     };
     let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(read(&tls.ca)?));
     match (&tls.cert, &tls.key) {
         (Some(c), Some(k)) => t = t.identity(Identity::from_pem(read(c)?, read(k)?)),
         (None, None) => {}
         _ => {
-            return Err(StoreError::Unavailable(
+            return Err(StoreError::Internal(
                 "etcd TLS: a client certificate needs its key, and a key its certificate".into(),
             ))
         }
@@ -129,8 +129,9 @@ fn tls_options(tls: &EtcdTls) -> Result<TlsOptions, StoreError> {
 impl Etcd {
     /// Connects and reads the current revision (so that the cluster is known to answer).
     pub async fn connect(opts: EtcdOptions) -> Result<Self, StoreError> {
+        // Errors of the options are Internal: no retry mends them.
         if !opts.prefix.ends_with('/') {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::Internal(format!(
                 "etcd prefix {:?} must end with '/'",
                 opts.prefix
             )));
