@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aos_api::{InstanceSpec, NetworkSpec};
 use aos_ports::{Attachment, NetworkError, Networks, Shaping};
@@ -111,16 +112,26 @@ impl Attacher {
             .ok_or_else(|| NetError::NotReady(format!("{network} (no bridge yet)")))?;
         let netns = netlink::create_netns(&self.names.netns_dir, &self.ns_name(instance))?;
         let host = self.names.host_veth(instance);
-        let fresh = self.links.index(&host).await?.is_none();
+        let mut fresh = self.links.index(&host).await?.is_none();
         if fresh {
             self.links.add_veth(&host, bridge_index, &netns).await?;
         }
         // Always, not only for a fresh pair: an attach cut short after the pair was made
-        // (a crash) is finished here. Both ends exist or neither: they are made together.
-        let (ns, gw) = (netns.clone(), subnet.gateway());
-        let made =
+        // (a crash) is finished here. Both ends are made together, in one request.
+        let inside = |ns: PathBuf| async move {
+            let gw = subnet.gateway();
             tokio::task::spawn_blocking(move || netlink::configure_inside(&ns, ip, subnet.len, gw))
-                .await?;
+                .await?
+        };
+        let mut made = inside(netns.clone()).await;
+        if !fresh && matches!(made, Err(NetError::LinkMissing(_))) {
+            // A host end left from a namespace that is gone, its peer not in this one.
+            tracing::info!(link = %host, "replacing a veth whose peer is not in the instance's namespace");
+            self.links.delete(&host).await?;
+            self.links.add_veth(&host, bridge_index, &netns).await?;
+            fresh = true;
+            made = inside(netns.clone()).await;
+        }
         if let Err(e) = made {
             if fresh {
                 let _ = self.links.delete(&host).await;
@@ -151,8 +162,18 @@ impl Attacher {
     }
 
     async fn detach_inner(&self, instance: &str, network: &str) -> Result<(), NetError> {
-        self.links.delete(&self.names.host_veth(instance)).await?;
+        // The namespace goes first: the kernel then removes its eth0 and the host end with it,
+        // many namespaces in one pass (deleting each veth here serializes on the kernel's lock,
+        // ~30 ms each). One the namespace outlives (still held) is deleted here after a while.
+        let host = self.names.host_veth(instance);
         netlink::delete_netns(&self.names.netns(instance))?;
+        if !self
+            .links
+            .gone_within(&host, Duration::from_secs(2))
+            .await?
+        {
+            self.links.delete(&host).await?;
+        }
         if self.api.get_opt(network).await?.is_some() {
             self.api
                 .update_status(network, |s| {

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
@@ -152,6 +153,19 @@ impl Links {
                 .map_err(nl(format!("failed to delete link {name}")))?;
         }
         Ok(())
+    }
+
+    /// Waits up to `limit` for the link `name` to go (the kernel removes the host end of a veth
+    /// whose namespace died); whether it went.
+    pub async fn gone_within(&self, name: &str, limit: Duration) -> Result<bool, NetError> {
+        let until = tokio::time::Instant::now() + limit;
+        while self.index(name).await?.is_some() {
+            if tokio::time::Instant::now() >= until {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(true)
     }
 
     /// The destinations of the host's IPv4 routes (to keep pool subnets clear of them).

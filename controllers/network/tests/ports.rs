@@ -53,6 +53,45 @@ async fn the_attacher_passes_the_networks_conformance_suite() {
         PortRange::parse("1024-65535").unwrap(),
     );
     aos_ports::networks::conformance::run(&attacher, "ports", "absent", "pt-").await;
+
+    // A host end whose peer is in a namespace that is no longer the instance's (held alive
+    // here): the next attach replaces the pair, and the instance gets its eth0.
+    use aos_ports::Networks as _;
+    let first = attacher
+        .attach("pt-stale", "ports", Default::default())
+        .await
+        .unwrap();
+    let path = names.netns("pt-stale");
+    let old = std::fs::File::open(&path).unwrap();
+    aos_network_controller::netlink::delete_netns(&path).unwrap();
+    let again = attacher
+        .attach("pt-stale", "ports", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(again.ip, first.ip, "the address is kept");
+    let inside = std::process::Command::new("ip")
+        .args([
+            "-n",
+            path.file_name().unwrap().to_str().unwrap(),
+            "-4",
+            "addr",
+            "show",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&inside.stdout);
+    assert!(
+        text.contains(&again.ip),
+        "eth0 of the new namespace: {text}"
+    );
+    drop(old);
+    attacher.detach("pt-stale", "ports").await.unwrap();
+    assert!(links
+        .index(&names.host_veth("pt-stale"))
+        .await
+        .unwrap()
+        .is_none());
     // The network goes with its bridge.
     api.delete("ports").await.unwrap();
     let start = std::time::Instant::now();
