@@ -307,18 +307,13 @@ pub async fn delete(client: &Client, a: DeleteArgs) -> anyhow::Result<ExitCode> 
         bail!("nothing to delete: give KIND NAME…, KIND/NAME, KIND -l SELECTOR or -f FILE");
     }
     let mut failed = false;
-    // Everything is marked first, 16 requests in flight (the store commits them together),
-    // reported in the order given; the waits then run side by side (as kubectl does).
-    let dry_run = a.dry_run;
-    let marks = futures::stream::iter(&targets)
-        .map(|(kind, name)| async move { client.delete(kind, name, dry_run).await })
-        .buffered(16)
-        .collect::<Vec<_>>()
-        .await;
+    // Everything is marked first, in the order given (what is deleted first is removed first:
+    // image retention goes by it); the waits then run side by side (as kubectl does).
     let mut pending = Vec::new();
-    for ((kind, name), marked) in targets.iter().zip(marks) {
+    for (kind, name) in &targets {
         let what = format!("{}/{name}", kind.to_ascii_lowercase());
         let dry = if a.dry_run { " (dry run)" } else { "" };
+        let marked = client.delete(kind, name, a.dry_run).await;
         match marked {
             Ok(None) => println!("{what} deleted{dry}"),
             Ok(Some(o)) => {
