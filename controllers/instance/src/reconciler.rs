@@ -156,15 +156,29 @@ impl InstanceReconciler {
             return Ok(Action::AwaitChange);
         }
         tracing::info!(node = ?obj.spec.node_name, "the instance runs on another node now: removing it here");
+        Ok(match self.tear_down(obj).await? {
+            Some(left) => Action::Requeue(left),
+            None => Action::AwaitChange,
+        })
+    }
+
+    /// What both removals do on the node: stop the task a step at a time (`Some` while it
+    /// takes its grace), leave the network, remove the instance's files.
+    async fn tear_down(
+        &self,
+        obj: &Object<InstanceSpec>,
+    ) -> Result<Option<std::time::Duration>, InstanceError> {
+        let env = &self.env;
+        let name = obj.name();
         if let Some(left) = env.stop_step(name, grace_of(obj, env)).await? {
-            return Ok(Action::Requeue(left));
+            return Ok(Some(left));
         }
         if let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) {
             nets.detach(name, &n.network_id).await?;
         }
         remove_files(env, name).await?;
         env.containers.release_idle().await?;
-        Ok(Action::AwaitChange)
+        Ok(None)
     }
 
     /// Stops the task (a step at a time: `Requeue` while it takes its grace, which keeps the
@@ -178,18 +192,15 @@ impl InstanceReconciler {
         let env = &self.env;
         let name = obj.name();
         crate::report::removing(&ctx.api, name).await;
-        if let Some(left) = env.stop_step(name, grace_of(obj, env)).await? {
+        if let Some(left) = self.tear_down(obj).await? {
             return Ok(Action::Requeue(left));
         }
-        if let (Some(n), Some(nets)) = (&obj.spec.network, &env.networks) {
-            nets.detach(name, &n.network_id).await?;
+        if obj.spec.network.is_some() && env.networks.is_some() {
             crate::report::left_network(&ctx.api, name).await;
         }
-        remove_files(env, name).await?;
         if let Some(uid) = obj.status.uid {
             env.uids.release(uid);
         }
-        env.containers.release_idle().await?;
         ctx.events
             .normal(obj, r::REMOVED, "stopped; its task and files are removed");
         tracing::info!("instance removed");
