@@ -47,6 +47,22 @@ impl EtcdCluster {
     }
 
     fn start_with(n: usize, tls: Option<EtcdTlsFiles>) -> EtcdCluster {
+        // A port picked free may be taken by another test before etcd binds it: a member that
+        // exits at its first start is tried again, the whole cluster on fresh ports.
+        for _ in 0..3 {
+            let mut c = Self::spawn_new(n, tls.clone());
+            match c.await_members(Duration::from_secs(30)) {
+                Ok(()) => return c,
+                Err(i) => eprintln!(
+                    "etcd member {} exited at start (a port taken?): starting the cluster again",
+                    c.members[i].name
+                ),
+            }
+        }
+        panic!("etcd did not start in 3 tries");
+    }
+
+    fn spawn_new(n: usize, tls: Option<EtcdTlsFiles>) -> EtcdCluster {
         let dir = tempfile::Builder::new()
             .prefix("aos-etcd-")
             .tempdir()
@@ -75,7 +91,6 @@ impl EtcdCluster {
         for i in 0..n {
             c.spawn(i);
         }
-        c.wait_healthy(Duration::from_secs(30));
         c
     }
 
@@ -178,20 +193,39 @@ impl EtcdCluster {
     }
 
     /// Waits until every running member says it is healthy (it has a leader).
-    pub fn wait_healthy(&self, timeout: Duration) {
+    pub fn wait_healthy(&mut self, timeout: Duration) {
+        if let Err(i) = self.await_members(timeout) {
+            let log = std::fs::read_to_string(self.log(i)).unwrap_or_default();
+            panic!(
+                "etcd member {} exited; its log:\n{log}",
+                self.members[i].name
+            );
+        }
+    }
+
+    /// [`EtcdCluster::wait_healthy`], but a member that exits is `Err` with its index.
+    fn await_members(&mut self, timeout: Duration) -> Result<(), usize> {
         let end = Instant::now() + timeout;
-        for (i, m) in self.members.iter().enumerate() {
-            if m.child.is_none() {
+        for i in 0..self.members.len() {
+            let port = self.members[i].metrics;
+            let Some(child) = self.members[i].child.as_mut() else {
                 continue;
-            }
-            while !healthy(m.metrics) {
+            };
+            while !healthy(port) {
+                if child.try_wait().ok().flatten().is_some() {
+                    return Err(i);
+                }
                 if Instant::now() > end {
                     let log = std::fs::read_to_string(self.log(i)).unwrap_or_default();
-                    panic!("etcd member {} is not healthy; its log:\n{log}", m.name);
+                    panic!(
+                        "etcd member {} is not healthy; its log:\n{log}",
+                        self.members[i].name
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        Ok(())
     }
 }
 
