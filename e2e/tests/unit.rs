@@ -2,7 +2,8 @@
 //! namespace): 30 instances without a node are placed by the leader of the unit, spread over the
 //! nodes, by node labels; one that fits nowhere says why, node by node. The leader dies without a
 //! word: the others mark it lost, one of them takes the lease over and its instances move; when
-//! it comes back it lets go of them, so that each instance runs exactly once.
+//! it comes back it lets go of them, so that each instance runs exactly once. An item only one
+//! node runs is fetched by that node alone.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -209,6 +210,48 @@ fn a_unit_places_spreads_and_moves_instances_off_a_lost_leader_exactly_once() {
         have.sort();
         assert_eq!(have.iter().collect::<Vec<_>>(), mine, "{}", NODES[i]);
     }
+
+    // An item only one node runs is fetched by that node alone; when its instance goes, that
+    // node lets its copy go.
+    let lonely = item("sw", "v2", &format!("archive: {}", archive.display()))
+        + &instance("lonely", "sw", "v2", SPREAD + 2, "  nodeName: node-b\n");
+    std::fs::write(&f, lonely).unwrap();
+    a.ok(&["apply", "-f", f.to_str().unwrap()]);
+    a.until("instance", "lonely", 60, active);
+    let fetched_by = |item: &str| -> Vec<String> {
+        let v = a.json("item", item);
+        let nodes = v["status"]["nodes"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        nodes.keys().cloned().collect()
+    };
+    let v2 = a.until("item", "sw-v2", 30, |v| v["status"]["phase"] == "Ready");
+    assert_eq!(fetched_by("sw-v2"), ["node-b"], "{v2}");
+    assert_eq!(fetched_by("sw-v1"), NODES, "every node runs v1");
+    let owners_of = |item: &str| -> Vec<String> {
+        let all: Value = serde_json::from_str(&a.ok(&["get", "layers", "-o", "json"])).unwrap();
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                l["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|o| o["name"] == item))
+            })
+            .map(|l| l["spec"]["nodeName"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let v2_layers = owners_of("sw-v2");
+    assert!(
+        !v2_layers.is_empty() && v2_layers.iter().all(|n| n == "node-b"),
+        "{v2_layers:?}"
+    );
+    a.ok(&["delete", "instance", "lonely"]);
+    let v2 = a.until("item", "sw-v2", 30, |v| v["status"]["phase"] == "Pending");
+    assert_eq!(condition(&v2, "Ready")["reason"], "NotPlaced");
+    assert!(owners_of("sw-v2").is_empty(), "node-b let its copy go");
 
     // The leader dies without a word (its containers keep running, as in a partition).
     let leader = unit.leader();

@@ -16,14 +16,17 @@ pub struct GcReport {
     pub documents: Vec<String>,
 }
 
-/// Removes every stored file no Layer or Item refers to.
+/// Removes every stored file no Layer of this node (`node`: in a unit, its Node name) or
+/// Item refers to.
 pub async fn collect_orphan_files(
     store: &LayerStore,
     backend: std::sync::Arc<dyn Backend>,
+    node: Option<&str>,
 ) -> Result<GcReport, StoreError> {
-    let (layers, _) = Api::<LayerSpec>::new(backend.clone())
+    let (mut layers, _) = Api::<LayerSpec>::new(backend.clone())
         .list(&Selector::everything())
         .await?;
+    layers.retain(|l| l.spec.node_name.as_deref() == node);
     let (items, _) = Api::<ItemSpec>::new(backend)
         .list(&Selector::everything())
         .await?;

@@ -15,6 +15,8 @@ use aos_image::ImageError;
 use aos_reconcile::{Action, Context, ControllerMetrics, Reconciler};
 use aos_store::Api;
 
+use crate::owners::{disown, owned_here};
+use crate::unit::Need;
 use crate::{layer_name, ImageEnv, PipelineError, REMOVED_AT, REMOVED_ITEM};
 
 pub struct ItemReconciler {
@@ -167,6 +169,7 @@ impl ItemReconciler {
         }
         let summary = run_config(&r)?;
         let generation = obj.metadata.generation;
+        let unit = self.env.node.as_deref();
         let took = started.elapsed();
         metrics.phase(ItemSpec::KIND, "resolve", took);
         api.update_status(name, |s| {
@@ -182,7 +185,11 @@ impl ItemReconciler {
                 .collect();
             s.config = Some(summary.clone());
             s.resolved_generation = generation;
-            s.phase = ItemPhase::Downloading;
+            match unit {
+                // In a unit the nodes that fetch it say how far they are.
+                Some(me) => crate::unit::record(s, me, s.nodes.get(me).cloned()),
+                None => s.phase = ItemPhase::Downloading,
+            }
         })
         .await?;
         Ok(())
@@ -197,7 +204,7 @@ impl ItemReconciler {
         diff_id: Option<String>,
         src: &str,
     ) -> Result<(), PipelineError> {
-        let name = layer_name(&desc.digest);
+        let name = self.env.layer_object(&layer_name(&desc.digest));
         let me = owner(obj);
         match layers.get_opt(&name).await? {
             None => {
@@ -209,6 +216,7 @@ impl ItemReconciler {
                         media_type: desc.media_type.clone(),
                         size: desc.size,
                         sources: vec![src.to_string()],
+                        node_name: self.env.node.clone(),
                     },
                 );
                 l.metadata.owner_references.push(me);
@@ -241,38 +249,6 @@ impl ItemReconciler {
     }
 }
 
-/// Removes the Item's ownership from these Layers; a Layer left without owners is marked as a
-/// cached layer of the removed item (kept for the TTL).
-async fn disown(
-    layers: &Api<LayerSpec>,
-    obj: &Object<ItemSpec>,
-    names: impl Iterator<Item = String>,
-) -> Result<(), PipelineError> {
-    let tag = format!("{}:{}", obj.spec.item_id, obj.spec.version);
-    for lname in names {
-        let Some(mut l) = layers.get_opt(&lname).await? else {
-            continue;
-        };
-        let before = l.metadata.owner_references.len();
-        l.metadata
-            .owner_references
-            .retain(|o| !(o.kind == "Item" && o.name == obj.metadata.name));
-        if l.metadata.owner_references.len() == before {
-            continue;
-        }
-        if l.metadata.owner_references.is_empty() {
-            l.metadata
-                .annotations
-                .insert(REMOVED_ITEM.into(), tag.clone());
-            l.metadata
-                .annotations
-                .insert(REMOVED_AT.into(), now().to_rfc3339());
-        }
-        layers.apply(&l).await?;
-    }
-    Ok(())
-}
-
 /// Reads the manifest and diff ids kept for a resolved item.
 fn kept(env: &ImageEnv, status: &ItemStatus) -> Option<(Manifest, Vec<String>)> {
     let m = env.store.meta(status.manifest_digest.as_deref()?)?;
@@ -282,6 +258,28 @@ fn kept(env: &ImageEnv, status: &ItemStatus) -> Option<(Manifest, Vec<String>)> 
     let c = env.store.meta(status.config_digest.as_deref()?)?;
     let config = oci::ImageConfig::parse(&c).ok()?;
     Some((*manifest, config.diff_ids().to_vec()))
+}
+
+impl ItemReconciler {
+    /// In a unit, a node no instance of the Item runs on lets its copy go: its Layers are
+    /// disowned (cached for the TTL) and its entry leaves the status.
+    async fn let_go(
+        &self,
+        obj: &Object<ItemSpec>,
+        ctx: &Context<ItemSpec>,
+        me: &str,
+    ) -> Result<Action, PipelineError> {
+        let layers = Api::<LayerSpec>::new(ctx.backend.clone());
+        let (all, _) = layers.list(&aos_api::Selector::everything()).await?;
+        let mine = owned_here(&all, obj.name(), Some(me));
+        disown(&layers, obj, mine.into_iter()).await?;
+        if obj.status.nodes.contains_key(me) || obj.status.common.condition(c::READY).is_none() {
+            ctx.api
+                .update_status(obj.name(), |s| crate::unit::record(s, me, None))
+                .await?;
+        }
+        Ok(Action::AwaitChange)
+    }
 }
 
 impl Reconciler for ItemReconciler {
@@ -300,14 +298,25 @@ impl Reconciler for ItemReconciler {
         let name = obj.name().to_string();
         let layers = Api::<LayerSpec>::new(ctx.backend.clone());
         let mut status = obj.status.clone();
+        let unit = self.env.node.as_deref();
+        // In a unit a node fetches only what it runs; any node resolves (placement reads the
+        // resolution).
+        let need = match unit {
+            Some(me) => crate::unit::needed_on(&ctx.backend, &obj, me).await?,
+            None => Need::Yes,
+        };
+        let needed = need != Need::No;
         if status.resolved_generation != obj.metadata.generation
-            || kept(&self.env, &status).is_none()
+            || (needed && kept(&self.env, &status).is_none())
         {
             if let Err(e) = self.resolve(&obj, &ctx.api, &ctx.metrics).await {
                 self.set_failed(&ctx.api, &name, &e).await;
                 return Err(e);
             }
             status = ctx.api.get(&name).await?.status;
+        }
+        if let (false, Some(me)) = (needed, unit) {
+            return self.let_go(&obj, ctx, me).await;
         }
         let Some((manifest, diff_ids)) = kept(&self.env, &status) else {
             return Err(
@@ -326,28 +335,29 @@ impl Reconciler for ItemReconciler {
         let current: std::collections::HashSet<String> = manifest
             .layers
             .iter()
-            .map(|d| layer_name(&d.digest))
+            .map(|d| self.env.layer_object(&layer_name(&d.digest)))
             .collect();
         let (all, _) = layers.list(&aos_api::Selector::everything()).await?;
-        let stale = all
-            .iter()
-            .filter(|l| !current.contains(l.name()))
-            .filter(|l| {
-                l.metadata
-                    .owner_references
-                    .iter()
-                    .any(|o| o.kind == "Item" && o.name == name)
-            })
-            .map(|l| l.name().to_string())
-            .collect::<Vec<_>>();
-        disown(&layers, &obj, stale.into_iter()).await?;
-        crate::trim_versions(&ctx.backend, &obj.spec.item_id, self.env.versions_per_item).await?;
+        let stale = owned_here(&all, &name, unit)
+            .into_iter()
+            .filter(|l| !current.contains(l));
+        disown(&layers, &obj, stale).await?;
+        crate::trim_versions(
+            &ctx.backend,
+            unit,
+            &obj.spec.item_id,
+            self.env.versions_per_item,
+        )
+        .await?;
 
         // Phase and progress from the Layers.
         let (mut done, mut total, mut ready, mut failed) = (0u64, 0u64, 0usize, None);
         for desc in &manifest.layers {
             total += desc.size;
-            let Some(l) = layers.get_opt(&layer_name(&desc.digest)).await? else {
+            let Some(l) = layers
+                .get_opt(&self.env.layer_object(&layer_name(&desc.digest)))
+                .await?
+            else {
                 continue;
             };
             match l.status.phase {
@@ -381,7 +391,7 @@ impl Reconciler for ItemReconciler {
                 failed = Some((String::new(), "HostileLayer".into(), why));
             }
         }
-        let was = obj.status.phase;
+        let was = obj.status.phase_on(unit);
         // From the apply (or the spec change) to every layer stored.
         let pulled = (all_ready && was != ItemPhase::Ready)
             .then(|| {
@@ -407,51 +417,60 @@ impl Reconciler for ItemReconciler {
                     .warning(&obj, reason, format!("layer {layer}: {message}"));
             }
         }
+        let progress = Progress {
+            done_bytes: done,
+            total_bytes: total,
+        };
+        let (phase, status, reason, message) = if all_ready {
+            (
+                ItemPhase::Ready,
+                ConditionStatus::True,
+                r::LAYERS_READY.to_string(),
+                "every layer is verified and stored".to_string(),
+            )
+        } else if let Some((layer, reason, message)) = failed {
+            let message = if layer.is_empty() {
+                message
+            } else {
+                format!("layer {layer}: {message}")
+            };
+            (ItemPhase::Failed, ConditionStatus::False, reason, message)
+        } else {
+            let n = manifest.layers.len();
+            (
+                ItemPhase::Downloading,
+                ConditionStatus::False,
+                r::DOWNLOADING.to_string(),
+                format!("{ready} of {n} layers ready"),
+            )
+        };
         ctx.api
             .update_status(&name, |s| {
-                s.progress = Some(Progress {
-                    done_bytes: done,
-                    total_bytes: total,
-                });
                 if let Some(took) = pulled {
                     s.phase_millis
                         .insert("pull".to_string(), took.as_millis() as u64);
                 }
-                if all_ready {
-                    s.phase = ItemPhase::Ready;
-                    s.common.set_condition(
-                        c::READY,
-                        ConditionStatus::True,
-                        r::LAYERS_READY,
-                        "every layer is verified and stored",
-                        now(),
-                    );
-                } else if let Some((layer, reason, message)) = &failed {
-                    s.phase = ItemPhase::Failed;
-                    s.common.set_condition(
-                        c::READY,
-                        ConditionStatus::False,
-                        reason,
-                        &if layer.is_empty() {
-                            message.clone()
-                        } else {
-                            format!("layer {layer}: {message}")
-                        },
-                        now(),
-                    );
-                } else {
-                    s.phase = ItemPhase::Downloading;
-                    s.common.set_condition(
-                        c::READY,
-                        ConditionStatus::False,
-                        r::DOWNLOADING,
-                        &format!("{ready} of {} layers ready", manifest.layers.len()),
-                        now(),
-                    );
-                }
+                let Some(me) = unit else {
+                    s.progress = Some(progress.clone());
+                    s.phase = phase;
+                    s.common
+                        .set_condition(c::READY, status, &reason, &message, now());
+                    return;
+                };
+                let entry = aos_api::ItemOnNode {
+                    phase,
+                    progress: Some(progress.clone()),
+                    reason: reason.clone(),
+                    message: message.clone(),
+                };
+                crate::unit::record(s, me, Some(entry));
             })
             .await?;
-        Ok(Action::AwaitChange)
+        Ok(match need {
+            // Its last instances here are being removed: let go once they are gone.
+            Need::Leaving => Action::Requeue(std::time::Duration::from_secs(2)),
+            _ => Action::AwaitChange,
+        })
     }
 
     async fn cleanup(
@@ -460,7 +479,8 @@ impl Reconciler for ItemReconciler {
         ctx: &Context<ItemSpec>,
     ) -> Result<Action, PipelineError> {
         let layers = Api::<LayerSpec>::new(ctx.backend.clone());
-        disown(&layers, &obj, obj.status.layers.iter().cloned()).await?;
+        let mine = obj.status.layers.iter().map(|l| self.env.layer_object(l));
+        disown(&layers, &obj, mine).await?;
         Ok(Action::AwaitChange)
     }
 }

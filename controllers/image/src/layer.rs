@@ -89,7 +89,11 @@ impl LayerReconciler {
                     let (all, _) = api.list(&aos_api::Selector::everything()).await?;
                     let mut cached: Vec<_> = all
                         .into_iter()
-                        .filter(|l| l.metadata.owner_references.is_empty() && l.name() != me.name())
+                        .filter(|l| {
+                            l.metadata.owner_references.is_empty()
+                                && l.name() != me.name()
+                                && self.env.keeps(&l.spec)
+                        })
                         .collect();
                     cached.sort_by_key(removed_at);
                     let Some(victim) = cached.into_iter().next() else {
@@ -225,12 +229,64 @@ impl LayerReconciler {
     }
 }
 
+/// Drops the owners of `l` that are gone or being deleted, marking a Layer left without any as
+/// cached; whether it wrote. (In a unit only one node runs a deleted Item's cleanup: the other
+/// nodes' copies learn it here. On a node of its own it heals a cleanup that never ran.)
+async fn drop_gone_owners(
+    l: &Object<LayerSpec>,
+    ctx: &Context<LayerSpec>,
+) -> Result<bool, PipelineError> {
+    let items = Api::<aos_api::ItemSpec>::new(ctx.backend.clone());
+    let (mut gone, mut tag) = (Vec::new(), None);
+    for o in l
+        .metadata
+        .owner_references
+        .iter()
+        .filter(|o| o.kind == "Item")
+    {
+        match items.get_opt(&o.name).await? {
+            Some(i) if !o.uid.is_empty() && i.metadata.uid.as_deref() != Some(o.uid.as_str()) => {
+                gone.push(o.name.clone())
+            }
+            Some(i) if i.metadata.deletion_timestamp.is_some() => {
+                gone.push(o.name.clone());
+                tag = Some(format!("{}:{}", i.spec.item_id, i.spec.version));
+            }
+            Some(_) => {}
+            None => gone.push(o.name.clone()),
+        }
+    }
+    if gone.is_empty() {
+        return Ok(false);
+    }
+    let mut l = l.clone();
+    l.metadata
+        .owner_references
+        .retain(|o| !(o.kind == "Item" && gone.contains(&o.name)));
+    if l.metadata.owner_references.is_empty() {
+        if let Some(t) = tag {
+            l.metadata.annotations.insert(REMOVED_ITEM.into(), t);
+        }
+        l.metadata
+            .annotations
+            .insert(REMOVED_AT.into(), now().to_rfc3339());
+    }
+    tracing::info!(layer = l.name(), owners = ?gone, "dropping owners that are gone");
+    ctx.api.apply(&l).await?;
+    Ok(true)
+}
+
 impl Reconciler for LayerReconciler {
     type Kind = LayerSpec;
     type Error = PipelineError;
 
     fn finalizer(&self) -> Option<&'static str> {
         Some("aos.edge/layer")
+    }
+
+    /// In a unit, each node keeps (and reconciles) only its own copies.
+    fn owns(&self, obj: &Object<LayerSpec>) -> bool {
+        self.env.keeps(&obj.spec)
     }
 
     async fn apply(
@@ -240,6 +296,9 @@ impl Reconciler for LayerReconciler {
     ) -> Result<Action, PipelineError> {
         let name = obj.name().to_string();
         let spec = &obj.spec;
+        if drop_gone_owners(&obj, ctx).await? {
+            return Ok(Action::AwaitChange);
+        }
         // An orphan is kept (cached) only if it is complete, and only for the TTL.
         if obj.metadata.owner_references.is_empty() {
             // Within the versions kept of its item id? (Level-triggered: a deleted Item's
@@ -251,7 +310,13 @@ impl Reconciler for LayerReconciler {
                 .and_then(|t| t.rsplit_once(':'))
                 .map(|(id, _)| id)
             {
-                crate::trim_versions(&ctx.backend, item_id, self.env.versions_per_item).await?;
+                crate::trim_versions(
+                    &ctx.backend,
+                    self.env.node.as_deref(),
+                    item_id,
+                    self.env.versions_per_item,
+                )
+                .await?;
                 if ctx
                     .api
                     .get_opt(&name)

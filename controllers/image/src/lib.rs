@@ -6,6 +6,8 @@
 mod gc;
 mod item;
 mod layer;
+mod owners;
+mod unit;
 mod wiring;
 
 use std::sync::Arc;
@@ -49,6 +51,22 @@ pub struct ImageEnv {
     pub integrity_interval: Duration,
     /// Where Items written by others than root may name local archives.
     pub archive_dirs: Vec<std::path::PathBuf>,
+    /// In a unit, this node's Node name: each node keeps its own Layers (named
+    /// `<node>.sha256-<hex>`) and fetches an Item only when an instance of it is placed there.
+    /// `None`: a node of its own, which fetches every Item.
+    pub node: Option<String>,
+}
+
+impl ImageEnv {
+    /// This node's Layer resource name of a layer an Item lists (`sha256-<hex>`).
+    pub fn layer_object(&self, generic: &str) -> String {
+        aos_api::layer_object_name(generic, self.node.as_deref())
+    }
+
+    /// Whether a Layer is this node's copy.
+    pub fn keeps(&self, l: &aos_api::LayerSpec) -> bool {
+        l.node_name.as_deref() == self.node.as_deref()
+    }
 }
 
 /// Why a reconcile of an Item or Layer failed.
@@ -111,6 +129,7 @@ pub fn versions_to_drop(
 /// re-checks).
 pub async fn trim_versions(
     backend: &Arc<dyn aos_store::Backend>,
+    node: Option<&str>,
     item_id: &str,
     limit: usize,
 ) -> Result<(), StoreError> {
@@ -126,11 +145,13 @@ pub async fn trim_versions(
     let layers = aos_store::Api::<LayerSpec>::new(backend.clone());
     let (all, _) = layers.list(&Selector::everything()).await?;
     let prefix = format!("{item_id}:");
-    // (removed-at, version, layer) of every cached layer of this item id.
+    // (removed-at, version, layer) of every cached layer of this item id (on this node).
     let cached: Vec<(String, String, String)> = all
         .iter()
         .filter(|l| {
-            l.metadata.owner_references.is_empty() && l.metadata.deletion_timestamp.is_none()
+            l.metadata.owner_references.is_empty()
+                && l.metadata.deletion_timestamp.is_none()
+                && l.spec.node_name.as_deref() == node
         })
         .filter_map(|l| {
             let a = &l.metadata.annotations;

@@ -53,6 +53,7 @@ impl Rig {
             versions_per_item: 2,
             integrity_interval: Duration::from_secs(3600),
             archive_dirs: Vec::new(),
+            node: None,
         });
         let backend: Arc<dyn Backend> =
             Arc::new(Embedded::open(EmbeddedOptions::in_memory()).unwrap());

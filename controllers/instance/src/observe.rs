@@ -54,12 +54,26 @@ impl Observed {
     }
 }
 
-/// The node's Node (read once per reconcile: its facts and whether its cloud is there).
-async fn node(backend: &Arc<dyn Backend>) -> Result<Option<Object<NodeSpec>>, InstanceError> {
-    let (nodes, _) = Api::<NodeSpec>::new(backend.clone())
-        .list(&Default::default())
-        .await?;
+/// This node's Node (read once per reconcile: its facts and whether its cloud is there). In a
+/// unit, the one of its name; alone, the only one there is.
+async fn node(
+    env: &InstanceEnv,
+    backend: &Arc<dyn Backend>,
+) -> Result<Option<Object<NodeSpec>>, InstanceError> {
+    let api = Api::<NodeSpec>::new(backend.clone());
+    if let Some(n) = api.get_opt(&env.owner.node).await? {
+        return Ok(Some(n));
+    }
+    if env.owner.unit {
+        return Ok(None);
+    }
+    let (nodes, _) = api.list(&Default::default()).await?;
     Ok(nodes.into_iter().next())
+}
+
+/// Where this node's facts of an Item are: in a unit, its own entry and Layer copies.
+fn unit_node(env: &InstanceEnv) -> Option<&str> {
+    env.owner.unit.then_some(env.owner.node.as_str())
 }
 
 /// Since when the node's cloud is away, from its Node's `CloudConnected` condition.
@@ -131,7 +145,7 @@ async fn inputs(
     let mut layers = Vec::new();
     for name in &item.status.layers {
         let diff_id = layer_api
-            .get_opt(name)
+            .get_opt(&aos_api::layer_object_name(name, unit_node(env)))
             .await?
             .filter(|l| l.status.phase == LayerPhase::Ready)
             .and_then(|l| l.spec.diff_id);
@@ -191,13 +205,13 @@ pub async fn observe(
         o.ids = Some((uid, obj.status.gid.unwrap_or(uid)));
     }
     o.item = find_item(backend, &obj.spec).await?;
-    let node = node(backend).await?;
+    let node = node(env, backend).await?;
     o.offline_since = offline_since(node.as_ref());
     o.container = env.containers.inspect(name).await;
     if let Some(item) = o
         .item
         .as_ref()
-        .filter(|i| i.status.phase == ItemPhase::Ready)
+        .filter(|i| i.status.phase_on(unit_node(env)) == ItemPhase::Ready)
     {
         o.inputs = Some(inputs(env, backend, &obj, item, node.as_ref()).await?);
     }

@@ -53,6 +53,11 @@ pub fn env(c: &Config) -> anyhow::Result<Arc<ImageEnv>> {
         versions_per_item: i.versions_per_item,
         integrity_interval: i.integrity_interval.0,
         archive_dirs: i.archive_dirs.clone(),
+        node: (c.node.placement == crate::config::Placement::Unit).then(|| {
+            aos_node_controller::host::object_name(&aos_node_controller::host::node_id(Some(
+                &c.node.id,
+            )))
+        }),
     }))
 }
 
@@ -76,8 +81,12 @@ pub fn spawn(
             // Files of a record the store lost would look orphaned: collect only on an intact store.
             if !backend.health().damaged.is_empty() {
                 tracing::warn!("the store has damaged records: orphan files are not collected");
-            } else if let Err(e) =
-                aos_image_controllers::collect_orphan_files(&env.store, backend.clone()).await
+            } else if let Err(e) = aos_image_controllers::collect_orphan_files(
+                &env.store,
+                backend.clone(),
+                env.node.as_deref(),
+            )
+            .await
             {
                 tracing::warn!(error = %e, "orphan file collection failed");
             }

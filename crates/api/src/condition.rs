@@ -54,6 +54,8 @@ pub mod reason {
     pub const LAYERS_READY: &str = "LayersReady";
     /// Item event: every layer was fetched, verified and stored.
     pub const PULLED: &str = "Pulled";
+    /// Item (in a unit): no node runs an instance of it, so none fetches it.
+    pub const NOT_PLACED: &str = "NotPlaced";
     pub const DOWNLOADING: &str = "Downloading";
     /// Layer: verified and stored.
     pub const STORED: &str = "Stored";

@@ -19,6 +19,20 @@ pub struct LayerSpec {
     /// Where the blob may be fetched from (registry repositories or HTTP base URLs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
+    /// In a unit, the node that keeps this copy of the layer (each node stores its own, named
+    /// `<node>.sha256-<hex>`); empty on a node of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+}
+
+/// The Layer resource name of the blob `generic` (`sha256-<hex>`, as an Item's
+/// `status.layers` lists it) on `node`: the name itself on a node of its own, `<node>.<name>`
+/// in a unit.
+pub fn layer_object_name(generic: &str, node: Option<&str>) -> String {
+    match node {
+        Some(n) => format!("{n}.{generic}"),
+        None => generic.to_string(),
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
