@@ -58,6 +58,11 @@ pub struct Settings {
     /// How long after asking for a reboot the agent looks again (and asks again) if it is
     /// still running.
     pub reboot_wait: std::time::Duration,
+    /// The node's own slot object (named after the node, like its Node): the only one it
+    /// reconciles. `None`: any (a node of its own in tests).
+    pub object: Option<String>,
+    /// In a unit, this node's Node name: the components come from its own Layer copies.
+    pub unit_node: Option<String>,
 }
 
 impl Settings {

@@ -104,7 +104,13 @@ pub async fn observe(
         async move {
             match r {
                 Some(r) => Ok::<_, BootError>(Some(
-                    component::wanted(backend, &r, &[BOOT_MEDIA_TYPE]).await?,
+                    component::wanted(
+                        backend,
+                        &r,
+                        &[BOOT_MEDIA_TYPE],
+                        env.settings.unit_node.as_deref(),
+                    )
+                    .await?,
                 )),
                 None => Ok(None),
             }

@@ -33,6 +33,15 @@ impl Reconciler for BootSlotReconciler {
     type Kind = BootSlotSpec;
     type Error = BootError;
 
+    /// Only the node's own slot object: in a unit, every node's is in the one store.
+    fn owns(&self, obj: &Object<BootSlotSpec>) -> bool {
+        self.env
+            .settings
+            .object
+            .as_deref()
+            .is_none_or(|n| n == obj.name())
+    }
+
     async fn apply(
         &self,
         obj: Arc<Object<BootSlotSpec>>,

@@ -260,3 +260,31 @@ async fn a_device_that_booted_its_fallback_or_recovery_outside_an_update_is_not_
     let msg = s.common.condition(READY).unwrap().message.clone();
     assert!(msg.contains("recovery system"), "{msg}");
 }
+
+#[tokio::test]
+async fn in_a_unit_a_node_reconciles_its_own_boot_slot_and_leaves_the_others() {
+    use aos_reconcile::Reconciler;
+    use std::sync::Arc;
+    let rig = Rig::new(false).await;
+    let mut settings = rig.env.settings.clone();
+    settings.object = Some(rig::NAME.into());
+    let env = Arc::new(aos_bootslot_controller::BootEnv {
+        settings,
+        efi: rig.env.efi.clone(),
+        machine: rig.env.machine.clone(),
+        health: rig.env.health.clone(),
+        records: aos_bootslot_controller::records::Records::new(&rig.dir.path().join("records-2"))
+            .unwrap(),
+        crash: Default::default(),
+        versions: rig.env.versions.clone(),
+    });
+    let reconciler = aos_bootslot_controller::BootSlotReconciler::new(env);
+    let mine = rig.api.get(rig::NAME).await.unwrap();
+    let mut other = mine.clone();
+    other.metadata.name = "another-node".into();
+    assert!(reconciler.owns(&mine));
+    assert!(
+        !reconciler.owns(&other),
+        "another node's slot is its own to update"
+    );
+}

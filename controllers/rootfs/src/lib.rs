@@ -68,6 +68,11 @@ pub struct Settings {
     pub limits: aos_slots::health::Limits,
     /// How long after asking for a reboot the agent looks again if it still runs.
     pub reboot_wait: Duration,
+    /// The node's own slot object (named after the node, like its Node): the only one it
+    /// reconciles. `None`: any (a node of its own in tests).
+    pub object: Option<String>,
+    /// In a unit, this node's Node name: the components come from its own Layer copies.
+    pub unit_node: Option<String>,
 }
 
 /// What the controller works with.

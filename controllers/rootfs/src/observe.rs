@@ -58,7 +58,15 @@ pub async fn observe(
     };
     let s = &env.settings;
     let wanted = match &obj.spec.item {
-        Some(r) => Some(component::wanted(backend, r, &[FULL_MEDIA_TYPE, INC_MEDIA_TYPE]).await?),
+        Some(r) => Some(
+            component::wanted(
+                backend,
+                r,
+                &[FULL_MEDIA_TYPE, INC_MEDIA_TYPE],
+                env.settings.unit_node.as_deref(),
+            )
+            .await?,
+        ),
         None => None,
     };
     Ok(Some(Observed {

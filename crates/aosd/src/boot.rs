@@ -131,6 +131,7 @@ pub(crate) async fn ensure_object<S: Spec + Default>(
 /// The controller's environment from the config.
 fn env(
     c: &Config,
+    name: &str,
     backend: Arc<dyn Backend>,
     before_reboot: Option<Arc<dyn BeforeReboot>>,
 ) -> anyhow::Result<Arc<BootEnv>> {
@@ -222,6 +223,8 @@ fn env(
         } else {
             Duration::from_secs(60)
         },
+        object: Some(name.to_string()),
+        unit_node: c.node.in_unit().then(|| name.to_string()),
     };
     Ok(Arc::new(BootEnv {
         settings,
@@ -244,7 +247,7 @@ pub async fn spawn(
     shutdown: &CancellationToken,
     before_reboot: Option<Arc<dyn BeforeReboot>>,
 ) -> anyhow::Result<()> {
-    let env = env(c, backend.clone(), before_reboot)?;
+    let env = env(c, name, backend.clone(), before_reboot)?;
     ensure_object::<BootSlotSpec>(&backend, name).await?;
     tasks.spawn(aos_bootslot_controller::run(
         env,

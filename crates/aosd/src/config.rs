@@ -299,6 +299,13 @@ impl Default for Config {
     }
 }
 
+impl NodeSection {
+    /// Whether this node is one of a unit (placement by the unit's leader).
+    pub fn in_unit(&self) -> bool {
+        self.placement == Placement::Unit
+    }
+}
+
 impl Default for NodeSection {
     fn default() -> Self {
         NodeSection {

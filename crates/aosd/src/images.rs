@@ -53,7 +53,7 @@ pub fn env(c: &Config) -> anyhow::Result<Arc<ImageEnv>> {
         versions_per_item: i.versions_per_item,
         integrity_interval: i.integrity_interval.0,
         archive_dirs: i.archive_dirs.clone(),
-        node: (c.node.placement == crate::config::Placement::Unit).then(|| {
+        node: c.node.in_unit().then(|| {
             aos_node_controller::host::object_name(&aos_node_controller::host::node_id(Some(
                 &c.node.id,
             )))

@@ -122,7 +122,7 @@ pub fn spawn(
         node: aos_node_controller::host::object_name(&aos_node_controller::host::node_id(Some(
             &c.node.id,
         ))),
-        unit: c.node.placement == crate::config::Placement::Unit,
+        unit: c.node.in_unit(),
     };
     tasks.spawn(async move {
         let containerd = loop {

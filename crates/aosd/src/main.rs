@@ -335,7 +335,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         c.runtimes.container.enabled.then(|| stopper.clone() as _);
     // The node's BootSlot and RootfsSlot are named after it, like its Node.
     let name = aos_node_controller::host::object_name(&node_id);
-    if c.node.placement == config::Placement::Unit {
+    if c.node.in_unit() {
         // Every node of a unit contends; the lease holder places. A leader lost for as long
         // as a node is lost is replaced.
         controllers.spawn(aos_placement_controller::run(

@@ -43,6 +43,8 @@ pub async fn spawn(
             interval: r.health.interval(),
         },
         reboot_wait: Duration::from_secs(60),
+        object: Some(name.to_string()),
+        unit_node: c.node.in_unit().then(|| name.to_string()),
     };
     let env = Arc::new(RootfsEnv {
         settings,

@@ -54,18 +54,21 @@ pub async fn wanted(
     backend: &Arc<dyn Backend>,
     r: &ItemRef,
     accepted: &[&str],
+    unit_node: Option<&str>,
 ) -> Result<Wanted, StoreError> {
     Ok(Wanted {
         version: r.version.clone(),
-        blob: blob(backend, r, accepted).await?,
+        blob: blob(backend, r, accepted, unit_node).await?,
     })
 }
 
-/// The blob of the component `r`, if its media type is one of `accepted`.
+/// The blob of the component `r`, if its media type is one of `accepted`; in a unit
+/// (`unit_node`), this node's copy.
 pub async fn blob(
     backend: &Arc<dyn Backend>,
     r: &ItemRef,
     accepted: &[&str],
+    unit_node: Option<&str>,
 ) -> Result<Blob, StoreError> {
     let (items, _) = Api::<ItemSpec>::new(backend.clone())
         .list(&Default::default())
@@ -80,7 +83,7 @@ pub async fn blob(
             r.item_id, r.version
         )));
     };
-    if item.status.phase != ItemPhase::Ready {
+    if item.status.phase_on(unit_node) != ItemPhase::Ready {
         return Ok(Blob::Waiting(format!(
             "waiting for Item {} version {} to be Ready",
             r.item_id, r.version
@@ -94,6 +97,7 @@ pub async fn blob(
             item.status.layers.len()
         )));
     };
+    let layer = &aos_api::layer_object_name(layer, unit_node);
     let Some(l) = Api::<LayerSpec>::new(backend.clone())
         .get_opt(layer)
         .await?

@@ -100,6 +100,8 @@ impl Rig {
                 interval: Duration::from_secs(20),
             },
             reboot_wait: Duration::from_secs(60),
+            object: None,
+            unit_node: None,
         };
         let backend: Arc<dyn Backend> =
             Arc::new(Embedded::open(EmbeddedOptions::in_memory()).unwrap());
