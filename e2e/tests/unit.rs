@@ -197,6 +197,8 @@ fn a_unit_places_spreads_and_moves_instances_off_a_lost_leader_exactly_once() {
         let line = nodes.lines().find(|l| l.starts_with(&format!("{node} ")));
         let cells: Vec<&str> = line.unwrap().split_whitespace().collect();
         assert_eq!(cells[2], count.to_string(), "{nodes}");
+        // No requests: each reserves half its quota (1000 DMIPS, 16 MiB).
+        assert_eq!(cells[3], (count * 500).to_string(), "{nodes}");
     }
     // Each runs once, on its node.
     for (i, node) in unit.nodes.iter().enumerate() {

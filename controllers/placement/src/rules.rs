@@ -74,15 +74,7 @@ pub enum Decision {
     Unschedulable(String),
 }
 
-/// A request clamped to the quota, else the quota times the node's ratio, else nothing.
-fn request(req: Option<u64>, quota: Option<u64>, ratio: f64) -> u64 {
-    match (req, quota) {
-        (Some(r), Some(q)) => r.min(q),
-        (Some(r), None) => r,
-        (None, Some(q)) => (q as f64 * ratio / 100.0).round() as u64,
-        (None, None) => 0,
-    }
-}
+use aos_api::reserve::reserve as request;
 
 #[derive(Clone, Debug, Default)]
 struct Load {

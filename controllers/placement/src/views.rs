@@ -38,8 +38,8 @@ pub fn node_view(n: &Object<NodeSpec>) -> NodeView {
             .collect(),
         dmips: s.dmips,
         ram: s.total_ram,
-        cpu_ratio: ratios.cpu.unwrap_or(50.0),
-        ram_ratio: ratios.ram.unwrap_or(50.0),
+        cpu_ratio: ratios.cpu.unwrap_or(aos_api::reserve::DEFAULT_RATIO),
+        ram_ratio: ratios.ram.unwrap_or(aos_api::reserve::DEFAULT_RATIO),
     }
 }
 
@@ -53,14 +53,13 @@ pub fn demand(item: Option<&Object<ItemSpec>>) -> Demand {
         };
     };
     let ic = config.item();
-    let requested = ic.other.get("requestedResources");
-    let req = |k: &str| requested.and_then(|r| r.get(k)).and_then(|v| v.as_u64());
+    let asks = aos_api::reserve::Asks::of(config);
     let policy = ic.other.get("balancingPolicy").and_then(|p| p.as_str());
     Demand {
-        cpu_request: req("cpu"),
-        ram_request: req("ram"),
-        cpu_quota: ic.quotas.cpu_dmips_limit,
-        ram_quota: ic.quotas.ram_limit,
+        cpu_request: asks.cpu_request,
+        ram_request: asks.ram_request,
+        cpu_quota: asks.cpu_quota,
+        ram_quota: asks.ram_quota,
         os: Some(config.image.os.clone()).filter(|s| !s.is_empty()),
         arch: Some(config.image.architecture.clone()).filter(|s| !s.is_empty()),
         movable: !policy.is_some_and(|p| p.eq_ignore_ascii_case("disabled")),

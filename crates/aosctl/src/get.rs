@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use aos_api::{ConditionStatus, DynObject};
+use aosctl::allocation::Allocated;
 use aosctl::client::Client;
 use aosctl::print;
 use futures::StreamExt;
@@ -43,26 +44,15 @@ pub struct WaitArgs {
     timeout: aos_api::AosDuration,
 }
 
-/// How many Instances each node has: those placed on it, and on a lone node those without a
-/// node too (the `INSTANCES` column of `get nodes`).
-async fn instances_per_node(
+/// What each node's instances take (the `INSTANCES`, `CPU-REQ` and `RAM-REQ` columns of
+/// `get nodes`).
+async fn allocation(
     client: &Client,
     nodes: &[DynObject],
-) -> anyhow::Result<BTreeMap<String, usize>> {
+) -> anyhow::Result<BTreeMap<String, Allocated>> {
     let (instances, _) = client.list("Instance", "").await?;
-    let lone = (nodes.len() == 1).then(|| nodes[0].metadata.name.clone());
-    let mut count: BTreeMap<String, usize> = BTreeMap::new();
-    for i in &instances {
-        let placed = i
-            .spec
-            .get("nodeName")
-            .and_then(|n| n.as_str())
-            .filter(|n| !n.is_empty());
-        if let Some(node) = placed.map(str::to_string).or_else(|| lone.clone()) {
-            *count.entry(node).or_default() += 1;
-        }
-    }
-    Ok(count)
+    let (items, _) = client.list("Item", "").await?;
+    Ok(aosctl::allocation::per_node(nodes, &instances, &items))
 }
 
 fn print_objects(
@@ -70,7 +60,7 @@ fn print_objects(
     output: Option<Output>,
     prefix_kind: bool,
     header: bool,
-    per_node: Option<&BTreeMap<String, usize>>,
+    per_node: Option<&BTreeMap<String, Allocated>>,
 ) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     match output {
@@ -84,11 +74,22 @@ fn print_objects(
                 .iter()
                 .map(|o| print::row(o, wide, now, prefix_kind))
                 .collect();
-            if let Some(counts) = per_node.filter(|_| first.kind == "Node") {
-                headers.insert(2, "INSTANCES");
+            if let Some(taken) = per_node.filter(|_| first.kind == "Node") {
+                headers.splice(2..2, ["INSTANCES", "CPU-REQ", "RAM-REQ"]);
                 for (row, o) in rows.iter_mut().zip(objs) {
-                    let n = counts.get(&o.metadata.name).copied().unwrap_or(0);
-                    row.insert(2, n.to_string());
+                    let a = taken.get(&o.metadata.name).copied().unwrap_or_default();
+                    // What is reserved, and its share of what the node has.
+                    let share = |used: u64, text: String, total: &str| match o
+                        .status
+                        .pointer(total)
+                        .and_then(|v| v.as_u64())
+                    {
+                        Some(t) if t > 0 => format!("{text} ({}%)", used * 100 / t),
+                        _ => text,
+                    };
+                    let cpu = share(a.cpu, a.cpu.to_string(), "/dmips");
+                    let ram = share(a.ram, print::bytes(a.ram), "/totalRam");
+                    row.splice(2..2, [a.instances.to_string(), cpu, ram]);
                 }
             }
             let text = print::table(&headers, &rows);
@@ -203,7 +204,7 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<ExitCode> {
             }
             first = false;
             let per_node = match objs[0].kind.as_str() {
-                "Node" if !a.watch => Some(instances_per_node(client, objs).await?),
+                "Node" if !a.watch => Some(allocation(client, objs).await?),
                 _ => None,
             };
             print_objects(objs, a.output, multi, true, per_node.as_ref())?;

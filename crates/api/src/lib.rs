@@ -11,6 +11,7 @@ pub mod kinds;
 pub mod manifest;
 pub mod meta;
 pub mod registry;
+pub mod reserve;
 pub mod selector;
 pub mod validate;
 
