@@ -74,9 +74,12 @@ impl Attacher {
             .get_opt(network)
             .await?
             .ok_or_else(|| NetError::NotReady(format!("{network} (no such Network)")))?;
-        let (Some(subnet), Some(bridge)) = (
+        // This node's own bridge: in a unit every node makes one of the network's (the status
+        // names whichever node wrote last).
+        let (Some(subnet), Some(_), bridge) = (
             net.status.subnet.as_deref().and_then(Cidr::parse),
-            net.status.bridge.clone(),
+            net.status.bridge.as_ref(),
+            self.names.bridge(network),
         ) else {
             return Err(NetError::NotReady(network.to_string()));
         };

@@ -87,6 +87,27 @@ async fn the_attacher_passes_the_networks_conformance_suite() {
     );
     drop(old);
     attacher.detach("pt-stale", "ports").await.unwrap();
+
+    // In a unit the status names the bridge of whichever node wrote last: a node attaches to
+    // its own.
+    api.update_status("ports", |s| s.bridge = Some("aosbelsewhere".into()))
+        .await
+        .unwrap();
+    let on_mine = attacher
+        .attach("pt-unit", "ports", Default::default())
+        .await
+        .unwrap();
+    let master = std::process::Command::new("ip")
+        .args(["-o", "link", "show", &names.host_veth("pt-unit")])
+        .output()
+        .unwrap();
+    let master = String::from_utf8_lossy(&master.stdout);
+    assert!(
+        master.contains(&format!("master {}", names.bridge("ports"))),
+        "{master}"
+    );
+    assert!(!on_mine.ip.is_empty());
+    attacher.detach("pt-unit", "ports").await.unwrap();
     assert!(links
         .index(&names.host_veth("pt-stale"))
         .await
