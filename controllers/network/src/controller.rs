@@ -27,6 +27,8 @@ pub struct NetworkReconciler {
     choosing: tokio::sync::Mutex<()>,
     /// One NAT rewrite at a time; the last set written (unchanged sets are not rewritten).
     nat: tokio::sync::Mutex<Option<Vec<NatNetwork>>>,
+    /// The finalizer this node holds on a Network until its bridge is gone.
+    finalizer: &'static str,
 }
 
 impl NetworkReconciler {
@@ -45,7 +47,17 @@ impl NetworkReconciler {
             uplink,
             choosing: tokio::sync::Mutex::new(()),
             nat: tokio::sync::Mutex::new(None),
+            finalizer: FINALIZER,
         }
+    }
+
+    /// In a unit every node makes each network's bridge: each holds a finalizer of its own
+    /// (`aos.edge/network-<node>`), so that a deleted Network goes only once every node has
+    /// removed its part (a node away keeps it Terminating until it is back).
+    pub fn in_unit(mut self, node: &str) -> Self {
+        // Once per process: the runtime takes a `&'static str`.
+        self.finalizer = Box::leak(format!("{FINALIZER}-{node}").into_boxed_str());
+        self
     }
 
     /// Rewrites the table from every Network with a subnet (except `leaving`) and the
@@ -100,7 +112,7 @@ impl Reconciler for NetworkReconciler {
     type Error = NetError;
 
     fn finalizer(&self) -> Option<&'static str> {
-        Some(FINALIZER)
+        Some(self.finalizer)
     }
 
     async fn apply(

@@ -145,7 +145,8 @@ pub fn spawn(
         }
         // The network side: its own controller, and the port the Instance controller uses.
         let (networks, net_controller) = if net_cfg.enabled {
-            match network_parts(&net_cfg, &scope, backend.clone(), config.clone()) {
+            let unit_node = owner.unit.then(|| owner.node.clone());
+            match network_parts(&net_cfg, &scope, unit_node, backend.clone(), config.clone()) {
                 Ok((a, c)) => (Some(a), Some(c)),
                 Err(e) => {
                     tracing::error!(error = %e, "instance networking is off");
@@ -231,6 +232,7 @@ type NetParts = (
 fn network_parts(
     c: &crate::config::NetworkSection,
     scope: &str,
+    unit_node: Option<String>,
     backend: Arc<dyn Backend>,
     config: ControllerConfig,
 ) -> anyhow::Result<NetParts> {
@@ -254,16 +256,16 @@ fn network_parts(
     let dns = aos_network_controller::dns::Dns::new(aos_network_controller::dns::Dns::upstream_of(
         &resolv,
     ));
-    let controller = aos_network_controller::controller(
-        NetworkReconciler::new(
-            names,
-            links,
-            pool,
-            dns,
-            Some(c.uplink.clone()).filter(|u| !u.is_empty()),
-        ),
-        backend,
-        config,
+    let mut reconciler = NetworkReconciler::new(
+        names,
+        links,
+        pool,
+        dns,
+        Some(c.uplink.clone()).filter(|u| !u.is_empty()),
     );
+    if let Some(node) = unit_node {
+        reconciler = reconciler.in_unit(&node);
+    }
+    let controller = aos_network_controller::controller(reconciler, backend, config);
     Ok((attacher, controller))
 }
