@@ -33,13 +33,8 @@ impl Reconciler for BootSlotReconciler {
     type Kind = BootSlotSpec;
     type Error = BootError;
 
-    /// Only the node's own slot object: in a unit, every node's is in the one store.
     fn owns(&self, obj: &Object<BootSlotSpec>) -> bool {
-        self.env
-            .settings
-            .object
-            .as_deref()
-            .is_none_or(|n| n == obj.name())
+        aos_slots::component::is_own_slot(self.env.settings.object.as_deref(), obj.name())
     }
 
     async fn apply(

@@ -7,19 +7,18 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aos_api::{ItemPhase, ItemSource, ItemSpec, LayerPhase, LayerSpec, Object};
-use aos_image::layerstore::LayerStore;
+use aos_api::{ItemPhase, ItemSpec, LayerPhase, LayerSpec};
 use aos_image::source::fake::{FakeSource, FakeSources};
 use aos_image::source::SourceSpec;
-use aos_image::space::SpaceAllocator;
-use aos_image_controllers::{ImageEnv, ItemReconciler};
+use aos_image_controllers::ItemReconciler;
 use aos_reconcile::{Action, Context, Reconciler};
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use aos_testkit::image::{file, ImageBuilder};
 
-const REF: &str = "registry.test/svc:v1";
+mod common;
+
+use common::REF;
 
 struct Rig {
     _dir: tempfile::TempDir,
@@ -40,21 +39,7 @@ impl Rig {
         let source = Arc::new(FakeSource::from_layout("fake registry", &built.layout).unwrap());
         let sources = FakeSources::new();
         sources.add(&SourceSpec::Registry(REF.into()), source.clone());
-        let root = dir.path().join("images");
-        let env = Arc::new(ImageEnv {
-            store: LayerStore::open(&root).unwrap(),
-            sources: Arc::new(sources),
-            retry: Default::default(),
-            convert: Default::default(),
-            space: SpaceAllocator::new(&root, 0),
-            os: "linux".into(),
-            arch: std::env::consts::ARCH.into(),
-            removed_ttl: Duration::from_secs(3600),
-            versions_per_item: 2,
-            integrity_interval: Duration::from_secs(3600),
-            archive_dirs: Vec::new(),
-            node: None,
-        });
+        let env = common::env(&dir.path().join("images"), Arc::new(sources), None);
         let backend: Arc<dyn Backend> =
             Arc::new(Embedded::open(EmbeddedOptions::in_memory()).unwrap());
         Rig {
@@ -67,19 +52,7 @@ impl Rig {
     }
 
     async fn item(&self) {
-        let spec = ItemSpec {
-            item_id: "svc".into(),
-            version: "1.0.0".into(),
-            source: ItemSource {
-                registry: Some(REF.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        self.api
-            .apply(&Object::new("svc".to_string(), spec))
-            .await
-            .unwrap();
+        common::apply_item(&self.backend).await;
     }
 
     async fn pass(&self) -> Result<Action, aos_image_controllers::PipelineError> {

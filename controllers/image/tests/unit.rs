@@ -7,21 +7,18 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aos_api::{
-    InstanceSpec, ItemPhase, ItemSource, ItemSpec, LayerPhase, LayerSpec, Object, Selector,
-};
-use aos_image::layerstore::LayerStore;
+use aos_api::{InstanceSpec, ItemPhase, ItemSpec, LayerPhase, LayerSpec, Object, Selector};
 use aos_image::source::fake::{FakeSource, FakeSources};
 use aos_image::source::SourceSpec;
-use aos_image::space::SpaceAllocator;
-use aos_image_controllers::{ImageEnv, ItemReconciler, LayerReconciler, REMOVED_AT};
+use aos_image_controllers::{ItemReconciler, LayerReconciler, REMOVED_AT};
 use aos_reconcile::{Action, Context, Reconciler};
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use aos_testkit::image::{file, ImageBuilder};
 
-const REF: &str = "registry.test/svc:v1";
+mod common;
+
+use common::REF;
 
 struct Node {
     items: ItemReconciler,
@@ -56,21 +53,7 @@ impl Unit {
         let sources = Arc::new(FakeSources::new());
         sources.add(&SourceSpec::Registry(REF.into()), source);
         let node = |name: &str| {
-            let root = dir.path().join(name);
-            let env = Arc::new(ImageEnv {
-                store: LayerStore::open(&root).unwrap(),
-                sources: sources.clone(),
-                retry: Default::default(),
-                convert: Default::default(),
-                space: SpaceAllocator::new(&root, 0),
-                os: "linux".into(),
-                arch: std::env::consts::ARCH.into(),
-                removed_ttl: Duration::from_secs(3600),
-                versions_per_item: 2,
-                integrity_interval: Duration::from_secs(3600),
-                archive_dirs: Vec::new(),
-                node: Some(name.to_string()),
-            });
+            let env = common::env(&dir.path().join(name), sources.clone(), Some(name));
             Node {
                 items: ItemReconciler::new(env.clone()),
                 layers: LayerReconciler::new(env),
@@ -87,19 +70,7 @@ impl Unit {
     }
 
     async fn item(&self) {
-        let spec = ItemSpec {
-            item_id: "svc".into(),
-            version: "1.0.0".into(),
-            source: ItemSource {
-                registry: Some(REF.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<ItemSpec>::new(self.backend.clone())
-            .apply(&Object::new("svc".to_string(), spec))
-            .await
-            .unwrap();
+        common::apply_item(&self.backend).await;
     }
 
     /// Places (or moves) the one instance of the item on `node`.

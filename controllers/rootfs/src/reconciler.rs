@@ -33,13 +33,8 @@ impl Reconciler for RootfsSlotReconciler {
     type Kind = RootfsSlotSpec;
     type Error = RootfsError;
 
-    /// Only the node's own slot object: in a unit, every node's is in the one store.
     fn owns(&self, obj: &Object<RootfsSlotSpec>) -> bool {
-        self.env
-            .settings
-            .object
-            .as_deref()
-            .is_none_or(|n| n == obj.name())
+        aos_slots::component::is_own_slot(self.env.settings.object.as_deref(), obj.name())
     }
 
     async fn apply(

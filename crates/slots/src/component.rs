@@ -22,6 +22,12 @@ pub fn slots_naming<S: aos_api::Spec>(
         .collect()
 }
 
+/// Whether a node whose own slot object is `own` (named after it; `None`: any) reconciles the
+/// slot object `name`: in a unit, every node's is in the one store.
+pub fn is_own_slot(own: Option<&str>, name: &str) -> bool {
+    own.is_none_or(|n| n == name)
+}
+
 /// The blob of a wanted component, or why there is none yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Blob {
