@@ -125,6 +125,27 @@ impl EtcdCluster {
         }
     }
 
+    /// Stops member `i` with SIGSTOP: it keeps its sockets but does nothing, so that it falls
+    /// behind the others (a member that lags); [`EtcdCluster::resume`] lets it run again.
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// Lets a paused member `i` run again (SIGCONT).
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        if let Some(c) = &self.members[i].child {
+            let ok = std::process::Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} of etcd member {i} failed");
+        }
+    }
+
     /// Starts member `i` again on its data dir and waits until the cluster is healthy.
     pub fn restart(&mut self, i: usize) {
         self.kill(i);
