@@ -231,6 +231,19 @@ fn a_unit_places_spreads_and_moves_instances_off_a_lost_leader_exactly_once() {
     let v2 = a.until("item", "sw-v2", 30, |v| v["status"]["phase"] == "Ready");
     assert_eq!(fetched_by("sw-v2"), ["node-b"], "{v2}");
     assert_eq!(fetched_by("sw-v1"), NODES, "every node runs v1");
+    let items = a.ok(&["get", "items", "-o", "wide"]);
+    let nodes_col = |item: &str| -> String {
+        let header: Vec<&str> = items.lines().next().unwrap().split_whitespace().collect();
+        let at = header.iter().position(|h| *h == "NODES").unwrap();
+        let line = items.lines().find(|l| l.starts_with(&format!("{item} ")));
+        line.unwrap()
+            .split_whitespace()
+            .nth(at)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(nodes_col("sw-v1"), "3/3", "{items}");
+    assert_eq!(nodes_col("sw-v2"), "1/1", "{items}");
     let owners_of = |item: &str| -> Vec<String> {
         let all: Value = serde_json::from_str(&a.ok(&["get", "layers", "-o", "json"])).unwrap();
         all["items"]

@@ -5,6 +5,7 @@ pub mod allocation;
 pub mod client;
 pub mod describe;
 pub mod files;
+pub mod human;
 pub mod inspect;
 pub mod merge;
 pub mod pack;

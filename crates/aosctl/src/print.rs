@@ -9,87 +9,7 @@ use tabled::settings::object::Columns;
 use tabled::settings::{Padding, Style};
 
 pub use crate::describe::describe;
-
-/// kubectl's short human durations: `45s`, `3m12s`, `15m`, `5h3m`, `30h`, `3d4h`, `90d`, `3y20d`.
-pub fn human_duration(d: chrono::Duration) -> String {
-    let secs = d.num_seconds();
-    if secs < -1 {
-        return "<invalid>".into();
-    }
-    if secs < 0 {
-        return "0s".into();
-    }
-    if secs < 120 {
-        return format!("{secs}s");
-    }
-    let mins = secs / 60;
-    if mins < 10 {
-        let s = secs % 60;
-        return if s == 0 {
-            format!("{mins}m")
-        } else {
-            format!("{mins}m{s}s")
-        };
-    }
-    if mins < 180 {
-        return format!("{mins}m");
-    }
-    let hours = secs / 3600;
-    if hours < 8 {
-        let m = mins % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    }
-    if hours < 24 * 365 * 8 {
-        let dy = (hours / 24) % 365;
-        return if dy == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{dy}d", hours / 24 / 365)
-        };
-    }
-    format!("{}y", hours / 24 / 365)
-}
-
-/// The age of a timestamp, as kubectl prints it.
-pub fn age(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    t.map_or_else(|| "<unknown>".into(), |t| human_duration(now - t))
-}
-
-/// Bytes in binary units: `512`, `1.5Ki`, `23Gi`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["", "Ki", "Mi", "Gi", "Ti", "Pi"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}")
-    } else if v >= 10.0 {
-        format!("{:.0}{}", v, UNITS[i])
-    } else {
-        format!("{:.1}{}", v, UNITS[i])
-    }
-}
+pub use crate::human::{age, bytes, human_duration};
 
 /// The value at a JSON pointer as a table cell (`<none>` when absent or empty).
 pub fn cell(v: &Value, ptr: &str) -> String {
@@ -170,7 +90,7 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
             vec![
                 "NAME", "ITEM", "VERSION", "TYPE", "PHASE", "PROGRESS", "AGE",
             ],
-            vec!["SOURCE", "ERROR"],
+            vec!["NODES", "SOURCE", "ERROR"],
         ),
         "Layer" => (
             vec!["NAME", "DIGEST", "PHASE", "SIZE", "AGE"],
@@ -322,6 +242,14 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 .unwrap_or("<none>")
                 .to_string();
             let phase = state("/status/phase", "Pending");
+            // In a unit: of the nodes that run it, how many have it.
+            let nodes = match v.pointer("/status/nodes").and_then(Value::as_object) {
+                Some(m) if !m.is_empty() => {
+                    let ready = m.values().filter(|e| e["phase"] == "Ready").count();
+                    format!("{ready}/{}", m.len())
+                }
+                _ => "<none>".into(),
+            };
             (
                 vec![
                     name,
@@ -332,7 +260,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                     progress,
                     age,
                 ],
-                vec![source, err()],
+                vec![nodes, source, err()],
             )
         }
         "Layer" => (
