@@ -315,4 +315,12 @@ fn a_unit_places_spreads_and_moves_instances_off_a_lost_leader_exactly_once() {
         .containers(&unit.nodes[li])
         .iter()
         .all(|c| !moved.contains(&c)));
+
+    // A Node deleted while its node runs is made again (the leader forgets only nodes that
+    // stay gone).
+    let a = &unit.nodes[0];
+    a.ok(&["delete", "node", "node-b"]);
+    a.until("node", "node-b", 30, |v| {
+        condition(v, "Ready")["status"] == "True"
+    });
 }

@@ -187,7 +187,7 @@ impl ItemReconciler {
             s.resolved_generation = generation;
             match unit {
                 // In a unit the nodes that fetch it say how far they are.
-                Some(me) => crate::unit::record(s, me, s.nodes.get(me).cloned()),
+                Some(me) => s.set_node(me, s.nodes.get(me).cloned()),
                 None => s.phase = ItemPhase::Downloading,
             }
         })
@@ -275,7 +275,7 @@ impl ItemReconciler {
         disown(&layers, obj, mine.into_iter()).await?;
         if obj.status.nodes.contains_key(me) || obj.status.common.condition(c::READY).is_none() {
             ctx.api
-                .update_status(obj.name(), |s| crate::unit::record(s, me, None))
+                .update_status(obj.name(), |s| s.set_node(me, None))
                 .await?;
         }
         Ok(Action::AwaitChange)
@@ -463,7 +463,7 @@ impl Reconciler for ItemReconciler {
                     reason: reason.clone(),
                     message: message.clone(),
                 };
-                crate::unit::record(s, me, Some(entry));
+                s.set_node(me, Some(entry));
             })
             .await?;
         Ok(match need {

@@ -1,15 +1,13 @@
 //! An Item in a unit of several nodes: which nodes fetch it (those an instance of it is placed
-//! on; every node for components, which the OS runtimes of each node take), each node's entry
-//! in `status.nodes`, and the top-level phase and `Ready` condition summed up from them.
+//! on; every node for components, which the OS runtimes of each node take), and which Instance
+//! changes wake it. (Each node's entry in `status.nodes` and the sum of them:
+//! `aos_api::ItemStatus::set_node`.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aos_api::condition::{self as c, reason as r};
-use aos_api::{
-    ConditionStatus, InstanceSpec, ItemOnNode, ItemPhase, ItemSpec, ItemStatus, ItemType, Object,
-};
+use aos_api::{InstanceSpec, ItemSpec, ItemType, Object};
 use aos_reconcile::Reader;
 use aos_store::{Api, Backend, StoreError};
 
@@ -49,59 +47,6 @@ pub async fn needed_on(
         need = Need::Leaving;
     }
     Ok(need)
-}
-
-/// Records this node's entry and sums the nodes up into the top-level phase, progress and
-/// `Ready` condition.
-pub fn record(s: &mut ItemStatus, node: &str, entry: Option<ItemOnNode>) {
-    match entry {
-        Some(e) => {
-            s.nodes.insert(node.to_string(), e);
-        }
-        None => {
-            s.nodes.remove(node);
-        }
-    }
-    s.summarize_nodes();
-    let now = chrono::Utc::now();
-    let n = s.nodes.len();
-    let ready = s
-        .nodes
-        .values()
-        .filter(|e| e.phase == ItemPhase::Ready)
-        .count();
-    let (status, reason, message) = match s.phase {
-        ItemPhase::Ready => (
-            ConditionStatus::True,
-            r::LAYERS_READY.to_string(),
-            format!("every layer is stored on each of the {n} nodes that run it"),
-        ),
-        ItemPhase::Failed => {
-            let (node, e) = s
-                .nodes
-                .iter()
-                .find(|(_, e)| e.phase == ItemPhase::Failed)
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .unwrap_or_default();
-            (
-                ConditionStatus::False,
-                e.reason,
-                format!("on node {node}: {}", e.message),
-            )
-        }
-        ItemPhase::Pending => (
-            ConditionStatus::False,
-            r::NOT_PLACED.to_string(),
-            "no node runs an instance of it yet: nothing is fetched".to_string(),
-        ),
-        _ => (
-            ConditionStatus::False,
-            r::DOWNLOADING.to_string(),
-            format!("ready on {ready} of the {n} nodes that run it"),
-        ),
-    };
-    s.common
-        .set_condition(c::READY, status, &reason, &message, now);
 }
 
 /// The Item keys to wake when an Instance changes where it runs or what it runs, or starts

@@ -3,8 +3,10 @@
 //! of Nodes, Items or Instances (and every `interval`) it reads them ([`views`]), decides
 //! ([`rules`]) and writes the decisions: `spec.nodeName` of the instances it places (a
 //! compare-and-swap on the instance: a concurrent change wins and is decided again), and the
-//! `Scheduled` condition (`Placed`, or `Unschedulable` with each node's reason).
+//! `Scheduled` condition (`Placed`, or `Unschedulable` with each node's reason). Once a minute
+//! it also forgets nodes that left the unit ([`departed`]).
 
+pub mod departed;
 pub mod lease;
 pub mod rules;
 pub mod views;
@@ -54,6 +56,11 @@ pub async fn run(backend: Arc<dyn Backend>, cfg: PlacementConfig, stop: Cancella
     let _ = lease.await;
 }
 
+/// How often the leader looks for what departed nodes left.
+const FORGET_EVERY: Duration = Duration::from_secs(60);
+/// How long a node's Node must be missing before what it left is forgotten.
+const DEPARTED_AFTER: Duration = Duration::from_secs(600);
+
 /// Places on every change while this node leads.
 async fn lead(
     backend: &Arc<dyn Backend>,
@@ -66,9 +73,21 @@ async fn lead(
         backend.watch(Some("Node"), None),
         backend.watch(Some("Item"), None),
     ]);
+    let mut forgot_at: Option<tokio::time::Instant> = None;
+    let mut departures = departed::Departures::default();
     loop {
         if let Err(e) = pass(backend).await {
             tracing::warn!(error = %e, "placement pass failed");
+        }
+        if forgot_at.is_none_or(|t| t.elapsed() >= FORGET_EVERY) {
+            forgot_at = Some(tokio::time::Instant::now());
+            match departed::forget_departed(backend, &mut departures, DEPARTED_AFTER).await {
+                Ok(f) if f != departed::Forgotten::default() => {
+                    tracing::info!(?f, "forgot what departed nodes left in the store")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "failed to forget departed nodes"),
+            }
         }
         // Let a burst of changes settle into one pass.
         tokio::select! {

@@ -317,6 +317,12 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
         .await
         .context("failed to create the Node resource")?;
     let mut controllers = tokio::task::JoinSet::new();
+    controllers.spawn(reregister(
+        backend.clone(),
+        node_reconciler.object_name(),
+        c.node.usage_interval.0,
+        shutdown.clone(),
+    ));
     let reporting = reporting::Reporting::start(&c, &backend, &mut controllers, &shutdown).await?;
     let base = controller_config(&c, &reporting.events, &reporting.metrics);
     controllers.spawn(
@@ -429,4 +435,31 @@ fn main() -> anyhow::Result<()> {
         tracing::error!("{e:#}");
     }
     result
+}
+
+/// Makes this node's Node again when it is deleted while the node runs (as a kubelet registers
+/// again): in a unit, the leader forgets what a node without a Node left in the store.
+async fn reregister(
+    backend: Arc<dyn aos_store::Backend>,
+    name: String,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let api = Api::<aos_api::NodeSpec>::new(backend);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match api.get_opt(&name).await {
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => {
+                tracing::warn!(node = name, "this node's Node was deleted: making it again");
+                let node = aos_api::Object::new(name.clone(), aos_api::NodeSpec::default());
+                if let Err(e) = api.apply(&node).await {
+                    tracing::warn!(error = %e, "failed to make this node's Node again");
+                }
+            }
+        }
+    }
 }

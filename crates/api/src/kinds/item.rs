@@ -117,45 +117,6 @@ pub struct ItemOnNode {
     pub message: String,
 }
 
-impl ItemStatus {
-    /// The Item's phase on `node` (`None`: a node of its own, where the top-level phase is
-    /// the node's).
-    pub fn phase_on(&self, node: Option<&str>) -> ItemPhase {
-        match node {
-            None => self.phase,
-            Some(n) => self.nodes.get(n).map_or(ItemPhase::Pending, |e| e.phase),
-        }
-    }
-
-    /// The top-level phase of an Item in a unit, from its nodes: Failed if it failed on one,
-    /// Ready when every node that needs it has it, else Downloading; Pending when no node
-    /// needs it yet (resolved, nothing fetched).
-    pub fn summarize_nodes(&mut self) {
-        let entries: Vec<&ItemOnNode> = self.nodes.values().collect();
-        self.phase = if entries.is_empty() {
-            ItemPhase::Pending
-        } else if entries.iter().any(|e| e.phase == ItemPhase::Failed) {
-            ItemPhase::Failed
-        } else if entries.iter().all(|e| e.phase == ItemPhase::Ready) {
-            ItemPhase::Ready
-        } else {
-            ItemPhase::Downloading
-        };
-        self.progress = (!entries.is_empty()).then(|| Progress {
-            done_bytes: entries
-                .iter()
-                .filter_map(|e| e.progress.as_ref())
-                .map(|p| p.done_bytes)
-                .sum(),
-            total_bytes: entries
-                .iter()
-                .filter_map(|e| e.progress.as_ref())
-                .map(|p| p.total_bytes)
-                .sum(),
-        });
-    }
-}
-
 impl Spec for ItemSpec {
     const KIND: &'static str = "Item";
     type Status = ItemStatus;

@@ -3,6 +3,7 @@
 mod event;
 mod instance;
 mod item;
+mod item_nodes;
 mod layer;
 mod network;
 mod node;
