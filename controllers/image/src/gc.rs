@@ -26,7 +26,7 @@ pub async fn collect_orphan_files(
     let (mut layers, _) = Api::<LayerSpec>::new(backend.clone())
         .list(&Selector::everything())
         .await?;
-    layers.retain(|l| l.spec.node_name.as_deref() == node);
+    layers.retain(|l| crate::kept_by(&l.spec, node));
     let (items, _) = Api::<ItemSpec>::new(backend)
         .list(&Selector::everything())
         .await?;

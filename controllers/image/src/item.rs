@@ -273,7 +273,7 @@ impl ItemReconciler {
         let (all, _) = layers.list(&aos_api::Selector::everything()).await?;
         let mine = owned_here(&all, obj.name(), Some(me));
         disown(&layers, obj, mine.into_iter()).await?;
-        if obj.status.nodes.contains_key(me) || obj.status.common.condition(c::READY).is_none() {
+        if obj.status.nodes.contains_key(me) {
             ctx.api
                 .update_status(obj.name(), |s| s.set_node(me, None))
                 .await?;

@@ -65,8 +65,14 @@ impl ImageEnv {
 
     /// Whether a Layer is this node's copy.
     pub fn keeps(&self, l: &aos_api::LayerSpec) -> bool {
-        l.node_name.as_deref() == self.node.as_deref()
+        kept_by(l, self.node.as_deref())
     }
+}
+
+/// Whether `l` is the copy of node `node` (in a unit; `None`: a node of its own, whose Layers
+/// name no node). The one rule every per-node pass of Layers filters by.
+pub fn kept_by(l: &aos_api::LayerSpec, node: Option<&str>) -> bool {
+    l.node_name.as_deref() == node
 }
 
 /// Why a reconcile of an Item or Layer failed.
@@ -151,7 +157,7 @@ pub async fn trim_versions(
         .filter(|l| {
             l.metadata.owner_references.is_empty()
                 && l.metadata.deletion_timestamp.is_none()
-                && l.spec.node_name.as_deref() == node
+                && kept_by(&l.spec, node)
         })
         .filter_map(|l| {
             let a = &l.metadata.annotations;

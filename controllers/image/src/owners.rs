@@ -9,7 +9,7 @@ use crate::{PipelineError, REMOVED_AT, REMOVED_ITEM};
 /// The Layers of node `node` that Item `item` owns.
 pub fn owned_here(all: &[Object<LayerSpec>], item: &str, node: Option<&str>) -> Vec<String> {
     all.iter()
-        .filter(|l| l.spec.node_name.as_deref() == node)
+        .filter(|l| crate::kept_by(&l.spec, node))
         .filter(|l| {
             l.metadata
                 .owner_references
