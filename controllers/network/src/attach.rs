@@ -1,5 +1,5 @@
 //! Attaching an instance to its network: an address from the Network's status (allocated once,
-//! kept across restarts of aosd and of the instance), a named namespace, a veth pair on the
+//! kept across restarts of aosd and of the instance; in a unit from this node's slice), a named namespace, a veth pair on the
 //! bridge with `eth0` inside, a default route. Idempotent; a half-made attachment is undone.
 
 use std::collections::BTreeSet;
@@ -16,6 +16,7 @@ use aos_store::{Api, Backend};
 use crate::hostports::{self, PortRange};
 use crate::ipam::{self, Cidr};
 use crate::netlink::{self, Links};
+use crate::slices;
 use crate::{Names, NetError};
 
 pub struct Attacher {
@@ -26,6 +27,8 @@ pub struct Attacher {
     host_ports: PortRange,
     /// Held while an instance's host ports are checked and its address taken.
     claims: tokio::sync::Mutex<()>,
+    /// In a unit: this node's object name (its key in a Network's `status.slices`).
+    node: Option<String>,
 }
 
 impl Attacher {
@@ -42,7 +45,14 @@ impl Attacher {
             links,
             host_ports,
             claims: tokio::sync::Mutex::new(()),
+            node: None,
         }
+    }
+
+    /// In a unit: instances take addresses from this node's slice of each network.
+    pub fn in_unit(mut self, node: &str) -> Self {
+        self.node = Some(node.to_string());
+        self
     }
 
     /// The instance's host ports are its own to publish (see [`crate::hostports`]).
@@ -74,13 +84,17 @@ impl Attacher {
             .get_opt(network)
             .await?
             .ok_or_else(|| NetError::NotReady(format!("{network} (no such Network)")))?;
-        // This node's own bridge: in a unit every node makes one of the network's (the status
-        // names whichever node wrote last).
-        let (Some(subnet), Some(_), bridge) = (
-            net.status.subnet.as_deref().and_then(Cidr::parse),
-            net.status.bridge.as_ref(),
-            self.names.bridge(network),
-        ) else {
+        // This node's own bridge and part of the subnet: in a unit every node makes a bridge of
+        // the network's on a slice of its own (the status' bridge names whichever node wrote
+        // last).
+        let subnet = net.status.subnet.as_deref().and_then(Cidr::parse);
+        let part = match &self.node {
+            None => subnet,
+            Some(node) => subnet.and_then(|s| slices::held(&net.status.slices, &s, node)),
+        };
+        let (Some(subnet), Some(_), bridge) =
+            (part, net.status.bridge.as_ref(), self.names.bridge(network))
+        else {
             return Err(NetError::NotReady(network.to_string()));
         };
         if net.metadata.deletion_timestamp.is_some() {
@@ -93,7 +107,13 @@ impl Attacher {
         let mut ip: Option<Ipv4Addr> = None;
         self.api
             .update_status(network, |s| {
-                ip = s.allocations.get(instance).and_then(|a| a.parse().ok());
+                // An address outside this node's part (the instance ran on another node of
+                // the unit before) is replaced.
+                ip = s
+                    .allocations
+                    .get(instance)
+                    .and_then(|a| a.parse().ok())
+                    .filter(|a| subnet.contains(*a));
                 if ip.is_none() {
                     let taken: BTreeSet<Ipv4Addr> = s
                         .allocations

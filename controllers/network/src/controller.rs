@@ -1,12 +1,13 @@
 //! The Network controller: picks the subnet (kept in status, so it never moves), makes the
-//! bridge and the NAT rules, and on deletion waits for the last instance to leave before it
+//! bridge and the NAT rules (in a unit: on this node's slice of the subnet, with routes to the
+//! other nodes' slices), and on deletion waits for the last instance to leave before it
 //! removes them.
 
 use aos_api::condition::{self as c, reason as r};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aos_api::{ConditionStatus, InstanceSpec, ItemSpec, NetworkSpec, Object};
+use aos_api::{ConditionStatus, InstanceSpec, ItemSpec, NetworkSpec, NodeSpec, Object};
 use aos_reconcile::{Action, Context, Reconciler};
 use aos_store::Api;
 
@@ -14,6 +15,7 @@ use crate::dns::{names_for, Dns};
 use crate::ipam::{self, Cidr};
 use crate::nat::{self, NatInstance, NatNetwork, Ports};
 use crate::netlink::Links;
+use crate::slices::{self, Unit};
 use crate::{Names, NetError, FINALIZER};
 
 pub struct NetworkReconciler {
@@ -29,6 +31,8 @@ pub struct NetworkReconciler {
     nat: tokio::sync::Mutex<Option<Vec<NatNetwork>>>,
     /// The finalizer this node holds on a Network until its bridge is gone.
     finalizer: &'static str,
+    /// In a unit: this node's name and slice size (see [`crate::slices`]).
+    pub(crate) unit: Option<Unit>,
 }
 
 impl NetworkReconciler {
@@ -48,16 +52,72 @@ impl NetworkReconciler {
             choosing: tokio::sync::Mutex::new(()),
             nat: tokio::sync::Mutex::new(None),
             finalizer: FINALIZER,
+            unit: None,
         }
     }
 
-    /// In a unit every node makes each network's bridge: each holds a finalizer of its own
-    /// (`aos.edge/network-<node>`), so that a deleted Network goes only once every node has
-    /// removed its part (a node away keeps it Terminating until it is back).
-    pub fn in_unit(mut self, node: &str) -> Self {
+    /// In a unit every node makes each network's bridge on a slice of its own: each holds a
+    /// finalizer of its own (`aos.edge/network-<node>`), so that a deleted Network goes only
+    /// once every node has removed its part (a node away keeps it Terminating until it is
+    /// back).
+    pub fn in_unit(mut self, unit: Unit) -> Self {
         // Once per process: the runtime takes a `&'static str`.
-        self.finalizer = Box::leak(format!("{FINALIZER}-{node}").into_boxed_str());
+        self.finalizer = Box::leak(format!("{FINALIZER}-{}", unit.node).into_boxed_str());
+        self.unit = Some(unit);
         self
+    }
+
+    /// This node's part of a network: its slice in a unit, else the whole subnet.
+    fn part(&self, n: &Object<NetworkSpec>) -> Option<Cidr> {
+        let subnet = Cidr::parse(n.status.subnet.as_deref()?)?;
+        match &self.unit {
+            None => Some(subnet),
+            Some(u) => slices::held(&n.status.slices, &subnet, &u.node),
+        }
+    }
+
+    /// In a unit: routes to the other nodes' slices (none in `cleanup`); the condition to
+    /// write, or `None` on a node alone.
+    async fn route_others(
+        &self,
+        backend: &Arc<dyn aos_store::Backend>,
+        net: &Object<NetworkSpec>,
+        subnet: &Cidr,
+        removing: bool,
+    ) -> Result<Option<(ConditionStatus, &'static str, String)>, NetError> {
+        let Some(u) = &self.unit else {
+            return Ok(None);
+        };
+        if removing {
+            self.links.sync_routes(subnet, &[]).await?;
+            return Ok(None);
+        }
+        let (nodes, _) = Api::<NodeSpec>::new(backend.clone())
+            .list(&Default::default())
+            .await?;
+        let addresses = nodes
+            .iter()
+            .filter_map(|n| {
+                Some((
+                    n.name().to_string(),
+                    n.status.address.as_deref()?.parse().ok()?,
+                ))
+            })
+            .collect();
+        let local = self.links.local_addresses().await?;
+        let (wanted, unknown) = slices::routes(&net.status.slices, &u.node, &addresses, &local);
+        let mut failed = self.links.sync_routes(subnet, &wanted).await?;
+        failed.extend(
+            unknown
+                .iter()
+                .map(|n| format!("node {n} reports no address")),
+        );
+        if failed.is_empty() {
+            return Ok(Some((ConditionStatus::True, r::ROUTED, String::new())));
+        }
+        tracing::warn!(network = net.name(), node = u.node, failed = ?failed, "some parts of the network are not routed");
+        let msg = format!("from {}: {}", u.node, failed.join("; "));
+        Ok(Some((ConditionStatus::False, r::ROUTE_FAILED, msg)))
     }
 
     /// Rewrites the table from every Network with a subnet (except `leaving`) and the
@@ -90,6 +150,8 @@ impl NetworkReconciler {
                     .collect();
                 Some(NatNetwork {
                     subnet: Cidr::parse(n.status.subnet.as_deref()?)?,
+                    gateway: self.part(n)?.gateway(),
+                    spans_nodes: self.unit.is_some(),
                     bridge: self.names.bridge(n.name()),
                     allow_outside: n.spec.allow_outside,
                     instances: attached,
@@ -170,11 +232,19 @@ impl Reconciler for NetworkReconciler {
             }
         };
         let bridge = self.names.bridge(name);
-        // The subnet is kept at once (two new networks must not pick the same one); the
-        // bridge and gateway, which instances wait for, once everything is up.
-        api.update_status(name, |s| s.subnet = Some(subnet.to_string()))
-            .await?;
-        let bridge_index = self.links.ensure_bridge(&bridge, &subnet).await?;
+        // The subnet is kept at once (two new networks must not pick the same one), and in a
+        // unit this node's slice of it; the bridge and gateway, which instances wait for, once
+        // everything is up.
+        let mut part = Ok(subnet);
+        api.update_status(name, |s| {
+            s.subnet = Some(subnet.to_string());
+            if let Some(u) = &self.unit {
+                part = slices::claim(&mut s.slices, &subnet, u);
+            }
+        })
+        .await?;
+        let part = part?;
+        let bridge_index = self.links.ensure_bridge(&bridge, &part).await?;
         let vlan = match (obj.spec.vlan_id, &self.uplink) {
             (None, _) => None,
             (Some(_), None) => Some(Err((
@@ -193,15 +263,23 @@ impl Reconciler for NetworkReconciler {
             .await?;
         self.sync_nat(&ctx.backend, &instances, None).await?;
         let latest = api.get(name).await?;
+        let routes = self
+            .route_others(&ctx.backend, &latest, &subnet, false)
+            .await?;
         self.dns.set_zone(
             name,
             zone(&ctx.backend, name, &latest.status.allocations, &instances).await?,
             latest.spec.allow_outside,
         );
-        let dns = self.dns.serve(name, subnet.gateway()).await;
+        let dns = self.dns.serve(name, part.gateway()).await;
         let now = chrono::Utc::now();
         api.update_status(name, |s| {
-            s.gateway = Some(subnet.gateway().to_string());
+            // In a unit each node has a gateway of its own (its slice's first address).
+            s.gateway = self.unit.is_none().then(|| part.gateway().to_string());
+            if let Some((status, reason, msg)) = &routes {
+                s.common
+                    .set_condition(c::ROUTES_READY, *status, reason, msg, now);
+            }
             s.bridge = Some(bridge.clone());
             s.common
                 .set_condition(c::READY, ConditionStatus::True, r::BRIDGE_UP, "", now);
@@ -238,7 +316,7 @@ impl Reconciler for NetworkReconciler {
         .await?;
         // The resolver is retried (with the runtime's backoff) until it listens.
         dns?;
-        tracing::debug!(network = name, %subnet, bridge, "network ready");
+        tracing::debug!(network = name, %subnet, %part, bridge, "network ready");
         Ok(Action::AwaitChange)
     }
 
@@ -261,6 +339,9 @@ impl Reconciler for NetworkReconciler {
             return Ok(Action::Requeue(Duration::from_secs(1)));
         }
         self.dns.stop(name);
+        if let Some(subnet) = obj.status.subnet.as_deref().and_then(Cidr::parse) {
+            self.route_others(&ctx.backend, &obj, &subnet, true).await?;
+        }
         self.links.delete(&self.names.vlan(name)).await?;
         self.links.delete(&self.names.bridge(name)).await?;
         let (instances, _) = Api::<InstanceSpec>::new(ctx.backend.clone())

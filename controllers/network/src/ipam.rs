@@ -83,6 +83,24 @@ pub fn choose_subnet(pool: &[Cidr], used: &[Cidr], host_routes: &[Cidr]) -> Opti
         .copied()
 }
 
+/// The first part of `subnet` with prefix `len` that overlaps none of `taken` (the parts of the
+/// other nodes of a unit).
+pub fn choose_slice(subnet: &Cidr, len: u8, taken: &[Cidr]) -> Option<Cidr> {
+    if len < subnet.len || len > 30 {
+        return None;
+    }
+    let step = 1u64 << (32 - len as u32);
+    let count = 1u64 << (len - subnet.len) as u32;
+    (0..count)
+        .map(|i| {
+            Cidr::new(
+                Ipv4Addr::from(u32::from(subnet.addr) + (i * step) as u32),
+                len,
+            )
+        })
+        .find(|c| !taken.iter().any(|t| t.overlaps(c)))
+}
+
 /// The lowest free host address of `subnet` after the gateway.
 pub fn allocate(subnet: &Cidr, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
     let first = u32::from(subnet.gateway()) + 1;
@@ -109,6 +127,32 @@ mod tests {
         assert_eq!(choose_subnet(&pool, &used, &host), Some(c("172.19.0.0/16")));
         let all: Vec<Cidr> = pool.clone();
         assert_eq!(choose_subnet(&pool, &all, &[]), None);
+    }
+
+    #[test]
+    fn a_node_takes_the_first_part_of_the_subnet_no_other_node_holds() {
+        let s = c("172.20.0.0/16");
+        assert_eq!(choose_slice(&s, 20, &[]), Some(c("172.20.0.0/20")));
+        let taken = [c("172.20.0.0/20"), c("172.20.32.0/20")];
+        assert_eq!(choose_slice(&s, 20, &taken), Some(c("172.20.16.0/20")));
+        let all: Vec<Cidr> = (0..16)
+            .map(|i| c(&format!("172.20.{}.0/20", i * 16)))
+            .collect();
+        assert_eq!(choose_slice(&s, 20, &all), None, "sixteen nodes fill a /16");
+        assert_eq!(
+            choose_slice(&c("10.0.0.0/24"), 31, &[]),
+            None,
+            "no room for hosts"
+        );
+        assert_eq!(
+            choose_slice(&c("10.0.0.0/24"), 23, &[]),
+            None,
+            "wider than the subnet"
+        );
+        assert_eq!(
+            choose_slice(&c("10.0.0.0/24"), 24, &[]),
+            Some(c("10.0.0.0/24"))
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Networking of instances: the Network controller (a subnet from the pools, a bridge with the
 //! gateway address, NAT in one nftables table of ours) and the attachment of an instance (a
 //! named network namespace, a veth pair with `eth0` inside, a persistent address, a default
-//! route), handed to the Instance controller through its `Networks` port.
+//! route), handed to the Instance controller through its `Networks` port. In a unit each node
+//! has a part of every network's subnet and routes to the others' ([`slices`]).
 
 mod attach;
 mod controller;
@@ -11,6 +12,7 @@ pub mod ipam;
 pub mod nat;
 pub mod netlink;
 pub mod shaping;
+pub mod slices;
 mod wiring;
 
 use std::path::PathBuf;
@@ -67,6 +69,8 @@ pub enum NetError {
     SubnetConflict(String),
     #[error("{0}")]
     HostPort(String),
+    #[error("{0}")]
+    NoSlice(String),
     #[error("network {0} has no free address")]
     NoAddress(String),
     #[error("network {0} is not ready")]
@@ -88,6 +92,7 @@ impl Reason for NetError {
             NetError::SubnetConflict(_) => "SubnetConflict",
             NetError::HostPort(_) => "HostPortUnavailable",
             NetError::NoAddress(_) => "NoAddress",
+            NetError::NoSlice(_) => "NoSlice",
             NetError::NotReady(_) => aos_api::condition::reason::NETWORK_NOT_READY,
         }
     }

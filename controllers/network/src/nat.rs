@@ -48,7 +48,13 @@ pub struct NatInstance {
 /// One network as the firewall sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NatNetwork {
+    /// The whole network (in a unit: every node's slice).
     pub subnet: Cidr,
+    /// This node's gateway on it (its resolver listens there).
+    pub gateway: Ipv4Addr,
+    /// In a unit: the network's other slices are on other bridges or hosts, reached through
+    /// this node's gateway; traffic between the slices passes as inside one bridge.
+    pub spans_nodes: bool,
     pub bridge: String,
     pub allow_outside: bool,
     pub instances: Vec<NatInstance>,
@@ -117,6 +123,17 @@ pub fn script(table: &str, networks: &[NatNetwork]) -> String {
         for b in &bridges {
             line(format!("    iifname \"{b}\" oifname \"{b}\" accept"));
         }
+        // A network across nodes: its instances elsewhere (other slices) in both directions.
+        for n in networks.iter().filter(|n| n.spans_nodes) {
+            line(format!(
+                "    iifname \"{}\" ip daddr {} accept",
+                n.bridge, n.subnet
+            ));
+            line(format!(
+                "    ip saddr {} oifname \"{}\" ip daddr {} accept",
+                n.subnet, n.bridge, n.subnet
+            ));
+        }
         // Between networks: what the source allows and the destination exposes (the pairs
         // arrive checked against the destination's exposed ports).
         for n in networks {
@@ -171,7 +188,7 @@ pub fn script(table: &str, networks: &[NatNetwork]) -> String {
             "    iifname {set} ct state established,related accept"
         ));
         for n in networks {
-            let gw = n.subnet.gateway();
+            let gw = n.gateway;
             line(format!(
                 "    iifname \"{}\" ip daddr {gw} meta l4proto {{ tcp, udp }} th dport 53 accept",
                 n.bridge
@@ -280,12 +297,16 @@ mod tests {
         let nets = [
             NatNetwork {
                 subnet: Cidr::parse("172.17.0.0/16").unwrap(),
+                gateway: Ipv4Addr::new(172, 17, 0, 1),
+                spans_nodes: false,
                 bridge: "ab1".into(),
                 allow_outside: true,
                 instances: vec![web],
             },
             NatNetwork {
                 subnet: Cidr::parse("172.18.0.0/16").unwrap(),
+                gateway: Ipv4Addr::new(172, 18, 0, 1),
+                spans_nodes: false,
                 bridge: "ab2".into(),
                 allow_outside: false,
                 instances: vec![client],
@@ -332,6 +353,42 @@ mod tests {
             script("aosd_x", &[]),
             "table inet aosd_x {}\ndelete table inet aosd_x\n"
         );
+        assert!(
+            !s.contains("ip saddr 172.17.0.0/16 oifname"),
+            "no slices on a node alone"
+        );
+    }
+
+    /// A network across nodes: this node has 172.19.16.0/20 of it.
+    fn spanning() -> NatNetwork {
+        NatNetwork {
+            subnet: Cidr::parse("172.19.0.0/16").unwrap(),
+            gateway: Ipv4Addr::new(172, 19, 16, 1),
+            spans_nodes: true,
+            bridge: "ab3".into(),
+            allow_outside: false,
+            instances: vec![],
+        }
+    }
+
+    #[test]
+    fn a_network_across_nodes_passes_between_its_slices_and_serves_dns_on_this_nodes_gateway() {
+        let s = script("aosd_x", &[spanning()]);
+        let out = s
+            .find("iifname \"ab3\" ip daddr 172.19.0.0/16 accept")
+            .unwrap();
+        let fence = s
+            .find("iifname \"ab3\" ip daddr { 172.19.0.0/16 } drop")
+            .unwrap();
+        assert!(out < fence, "{s}");
+        let inbound = s
+            .find("ip saddr 172.19.0.0/16 oifname \"ab3\" ip daddr 172.19.0.0/16 accept")
+            .unwrap();
+        assert!(inbound < s.find("oifname { \"ab3\" } drop").unwrap(), "{s}");
+        assert!(
+            s.contains("iifname \"ab3\" ip daddr 172.19.16.1 meta l4proto"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -343,12 +400,17 @@ mod tests {
             allowed: vec![(Ipv4Addr::new(172, 18, 0, 2), ports(53, "udp"))],
             published: vec![(18080, 8080, "tcp".into())],
         };
-        let nets = [NatNetwork {
-            subnet: Cidr::parse("172.17.0.0/16").unwrap(),
-            bridge: "ab1".into(),
-            allow_outside: true,
-            instances: vec![web],
-        }];
+        let nets = [
+            NatNetwork {
+                subnet: Cidr::parse("172.17.0.0/16").unwrap(),
+                gateway: Ipv4Addr::new(172, 17, 0, 1),
+                spans_nodes: false,
+                bridge: "ab1".into(),
+                allow_outside: true,
+                instances: vec![web],
+            },
+            spanning(),
+        ];
         let mut child = Command::new("nft")
             .args(["-c", "-f", "-"])
             .stdin(Stdio::piped())

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder,
 };
@@ -23,6 +25,15 @@ fn nl(what: String) -> impl FnOnce(rtnetlink::Error) -> NetError {
         source: Box::new(e),
     }
 }
+
+/// A route that is already gone (removed by the kernel with its link, or by another pass).
+fn gone(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -(nix::errno::Errno::ESRCH as i32))
+}
+
+/// The protocol number of the routes aosd adds (to other nodes' parts of a network): how they
+/// are told from the host's own routes.
+pub const ROUTE_PROTOCOL: u8 = 0xa5;
 
 fn exists(e: &rtnetlink::Error) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -(nix::errno::Errno::EEXIST as i32))
@@ -188,6 +199,86 @@ impl Links {
             }
         }
         Ok(out)
+    }
+
+    /// The host's own IPv4 addresses.
+    pub async fn local_addresses(&self) -> Result<Vec<Ipv4Addr>, NetError> {
+        let mut addrs = self.handle.address().get().execute();
+        let mut out = Vec::new();
+        while let Some(m) = addrs
+            .try_next()
+            .await
+            .map_err(nl("failed to list addresses".into()))?
+        {
+            for a in &m.attributes {
+                if let AddressAttribute::Address(IpAddr::V4(ip)) = a {
+                    out.push(*ip);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes the routes of ours (told from the host's by their protocol number) to parts of
+    /// `within` exactly `wanted` (destination, gateway). Returns what could not be routed
+    /// (a gateway no link reaches, say), one message each; listing errors are errors.
+    pub async fn sync_routes(
+        &self,
+        within: &Cidr,
+        wanted: &[(Cidr, Ipv4Addr)],
+    ) -> Result<Vec<String>, NetError> {
+        let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut routes = self.handle.route().get(req).execute();
+        let mut have = Vec::new();
+        let mut stale = Vec::new();
+        while let Some(r) = routes
+            .try_next()
+            .await
+            .map_err(nl("failed to list routes".into()))?
+        {
+            if r.header.protocol != RouteProtocol::Other(ROUTE_PROTOCOL) {
+                continue;
+            }
+            let (mut dst, mut gw) = (None, None);
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                        dst = Some(Cidr::new(*ip, r.header.destination_prefix_length));
+                    }
+                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => gw = Some(*ip),
+                    _ => {}
+                }
+            }
+            let (Some(dst), Some(gw)) = (dst, gw) else {
+                continue;
+            };
+            if !within.overlaps(&dst) || dst.len < within.len {
+                continue;
+            }
+            if wanted.contains(&(dst, gw)) {
+                have.push((dst, gw));
+            } else {
+                stale.push(r);
+            }
+        }
+        for r in stale {
+            match self.handle.route().del(r).execute().await {
+                Err(e) if !gone(&e) => return Err(nl("failed to remove a route".into())(e)),
+                _ => {}
+            }
+        }
+        let mut failed = Vec::new();
+        for (dst, gw) in wanted.iter().filter(|w| !have.contains(w)) {
+            let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst.addr, dst.len)
+                .gateway(*gw)
+                .protocol(RouteProtocol::Other(ROUTE_PROTOCOL))
+                .build();
+            if let Err(e) = self.handle.route().add(msg).replace().execute().await {
+                failed.push(format!("{dst} via {gw}: {e}"));
+            }
+        }
+        Ok(failed)
     }
 
     /// A veth pair: `host` on the bridge, up; `peer` moved into the namespace at `netns`.

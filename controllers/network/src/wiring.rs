@@ -1,10 +1,11 @@
 //! The Network controller as a whole: Networks, and the Instances that join and leave them
-//! (which change the addresses a network's resolver answers and the NAT table).
+//! (which change the addresses a network's resolver answers and the NAT table); in a unit, other
+//! nodes' slices and addresses (which change the routes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use aos_api::{InstanceSpec, Object};
+use aos_api::{InstanceSpec, NetworkSpec, NodeSpec, Object};
 use aos_reconcile::{Controller, ControllerConfig};
 use aos_store::Backend;
 
@@ -16,7 +17,33 @@ pub fn controller(
     backend: Arc<dyn Backend>,
     config: ControllerConfig,
 ) -> Controller<NetworkReconciler> {
-    Controller::new(reconciler, backend, config).watches::<InstanceSpec>(instance_changes())
+    let unit = reconciler.unit.is_some();
+    let c =
+        Controller::new(reconciler, backend, config).watches::<InstanceSpec>(instance_changes());
+    if !unit {
+        return c;
+    }
+    // In a unit: another node's slice, or a node's address, changes this node's routes.
+    let known = Arc::new(Mutex::new(HashMap::<String, String>::new()));
+    let seen = known.clone();
+    let addresses = Mutex::new(HashMap::<String, Option<String>>::new());
+    c.watches::<NetworkSpec>(move |n: &Object<NetworkSpec>| {
+        let key = serde_json::json!(n.status.slices).to_string();
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.insert(n.name().to_string(), key.clone()) {
+            Some(old) if old == key => Vec::new(),
+            _ => vec![n.name().to_string()],
+        }
+    })
+    .watches::<NodeSpec>(move |n: &Object<NodeSpec>| {
+        let mut addresses = addresses.lock().unwrap_or_else(|e| e.into_inner());
+        let old = addresses.insert(n.name().to_string(), n.status.address.clone());
+        if old.as_ref() == Some(&n.status.address) {
+            return Vec::new();
+        }
+        let known = known.lock().unwrap_or_else(|e| e.into_inner());
+        known.keys().cloned().collect()
+    })
 }
 
 /// Maps an Instance event to its network, only when what the network side uses changed (spec,

@@ -87,6 +87,17 @@ pub fn object_name(node_id: &str) -> String {
 }
 
 /// `(total, used)` bytes of the filesystem holding `path`.
+/// The source address the host would use on its default route (a UDP socket "connected" to a
+/// documentation address: nothing is sent), `None` without an IPv4 default route.
+pub fn default_route_source() -> Option<std::net::Ipv4Addr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    match s.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+        _ => None,
+    }
+}
+
 pub fn disk_usage(path: &Path) -> Option<(u64, u64)> {
     let s = nix::sys::statvfs::statvfs(path).ok()?;
     let frag = s.fragment_size() as u64;

@@ -34,6 +34,9 @@ pub struct NodeConfig {
     pub usage_interval: Duration,
     /// Another node whose heartbeat has not changed for this long is marked `Ready=Unknown`.
     pub lost_after: Duration,
+    /// The address other nodes of a unit reach this one at; `None`: the source address of the
+    /// default route, looked up at each status write (it may come from DHCP).
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +203,11 @@ impl NodeReconciler {
             runtimes,
             usage: Some(usage),
             heartbeat_time: Some(chrono::Utc::now()),
+            address: self
+                .config
+                .address
+                .or_else(host::default_route_source)
+                .map(|a| a.to_string()),
             ..NodeStatus::default()
         }
     }
@@ -304,6 +312,7 @@ mod tests {
             partitions: vec![("root".into(), "/".into())],
             usage_interval: Duration::from_secs(10),
             lost_after: Duration::from_secs(40),
+            address: Some([192, 0, 2, 7].into()),
         })
     }
 
@@ -321,6 +330,11 @@ mod tests {
         assert_eq!(s.dmips, 10_000);
         assert_eq!(s.dmips_source, DmipsSource::Configured);
         assert!(s.total_ram > 0 && s.cpus > 0);
+        assert_eq!(
+            s.address.as_deref(),
+            Some("192.0.2.7"),
+            "the configured address"
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! Forgetting nodes that left the unit (their Node deleted, and not made again): what is kept
 //! in the store for them alone would otherwise stay for good, because only they would remove it.
 //! Their Layer copies go (their finalizer released: the files went with the node), their
-//! entries leave Items' status, and their finalizers leave Networks (a Network being deleted
+//! entries leave Items' status, their slices and finalizers leave Networks (a Network being deleted
 //! would wait for them forever). The unit's leader does this, like placement, for nodes gone
 //! for a grace period (a node re-registers its Node within a heartbeat or two: a Node deleted
 //! by mistake costs nothing).
@@ -24,6 +24,7 @@ pub struct Forgotten {
     pub layers: usize,
     pub item_entries: usize,
     pub network_finalizers: usize,
+    pub network_slices: usize,
 }
 
 /// Since when each node seen in the store has had no Node object, as this leader saw it.
@@ -107,13 +108,30 @@ pub async fn forget_departed(
             .cloned()
             .collect();
         let dropped = n.metadata.finalizers.len() - keep.len();
-        if dropped == 0 {
-            continue;
+        if dropped > 0 {
+            networks
+                .set_finalizers(&n.metadata.name, keep, n.metadata.resource_version.into())
+                .await?;
+            done.network_finalizers += dropped;
         }
-        networks
-            .set_finalizers(&n.metadata.name, keep, n.metadata.resource_version.into())
-            .await?;
-        done.network_finalizers += dropped;
+        // Its slice of the subnet is free for another node.
+        let slices: Vec<String> = n
+            .status
+            .slices
+            .keys()
+            .filter(|s| gone(s))
+            .cloned()
+            .collect();
+        if !slices.is_empty() {
+            networks
+                .update_status(&n.metadata.name, |s| {
+                    for node in &slices {
+                        s.slices.remove(node);
+                    }
+                })
+                .await?;
+            done.network_slices += slices.len();
+        }
     }
     Ok(done)
 }

@@ -1,6 +1,6 @@
 //! What nodes that left the unit (no Node object) kept in the store is forgotten by one pass,
 //! and only theirs: their Layer copies (finalizer and all), their entries in Items' status,
-//! their finalizers on Networks, once they have been gone for the grace; a second pass finds
+//! their slices and finalizers on Networks, once they have been gone for the grace; a second pass finds
 //! nothing.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -80,6 +80,16 @@ async fn what_departed_nodes_kept_is_forgotten_and_nothing_of_the_present_ones()
         "aos.edge/network-left".into(),
     ];
     networks.apply(&net).await.unwrap();
+    networks
+        .update_status("net", |s| {
+            s.subnet = Some("172.20.0.0/16".into());
+            s.slices = [("here", "172.20.0.0/20"), ("left", "172.20.16.0/20")]
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), c.to_string()))
+                .collect();
+        })
+        .await
+        .unwrap();
     networks.delete("net").await.unwrap();
 
     // Absent for less than the grace: kept (a Node deleted by mistake is made again).
@@ -97,7 +107,8 @@ async fn what_departed_nodes_kept_is_forgotten_and_nothing_of_the_present_ones()
         Forgotten {
             layers: 1,
             item_entries: 1,
-            network_finalizers: 1
+            network_finalizers: 1,
+            network_slices: 1,
         }
     );
     let layers = Api::<LayerSpec>::new(backend.clone());
@@ -108,6 +119,11 @@ async fn what_departed_nodes_kept_is_forgotten_and_nothing_of_the_present_ones()
     assert_eq!(s.phase, ItemPhase::Ready, "summed up again without it");
     let net = networks.get("net").await.unwrap();
     assert_eq!(net.metadata.finalizers, ["aos.edge/network-here"]);
+    assert_eq!(
+        net.status.slices.keys().collect::<Vec<_>>(),
+        ["here"],
+        "its slice is free for another node"
+    );
 
     let again = forget_departed(&backend, &mut departures, grace).await;
     assert_eq!(again.unwrap(), Forgotten::default());

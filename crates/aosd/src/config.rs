@@ -54,6 +54,9 @@ pub struct NetworkSection {
     pub uplink: String,
     /// Host ports instances may publish, `first-last`.
     pub host_ports: String,
+    /// In a unit, each node's part of a network's subnet is the subnet's prefix plus this many
+    /// bits (4: a /16 gives sixteen nodes a /20, 4094 addresses, each).
+    pub node_slice_bits: u8,
 }
 
 impl Default for NetworkSection {
@@ -64,6 +67,7 @@ impl Default for NetworkSection {
             netns_dir: PathBuf::from("/run/netns"),
             uplink: String::new(),
             host_ports: "1024-65535".into(),
+            node_slice_bits: 4,
         }
     }
 }
@@ -148,6 +152,9 @@ pub struct NodeSection {
     pub placement: Placement,
     /// Partitions whose usage is reported, by name; `data` (the data dir) is always reported.
     pub partitions: BTreeMap<String, PathBuf>,
+    /// The IPv4 address the other nodes of a unit reach this one at (their routes to its part
+    /// of each network go through it); empty: the source address of the default route.
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -316,6 +323,7 @@ impl Default for NodeSection {
             lost_after: AosDuration::from_secs(40),
             placement: Placement::Local,
             partitions: BTreeMap::new(),
+            address: None,
         }
     }
 }

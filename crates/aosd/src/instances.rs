@@ -246,12 +246,11 @@ fn network_parts(
     let links = Links::new()?;
     let host_ports = aos_network_controller::hostports::PortRange::parse(&c.host_ports)
         .with_context(|| format!("network.host_ports: {:?} is not first-last", c.host_ports))?;
-    let attacher = Arc::new(Attacher::new(
-        backend.clone(),
-        names.clone(),
-        links.clone(),
-        host_ports,
-    ));
+    let mut attacher = Attacher::new(backend.clone(), names.clone(), links.clone(), host_ports);
+    if let Some(node) = &unit_node {
+        attacher = attacher.in_unit(node);
+    }
+    let attacher = Arc::new(attacher);
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let dns = aos_network_controller::dns::Dns::new(aos_network_controller::dns::Dns::upstream_of(
         &resolv,
@@ -264,7 +263,10 @@ fn network_parts(
         Some(c.uplink.clone()).filter(|u| !u.is_empty()),
     );
     if let Some(node) = unit_node {
-        reconciler = reconciler.in_unit(&node);
+        reconciler = reconciler.in_unit(aos_network_controller::slices::Unit {
+            node,
+            bits: c.node_slice_bits,
+        });
     }
     let controller = aos_network_controller::controller(reconciler, backend, config);
     Ok((attacher, controller))

@@ -219,6 +219,7 @@ fn node_config(c: &Config) -> NodeConfig {
         partitions,
         usage_interval: c.node.usage_interval.0,
         lost_after: lost_after(c),
+        address: c.node.address,
     }
 }
 

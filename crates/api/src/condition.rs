@@ -26,6 +26,8 @@ pub const SCHEDULED: &str = "Scheduled";
 pub const VLAN_READY: &str = "VlanReady";
 /// Network: its resolver answers.
 pub const DNS_READY: &str = "DnsReady";
+/// Network, in a unit: the writing node routes to every other node's part of the subnet.
+pub const ROUTES_READY: &str = "RoutesReady";
 
 /// Node: the cloud connector has a session with its cloud (written by the connector; its
 /// `lastTransitionTime` says since when the cloud is away, for `offlineTTL`).
@@ -66,6 +68,9 @@ pub mod reason {
     pub const ATTACHED: &str = "Attached";
     pub const SERVING: &str = "Serving";
     pub const LISTEN_FAILED: &str = "ListenFailed";
+    /// Network, in a unit: routes to the other nodes' parts.
+    pub const ROUTED: &str = "Routed";
+    pub const ROUTE_FAILED: &str = "RouteFailed";
     /// Network: instances are still attached.
     pub const IN_USE: &str = "InUse";
     pub const NETWORK_NOT_READY: &str = "NetworkNotReady";

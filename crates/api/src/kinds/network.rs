@@ -41,6 +41,11 @@ pub struct NetworkStatus {
     /// Instance name → address.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub allocations: BTreeMap<String, String>,
+    /// In a unit: node object name → that node's part of the subnet (`a.b.c.d/len`). Its
+    /// bridge takes the part's first address and its instances their addresses from it;
+    /// the other parts are reached through the node's gateway.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slices: BTreeMap<String, String>,
 }
 impl_status!(NetworkStatus);
 

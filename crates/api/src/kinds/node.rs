@@ -176,6 +176,11 @@ pub struct NodeStatus {
     /// (timed by their own clocks, from when they saw it last change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_time: Option<DateTime<Utc>>,
+    /// The IPv4 address the other nodes of a unit reach this node at (`node.address`, or the
+    /// source address of its default route): their routes to its part of each network go
+    /// through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 impl_status!(NodeStatus);
 
