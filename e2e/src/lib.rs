@@ -8,6 +8,7 @@ pub mod cloud;
 pub mod images;
 pub mod net;
 pub mod node;
+pub mod unit;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

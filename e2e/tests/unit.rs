@@ -12,95 +12,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aos_e2e::node::{instance, item, rand_suffix};
-use aos_e2e::{condition, Aosd, AosdOptions};
-use aos_testkit::containerd::ContainerdProcess;
-use aos_testkit::EtcdCluster;
+use aos_e2e::condition;
+use aos_e2e::node::{instance, item};
+use aos_e2e::unit::Unit;
 use serde_json::Value;
 
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 /// Instances placed anywhere (and two more with node selectors).
 const SPREAD: u64 = 28;
-
-struct Unit {
-    cluster: EtcdCluster,
-    containerd: ContainerdProcess,
-    prefix: String,
-    nodes: Vec<Aosd>,
-}
-
-impl Unit {
-    fn start() -> Unit {
-        let cluster = EtcdCluster::start(3);
-        let containerd = ContainerdProcess::start();
-        let prefix = format!("/unit-{}-{}/", std::process::id(), rand_suffix());
-        let mut unit = Unit {
-            cluster,
-            containerd,
-            prefix,
-            nodes: Vec::new(),
-        };
-        for id in NODES {
-            // node-c is the only one in the north.
-            let labels = if id == "node-c" {
-                "zone = \"north\"\n"
-            } else {
-                ""
-            };
-            let aosd = unit.node(id, labels);
-            unit.nodes.push(aosd);
-        }
-        for n in NODES {
-            unit.nodes[0].until("node", n, 30, |v| condition(v, "Ready")["status"] == "True");
-        }
-        unit
-    }
-
-    fn node(&self, id: &str, labels: &str) -> Aosd {
-        Aosd::start_with(AosdOptions {
-            config: Some(format!(
-                "[node]\nusage_interval = \"1s\"\nlost_after = \"6s\"\nplacement = \"unit\"\n\
-                 [node.labels]\n{labels}\
-                 [runtimes.container]\nstop_grace = \"1s\"\nusage_interval = \"1s\"\n\
-                 [store]\nbackend = \"etcd\"\n[store.etcd]\nendpoints = {:?}\nprefix = \"{}\"\n",
-                self.cluster.endpoints(),
-                self.prefix
-            )),
-            args: vec!["--node-id".into(), id.into()],
-            containerd: Some(self.containerd.socket.clone()),
-        })
-    }
-
-    /// The containers of one node's namespace.
-    fn containers(&self, node: &Aosd) -> Vec<String> {
-        let out = Command::new("ctr")
-            .arg("-a")
-            .arg(&self.containerd.socket)
-            .args(["-n", &node.namespace().unwrap(), "containers", "ls", "-q"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn leader(&self) -> String {
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg("--endpoints")
-            .arg(self.cluster.endpoints().join(","))
-            .args([
-                "get",
-                &format!("{}Lease/placement", self.prefix),
-                "--print-value-only",
-            ])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["spec"]["holder"].as_str().unwrap().to_string()
-    }
-}
 
 fn active(v: &Value) -> bool {
     v["status"]["state"] == "active" && v["status"]["pid"].is_u64()
@@ -108,7 +27,12 @@ fn active(v: &Value) -> bool {
 
 #[test]
 fn a_unit_places_spreads_and_moves_instances_off_a_lost_leader_exactly_once() {
-    let mut unit = Unit::start();
+    let mut unit = Unit::start(&[
+        ("node-a", ""),
+        ("node-b", ""),
+        // The only one in the north.
+        ("node-c", "zone = \"north\"\n"),
+    ]);
     let a = &unit.nodes[0];
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services/state-writer");
     let svc = a.path().join("svc");

@@ -121,8 +121,14 @@ async fn network(
     };
     // Always the network's resolver: a resolver that could not listen yet is retried by the
     // Network controller, and what an instance is made with must not flip with it.
-    let servers: Vec<String> = match &net.status.gateway {
-        Some(gw) => vec![gw.clone()],
+    // In a unit: this node's gateway (its slice's), where its resolver listens; not before
+    // this node has its slice.
+    let node = unit_node(env);
+    if node.is_some() && net.status.gateway_on(node).is_none() {
+        return Ok(NetworkInput::NotReady(n.network_id.clone()));
+    }
+    let servers: Vec<String> = match net.status.gateway_on(node) {
+        Some(gw) => vec![gw],
         None => net.spec.dns_servers.clone(),
     };
     Ok(NetworkInput::Ready {

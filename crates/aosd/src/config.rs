@@ -420,6 +420,9 @@ impl Config {
         if self.node.usage_interval.0.is_zero() {
             bail!("node.usage_interval must be positive");
         }
+        if !(1..=16).contains(&self.network.node_slice_bits) {
+            bail!("network.node_slice_bits must be between 1 and 16");
+        }
         self.runtimes.boot.validate()?;
         self.runtimes.rootfs.validate()?;
         Ok(())

@@ -23,6 +23,23 @@ pub struct NetworkSpec {
     pub allow_outside: bool,
 }
 
+#[cfg(test)]
+mod gateway_tests {
+    use super::*;
+
+    #[test]
+    fn a_nodes_gateway_is_the_first_address_of_its_slice_and_a_lone_nodes_the_networks() {
+        let s = NetworkStatus {
+            gateway: Some("172.20.0.1".into()),
+            slices: [("b".to_string(), "172.20.16.0/20".to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(s.gateway_on(Some("b")).as_deref(), Some("172.20.16.1"));
+        assert_eq!(s.gateway_on(Some("c")), None, "no slice yet");
+        assert_eq!(s.gateway_on(None).as_deref(), Some("172.20.0.1"));
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -48,6 +65,19 @@ pub struct NetworkStatus {
     pub slices: BTreeMap<String, String>,
 }
 impl_status!(NetworkStatus);
+
+impl NetworkStatus {
+    /// The gateway (and resolver) of the network's instances on `node`: in a unit the first
+    /// address of that node's slice, on a node alone the network's gateway.
+    pub fn gateway_on(&self, node: Option<&str>) -> Option<String> {
+        let Some(node) = node else {
+            return self.gateway.clone();
+        };
+        let (addr, _) = self.slices.get(node)?.split_once('/')?;
+        let addr: Ipv4Addr = addr.parse().ok()?;
+        Some(Ipv4Addr::from(u32::from(addr).wrapping_add(1)).to_string())
+    }
+}
 
 /// Parses `port[-port][/tcp|udp]` into (first, last, proto).
 pub fn parse_port_spec(s: &str) -> Result<(u16, u16, &str), String> {
