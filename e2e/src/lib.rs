@@ -5,10 +5,13 @@
 
 pub mod bench;
 pub mod cloud;
+pub mod hosts;
 pub mod images;
 pub mod net;
 pub mod node;
+mod procfs;
 pub mod unit;
+pub use procfs::{cpu_ticks, proc_kb, rss_bytes};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -65,6 +68,9 @@ pub struct AosdOptions {
     /// containerd's socket; without one aosd is pointed at a socket that does not exist, so
     /// that no test touches a containerd it did not start.
     pub containerd: Option<PathBuf>,
+    /// A network namespace to run aosd in (one standing for another host): `nsenter --net`,
+    /// nothing else of the test's namespaces changes.
+    pub netns: Option<PathBuf>,
 }
 
 /// A containerd namespace of this test process alone (runc state is shared per namespace).
@@ -124,8 +130,17 @@ impl Aosd {
             .append(true)
             .open(dir.join("aosd.log"))
             .unwrap();
-        Command::new(bin("aosd"))
-            .arg("--config")
+        let mut cmd = match &opts.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display()))
+                    .arg("--")
+                    .arg(bin("aosd"));
+                c
+            }
+            None => Command::new(bin("aosd")),
+        };
+        cmd.arg("--config")
             .arg(dir.join("aosd.toml"))
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -439,28 +454,6 @@ pub fn run_ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Resident set size of a process, in bytes.
-pub fn rss_bytes(pid: u32) -> Option<u64> {
-    proc_kb(pid, "status", "VmRSS:")
-}
-
-/// A `<key> <n> kB` line of `/proc/<pid>/<file>`, in bytes.
-pub fn proc_kb(pid: u32, file: &str, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-}
-
-/// User plus system CPU time of a process, in clock ticks (`/proc/PID/stat`).
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 /// Rewrites the stored object under `key` (`Kind/name`) of a closed store file with `f`,

@@ -8,6 +8,7 @@ use aos_testkit::containerd::ContainerdProcess;
 use aos_testkit::EtcdCluster;
 use serde_json::Value;
 
+use crate::hosts::{Host, Lan};
 use crate::node::rand_suffix;
 use crate::{condition, Aosd, AosdOptions};
 
@@ -23,39 +24,68 @@ impl Unit {
     /// One aosd per (node id, TOML lines of its `[node.labels]`), each Ready.
     pub fn start(nodes: &[(&str, &str)]) -> Unit {
         let cluster = EtcdCluster::start(3);
-        let containerd = ContainerdProcess::start();
-        let prefix = format!("/unit-{}-{}/", std::process::id(), rand_suffix());
-        let mut unit = Unit {
-            cluster,
-            containerd,
-            prefix,
-            nodes: Vec::new(),
-        };
+        let endpoints = cluster.endpoints();
+        let mut unit = Unit::new(cluster);
         for (id, labels) in nodes {
-            let aosd = unit.node(id, labels);
+            let aosd = unit.node_with(id, labels, &endpoints, None);
             unit.nodes.push(aosd);
         }
-        for (id, _) in nodes {
-            unit.nodes[0].until("node", id, 30, |v| {
+        unit.until_ready(nodes.iter().map(|(id, _)| *id));
+        unit
+    }
+
+    /// One aosd per host of `lan` (`node-0`, `node-1`, …), each in its host's namespace with
+    /// its LAN address as `node.address`, reaching etcd at the LAN's gateway.
+    pub fn start_on(lan: &Lan) -> Unit {
+        let cluster = EtcdCluster::start_reachable_at(3, lan.gateway);
+        let endpoints = cluster.endpoints_at(lan.gateway);
+        let mut unit = Unit::new(cluster);
+        let ids: Vec<String> = (0..lan.hosts.len()).map(|i| format!("node-{i}")).collect();
+        for (id, host) in ids.iter().zip(&lan.hosts) {
+            let aosd = unit.node_with(id, "", &endpoints, Some(host));
+            unit.nodes.push(aosd);
+        }
+        unit.until_ready(ids.iter().map(String::as_str));
+        unit
+    }
+
+    fn new(cluster: EtcdCluster) -> Unit {
+        Unit {
+            cluster,
+            containerd: ContainerdProcess::start(),
+            prefix: format!("/unit-{}-{}/", std::process::id(), rand_suffix()),
+            nodes: Vec::new(),
+        }
+    }
+
+    fn until_ready<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        for id in ids {
+            self.nodes[0].until("node", id, 30, |v| {
                 condition(v, "Ready")["status"] == "True"
             });
         }
-        unit
     }
 
     /// Starts one more aosd of the unit (not added to `nodes`).
     pub fn node(&self, id: &str, labels: &str) -> Aosd {
+        self.node_with(id, labels, &self.cluster.endpoints(), None)
+    }
+
+    fn node_with(&self, id: &str, labels: &str, endpoints: &[String], host: Option<&Host>) -> Aosd {
+        let address = host
+            .map(|h| format!("address = \"{}\"\n", h.addr))
+            .unwrap_or_default();
         Aosd::start_with(AosdOptions {
             config: Some(format!(
                 "[node]\nusage_interval = \"1s\"\nlost_after = \"6s\"\nplacement = \"unit\"\n\
-                 [node.labels]\n{labels}\
+                 {address}[node.labels]\n{labels}\
                  [runtimes.container]\nstop_grace = \"1s\"\nusage_interval = \"1s\"\n\
-                 [store]\nbackend = \"etcd\"\n[store.etcd]\nendpoints = {:?}\nprefix = \"{}\"\n",
-                self.cluster.endpoints(),
+                 [store]\nbackend = \"etcd\"\n[store.etcd]\nendpoints = {endpoints:?}\nprefix = \"{}\"\n",
                 self.prefix
             )),
             args: vec!["--node-id".into(), id.into()],
             containerd: Some(self.containerd.socket.clone()),
+            netns: host.map(|h| h.netns.clone()),
         })
     }
 

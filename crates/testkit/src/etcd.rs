@@ -32,25 +32,38 @@ pub struct EtcdCluster {
     token: String,
     members: Vec<Member>,
     tls: Option<EtcdTlsFiles>,
+    /// Clients are served on this address too (besides loopback).
+    also_at: Option<std::net::Ipv4Addr>,
 }
 
 impl EtcdCluster {
     /// Starts `n` members and waits until the cluster has a leader.
     pub fn start(n: usize) -> EtcdCluster {
-        Self::start_with(n, None)
+        Self::start_with(n, None, None)
+    }
+
+    /// Starts `n` members that also serve clients on `addr` (an address of this host, such as
+    /// a test bridge's that network namespaces standing for other hosts reach):
+    /// [`EtcdCluster::endpoints_at`] names them there.
+    pub fn start_reachable_at(n: usize, addr: std::net::Ipv4Addr) -> EtcdCluster {
+        Self::start_with(n, None, Some(addr))
     }
 
     /// Starts `n` members that serve clients over TLS only, with this server certificate, and
     /// accept only client certificates signed by `tls.ca`.
     pub fn start_tls(n: usize, tls: EtcdTlsFiles) -> EtcdCluster {
-        Self::start_with(n, Some(tls))
+        Self::start_with(n, Some(tls), None)
     }
 
-    fn start_with(n: usize, tls: Option<EtcdTlsFiles>) -> EtcdCluster {
+    fn start_with(
+        n: usize,
+        tls: Option<EtcdTlsFiles>,
+        also_at: Option<std::net::Ipv4Addr>,
+    ) -> EtcdCluster {
         // A port picked free may be taken by another test before etcd binds it: a member that
         // exits at its first start is tried again, the whole cluster on fresh ports.
         for _ in 0..3 {
-            let mut c = Self::spawn_new(n, tls.clone());
+            let mut c = Self::spawn_new(n, tls.clone(), also_at);
             match c.await_members(Duration::from_secs(30)) {
                 Ok(()) => return c,
                 Err(i) => eprintln!(
@@ -62,7 +75,11 @@ impl EtcdCluster {
         panic!("etcd did not start in 3 tries");
     }
 
-    fn spawn_new(n: usize, tls: Option<EtcdTlsFiles>) -> EtcdCluster {
+    fn spawn_new(
+        n: usize,
+        tls: Option<EtcdTlsFiles>,
+        also_at: Option<std::net::Ipv4Addr>,
+    ) -> EtcdCluster {
         let dir = tempfile::Builder::new()
             .prefix("aos-etcd-")
             .tempdir()
@@ -87,6 +104,7 @@ impl EtcdCluster {
             token,
             members,
             tls,
+            also_at,
         };
         for i in 0..n {
             c.spawn(i);
@@ -99,6 +117,15 @@ impl EtcdCluster {
         self.members
             .iter()
             .map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client))
+            .collect()
+    }
+
+    /// Client URLs of every member at the address given to
+    /// [`EtcdCluster::start_reachable_at`].
+    pub fn endpoints_at(&self, addr: std::net::Ipv4Addr) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("{}://{addr}:{}", self.scheme(), m.client))
             .collect()
     }
 
@@ -195,7 +222,13 @@ impl EtcdCluster {
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(self.dir.path().join(&m.name))
-            .args(["--listen-client-urls", &client])
+            .args([
+                "--listen-client-urls",
+                &match self.also_at {
+                    Some(a) => format!("{client},{}://{a}:{}", self.scheme(), m.client),
+                    None => client.clone(),
+                },
+            ])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-metrics-urls", &metrics])
             .args(["--listen-peer-urls", &peer])
