@@ -122,6 +122,10 @@ fn across(unit: &Unit, [na, nb]: [&str; 2], subnet: &str) -> serde_json::Value {
     assert!(sa.contains(ip(&w)), "web-0 {} outside {sa}", ip(&w));
     assert!(sb.contains(ip(&c)), "client-0 {} outside {sb}", ip(&c));
 
+    let wide = a.ok(&["get", "networks", "-o", "wide"]);
+    assert!(wide.contains(&format!("{na}={sa},{nb}={sb}")), "{wide}");
+    assert!(wide.contains("<per node>"), "{wide}");
+
     // Across the nodes, by name through the second node's resolver.
     logs_show(b, "client-0", "hello from 0");
     net
@@ -172,6 +176,10 @@ fn instances_on_two_hosts_reach_each_other_through_routes_via_the_nodes_addresse
             format!("{slice} via {} dev eth0", lan.hosts[other].addr),
             "host {i}"
         );
+    }
+    let nodes = a.ok(&["get", "nodes", "-o", "wide"]);
+    for h in &lan.hosts {
+        assert!(nodes.contains(&format!(" {} ", h.addr)), "{nodes}");
     }
     delete_all(&unit);
     // The routes went with the network.

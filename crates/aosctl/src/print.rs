@@ -84,7 +84,7 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
             vec![
                 "NAME", "STATUS", "ARCH", "OS", "CPUS", "DMIPS", "RAM", "RUNTIMES", "AGE",
             ],
-            vec!["CPU%", "RAM-USED", "NODE-ID", "HEARTBEAT"],
+            vec!["ADDRESS", "CPU%", "RAM-USED", "NODE-ID", "HEARTBEAT"],
         ),
         "Item" => (
             vec![
@@ -104,7 +104,7 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
         ),
         "Network" => (
             vec!["NAME", "SUBNET", "BRIDGE", "GATEWAY", "INSTANCES", "AGE"],
-            vec!["VLAN"],
+            vec!["VLAN", "SLICES"],
         ),
         "BootSlot" => (
             vec![
@@ -214,6 +214,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                     age,
                 ],
                 vec![
+                    cell(&v, "/status/address"),
                     v.pointer("/status/usage/cpuPercent")
                         .and_then(Value::as_f64)
                         .map_or("<none>".into(), |c| format!("{c:.1}")),
@@ -301,16 +302,31 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 "<none>" => cell(&v, "/spec/subnet"),
                 x => x.to_string(),
             };
+            // In a unit each node has a slice of the subnet and a gateway of its own.
+            let parts: Vec<String> = v
+                .pointer("/status/slices")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(node, s)| format!("{node}={}", s.as_str().unwrap_or("?")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (gateway, slices) = if parts.is_empty() {
+                (cell(&v, "/status/gateway"), "<none>".to_string())
+            } else {
+                ("<per node>".to_string(), parts.join(","))
+            };
             (
                 vec![
                     name,
                     subnet,
                     cell(&v, "/status/bridge"),
-                    cell(&v, "/status/gateway"),
+                    gateway,
                     count.to_string(),
                     age,
                 ],
-                vec![cell(&v, "/spec/vlanId")],
+                vec![cell(&v, "/spec/vlanId"), slices],
             )
         }
         "BootSlot" => {
