@@ -93,6 +93,8 @@ pub struct ImagesSection {
     pub tar2sqfs: PathBuf,
     pub compressor: String,
     pub compressor_options: String,
+    /// Convert a layer while it downloads (else after the download, from the verified blob).
+    pub convert_while_downloading: bool,
     /// Credentials per registry host.
     pub credentials: BTreeMap<String, aos_image::source::Credentials>,
     /// Directories under which writers other than root may name `source.archive` paths.
@@ -118,6 +120,7 @@ impl Default for ImagesSection {
             tar2sqfs: PathBuf::from("tar2sqfs"),
             compressor: "lz4".into(),
             compressor_options: String::new(),
+            convert_while_downloading: true,
             credentials: BTreeMap::new(),
             archive_dirs: Vec::new(),
         }

@@ -45,6 +45,7 @@ pub fn env(c: &Config) -> anyhow::Result<Arc<ImageEnv>> {
             filter: FilterOptions {
                 allow_devices: i.allow_devices,
             },
+            follow: i.convert_while_downloading,
         },
         space: SpaceAllocator::new(&root, i.keep_free_mib << 20),
         os: std::env::consts::OS.into(),

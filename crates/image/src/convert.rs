@@ -25,6 +25,8 @@ pub struct ConvertOptions {
     /// Compressor threads; 0: one per CPU.
     pub jobs: usize,
     pub filter: FilterOptions,
+    /// Convert while the layer downloads ([`crate::follow`]).
+    pub follow: bool,
 }
 
 impl Default for ConvertOptions {
@@ -35,6 +37,7 @@ impl Default for ConvertOptions {
             compressor_options: None,
             jobs: 0,
             filter: FilterOptions::default(),
+            follow: true,
         }
     }
 }
@@ -65,8 +68,8 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-fn decoder<'a>(file: std::fs::File, c: Compression) -> Result<Box<dyn Read + 'a>, ImageError> {
-    let buffered = BufReader::with_capacity(256 << 10, file);
+fn decoder<'a>(input: impl Read + 'a, c: Compression) -> Result<Box<dyn Read + 'a>, ImageError> {
+    let buffered = BufReader::with_capacity(256 << 10, input);
     Ok(match c {
         Compression::None => Box::new(buffered),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
@@ -89,14 +92,26 @@ pub fn to_squashfs(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let fail = |message: String| ImageError::Convert {
-        digest: digest.clone(),
-        message,
-    };
     let file = std::fs::File::open(blob)
         .map_err(|e| ImageError::io(format!("failed to open {}", blob.display()), e))?;
+    to_squashfs_from(file, &digest, compression, out, opts)
+}
+
+/// [`to_squashfs`] from any reader of the compressed blob (one that follows a download as it
+/// is written, say); `digest` names the blob in errors.
+pub fn to_squashfs_from(
+    input: impl Read,
+    digest: &str,
+    compression: Compression,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> Result<Converted, ImageError> {
+    let fail = |message: String| ImageError::Convert {
+        digest: digest.to_string(),
+        message,
+    };
     let mut reader = Hashing {
-        inner: decoder(file, compression)?,
+        inner: decoder(input, compression)?,
         hasher: Sha256::new(),
         count: 0,
     };

@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod download;
 mod error;
+pub mod follow;
 pub mod layerstore;
 pub mod oci;
 pub mod pipeline;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::convert::{self, ConvertOptions};
 use crate::download::{fetch_blob, RetryPolicy};
+use crate::follow::Follow;
 use crate::layerstore::{LayerRecord, LayerStore};
 use crate::oci::{self, ImageConfig, Manifest, Root};
 use crate::source::BlobSource;
@@ -122,6 +123,9 @@ pub struct LayerTimings {
     pub download: std::time::Duration,
     pub unpack: std::time::Duration,
     pub verify: std::time::Duration,
+    /// The conversion that counted followed the download (else it ran again on the verified
+    /// blob, after the download).
+    pub followed: bool,
 }
 
 /// Installs a service layer into the store (or finds it there) and returns its record, and
@@ -140,50 +144,75 @@ pub async fn install_service_layer(
     }
     let compression = oci::layer_compression(&layer.media_type)?;
     let started = std::time::Instant::now();
-    let blob = fetch_blob(
+    let tmp = store.tmp_path(layer.diff_id.trim_start_matches("sha256:"));
+    let _ = std::fs::remove_file(&tmp);
+
+    // The conversion follows the download (see [`crate::follow`]).
+    let follow = Follow::new();
+    let reader = follow.reader(
+        store.partial_path(&layer.digest)?,
+        store.blob_path(&layer.digest)?,
+        layer.size,
+    );
+    let (tmp2, opts, digest) = (tmp.clone(), convert_opts.clone(), layer.digest.clone());
+    let span = tracing::info_span!("convert", digest = %layer.digest);
+    let streaming = convert_opts.follow.then(|| {
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| convert::to_squashfs_from(reader, &digest, compression, &tmp2, &opts))
+        })
+    });
+    let both = |have: u64| {
+        progress(have);
+        follow.progress(have);
+    };
+    let fetched = fetch_blob(
         source,
         &layer.digest,
         layer.size,
         store,
         retry,
         false,
-        progress,
+        &both,
     )
     .instrument(tracing::info_span!("download", digest = %layer.digest, size = layer.size))
-    .await?;
+    .await;
+    follow.finish(fetched.is_ok());
     let downloaded = started.elapsed();
+    // The converter stops with the download's failure; its output is gone then.
+    let streamed = match streaming {
+        Some(task) => Some(task.await),
+        None => None,
+    };
+    if fetched.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    let blob = fetched?;
 
-    let tmp = store.tmp_path(layer.diff_id.trim_start_matches("sha256:"));
-    let _ = std::fs::remove_file(&tmp);
-    let (blob2, tmp2, opts) = (blob.clone(), tmp.clone(), convert_opts.clone());
-    let span = tracing::info_span!("convert", digest = %layer.digest);
-    let converted = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| convert::to_squashfs(&blob2, compression, &tmp2, &opts))
-    })
-    .await
-    .map_err(|e| ImageError::Convert {
-        digest: layer.digest.clone(),
-        message: format!("the conversion task failed: {e}"),
-    })?;
-    let converted = match converted {
-        Ok(c) => c,
-        Err(e) => {
-            if matches!(e, ImageError::HostileLayer(_)) {
-                // The blob is authentic but unusable: do not keep it around.
-                let _ = store.remove_blob(&layer.digest);
+    let mut followed = false;
+    let converted = match streamed {
+        Some(Ok(Ok(c))) if c.diff_id == layer.diff_id => {
+            followed = true;
+            c
+        }
+        other => {
+            // Whatever went wrong while following, the verified blob decides.
+            let why = match other {
+                None => None,
+                Some(Ok(Ok(c))) => Some(format!("diff id {}", c.diff_id)),
+                Some(Ok(Err(e))) => Some(e.to_string()),
+                Some(Err(e)) => Some(e.to_string()),
+            };
+            if let Some(why) = why {
+                tracing::info!(
+                    digest = layer.digest,
+                    why,
+                    "converting the verified blob again"
+                );
             }
-            return Err(e);
+            let _ = std::fs::remove_file(&tmp);
+            convert_blob(store, layer, &blob, compression, &tmp, convert_opts).await?
         }
     };
-    if converted.diff_id != layer.diff_id {
-        let _ = std::fs::remove_file(&tmp);
-        let _ = store.remove_blob(&layer.digest);
-        return Err(ImageError::DigestMismatch {
-            what: format!("the uncompressed tar of {}", layer.digest),
-            expected: layer.diff_id.clone(),
-            actual: converted.diff_id,
-        });
-    }
     let unpacked = started.elapsed() - downloaded;
     let tmp3 = tmp.clone();
     let (at_rest_digest, image_size) =
@@ -212,14 +241,58 @@ pub async fn install_service_layer(
         files = record.files,
         download_ms = downloaded.as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
+        followed,
         "layer installed"
     );
     let timings = LayerTimings {
         download: downloaded,
         unpack: unpacked,
         verify: started.elapsed() - downloaded - unpacked,
+        followed,
     };
     Ok((record, Some(timings)))
+}
+
+/// Converts a downloaded, verified blob into `tmp` and checks the diff id; a hostile or
+/// mismatching blob is removed from the store.
+async fn convert_blob(
+    store: &LayerStore,
+    layer: &LayerWanted,
+    blob: &std::path::Path,
+    compression: oci::Compression,
+    tmp: &std::path::Path,
+    convert_opts: &ConvertOptions,
+) -> Result<convert::Converted, ImageError> {
+    let (blob2, tmp2, opts) = (blob.to_path_buf(), tmp.to_path_buf(), convert_opts.clone());
+    let span = tracing::info_span!("convert", digest = %layer.digest);
+    let converted = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| convert::to_squashfs(&blob2, compression, &tmp2, &opts))
+    })
+    .await
+    .map_err(|e| ImageError::Convert {
+        digest: layer.digest.clone(),
+        message: format!("the conversion task failed: {e}"),
+    })?;
+    let converted = match converted {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(e, ImageError::HostileLayer(_)) {
+                // The blob is authentic but unusable: do not keep it around.
+                let _ = store.remove_blob(&layer.digest);
+            }
+            return Err(e);
+        }
+    };
+    if converted.diff_id != layer.diff_id {
+        let _ = std::fs::remove_file(tmp);
+        let _ = store.remove_blob(&layer.digest);
+        return Err(ImageError::DigestMismatch {
+            what: format!("the uncompressed tar of {}", layer.digest),
+            expected: layer.diff_id.clone(),
+            actual: converted.diff_id,
+        });
+    }
+    Ok(converted)
 }
 
 /// Installs a component blob (kept as it came, verified) and returns its path.

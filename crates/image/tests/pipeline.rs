@@ -100,6 +100,21 @@ async fn install_all(store: &LayerStore, src: &dyn BlobSource) -> Result<Vec<Pat
         .collect())
 }
 
+/// Whether each layer's conversion followed its download (see `aos_image::follow`).
+async fn followed(store: &LayerStore, src: &dyn BlobSource) -> Vec<bool> {
+    let r = resolve(src, "linux", "x86_64", None).await.unwrap();
+    let mut out = Vec::new();
+    for l in wanted(&r) {
+        let (rec, t) =
+            install_service_layer(store, src, &l, &retry(), &Default::default(), &|_| {})
+                .await
+                .unwrap();
+        out.push(t.unwrap().followed);
+        store.remove_layer(&rec.diff_id).unwrap();
+    }
+    out
+}
+
 async fn install_stack(
     store: &LayerStore,
     src: &dyn BlobSource,
@@ -236,8 +251,11 @@ async fn a_dropped_connection_resumes_with_a_range_request() {
     );
     let store = LayerStore::open(dir.path().join("images")).unwrap();
     let src = http_source(&server).await;
-    let dirs = install_all(&store, &*src).await.unwrap();
-    let _m = Mounts(dirs);
+    assert_eq!(
+        followed(&store, &*src).await,
+        [true],
+        "converted while it downloads, across the resume"
+    );
     let blob_requests: Vec<_> = server
         .requests()
         .into_iter()
@@ -273,6 +291,12 @@ async fn a_server_that_ignores_ranges_still_gives_a_complete_blob() {
         },
     );
     let store = LayerStore::open(dir.path().join("images")).unwrap();
+    // The download starts over: what the converter read no longer holds, so the verified
+    // blob is converted again.
+    assert_eq!(
+        followed(&store, &*http_source(&server).await).await,
+        [false]
+    );
     let dirs = install_all(&store, &*http_source(&server).await)
         .await
         .unwrap();
