@@ -31,6 +31,9 @@ pub struct PlacementConfig {
     pub lease: Duration,
     /// A pass at least this often while leading.
     pub interval: Duration,
+    /// How long a node's Node must be missing before the leader forgets what it left in the
+    /// store ([`departed`]).
+    pub departed_after: Duration,
 }
 
 /// Runs until `stop`: contends for the lease, and places while it holds it.
@@ -58,8 +61,6 @@ pub async fn run(backend: Arc<dyn Backend>, cfg: PlacementConfig, stop: Cancella
 
 /// How often the leader looks for what departed nodes left.
 const FORGET_EVERY: Duration = Duration::from_secs(60);
-/// How long a node's Node must be missing before what it left is forgotten.
-const DEPARTED_AFTER: Duration = Duration::from_secs(600);
 
 /// Places on every change while this node leads.
 async fn lead(
@@ -81,7 +82,7 @@ async fn lead(
         }
         if forgot_at.is_none_or(|t| t.elapsed() >= FORGET_EVERY) {
             forgot_at = Some(tokio::time::Instant::now());
-            match departed::forget_departed(backend, &mut departures, DEPARTED_AFTER).await {
+            match departed::forget_departed(backend, &mut departures, cfg.departed_after).await {
                 Ok(f) if f != departed::Forgotten::default() => {
                     tracing::info!(?f, "forgot what departed nodes left in the store")
                 }

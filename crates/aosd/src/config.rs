@@ -151,6 +151,9 @@ pub struct NodeSection {
     pub usage_interval: AosDuration,
     /// Another node of the unit silent for this long is marked `Ready=Unknown`.
     pub lost_after: AosDuration,
+    /// A node whose Node has been gone (deleted, not merely silent) this long has left the
+    /// unit: the placement leader frees what it held in the store.
+    pub departed_after: AosDuration,
     /// Who runs an Instance without `spec.nodeName`.
     pub placement: Placement,
     /// Partitions whose usage is reported, by name; `data` (the data dir) is always reported.
@@ -324,6 +327,7 @@ impl Default for NodeSection {
             labels: BTreeMap::new(),
             usage_interval: AosDuration::from_secs(10),
             lost_after: AosDuration::from_secs(40),
+            departed_after: AosDuration::from_secs(600),
             placement: Placement::Local,
             partitions: BTreeMap::new(),
             address: None,

@@ -351,6 +351,7 @@ async fn run(c: Config, started: Instant) -> anyhow::Result<()> {
                 node: name.clone(),
                 lease: lost_after(&c),
                 interval: c.node.usage_interval.0,
+                departed_after: c.node.departed_after.0,
             },
             shutdown.clone(),
         ));
