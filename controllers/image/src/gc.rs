@@ -35,17 +35,7 @@ pub async fn collect_orphan_files(
         .filter_map(|l| l.spec.diff_id.clone())
         .collect();
     let digests: HashSet<String> = layers.iter().map(|l| l.spec.digest.clone()).collect();
-    let docs: HashSet<String> = items
-        .iter()
-        .flat_map(|i| {
-            [
-                i.status.manifest_digest.clone(),
-                i.status.config_digest.clone(),
-                i.status.item_config_digest.clone(),
-            ]
-        })
-        .flatten()
-        .collect();
+    let docs: HashSet<String> = items.iter().flat_map(|i| i.status.digests()).collect();
     let mut report = GcReport::default();
     for d in store.layers_on_disk() {
         if !diff_ids.contains(&d) && store.remove_layer(&d).is_ok() {

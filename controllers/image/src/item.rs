@@ -79,11 +79,26 @@ fn run_config(r: &Resolved) -> Result<aos_api::itemconfig::RunConfig, PipelineEr
 }
 
 impl ItemReconciler {
-    async fn set_failed(&self, api: &Api<ItemSpec>, name: &str, e: &PipelineError) {
+    /// Records a failed resolution: on the Item, or, in a unit where another node resolved
+    /// this generation, on this node's entry only (its platform is not in the index).
+    async fn set_failed(&self, api: &Api<ItemSpec>, obj: &Object<ItemSpec>, e: &PipelineError) {
         use aos_reconcile::Reason;
         let (reason, msg) = (e.reason(), e.to_string());
+        let generation = obj.metadata.generation;
         let _ = api
-            .update_status(name, |s| {
+            .update_status(obj.name(), |s| {
+                if let (Some(me), true) = (
+                    self.env.node.as_deref(),
+                    s.resolved_generation == generation,
+                ) {
+                    let entry = aos_api::ItemOnNode {
+                        phase: ItemPhase::Failed,
+                        progress: None,
+                        reason: reason.to_string(),
+                        message: msg.clone(),
+                    };
+                    return s.set_node(me, Some(entry));
+                }
                 s.phase = ItemPhase::Failed;
                 s.common
                     .set_condition(c::READY, ConditionStatus::False, reason, &msg, now());
@@ -91,12 +106,15 @@ impl ItemReconciler {
             .await;
     }
 
-    /// Resolves the source and records what it found.
+    /// Resolves the source and records what it found. `needed`: this node runs the item;
+    /// in a unit a node that does not resolves it only for what placement reads, from the
+    /// index's first platform when its own is not there.
     async fn resolve(
         &self,
         obj: &Object<ItemSpec>,
         api: &Api<ItemSpec>,
         metrics: &ControllerMetrics,
+        needed: bool,
     ) -> Result<(), PipelineError> {
         let name = obj.name();
         let started = std::time::Instant::now();
@@ -112,13 +130,23 @@ impl ItemReconciler {
             }
         }
         let src = self.env.sources.open(&spec).await?;
-        let r = pipeline::resolve(
-            &*src,
-            &self.env.os,
-            &self.env.arch,
-            obj.spec.digest.as_deref(),
-        )
-        .await?;
+        let r = if needed {
+            pipeline::resolve(
+                &*src,
+                &self.env.os,
+                &self.env.arch,
+                obj.spec.digest.as_deref(),
+            )
+            .await?
+        } else {
+            pipeline::resolve_offered(
+                &*src,
+                &self.env.os,
+                &self.env.arch,
+                obj.spec.digest.as_deref(),
+            )
+            .await?
+        };
         let components = r
             .manifest
             .layers
@@ -172,19 +200,24 @@ impl ItemReconciler {
         let unit = self.env.node.as_deref();
         let took = started.elapsed();
         metrics.phase(ItemSpec::KIND, "resolve", took);
-        api.update_status(name, |s| {
-            s.phase_millis = [("resolve".to_string(), took.as_millis() as u64)].into();
-            s.manifest_digest = Some(r.manifest_digest.clone());
-            s.config_digest = Some(r.manifest.config.digest.clone());
-            s.item_config_digest = r.manifest.item_config.as_ref().map(|d| d.digest.clone());
-            s.layers = r
+        let resolution = aos_api::Resolution {
+            manifest_digest: Some(r.manifest_digest.clone()),
+            config_digest: Some(r.manifest.config.digest.clone()),
+            item_config_digest: r.manifest.item_config.as_ref().map(|d| d.digest.clone()),
+            layers: r
                 .manifest
                 .layers
                 .iter()
                 .map(|l| layer_name(&l.digest))
-                .collect();
-            s.config = Some(summary.clone());
-            s.resolved_generation = generation;
+                .collect(),
+            config: Some(summary),
+        };
+        api.update_status(name, |s| {
+            if s.resolved_generation != generation {
+                s.phase_millis = [("resolve".to_string(), took.as_millis() as u64)].into();
+                s.offered = r.offered.clone();
+            }
+            s.set_resolution(&r.platform, generation, resolution.clone());
             match unit {
                 // In a unit the nodes that fetch it say how far they are.
                 Some(me) => s.set_node(me, s.nodes.get(me).cloned()),
@@ -249,8 +282,9 @@ impl ItemReconciler {
     }
 }
 
-/// Reads the manifest and diff ids kept for a resolved item.
+/// Reads the manifest and diff ids kept for what this node's platform runs of an item.
 fn kept(env: &ImageEnv, status: &ItemStatus) -> Option<(Manifest, Vec<String>)> {
+    let status = status.resolution(&env.platform())?;
     let m = env.store.meta(status.manifest_digest.as_deref()?)?;
     let Root::Manifest(manifest) = oci::parse_root(&m).ok()? else {
         return None;
@@ -309,8 +343,8 @@ impl Reconciler for ItemReconciler {
         if status.resolved_generation != obj.metadata.generation
             || (needed && kept(&self.env, &status).is_none())
         {
-            if let Err(e) = self.resolve(&obj, &ctx.api, &ctx.metrics).await {
-                self.set_failed(&ctx.api, &name, &e).await;
+            if let Err(e) = self.resolve(&obj, &ctx.api, &ctx.metrics, needed).await {
+                self.set_failed(&ctx.api, &obj, &e).await;
                 return Err(e);
             }
             status = ctx.api.get(&name).await?.status;
@@ -479,8 +513,8 @@ impl Reconciler for ItemReconciler {
         ctx: &Context<ItemSpec>,
     ) -> Result<Action, PipelineError> {
         let layers = Api::<LayerSpec>::new(ctx.backend.clone());
-        let mine = obj.status.layers.iter().map(|l| self.env.layer_object(l));
-        disown(&layers, &obj, mine).await?;
+        let mine = obj.status.all_layers();
+        disown(&layers, &obj, mine.iter().map(|l| self.env.layer_object(l))).await?;
         Ok(Action::AwaitChange)
     }
 }

@@ -63,6 +63,11 @@ impl ImageEnv {
         aos_api::layer_object_name(generic, self.node.as_deref())
     }
 
+    /// This node's platform, `os/arch` with OCI names.
+    pub fn platform(&self) -> String {
+        aos_api::platform_key(&self.os, &self.arch)
+    }
+
     /// Whether a Layer is this node's copy.
     pub fn keeps(&self, l: &aos_api::LayerSpec) -> bool {
         kept_by(l, self.node.as_deref())

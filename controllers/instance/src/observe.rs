@@ -146,10 +146,15 @@ async fn inputs(
     item: &Object<ItemSpec>,
     node: Option<&Object<NodeSpec>>,
 ) -> Result<Inputs, InstanceError> {
-    let run = item.status.config.clone();
+    // This node's platform's image (in a unit of mixed platforms each has its own).
+    let resolution = item
+        .status
+        .resolution(&aos_api::native_platform())
+        .unwrap_or_default();
+    let run = resolution.config;
     let layer_api = Api::<LayerSpec>::new(backend.clone());
     let mut layers = Vec::new();
-    for name in &item.status.layers {
+    for name in &resolution.layers {
         let diff_id = layer_api
             .get_opt(&aos_api::layer_object_name(name, unit_node(env)))
             .await?

@@ -46,6 +46,9 @@ pub struct Demand {
     /// The image's platform, when known.
     pub os: Option<String>,
     pub arch: Option<String>,
+    /// The platforms (`os/arch`) the image's index offers: when not empty, these decide
+    /// instead of `os` and `arch` (a multi-platform item runs on nodes of each).
+    pub offered: Vec<String>,
     /// `balancingPolicy` is not `disabled`: instances move off a node that is lost.
     pub movable: bool,
 }
@@ -105,9 +108,13 @@ fn unfit(node: &NodeView, load: &Load, i: &InstanceView) -> Option<&'static str>
         });
     };
     let d = &i.demand;
-    if d.os.as_ref().is_some_and(|os| *os != node.os)
-        || d.arch.as_ref().is_some_and(|a| *a != node.arch)
-    {
+    let other_platform = if d.offered.is_empty() {
+        d.os.as_ref().is_some_and(|os| *os != node.os)
+            || d.arch.as_ref().is_some_and(|a| *a != node.arch)
+    } else {
+        !d.offered.contains(&format!("{}/{}", node.os, node.arch))
+    };
+    if other_platform {
         return Some("other platform");
     }
     if i.node_selector

@@ -7,17 +7,6 @@ use aos_api::{ConditionStatus, InstanceSpec, ItemSpec, NodeSpec, Object};
 
 use crate::rules::{Demand, InstanceView, NodeView};
 
-/// The OCI name of a CPU architecture as Rust (and `uname -m`) names it.
-pub fn oci_arch(arch: &str) -> &str {
-    match arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" | "i686" | "i386" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
-
 pub fn node_view(n: &Object<NodeSpec>) -> NodeView {
     let s = &n.status;
     let ratios = n.spec.resource_ratios.clone().unwrap_or_default();
@@ -30,7 +19,7 @@ pub fn node_view(n: &Object<NodeSpec>) -> NodeView {
         priority: n.spec.priority,
         labels: s.labels.clone(),
         os: s.os.clone(),
-        arch: oci_arch(&s.arch).to_string(),
+        arch: aos_api::oci_arch(&s.arch).to_string(),
         runtimes: s
             .runtimes
             .iter()
@@ -62,6 +51,7 @@ pub fn demand(item: Option<&Object<ItemSpec>>) -> Demand {
         ram_quota: asks.ram_quota,
         os: Some(config.image.os.clone()).filter(|s| !s.is_empty()),
         arch: Some(config.image.architecture.clone()).filter(|s| !s.is_empty()),
+        offered: item.map(|i| i.status.offered.clone()).unwrap_or_default(),
         movable: !policy.is_some_and(|p| p.eq_ignore_ascii_case("disabled")),
     }
 }

@@ -115,6 +115,33 @@ fn runtime_type_platform_and_max_instances_are_respected() {
 }
 
 #[test]
+fn a_multi_platform_item_runs_on_every_platform_its_index_offers_and_no_other() {
+    let mut b = node("b");
+    b.arch = "arm64".into();
+    let mut c = node("c");
+    c.arch = "riscv64".into();
+    let nodes = [node("a"), b, c];
+    // The top-level resolution is amd64's (the node that resolved first), the index offers two.
+    let mut demand = inst("x", 0, 0).demand;
+    demand.arch = Some("amd64".into());
+    demand.offered = vec!["linux/amd64".into(), "linux/arm64".into()];
+    let insts: Vec<_> = (0..4)
+        .map(|n| InstanceView {
+            demand: demand.clone(),
+            ..inst(&format!("i{n}"), 0, 0)
+        })
+        .collect();
+    let d = place(&nodes, &insts);
+    assert_eq!(placed(&d), [("a".into(), 2), ("b".into(), 2)].into());
+    let mut nowhere = insts[0].clone();
+    nowhere.demand.offered = vec!["linux/s390x".into()];
+    assert_eq!(
+        place(&nodes, &[nowhere])["i0"],
+        Decision::Unschedulable("0/3 nodes are available: 3 other platform".into())
+    );
+}
+
+#[test]
 fn requests_count_against_capacity_and_the_higher_priority_instance_goes_first() {
     let nodes = [node("a")];
     let mut low = inst("low", 6000, 0);

@@ -90,7 +90,7 @@ pub fn headers(kind: &str, wide: bool) -> Vec<&'static str> {
             vec![
                 "NAME", "ITEM", "VERSION", "TYPE", "PHASE", "PROGRESS", "AGE",
             ],
-            vec!["NODES", "SOURCE", "ERROR"],
+            vec!["NODES", "PLATFORMS", "SOURCE", "ERROR"],
         ),
         "Layer" => (
             vec!["NAME", "DIGEST", "PHASE", "SIZE", "AGE"],
@@ -251,6 +251,23 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 }
                 _ => "<none>".into(),
             };
+            // What the index offers, else the platform of the one manifest.
+            let platforms = match v.pointer("/status/offered").and_then(Value::as_array) {
+                Some(list) if !list.is_empty() => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => {
+                    let os = cell(&v, "/status/config/image/os");
+                    let arch = cell(&v, "/status/config/image/architecture");
+                    if arch == "<none>" {
+                        arch
+                    } else {
+                        format!("{os}/{arch}")
+                    }
+                }
+            };
             (
                 vec![
                     name,
@@ -261,7 +278,7 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                     progress,
                     age,
                 ],
-                vec![nodes, source, err()],
+                vec![nodes, platforms, source, err()],
             )
         }
         "Layer" => (

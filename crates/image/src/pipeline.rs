@@ -27,6 +27,17 @@ pub struct Resolved {
     pub manifest_bytes: bytes::Bytes,
     pub config_bytes: bytes::Bytes,
     pub item_config_bytes: Option<bytes::Bytes>,
+    /// The platform (`os/arch`, OCI names) the manifest was chosen for.
+    pub platform: String,
+    /// The platforms the index lists (`os/arch`); empty for a single manifest.
+    pub offered: Vec<String>,
+}
+
+/// `os/arch` of an index entry's platform.
+fn entry_platform(e: &oci::Descriptor) -> Option<String> {
+    e.platform
+        .as_ref()
+        .map(|p| format!("{}/{}", p.os, p.architecture))
 }
 
 /// Follows the source's root to the manifest of `os/arch` and reads its configs.
@@ -37,6 +48,29 @@ pub async fn resolve(
     arch: &str,
     expected: Option<&str>,
 ) -> Result<Resolved, ImageError> {
+    resolve_with(source, os, arch, expected, false).await
+}
+
+/// As `resolve`, but an index without `os/arch` gives its first platform's manifest (for a
+/// node of a unit that only reads what the item asks for, to place it on others).
+pub async fn resolve_offered(
+    source: &dyn BlobSource,
+    os: &str,
+    arch: &str,
+    expected: Option<&str>,
+) -> Result<Resolved, ImageError> {
+    resolve_with(source, os, arch, expected, true).await
+}
+
+async fn resolve_with(
+    source: &dyn BlobSource,
+    os: &str,
+    arch: &str,
+    expected: Option<&str>,
+    or_first: bool,
+) -> Result<Resolved, ImageError> {
+    let mut platform = format!("{os}/{}", oci::oci_arch(arch));
+    let mut offered = Vec::new();
     let root = source.root().await?;
     let root_digest = oci::sha256_digest(&root);
     if let Some(want) = expected {
@@ -52,7 +86,20 @@ pub async fn resolve(
         Root::Manifest(m) => (root_digest, *m, root.clone()),
         Root::Index(entries) => {
             // A layout's index may point at a nested index (multi-platform image).
-            let mut chosen = oci::select_platform(&entries, os, arch)?;
+            offered = entries.iter().filter_map(entry_platform).collect();
+            let mut chosen = match oci::select_platform(&entries, os, arch) {
+                Err(ImageError::NoPlatform(_)) if or_first && !offered.is_empty() => {
+                    let first = entries.iter().find(|e| e.platform.is_some());
+                    first
+                        .cloned()
+                        .ok_or_else(|| ImageError::NoPlatform(platform.clone()))?
+                }
+                other => other?,
+            };
+            if let Some(p) = entry_platform(&chosen) {
+                platform = p;
+            }
+            let (os, arch) = platform.split_once('/').unwrap_or((os, arch));
             let mut depth = 0;
             loop {
                 let bytes = source.manifest(&chosen.digest).await?;
@@ -104,6 +151,8 @@ pub async fn resolve(
         manifest_bytes,
         config_bytes,
         item_config_bytes,
+        platform,
+        offered,
     })
 }
 

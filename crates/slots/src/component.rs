@@ -95,12 +95,18 @@ pub async fn blob(
             r.item_id, r.version
         )));
     }
-    let [layer] = item.status.layers.as_slice() else {
+    // This node's platform's image (in a unit of mixed platforms each has its own).
+    let layers = item
+        .status
+        .resolution(&aos_api::native_platform())
+        .unwrap_or_default()
+        .layers;
+    let [layer] = layers.as_slice() else {
         return Ok(Blob::Invalid(format!(
             "Item {} version {} has {} images, a component has one",
             r.item_id,
             r.version,
-            item.status.layers.len()
+            layers.len()
         )));
     };
     let layer = &aos_api::layer_object_name(layer, unit_node);

@@ -151,6 +151,9 @@ pub struct BuiltImage {
     pub layout: PathBuf,
     pub tag: String,
     pub manifest_digest: String,
+    pub manifest_size: u64,
+    /// OCI architecture.
+    pub arch: String,
     /// (blob digest, diff id, blob size) per layer, lowest first.
     pub layers: Vec<(String, String, u64)>,
 }
@@ -163,6 +166,8 @@ pub struct ImageBuilder {
     /// Layer media type override (e.g. a component).
     media_type: Option<String>,
     corrupt_diff_id: bool,
+    /// OCI architecture of the image (`amd64` unless set).
+    arch: Option<String>,
 }
 
 impl ImageBuilder {
@@ -189,6 +194,12 @@ impl ImageBuilder {
 
     pub fn media_type(mut self, m: &str) -> Self {
         self.media_type = Some(m.to_string());
+        self
+    }
+
+    /// The image's architecture (OCI name), in its config and its index entry.
+    pub fn arch(mut self, arch: &str) -> Self {
+        self.arch = Some(arch.to_string());
         self
     }
 
@@ -228,8 +239,9 @@ impl ImageBuilder {
             descs.push(serde_json::json!({"mediaType": media, "digest": d, "size": size}));
             layers.push((d, diff_id, size));
         }
+        let arch = self.arch.as_deref().unwrap_or("amd64");
         let config = serde_json::json!({
-            "architecture": "amd64", "os": "linux",
+            "architecture": arch, "os": "linux",
             "config": {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.1.clone()).collect::<Vec<_>>()},
         });
@@ -246,24 +258,40 @@ impl ImageBuilder {
         }
         let mbytes = serde_json::to_vec(&manifest).unwrap();
         let (md, ms) = put(&mbytes);
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
-                "platform": {"os": "linux", "architecture": "amd64"},
-                "annotations": {"org.opencontainers.image.ref.name": tag},
-            }],
-        });
-        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        BuiltImage {
+        let built = BuiltImage {
             layout: dir.to_path_buf(),
             tag: tag.to_string(),
             manifest_digest: md,
+            manifest_size: ms,
+            arch: arch.to_string(),
             layers,
-        }
+        };
+        write_index(dir, tag, &[&built]);
+        built
     }
+}
+
+/// Writes the layout's `index.json` listing `images` (written to the same layout, one per
+/// platform) under `tag`: a multi-platform image.
+pub fn write_index(dir: &Path, tag: &str, images: &[&BuiltImage]) {
+    let manifests: Vec<_> = images
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": b.manifest_digest, "size": b.manifest_size,
+                "platform": {"os": "linux", "architecture": b.arch},
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
 
 /// Packs a layout directory into a tar archive.

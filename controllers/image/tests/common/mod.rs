@@ -18,6 +18,16 @@ pub const REF: &str = "registry.test/svc:v1";
 
 /// A node's environment with its layer store under `root` (`node`: its name in a unit).
 pub fn env(root: &Path, sources: Arc<FakeSources>, node: Option<&str>) -> Arc<ImageEnv> {
+    env_on(root, sources, node, std::env::consts::ARCH)
+}
+
+/// As [`env`], on a node of CPU architecture `arch` (as the kernel names it).
+pub fn env_on(
+    root: &Path,
+    sources: Arc<FakeSources>,
+    node: Option<&str>,
+    arch: &str,
+) -> Arc<ImageEnv> {
     Arc::new(ImageEnv {
         store: LayerStore::open(root).unwrap(),
         sources,
@@ -25,7 +35,7 @@ pub fn env(root: &Path, sources: Arc<FakeSources>, node: Option<&str>) -> Arc<Im
         convert: Default::default(),
         space: SpaceAllocator::new(root, 0),
         os: "linux".into(),
-        arch: std::env::consts::ARCH.into(),
+        arch: arch.into(),
         removed_ttl: Duration::from_secs(3600),
         versions_per_item: 2,
         integrity_interval: Duration::from_secs(3600),

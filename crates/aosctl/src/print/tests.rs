@@ -137,3 +137,30 @@ fn describe_shows_the_latest_events_of_that_object_only() {
     other.metadata.uid = Some("u2".into());
     assert!(describe(&other, &events, now).ends_with("Events: <none>\n"));
 }
+
+#[test]
+fn items_wide_show_the_platforms_an_index_offers_else_the_manifests_own() {
+    let item = |status: serde_json::Value| -> DynObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "aos.edge/v1alpha1", "kind": "Item",
+            "metadata": {"name": "svc"},
+            "spec": {"itemId": "svc", "version": "1", "source": {"registry": "r/svc:1"}},
+            "status": status,
+        }))
+        .unwrap()
+    };
+    let at = headers("Item", true)
+        .iter()
+        .position(|h| *h == "PLATFORMS")
+        .unwrap();
+    let now = Utc::now();
+    let multi = item(serde_json::json!({"offered": ["linux/amd64", "linux/arm64"]}));
+    assert_eq!(row(&multi, true, now, false)[at], "linux/amd64,linux/arm64");
+    let single =
+        item(serde_json::json!({"config": {"image": {"os": "linux", "architecture": "arm64"}}}));
+    assert_eq!(row(&single, true, now, false)[at], "linux/arm64");
+    assert_eq!(
+        row(&item(serde_json::json!({})), true, now, false)[at],
+        "<none>"
+    );
+}

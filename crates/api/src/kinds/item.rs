@@ -99,6 +99,16 @@ pub struct ItemStatus {
     /// it fetch it); the top-level phase and progress then sum these up.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub nodes: std::collections::BTreeMap<String, ItemOnNode>,
+    /// In a unit whose nodes differ in platform, what each platform other than the top-level
+    /// resolution's runs (`os/arch` → its resolution), written by its first node that needs it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub platforms: crate::kinds::item_platforms::Platforms,
+    /// The platform (`os/arch`) the top-level resolution was made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_for: Option<String>,
+    /// The platforms (`os/arch`) the image's index offers; empty for a single manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<String>,
 }
 impl_status!(ItemStatus);
 
