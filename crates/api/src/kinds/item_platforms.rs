@@ -62,13 +62,12 @@ impl ItemStatus {
     }
 
     /// What a node of `platform` runs: its platform's entry in `platforms`, else the top-level
-    /// resolution when it was made for `platform` (or by a node that did not say), else `None`
-    /// (not resolved for it yet).
+    /// resolution when it was made for `platform` (or by a node that did not say, or not yet:
+    /// then it is empty), else `None` (another platform's, not resolved for this one yet).
     pub fn resolution(&self, platform: &str) -> Option<Resolution> {
         if let Some(r) = self.platforms.get(platform) {
             return Some(r.clone());
         }
-        self.config.as_ref()?;
         self.resolved_for
             .as_deref()
             .is_none_or(|p| p == platform)
@@ -159,9 +158,9 @@ mod tests {
     }
 
     #[test]
-    fn each_platform_finds_its_own_resolution_and_none_before_it_is_made() {
+    fn each_platform_finds_its_own_resolution_and_not_another_platforms() {
         let mut s = ItemStatus::default();
-        assert_eq!(s.resolution("linux/amd64"), None);
+        assert_eq!(s.resolution("linux/amd64"), Some(Resolution::default()));
         s.set_resolution("linux/amd64", 1, res("amd64", "a"));
         assert_eq!(s.resolution("linux/amd64").unwrap().layers, ["a"]);
         assert_eq!(s.resolution("linux/arm64"), None);
