@@ -273,20 +273,21 @@ impl Reconciler for NetworkReconciler {
         );
         let dns = self.dns.serve(name, part.gateway()).await;
         let now = chrono::Utc::now();
+        let me = self.unit.as_ref().map(|u| u.node.as_str());
         api.update_status(name, |s| {
-            // In a unit each node has a gateway of its own (its slice's first address).
+            // In a unit each node has a gateway of its own (its slice's first address), and
+            // conditions of its own, summed up in the top-level ones.
             s.gateway = self.unit.is_none().then(|| part.gateway().to_string());
             if let Some((status, reason, msg)) = &routes {
-                s.common
-                    .set_condition(c::ROUTES_READY, *status, reason, msg, now);
+                s.set_condition_on(me, c::ROUTES_READY, *status, reason, msg, now);
             }
             s.bridge = Some(bridge.clone());
-            s.common
-                .set_condition(c::READY, ConditionStatus::True, r::BRIDGE_UP, "", now);
+            s.set_condition_on(me, c::READY, ConditionStatus::True, r::BRIDGE_UP, "", now);
             match &vlan {
                 None => {}
                 Some(Ok(())) => {
-                    s.common.set_condition(
+                    s.set_condition_on(
+                        me,
                         c::VLAN_READY,
                         ConditionStatus::True,
                         r::ATTACHED,
@@ -295,16 +296,15 @@ impl Reconciler for NetworkReconciler {
                     );
                 }
                 Some(Err((reason, e))) => {
-                    s.common
-                        .set_condition(c::VLAN_READY, ConditionStatus::False, reason, e, now);
+                    s.set_condition_on(me, c::VLAN_READY, ConditionStatus::False, reason, e, now);
                 }
             }
             match &dns {
                 Ok(()) => {
-                    s.common
-                        .set_condition(c::DNS_READY, ConditionStatus::True, r::SERVING, "", now)
+                    s.set_condition_on(me, c::DNS_READY, ConditionStatus::True, r::SERVING, "", now)
                 }
-                Err(e) => s.common.set_condition(
+                Err(e) => s.set_condition_on(
+                    me,
                     c::DNS_READY,
                     ConditionStatus::False,
                     r::LISTEN_FAILED,

@@ -107,6 +107,16 @@ async fn each_node_has_its_slice_and_removes_its_own_bridge_before_a_deleted_net
         .iter()
         .find(|c| c.type_ == "RoutesReady");
     assert_eq!(routes.unwrap().reason, "Routed", "{net:?}");
+    // Each node's own conditions, summed up in the top-level ones.
+    until("both nodes report", async || {
+        api.get("span").await.unwrap().status.nodes.len() == 2
+    })
+    .await;
+    let net = api.get("span").await.unwrap();
+    for (node, own) in &net.status.nodes {
+        let ready = own.conditions.iter().find(|c| c.type_ == "Ready");
+        assert_eq!(ready.unwrap().reason, "BridgeUp", "{node}: {net:?}");
+    }
     // Each bridge carries its own slice's gateway.
     for (names, node) in names.iter().zip(["north", "south"]) {
         let slice = Cidr::parse(&net.status.slices[node]).unwrap();

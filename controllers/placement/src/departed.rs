@@ -114,19 +114,23 @@ pub async fn forget_departed(
                 .await?;
             done.network_finalizers += dropped;
         }
-        // Its slice of the subnet is free for another node.
-        let slices: Vec<String> = n
+        // Its slice of the subnet is free for another node; its conditions leave the sum.
+        let mut slices: Vec<String> = n
             .status
             .slices
             .keys()
+            .chain(n.status.nodes.keys())
             .filter(|s| gone(s))
             .cloned()
             .collect();
+        slices.sort();
+        slices.dedup();
         if !slices.is_empty() {
             networks
                 .update_status(&n.metadata.name, |s| {
                     for node in &slices {
                         s.slices.remove(node);
+                        s.forget_node(node, chrono::Utc::now());
                     }
                 })
                 .await?;

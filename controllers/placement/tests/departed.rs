@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use aos_api::ConditionStatus::{False, True};
 use aos_api::{
     ItemOnNode, ItemPhase, ItemSource, ItemSpec, LayerSpec, NetworkSpec, NodeSpec, Object,
 };
@@ -87,6 +88,9 @@ async fn what_departed_nodes_kept_is_forgotten_and_nothing_of_the_present_ones()
                 .into_iter()
                 .map(|(n, c)| (n.to_string(), c.to_string()))
                 .collect();
+            let now = chrono::Utc::now();
+            s.set_condition_on(Some("here"), "RoutesReady", True, "Routed", "", now);
+            s.set_condition_on(Some("left"), "RoutesReady", False, "NoRoute", "gone", now);
         })
         .await
         .unwrap();
@@ -124,6 +128,9 @@ async fn what_departed_nodes_kept_is_forgotten_and_nothing_of_the_present_ones()
         ["here"],
         "its slice is free for another node"
     );
+    let routes = net.status.common.condition("RoutesReady").unwrap();
+    assert_eq!(routes.status, True, "its failing routes leave the sum");
+    assert_eq!(net.status.nodes.keys().collect::<Vec<_>>(), ["here"]);
 
     let again = forget_departed(&backend, &mut departures, grace).await;
     assert_eq!(again.unwrap(), Forgotten::default());

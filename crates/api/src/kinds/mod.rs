@@ -7,6 +7,7 @@ mod item_nodes;
 mod item_platforms;
 mod layer;
 mod network;
+mod network_nodes;
 mod node;
 mod slots;
 
@@ -16,6 +17,7 @@ pub use item::*;
 pub use item_platforms::*;
 pub use layer::*;
 pub use network::*;
+pub use network_nodes::*;
 pub use node::*;
 pub use slots::*;
 

@@ -63,6 +63,10 @@ pub struct NetworkStatus {
     /// the other parts are reached through the node's gateway.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub slices: BTreeMap<String, String>,
+    /// In a unit: node object name → that node's own conditions; the top-level ones sum
+    /// them up (`NetworkStatus::set_condition_on`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, crate::kinds::network_nodes::NetworkOnNode>,
 }
 impl_status!(NetworkStatus);
 
