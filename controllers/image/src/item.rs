@@ -130,23 +130,14 @@ impl ItemReconciler {
             }
         }
         let src = self.env.sources.open(&spec).await?;
-        let r = if needed {
-            pipeline::resolve(
-                &*src,
-                &self.env.os,
-                &self.env.arch,
-                obj.spec.digest.as_deref(),
-            )
-            .await?
-        } else {
-            pipeline::resolve_offered(
-                &*src,
-                &self.env.os,
-                &self.env.arch,
-                obj.spec.digest.as_deref(),
-            )
-            .await?
-        };
+        let r = pipeline::resolve_with(
+            &*src,
+            &self.env.os,
+            &self.env.arch,
+            obj.spec.digest.as_deref(),
+            !needed,
+        )
+        .await?;
         let components = r
             .manifest
             .layers

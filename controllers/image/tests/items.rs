@@ -12,7 +12,7 @@ use aos_api::{ItemPhase, ItemSpec, LayerPhase, LayerSpec};
 use aos_image::source::fake::{FakeSource, FakeSources};
 use aos_image::source::SourceSpec;
 use aos_image_controllers::ItemReconciler;
-use aos_reconcile::{Action, Context, Reconciler};
+use aos_reconcile::{Action, Reconciler};
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use aos_testkit::image::{file, ImageBuilder};
 
@@ -57,14 +57,9 @@ impl Rig {
 
     async fn pass(&self) -> Result<Action, aos_image_controllers::PipelineError> {
         let obj = Arc::new(self.api.get("svc").await.unwrap());
-        let ctx = Context {
-            api: self.api.clone(),
-            reader: Default::default(),
-            backend: self.backend.clone(),
-            events: Default::default(),
-            metrics: Default::default(),
-        };
-        self.reconciler.apply(obj, &ctx).await
+        self.reconciler
+            .apply(obj, &common::ctx(&self.backend))
+            .await
     }
 
     async fn status(&self) -> aos_api::ItemStatus {

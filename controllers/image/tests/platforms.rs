@@ -11,13 +11,13 @@ use aos_api::{InstanceSpec, ItemPhase, ItemSpec, ItemStatus, LayerSpec, Object, 
 use aos_image::source::fake::{FakeSource, FakeSources};
 use aos_image::source::SourceSpec;
 use aos_image_controllers::ItemReconciler;
-use aos_reconcile::{Context, Reconciler};
+use aos_reconcile::Reconciler;
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use aos_testkit::image::{file, write_index, BuiltImage, ImageBuilder};
 
 mod common;
 
-use common::REF;
+use common::{ctx, REF};
 
 struct Unit {
     _dir: tempfile::TempDir,
@@ -26,16 +26,6 @@ struct Unit {
     south: ItemReconciler,
     /// The images the index lists, by OCI architecture.
     images: Vec<BuiltImage>,
-}
-
-fn ctx<K: aos_api::Spec>(backend: &Arc<dyn Backend>) -> Context<K> {
-    Context {
-        api: Api::new(backend.clone()),
-        reader: Default::default(),
-        backend: backend.clone(),
-        events: Default::default(),
-        metrics: Default::default(),
-    }
 }
 
 impl Unit {

@@ -12,13 +12,13 @@ use aos_api::{InstanceSpec, ItemPhase, ItemSpec, LayerPhase, LayerSpec, Object, 
 use aos_image::source::fake::{FakeSource, FakeSources};
 use aos_image::source::SourceSpec;
 use aos_image_controllers::{ItemReconciler, LayerReconciler, REMOVED_AT};
-use aos_reconcile::{Action, Context, Reconciler};
+use aos_reconcile::{Action, Reconciler};
 use aos_store::{Api, Backend, Embedded, EmbeddedOptions};
 use aos_testkit::image::{file, ImageBuilder};
 
 mod common;
 
-use common::REF;
+use common::{ctx, REF};
 
 struct Node {
     items: ItemReconciler,
@@ -30,16 +30,6 @@ struct Unit {
     backend: Arc<dyn Backend>,
     north: Node,
     south: Node,
-}
-
-fn ctx<K: aos_api::Spec>(backend: &Arc<dyn Backend>) -> Context<K> {
-    Context {
-        api: Api::new(backend.clone()),
-        reader: Default::default(),
-        backend: backend.clone(),
-        events: Default::default(),
-        metrics: Default::default(),
-    }
 }
 
 impl Unit {

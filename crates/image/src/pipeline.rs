@@ -51,18 +51,10 @@ pub async fn resolve(
     resolve_with(source, os, arch, expected, false).await
 }
 
-/// As `resolve`, but an index without `os/arch` gives its first platform's manifest (for a
-/// node of a unit that only reads what the item asks for, to place it on others).
-pub async fn resolve_offered(
-    source: &dyn BlobSource,
-    os: &str,
-    arch: &str,
-    expected: Option<&str>,
-) -> Result<Resolved, ImageError> {
-    resolve_with(source, os, arch, expected, true).await
-}
-
-async fn resolve_with(
+/// As `resolve`; with `or_first`, an index without `os/arch` gives its first platform's
+/// manifest (for a node of a unit that only reads what the item asks for, to place it on
+/// others).
+pub async fn resolve_with(
     source: &dyn BlobSource,
     os: &str,
     arch: &str,

@@ -44,6 +44,17 @@ pub fn env_on(
     })
 }
 
+/// A reconciler's context on `backend`.
+pub fn ctx<K: aos_api::Spec>(backend: &Arc<dyn Backend>) -> aos_reconcile::Context<K> {
+    aos_reconcile::Context {
+        api: Api::new(backend.clone()),
+        reader: Default::default(),
+        backend: backend.clone(),
+        events: Default::default(),
+        metrics: Default::default(),
+    }
+}
+
 /// Applies the Item `svc` 1.0.0 from [`REF`].
 pub async fn apply_item(backend: &Arc<dyn Backend>) {
     let spec = ItemSpec {
