@@ -81,7 +81,7 @@ impl Links {
             .ok_or_else(|| NetError::LinkMissing(format!("{what}: {why}")))
     }
 
-    /// A bridge named `name`, up, with the gateway address of `subnet`.
+    /// A bridge named `name`, up, with the gateway address of `subnet` as its only IPv4 address.
     pub async fn ensure_bridge(&self, name: &str, subnet: &Cidr) -> Result<u32, NetError> {
         let index = match self.index(name).await? {
             Some(i) => i,
@@ -106,6 +106,40 @@ impl Links {
             if !exists(&e) {
                 return Err(nl(format!("failed to address bridge {name}"))(e));
             }
+        }
+        // Any other IPv4 address of ours is stale (the part changed: a node that joined a
+        // unit takes a slice of the subnet it held whole): it would claim the rest on-link.
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        let mut stale = Vec::new();
+        while let Some(m) = addrs
+            .try_next()
+            .await
+            .map_err(nl(format!("failed to list the addresses of {name}")))?
+        {
+            let ours = m.attributes.iter().any(|a| {
+                matches!(a, AddressAttribute::Address(IpAddr::V4(ip)) if *ip == subnet.gateway())
+            }) && m.header.prefix_len == subnet.len;
+            let v4 = m
+                .attributes
+                .iter()
+                .any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(_))));
+            if v4 && !ours {
+                stale.push(m);
+            }
+        }
+        for m in stale {
+            tracing::info!(bridge = name, part = %subnet, "removing a stale address of the bridge");
+            self.handle
+                .address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(nl(format!("failed to remove a stale address of {name}")))?;
         }
         self.handle
             .link()

@@ -2,7 +2,8 @@
 //! (nothing of the host's routing is touched, and the namespace goes with the thread): added
 //! via each node's address under aosd's protocol number, replaced when the set changes, removed
 //! when it empties; routes of others (another protocol) are left alone; a gateway no link
-//! reaches is reported, not an error.
+//! reaches is reported, not an error. And a bridge whose part of the subnet changed keeps only
+//! the new gateway address.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -121,6 +122,38 @@ fn routes_to_other_nodes_slices_follow_the_wanted_set_and_leave_others_alone() {
             .build()
             .unwrap()
             .block_on(routes_in_this_namespace());
+    })
+    .join()
+    .unwrap();
+}
+
+async fn bridge_in_this_namespace() {
+    let links = Links::new().unwrap();
+    // A node of its own held the whole subnet; in a unit it takes a slice of it.
+    links
+        .ensure_bridge("aosbr-t", &Cidr::parse("172.31.0.0/24").unwrap())
+        .await
+        .unwrap();
+    let slice = Cidr::parse("172.31.0.64/26").unwrap();
+    links.ensure_bridge("aosbr-t", &slice).await.unwrap();
+    links.ensure_bridge("aosbr-t", &slice).await.unwrap();
+    let addrs = ip(&["-4", "-o", "addr", "show", "dev", "aosbr-t"]);
+    let held: Vec<&str> = addrs
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    assert_eq!(held, ["172.31.0.65/26"], "{addrs}");
+}
+
+#[test]
+fn a_bridge_whose_part_changed_keeps_only_the_new_gateway_address() {
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(bridge_in_this_namespace());
     })
     .join()
     .unwrap();
