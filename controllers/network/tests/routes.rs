@@ -113,18 +113,23 @@ async fn routes_in_this_namespace() {
     assert!(ip(&["-4", "route"]).contains("172.30.48.0/20 via 10.77.0.9"));
 }
 
-#[test]
-fn routes_to_other_nodes_slices_follow_the_wanted_set_and_leave_others_alone() {
-    std::thread::spawn(|| {
+/// Runs `test` on a thread in a network namespace of its own (which goes with the thread).
+fn in_own_netns<Fut: std::future::Future<Output = ()> + 'static>(test: fn() -> Fut) {
+    std::thread::spawn(move || {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(routes_in_this_namespace());
+            .block_on(test());
     })
     .join()
     .unwrap();
+}
+
+#[test]
+fn routes_to_other_nodes_slices_follow_the_wanted_set_and_leave_others_alone() {
+    in_own_netns(routes_in_this_namespace);
 }
 
 async fn bridge_in_this_namespace() {
@@ -147,14 +152,5 @@ async fn bridge_in_this_namespace() {
 
 #[test]
 fn a_bridge_whose_part_changed_keeps_only_the_new_gateway_address() {
-    std::thread::spawn(|| {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(bridge_in_this_namespace());
-    })
-    .join()
-    .unwrap();
+    in_own_netns(bridge_in_this_namespace);
 }
