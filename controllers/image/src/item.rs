@@ -5,17 +5,18 @@ use aos_api::condition::{self as c, reason as r};
 use std::sync::Arc;
 
 use aos_api::{
-    ConditionStatus, ItemPhase, ItemSpec, ItemStatus, ItemType, LayerPhase, LayerSpec, Object,
-    OwnerReference, Progress, Spec as _, API_VERSION,
+    ConditionStatus, ItemPhase, ItemSpec, ItemType, LayerPhase, LayerSpec, Object, OwnerReference,
+    Progress, Spec as _, API_VERSION,
 };
-use aos_image::oci::{self, Manifest, Root};
-use aos_image::pipeline::{self, Resolved};
+use aos_image::oci;
+use aos_image::pipeline;
 use aos_image::source::{self, SourceSpec};
 use aos_image::ImageError;
 use aos_reconcile::{Action, Context, ControllerMetrics, Reconciler};
 use aos_store::Api;
 
 use crate::owners::{disown, owned_here};
+use crate::resolved::{kept, run_config};
 use crate::unit::Need;
 use crate::{layer_name, ImageEnv, PipelineError, REMOVED_AT, REMOVED_ITEM};
 
@@ -54,28 +55,6 @@ fn owner(obj: &Object<ItemSpec>) -> OwnerReference {
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
-}
-
-/// What instances run with: the image config's process fields and the item config.
-fn run_config(r: &Resolved) -> Result<aos_api::itemconfig::RunConfig, PipelineError> {
-    let run = r.config.config.clone().unwrap_or_default();
-    let item = r
-        .item_config
-        .as_ref()
-        .map(aos_api::ItemConfig::parse)
-        .transpose()
-        .map_err(|e| PipelineError::InvalidConfig(e.to_string()))?;
-    Ok(aos_api::itemconfig::RunConfig {
-        image: aos_api::itemconfig::ImageRun {
-            os: r.config.os.clone(),
-            architecture: r.config.architecture.clone(),
-            entrypoint: run.entrypoint,
-            cmd: run.cmd,
-            env: run.env,
-            working_dir: run.working_dir,
-        },
-        item,
-    })
 }
 
 impl ItemReconciler {
@@ -271,18 +250,6 @@ impl ItemReconciler {
         }
         Ok(())
     }
-}
-
-/// Reads the manifest and diff ids kept for what this node's platform runs of an item.
-fn kept(env: &ImageEnv, status: &ItemStatus) -> Option<(Manifest, Vec<String>)> {
-    let status = status.resolution(&env.platform())?;
-    let m = env.store.meta(status.manifest_digest.as_deref()?)?;
-    let Root::Manifest(manifest) = oci::parse_root(&m).ok()? else {
-        return None;
-    };
-    let c = env.store.meta(status.config_digest.as_deref()?)?;
-    let config = oci::ImageConfig::parse(&c).ok()?;
-    Some((*manifest, config.diff_ids().to_vec()))
 }
 
 impl ItemReconciler {

@@ -7,6 +7,7 @@ mod gc;
 mod item;
 mod layer;
 mod owners;
+mod resolved;
 mod unit;
 mod wiring;
 
