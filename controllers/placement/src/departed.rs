@@ -24,7 +24,9 @@ pub struct Forgotten {
     pub layers: usize,
     pub item_entries: usize,
     pub network_finalizers: usize,
-    pub network_slices: usize,
+    /// Departed nodes dropped from a Network's status (their subnet slice, their conditions),
+    /// counted once per Network and node.
+    pub network_nodes: usize,
 }
 
 /// Since when each node seen in the store has had no Node object, as this leader saw it.
@@ -115,7 +117,7 @@ pub async fn forget_departed(
             done.network_finalizers += dropped;
         }
         // Its slice of the subnet is free for another node; its conditions leave the sum.
-        let mut slices: Vec<String> = n
+        let mut departed: Vec<String> = n
             .status
             .slices
             .keys()
@@ -123,18 +125,18 @@ pub async fn forget_departed(
             .filter(|s| gone(s))
             .cloned()
             .collect();
-        slices.sort();
-        slices.dedup();
-        if !slices.is_empty() {
+        departed.sort();
+        departed.dedup();
+        if !departed.is_empty() {
             networks
                 .update_status(&n.metadata.name, |s| {
-                    for node in &slices {
+                    for node in &departed {
                         s.slices.remove(node);
                         s.forget_node(node, chrono::Utc::now());
                     }
                 })
                 .await?;
-            done.network_slices += slices.len();
+            done.network_nodes += departed.len();
         }
     }
     Ok(done)

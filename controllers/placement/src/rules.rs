@@ -43,12 +43,9 @@ pub struct Demand {
     /// `quotas.cpuDMIPSLimit`/`ramLimit`.
     pub cpu_quota: Option<u64>,
     pub ram_quota: Option<u64>,
-    /// The image's platform, when known.
-    pub os: Option<String>,
-    pub arch: Option<String>,
-    /// The platforms (`os/arch`) the image's index offers: when not empty, these decide
-    /// instead of `os` and `arch` (a multi-platform item runs on nodes of each).
-    pub offered: Vec<String>,
+    /// The platforms (`os/arch`) the Item runs on (`ItemStatus::platforms`): empty when not
+    /// known, then every platform may try.
+    pub platforms: Vec<String>,
     /// `balancingPolicy` is not `disabled`: instances move off a node that is lost.
     pub movable: bool,
 }
@@ -108,13 +105,7 @@ fn unfit(node: &NodeView, load: &Load, i: &InstanceView) -> Option<&'static str>
         });
     };
     let d = &i.demand;
-    let other_platform = if d.offered.is_empty() {
-        d.os.as_ref().is_some_and(|os| *os != node.os)
-            || d.arch.as_ref().is_some_and(|a| *a != node.arch)
-    } else {
-        !d.offered.contains(&format!("{}/{}", node.os, node.arch))
-    };
-    if other_platform {
+    if !d.platforms.is_empty() && !d.platforms.contains(&format!("{}/{}", node.os, node.arch)) {
         return Some("other platform");
     }
     if i.node_selector

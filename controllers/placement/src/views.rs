@@ -49,9 +49,7 @@ pub fn demand(item: Option<&Object<ItemSpec>>) -> Demand {
         ram_request: asks.ram_request,
         cpu_quota: asks.cpu_quota,
         ram_quota: asks.ram_quota,
-        os: Some(config.image.os.clone()).filter(|s| !s.is_empty()),
-        arch: Some(config.image.architecture.clone()).filter(|s| !s.is_empty()),
-        offered: item.map(|i| i.status.offered.clone()).unwrap_or_default(),
+        platforms: item.map(|i| i.status.platforms()).unwrap_or_default(),
         movable: !policy.is_some_and(|p| p.eq_ignore_ascii_case("disabled")),
     }
 }

@@ -112,7 +112,7 @@ async fn what_departed_nodes_kept_is_forgotten_and_nothing_of_the_present_ones()
             layers: 1,
             item_entries: 1,
             network_finalizers: 1,
-            network_slices: 1,
+            network_nodes: 1,
         }
     );
     let layers = Api::<LayerSpec>::new(backend.clone());

@@ -100,7 +100,7 @@ fn runtime_type_platform_and_max_instances_are_respected() {
     c.runtimes = vec![(RuntimeType::Boot, 1)];
     let nodes = [a, b, c];
     let mut i0 = inst("i0", 0, 0);
-    i0.demand.arch = Some("amd64".into());
+    i0.demand.platforms = vec!["linux/amd64".into()];
     let mut i1 = i0.clone();
     i1.name = "i1".into();
     let d = place(&nodes, &[i0, i1]);
@@ -121,10 +121,9 @@ fn a_multi_platform_item_runs_on_every_platform_its_index_offers_and_no_other() 
     let mut c = node("c");
     c.arch = "riscv64".into();
     let nodes = [node("a"), b, c];
-    // The top-level resolution is amd64's (the node that resolved first), the index offers two.
+    // The index offers two (the top-level resolution is amd64's: it does not narrow them).
     let mut demand = inst("x", 0, 0).demand;
-    demand.arch = Some("amd64".into());
-    demand.offered = vec!["linux/amd64".into(), "linux/arm64".into()];
+    demand.platforms = vec!["linux/amd64".into(), "linux/arm64".into()];
     let insts: Vec<_> = (0..4)
         .map(|n| InstanceView {
             demand: demand.clone(),
@@ -134,7 +133,7 @@ fn a_multi_platform_item_runs_on_every_platform_its_index_offers_and_no_other() 
     let d = place(&nodes, &insts);
     assert_eq!(placed(&d), [("a".into(), 2), ("b".into(), 2)].into());
     let mut nowhere = insts[0].clone();
-    nowhere.demand.offered = vec!["linux/s390x".into()];
+    nowhere.demand.platforms = vec!["linux/s390x".into()];
     assert_eq!(
         place(&nodes, &[nowhere])["i0"],
         Decision::Unschedulable("0/3 nodes are available: 3 other platform".into())

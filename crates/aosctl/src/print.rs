@@ -252,22 +252,12 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 _ => "<none>".into(),
             };
             // What the index offers, else the platform of the one manifest.
-            let platforms = match v.pointer("/status/offered").and_then(Value::as_array) {
-                Some(list) if !list.is_empty() => list
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                _ => {
-                    let os = cell(&v, "/status/config/image/os");
-                    let arch = cell(&v, "/status/config/image/architecture");
-                    if arch == "<none>" {
-                        arch
-                    } else {
-                        format!("{os}/{arch}")
-                    }
-                }
-            };
+            let platforms = v
+                .get("status")
+                .and_then(|s| serde_json::from_value::<aos_api::ItemStatus>(s.clone()).ok())
+                .map(|s| s.platforms().join(","))
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "<none>".into());
             (
                 vec![
                     name,

@@ -106,13 +106,20 @@ impl ItemStatus {
         }
     }
 
-    /// Whether a node of `platform` may run the Item: the image's index lists it, or, for a
-    /// single manifest, its config names it or no platform.
-    pub fn offers(&self, platform: &str) -> bool {
+    /// The platforms (`os/arch`) the Item runs on: those its image's index lists, else the
+    /// one its single manifest's config names; empty when not known (not resolved yet, or a
+    /// config that names no platform): then a node of any platform may try.
+    pub fn platforms(&self) -> Vec<String> {
         if !self.offered.is_empty() {
-            return self.offered.iter().any(|p| p == platform);
+            return self.offered.clone();
         }
-        self.image_platform().is_none_or(|p| p == platform)
+        self.image_platform().into_iter().collect()
+    }
+
+    /// Whether a node of `platform` may run the Item (see `platforms`).
+    pub fn offers(&self, platform: &str) -> bool {
+        let platforms = self.platforms();
+        platforms.is_empty() || platforms.iter().any(|p| p == platform)
     }
 
     /// Every manifest, config and item config digest any platform uses.
