@@ -76,7 +76,7 @@ pub async fn inspect(
         "itemConfig": r.item_config,
     });
     if !offered.is_empty() {
-        doc["platform"] = format!("{os}/{}", oci::oci_arch(arch)).into();
+        doc["platform"] = aos_api::platform_key(os, arch).into();
         doc["platforms"] = offered.into();
     }
     Ok(doc)

@@ -101,7 +101,7 @@ enum Command {
         #[arg(long)]
         insecure: Vec<String>,
         /// The platform (os/arch) whose manifest to show; default: this machine's.
-        #[arg(long, default_value_t = format!("linux/{}", aos_image::oci::oci_arch(std::env::consts::ARCH)))]
+        #[arg(long, default_value_t = aos_api::native_platform())]
         platform: String,
     },
     /// Print an instance's output: logs NAME [-f] [--tail N] [--since 5m].
@@ -153,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (os, arch) = match platform.as_slice() {
                 [] => (
                     "linux".to_string(),
-                    aos_image::oci::oci_arch(std::env::consts::ARCH).to_string(),
+                    aos_api::oci_arch(std::env::consts::ARCH).to_string(),
                 ),
                 [p] => p
                     .split_once('/')

@@ -158,24 +158,13 @@ pub fn parse_root(bytes: &[u8]) -> Result<Root, ImageError> {
     })))
 }
 
-/// The OCI architecture name of a kernel architecture (`x86_64` → `amd64`).
-pub fn oci_arch(arch: &str) -> &str {
-    match arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" | "armv7l" => "arm",
-        "x86" | "i686" => "386",
-        other => other,
-    }
-}
-
 /// The index entry for `os/arch`.
 pub fn select_platform(
     entries: &[Descriptor],
     os: &str,
     arch: &str,
 ) -> Result<Descriptor, ImageError> {
-    let arch = oci_arch(arch);
+    let arch = aos_api::oci_arch(arch);
     entries
         .iter()
         .find(|e| {

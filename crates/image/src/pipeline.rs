@@ -61,7 +61,7 @@ pub async fn resolve_with(
     expected: Option<&str>,
     or_first: bool,
 ) -> Result<Resolved, ImageError> {
-    let mut platform = format!("{os}/{}", oci::oci_arch(arch));
+    let mut platform = aos_api::platform_key(os, arch);
     let mut offered = Vec::new();
     let root = source.root().await?;
     let root_digest = oci::sha256_digest(&root);
