@@ -183,11 +183,9 @@ impl ItemReconciler {
             config: Some(summary),
         };
         api.update_status(name, |s| {
-            if s.resolved_generation != generation {
+            if s.set_resolution(&r.platform, generation, resolution.clone(), &r.offered) {
                 s.phase_millis = [("resolve".to_string(), took.as_millis() as u64)].into();
-                s.offered = r.offered.clone();
             }
-            s.set_resolution(&r.platform, generation, resolution.clone());
             match unit {
                 // In a unit the nodes that fetch it say how far they are.
                 Some(me) => s.set_node(me, s.nodes.get(me).cloned()),

@@ -16,6 +16,7 @@ use aos_e2e::{Aosd, AosdOptions};
 use aos_testkit::image::Entry;
 use aos_testkit::{ImageBuilder, Registry};
 
+/// Cold rounds of each (`BENCH_PULL_ROUNDS` overrides).
 const ROUNDS: usize = 3;
 
 /// Text-like content (compresses about as well as binaries and configs do).
@@ -184,11 +185,13 @@ fn kb_field(pid: u32, field: &str) -> u64 {
         * 1024
 }
 
-/// The highest VmHWM of any `tar2sqfs` child of `parent` while `stop` is false (sampled
-/// every 20 ms).
-fn converter_peak(parent: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u64 {
-    let mut peak = 0;
+/// The highest sum of the resident memory of `parent` and of every `tar2sqfs` child it runs
+/// at that moment (one per layer converted at once), sampled every 20 ms while `stop` is
+/// false; and the most converters seen at once.
+fn peak_together(parent: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> (u64, usize) {
+    let (mut peak, mut most) = (0, 0);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let (mut sum, mut n) = (kb_field(parent, "VmRSS:"), 0);
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
@@ -201,16 +204,19 @@ fn converter_peak(parent: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBoo
                     .and_then(|r| r.split_whitespace().nth(1))
                     == Some(&parent.to_string());
             if is_child {
-                peak = peak.max(kb_field(pid, "VmHWM:"));
+                sum += kb_field(pid, "VmRSS:");
+                n += 1;
             }
         }
+        peak = peak.max(sum);
+        most = most.max(n);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    peak
+    (peak, most)
 }
 
-/// aosd, cold: a fresh data dir, apply, wait for Ready. (seconds, peak RSS of aosd plus the
-/// converter's, disk)
+/// aosd, cold: a fresh data dir, apply, wait for Ready. (seconds, peak RSS of aosd and its
+/// converters together, disk)
 fn run_aosd(registry: &Registry, reference: &str, follow: bool) -> (f64, u64, u64) {
     let aosd = Aosd::start_with(AosdOptions {
         config: Some(format!(
@@ -222,7 +228,7 @@ fn run_aosd(registry: &Registry, reference: &str, follow: bool) -> (f64, u64, u6
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
         let (pid, stop) = (aosd.pid(), stop.clone());
-        std::thread::spawn(move || converter_peak(pid, stop))
+        std::thread::spawn(move || peak_together(pid, stop))
     };
     let manifest = aosd.path().join("item.yaml");
     std::fs::write(
@@ -241,7 +247,12 @@ fn run_aosd(registry: &Registry, reference: &str, follow: bool) -> (f64, u64, u6
     ]);
     let secs = t.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peak = kb_field(aosd.pid(), "VmHWM:") + sampler.join().unwrap();
+    let (peak, converters) = sampler.join().unwrap();
+    eprintln!(
+        "aosd (following: {follow}): peak RSS with its converters {:.1} MB ({converters} converters at most at once; aosd's own VmHWM {:.1} MB)",
+        peak as f64 / 1e6,
+        kb_field(aosd.pid(), "VmHWM:") as f64 / 1e6
+    );
     let disk = du(&aosd.path().join("data/images"));
     aosd.ok(&["delete", "item", "big", "--wait"]);
     (secs, peak, disk)
@@ -308,6 +319,11 @@ fn main() {
     // `bench-pull --build DIR` only writes the image layout (for looking at single stages).
     let args: Vec<String> = std::env::args().collect();
     let host = std::env::var("BENCH_PULL_IMAGE").is_ok_and(|v| v == "host");
+    let rounds = std::env::var("BENCH_PULL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS)
+        .max(1);
     let build = if host { build_host } else { build };
     if args.len() == 3 && args[1] == "--build" {
         build(Path::new(&args[2]));
@@ -324,14 +340,14 @@ fn main() {
     let registry = Registry::start();
     let reference = registry.push(&built.layout, "1", "bench/big");
     println!(
-        "image: {:.0} MB uncompressed, {files} files, {} layers, {:.0} MB compressed; {ROUNDS} cold rounds, alternating; medians",
+        "image: {:.0} MB uncompressed, {files} files, {} layers, {:.0} MB compressed; {rounds} cold rounds, alternating; medians",
         bytes as f64 / 1e6,
         built.layers.len(),
         compressed as f64 / 1e6
     );
     let (mut a, mut p, mut c, mut u) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut a_rss, mut p_rss, mut a_disk, mut c_disk, mut u_disk) = (0, 0, 0, 0, 0);
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let (s, rss, d) = run_aosd(&registry, &reference, true);
         a.push(s);
         a_rss = a_rss.max(rss);
@@ -370,7 +386,7 @@ fn main() {
     );
     println!(
         "{:<34} {:>11.1}M {:>13.1}M {:>12} {:>14}",
-        "peak RSS of aosd + tar2sqfs",
+        "peak RSS, aosd + its tar2sqfs",
         a_rss as f64 / 1e6,
         p_rss as f64 / 1e6,
         "-",

@@ -86,12 +86,20 @@ impl ItemStatus {
     }
 
     /// Records what a node of `platform` runs: as the top-level resolution when it is the
-    /// first of `generation` (dropping every other platform's) or the top-level one is for
-    /// `platform`, else as `platform`'s entry.
-    pub fn set_resolution(&mut self, platform: &str, generation: i64, r: Resolution) {
+    /// first of `generation` (dropping every other platform's, and taking `offered`, the
+    /// platforms the image's index lists) or the top-level one is for `platform`, else as
+    /// `platform`'s entry. Returns whether it was the first of `generation`.
+    pub fn set_resolution(
+        &mut self,
+        platform: &str,
+        generation: i64,
+        r: Resolution,
+        offered: &[String],
+    ) -> bool {
         let first = self.resolved_generation != generation || self.config.is_none();
         if first {
             self.platforms.clear();
+            self.offered = offered.to_vec();
         }
         if first || self.resolved_for.as_deref().is_none_or(|p| p == platform) {
             self.manifest_digest = r.manifest_digest;
@@ -104,6 +112,7 @@ impl ItemStatus {
         } else {
             self.platforms.insert(platform.to_string(), r);
         }
+        first
     }
 
     /// The platforms (`os/arch`) the Item runs on: those its image's index lists, else the
@@ -168,19 +177,19 @@ mod tests {
     fn each_platform_finds_its_own_resolution_and_not_another_platforms() {
         let mut s = ItemStatus::default();
         assert_eq!(s.resolution("linux/amd64"), Some(Resolution::default()));
-        s.set_resolution("linux/amd64", 1, res("amd64", "a"));
+        s.set_resolution("linux/amd64", 1, res("amd64", "a"), &[]);
         assert_eq!(s.resolution("linux/amd64").unwrap().layers, ["a"]);
         assert_eq!(s.resolution("linux/arm64"), None);
-        s.set_resolution("linux/arm64", 1, res("arm64", "b"));
+        s.set_resolution("linux/arm64", 1, res("arm64", "b"), &[]);
         assert_eq!(s.resolution("linux/arm64").unwrap().layers, ["b"]);
         assert_eq!(s.resolution("linux/amd64").unwrap().layers, ["a"]);
         assert_eq!(s.all_layers(), ["a", "b"]);
         assert_eq!(s.digests(), ["m-amd64", "m-arm64"]);
         // The top-level platform again replaces it; a new generation starts over.
-        s.set_resolution("linux/amd64", 1, res("amd64", "c"));
+        s.set_resolution("linux/amd64", 1, res("amd64", "c"), &[]);
         assert_eq!(s.resolution("linux/amd64").unwrap().layers, ["c"]);
         assert_eq!(s.resolution("linux/arm64").unwrap().layers, ["b"]);
-        s.set_resolution("linux/arm64", 2, res("arm64", "d"));
+        s.set_resolution("linux/arm64", 2, res("arm64", "d"), &[]);
         assert_eq!(s.resolution("linux/arm64").unwrap().layers, ["d"]);
         assert_eq!(s.resolution("linux/amd64"), None);
         assert!(s.platforms.is_empty());
@@ -189,10 +198,17 @@ mod tests {
     #[test]
     fn an_index_offers_its_platforms_and_a_single_manifest_its_own() {
         let mut s = ItemStatus::default();
-        s.set_resolution("linux/amd64", 1, res("amd64", "a"));
+        assert!(
+            s.offers("linux/riscv64"),
+            "not resolved yet: any platform may try"
+        );
+        s.set_resolution("linux/amd64", 1, res("amd64", "a"), &[]);
         assert!(s.offers("linux/amd64"));
         assert!(!s.offers("linux/arm64"));
-        s.offered = vec!["linux/amd64".into(), "linux/arm64".into()];
+        let index = ["linux/amd64".to_string(), "linux/arm64".to_string()];
+        assert!(s.set_resolution("linux/amd64", 2, res("amd64", "a"), &index));
+        assert!(!s.set_resolution("linux/arm64", 2, res("arm64", "b"), &[]));
+        assert_eq!(s.platforms(), index);
         assert!(s.offers("linux/arm64"));
         assert!(!s.offers("linux/riscv64"));
     }
