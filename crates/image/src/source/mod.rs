@@ -6,6 +6,7 @@ pub mod conformance;
 pub mod fake;
 mod file;
 mod http;
+pub mod reference;
 mod registry;
 
 use std::collections::BTreeMap;

@@ -21,7 +21,7 @@ pub struct RegistrySource {
 
 impl RegistrySource {
     pub fn new(reference: &str, config: &SourceConfig) -> Result<Self, ImageError> {
-        let reference: Reference = reference.parse().map_err(|e| {
+        let reference = super::reference::parse(reference).map_err(|e| {
             ImageError::InvalidManifest(format!("bad registry reference {reference:?}: {e}"))
         })?;
         let mut certs = Vec::new();
