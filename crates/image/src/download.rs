@@ -107,7 +107,9 @@ async fn attempt(
             .open(&partial)
             .await
             .map_err(io(format!("failed to open {}", partial.display())))?;
-        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        // 256 KiB: large enough for few writes, small enough for a device pulling several
+        // layers at once (each has one).
+        let mut out = tokio::io::BufWriter::with_capacity(256 << 10, file);
         let mut stream = blob.stream;
         progress(have);
         while let Some(chunk) = stream.next().await {
