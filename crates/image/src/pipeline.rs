@@ -157,6 +157,23 @@ pub struct LayerWanted {
     pub size: u64,
 }
 
+impl Resolved {
+    /// Every layer of the manifest with its diff id from the config, bottom first.
+    pub fn layers_wanted(&self) -> Vec<LayerWanted> {
+        self.manifest
+            .layers
+            .iter()
+            .zip(self.config.diff_ids())
+            .map(|(l, d)| LayerWanted {
+                digest: l.digest.clone(),
+                diff_id: d.clone(),
+                media_type: l.media_type.clone(),
+                size: l.size,
+            })
+            .collect()
+    }
+}
+
 /// How long each phase of installing one layer took: the download (hashed as it streams),
 /// the conversion to squashfs (gunzip, tar checks, the image writer) and the hash of the image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use aos_image::convert::ConvertOptions;
 use aos_image::download::RetryPolicy;
 use aos_image::layerstore::LayerStore;
-use aos_image::pipeline::{install_service_layer, resolve, LayerWanted};
+use aos_image::pipeline::{install_service_layer, resolve};
 use aos_image::source::{self, SourceConfig, SourceSpec};
 use aos_testkit::image::file;
 use aos_testkit::ImageBuilder;
@@ -67,25 +67,14 @@ async fn install_together(slots: usize, follow: bool) -> usize {
         ..ConvertOptions::default()
     };
     let retry = RetryPolicy::default();
-    let installs = r
-        .manifest
-        .layers
-        .iter()
-        .zip(r.config.diff_ids())
-        .map(|(l, d)| LayerWanted {
-            digest: l.digest.clone(),
-            diff_id: d.clone(),
-            media_type: l.media_type.clone(),
-            size: l.size,
-        })
-        .map(|l| {
-            let (store, src, opts, retry) = (&store, &src, &opts, &retry);
-            async move {
-                install_service_layer(store, &**src, &l, retry, opts, &|_| {})
-                    .await
-                    .unwrap()
-            }
-        });
+    let installs = r.layers_wanted().into_iter().map(|l| {
+        let (store, src, opts, retry) = (&store, &src, &opts, &retry);
+        async move {
+            install_service_layer(store, &**src, &l, retry, opts, &|_| {})
+                .await
+                .unwrap()
+        }
+    });
     let installed = futures::future::join_all(installs).await;
     assert_eq!(installed.len(), 4);
     for (rec, _) in &installed {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use aos_image::download::RetryPolicy;
 use aos_image::layerstore::{self, LayerStore};
-use aos_image::pipeline::{install_service_layer, resolve, LayerWanted, Resolved};
+use aos_image::pipeline::{install_service_layer, resolve};
 use aos_image::source::{self, BlobSource, SourceConfig, SourceSpec};
 use aos_image::stack::{self, StackLayer};
 use aos_image::ImageError;
@@ -78,20 +78,6 @@ fn retry() -> RetryPolicy {
     }
 }
 
-fn wanted(r: &Resolved) -> Vec<LayerWanted> {
-    r.manifest
-        .layers
-        .iter()
-        .zip(r.config.diff_ids())
-        .map(|(l, d)| LayerWanted {
-            digest: l.digest.clone(),
-            diff_id: d.clone(),
-            media_type: l.media_type.clone(),
-            size: l.size,
-        })
-        .collect()
-}
-
 async fn install_all(store: &LayerStore, src: &dyn BlobSource) -> Result<Vec<PathBuf>, ImageError> {
     Ok(install_stack(store, src)
         .await?
@@ -104,7 +90,7 @@ async fn install_all(store: &LayerStore, src: &dyn BlobSource) -> Result<Vec<Pat
 async fn followed(store: &LayerStore, src: &dyn BlobSource) -> Vec<bool> {
     let r = resolve(src, "linux", "x86_64", None).await.unwrap();
     let mut out = Vec::new();
-    for l in wanted(&r) {
+    for l in r.layers_wanted() {
         let (rec, t) =
             install_service_layer(store, src, &l, &retry(), &Default::default(), &|_| {})
                 .await
@@ -121,7 +107,7 @@ async fn install_stack(
 ) -> Result<Vec<StackLayer>, ImageError> {
     let r = resolve(src, "linux", "x86_64", None).await?;
     let mut layers = Vec::new();
-    for l in wanted(&r) {
+    for l in r.layers_wanted() {
         let rec = install_service_layer(store, src, &l, &retry(), &Default::default(), &|_| {})
             .await?
             .0;
