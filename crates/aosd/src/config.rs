@@ -95,8 +95,6 @@ pub struct ImagesSection {
     pub compressor_options: String,
     /// Convert a layer while it downloads (else after the download, from the verified blob).
     pub convert_while_downloading: bool,
-    /// Layers converted at once (each a tar2sqfs and its buffers); 0: one per core.
-    pub converters: usize,
     /// Credentials per registry host.
     pub credentials: BTreeMap<String, aos_image::source::Credentials>,
     /// Directories under which writers other than root may name `source.archive` paths.
@@ -123,7 +121,6 @@ impl Default for ImagesSection {
             compressor: "lz4".into(),
             compressor_options: String::new(),
             convert_while_downloading: true,
-            converters: 0,
             credentials: BTreeMap::new(),
             archive_dirs: Vec::new(),
         }

@@ -46,10 +46,6 @@ pub fn env(c: &Config) -> anyhow::Result<Arc<ImageEnv>> {
                 allow_devices: i.allow_devices,
             },
             follow: i.convert_while_downloading,
-            slots: Arc::new(tokio::sync::Semaphore::new(match i.converters {
-                0 => aos_image::convert::default_converters(),
-                n => n,
-            })),
         },
         space: SpaceAllocator::new(&root, i.keep_free_mib << 20),
         os: std::env::consts::OS.into(),

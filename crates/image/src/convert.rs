@@ -27,16 +27,6 @@ pub struct ConvertOptions {
     pub filter: FilterOptions,
     /// Convert while the layer downloads ([`crate::follow`]).
     pub follow: bool,
-    /// Conversions that may run at once, shared by every clone of these options: more
-    /// converters than cores only add their memory (each a `tar2sqfs` and its buffers); a
-    /// layer waiting for its turn keeps downloading, and its converter, once started, reads
-    /// what was written meanwhile.
-    pub slots: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-/// The default number of conversions at once: one per core.
-pub fn default_converters() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Default for ConvertOptions {
@@ -48,7 +38,6 @@ impl Default for ConvertOptions {
             jobs: 0,
             filter: FilterOptions::default(),
             follow: true,
-            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(default_converters())),
         }
     }
 }

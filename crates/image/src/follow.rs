@@ -69,15 +69,6 @@ impl Follow {
     }
 }
 
-impl FollowReader {
-    /// Nothing is worth converting any more: the download ended without a verified blob, or
-    /// nobody downloads (the install was cancelled).
-    pub fn nothing_to_follow(&self) -> bool {
-        let end = self.follow.lock().end;
-        end == Some(false) || (end.is_none() && Arc::strong_count(&self.follow) == 1)
-    }
-}
-
 /// Reads what the download has written, waiting for more until it ends.
 pub struct FollowReader {
     follow: Arc<Follow>,

@@ -214,25 +214,9 @@ pub async fn install_service_layer(
     );
     let (tmp2, opts, digest) = (tmp.clone(), convert_opts.clone(), layer.digest.clone());
     let span = tracing::info_span!("convert", digest = %layer.digest);
-    // The converter waits for its turn (`ConvertOptions::slots`) while the download goes on.
     let streaming = convert_opts.follow.then(|| {
-        tokio::spawn(async move {
-            let _turn = converter_turn(&opts).await?;
-            if reader.nothing_to_follow() {
-                return Err(ImageError::Convert {
-                    digest,
-                    message: "the download ended before the conversion's turn".into(),
-                });
-            }
-            let d = digest.clone();
-            tokio::task::spawn_blocking(move || {
-                span.in_scope(|| convert::to_squashfs_from(reader, &d, compression, &tmp2, &opts))
-            })
-            .await
-            .map_err(|e| ImageError::Convert {
-                digest,
-                message: format!("the conversion task failed: {e}"),
-            })?
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| convert::to_squashfs_from(reader, &digest, compression, &tmp2, &opts))
         })
     });
     let both = |have: u64| {
@@ -339,7 +323,6 @@ async fn convert_blob(
 ) -> Result<convert::Converted, ImageError> {
     let (blob2, tmp2, opts) = (blob.to_path_buf(), tmp.to_path_buf(), convert_opts.clone());
     let span = tracing::info_span!("convert", digest = %layer.digest);
-    let _turn = converter_turn(convert_opts).await?;
     let converted = tokio::task::spawn_blocking(move || {
         span.in_scope(|| convert::to_squashfs(&blob2, compression, &tmp2, &opts))
     })
@@ -389,15 +372,4 @@ pub async fn install_component(
     )
     .instrument(tracing::info_span!("download", digest = %layer.digest, size = layer.size))
     .await
-}
-
-/// Waits until fewer than `opts.slots` conversions run; the permit ends the turn when dropped.
-async fn converter_turn(
-    opts: &ConvertOptions,
-) -> Result<tokio::sync::OwnedSemaphorePermit, ImageError> {
-    opts.slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ImageError::io("no conversions any more", std::io::Error::other("closed")))
 }
