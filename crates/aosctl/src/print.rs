@@ -251,13 +251,16 @@ pub fn row(o: &DynObject, wide: bool, now: DateTime<Utc>, prefix_kind: bool) -> 
                 }
                 _ => "<none>".into(),
             };
-            // What the index offers, else the platform of the one manifest.
-            let platforms = v
-                .get("status")
-                .and_then(|s| serde_json::from_value::<aos_api::ItemStatus>(s.clone()).ok())
-                .map(|s| s.platforms().join(","))
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| "<none>".into());
+            // What the index offers, else the platform of the one manifest; `<unknown>` for a
+            // status this aosctl cannot read (another version's), as kubectl prints it.
+            let platforms = match v.get("status").map(|s| {
+                serde_json::from_value::<aos_api::ItemStatus>(s.clone())
+                    .map(|s| s.platforms().join(","))
+            }) {
+                Some(Ok(p)) if !p.is_empty() => p,
+                Some(Err(_)) => "<unknown>".into(),
+                _ => "<none>".into(),
+            };
             (
                 vec![
                     name,

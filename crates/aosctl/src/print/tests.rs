@@ -163,4 +163,7 @@ fn items_wide_show_the_platforms_an_index_offers_else_the_manifests_own() {
         row(&item(serde_json::json!({})), true, now, false)[at],
         "<none>"
     );
+    // A status this aosctl cannot read says so rather than looking empty.
+    let unreadable = item(serde_json::json!({"offered": "linux/amd64"}));
+    assert_eq!(row(&unreadable, true, now, false)[at], "<unknown>");
 }
