@@ -3,17 +3,19 @@
 # in /usr/bin, the systemd unit, the default config (/etc/aosd/aosd.toml, a conffile), the
 # containerd config aosd expects, aosctl's bash completion and the README.
 #   hack/package.sh [--release] [OUT_DIR]   -> prints the path of the .deb
-# (BINS=DIR takes the binaries from DIR instead of target/debug or target/release; COMPRESS=none
+# --release builds and packages the `device` profile (Cargo.toml: the release build linked as
+# one unit and stripped, smaller on flash and in RAM); without it, what target/debug holds.
+# (BINS=DIR takes the binaries from DIR instead of target/debug or target/device; COMPRESS=none
 # or gzip instead of xz.)
 # Install it with `apt install ./aosd_<version>_<arch>.deb` (or dpkg -i); it needs containerd,
 # runc, squashfs-tools-ng, nftables and iproute2, and creates the group `aosd` (api.group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=debug
-if [ "${1:-}" = --release ]; then profile=release; shift; fi
+if [ "${1:-}" = --release ]; then profile=device; shift; fi
 out="$(realpath -m "${1:-target}")"
 bins="${BINS:-target/$profile}"
-if [ "$profile" = release ]; then cargo build --release --bins -p aosd -p aosctl -p aos-logger >&2; fi
+if [ "$profile" = device ]; then cargo build --profile device --bins -p aosd -p aosctl -p aos-logger >&2; fi
 for b in aosd aosctl aos-logger; do
   [ -x "$bins/$b" ] || { echo "hack/package.sh: $bins/$b is missing: cargo build --bins first" >&2; exit 1; }
 done

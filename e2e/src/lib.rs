@@ -71,6 +71,9 @@ pub struct AosdOptions {
     /// A network namespace to run aosd in (one standing for another host): `nsenter --net`,
     /// nothing else of the test's namespaces changes.
     pub netns: Option<PathBuf>,
+    /// Where the aosd binary (and the aos-logger beside it) is taken from, for a benchmark
+    /// comparing builds (another cargo profile); `None`: [`bin_dir`].
+    pub bin_dir: Option<PathBuf>,
 }
 
 /// A containerd namespace of this test process alone (runc state is shared per namespace).
@@ -130,15 +133,17 @@ impl Aosd {
             .append(true)
             .open(dir.join("aosd.log"))
             .unwrap();
+        let aosd = match &opts.bin_dir {
+            Some(d) => d.join("aosd"),
+            None => bin("aosd"),
+        };
         let mut cmd = match &opts.netns {
             Some(ns) => {
                 let mut c = Command::new("nsenter");
-                c.arg(format!("--net={}", ns.display()))
-                    .arg("--")
-                    .arg(bin("aosd"));
+                c.arg(format!("--net={}", ns.display())).arg("--").arg(aosd);
                 c
             }
-            None => Command::new(bin("aosd")),
+            None => Command::new(aosd),
         };
         cmd.arg("--config")
             .arg(dir.join("aosd.toml"))

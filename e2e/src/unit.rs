@@ -86,6 +86,7 @@ impl Unit {
             args: vec!["--node-id".into(), id.into()],
             containerd: Some(self.containerd.socket.clone()),
             netns: host.map(|h| h.netns.clone()),
+            ..Default::default()
         })
     }
 

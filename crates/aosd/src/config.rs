@@ -245,6 +245,10 @@ pub struct ContainerSection {
     /// Tasks that share one runc v2 shim (1: a shim each, containerd's default). A shim's crash
     /// ends the tasks of its group, which restart as after any exit.
     pub shim_group: usize,
+    /// The containerd runtime (shim) that runs the tasks: `io.containerd.runc.v2` is the Go
+    /// shim containerd ships; another name runs `containerd-shim-<name's last parts>` from
+    /// containerd's PATH (`io.containerd.runc.v2-rs`: rust-extensions' runc shim).
+    pub shim: String,
 }
 
 impl Default for ContainerSection {
@@ -280,6 +284,7 @@ impl Default for ContainerSection {
             allow_unconfined: false,
             concurrency: 16,
             shim_group: 16,
+            shim: "io.containerd.runc.v2".into(),
         }
     }
 }
@@ -396,6 +401,9 @@ impl Config {
             );
         }
         self.socket_mode()?;
+        if self.runtimes.container.shim.trim().is_empty() {
+            bail!("runtimes.container.shim must name a containerd runtime (io.containerd.runc.v2)");
+        }
         if self.runtimes.container.shim_group == 0 {
             bail!("runtimes.container.shim_group must be at least 1 (1: a shim per task)");
         }
@@ -450,47 +458,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_documented_defaults_equal_the_built_in_ones() {
-        let text = include_str!("../../../deploy/aosd.toml");
-        let documented = Config::parse(text).unwrap();
-        assert_eq!(documented, Config::default());
-    }
-
-    #[test]
-    fn an_empty_file_gives_the_defaults() {
-        assert_eq!(Config::parse("").unwrap(), Config::default());
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_refused_by_name() {
-        let e = format!(
-            "{:#}",
-            Config::parse("[api]\nsokcet = \"/x\"\n").unwrap_err()
-        );
-        assert!(e.contains("sokcet"), "{e}");
-        let e = format!("{:#}", Config::parse("version = 2\n").unwrap_err());
-        assert!(e.contains("version"), "{e}");
-        let e = format!(
-            "{:#}",
-            Config::parse("[api]\nsocket_mode = \"rw\"\n").unwrap_err()
-        );
-        assert!(e.contains("socket_mode"), "{e}");
-        let e = format!(
-            "{:#}",
-            Config::parse("[controllers]\nresync = \"soon\"\n").unwrap_err()
-        );
-        assert!(e.contains("invalid duration"), "{e}");
-    }
-
-    #[test]
-    fn durations_read_every_form() {
-        let c =
-            Config::parse("[controllers]\nresync = \"PT1M\"\nbackoff_base = \"500ms\"\n").unwrap();
-        assert_eq!(c.controllers.resync.0.as_secs(), 60);
-        assert_eq!(c.controllers.backoff_base.0.as_millis(), 500);
-    }
-}
+mod tests;

@@ -162,6 +162,7 @@ pub fn spawn(
                     binary: rc.runtime_binary.clone(),
                     root: rc.runtime_root.clone(),
                 })
+                .with_shim(&rc.shim)
                 .with_shim_group(rc.shim_group),
         );
         tokio::spawn(watch_runtime(containers.clone(), runtime, stop.clone()));

@@ -165,6 +165,12 @@ impl Containerd {
         }
     }
 
+    /// Runs tasks with the containerd runtime `name` (default `io.containerd.runc.v2`).
+    pub fn with_shim(mut self, name: &str) -> Self {
+        self.runtime = name.to_string();
+        self
+    }
+
     /// Runs tasks with this OCI runtime binary and state root.
     pub fn with_runtime(mut self, options: RuntimeOptions) -> Self {
         self.options = options;

@@ -14,11 +14,14 @@ use aos_e2e::{Aosd, AosdOptions};
 use aos_testkit::containerd::{ContainerdProcess, DEPLOY_CONFIG};
 
 /// How a node is set up.
+#[derive(Clone)]
 struct Setup {
     name: &'static str,
     containerd_config: String,
     containerd_env: Vec<(String, String)>,
     aosd_config: String,
+    /// Where aosd comes from when not the bench's own build (another cargo profile).
+    bin_dir: Option<std::path::PathBuf>,
 }
 
 /// One row of the table.
@@ -46,11 +49,11 @@ fn shims_and_loggers(socket: &std::path::Path) -> ((usize, f64), (usize, f64)) {
     let shims: Vec<u32> = all
         .iter()
         .filter(|(_, _, args)| {
-            args.first()
-                .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == "-address" && w[1] == *socket)
+            args.first().is_some_and(|a| {
+                a.ends_with("containerd-shim-runc-v2") || a.ends_with("containerd-shim-runc-v2-rs")
+            }) && args
+                .windows(2)
+                .any(|w| w[0] == "-address" && w[1] == *socket)
         })
         .map(|(pid, _, _)| *pid)
         .collect();
@@ -78,6 +81,7 @@ fn measure(setup: &Setup, counts: &[usize], idle: u64) -> Vec<Row> {
             "[runtimes.container]\nstop_grace = \"1s\"\n{}",
             setup.aosd_config
         )),
+        bin_dir: setup.bin_dir.clone(),
         ..Default::default()
     });
     aosd.wait_node_ready();
@@ -137,7 +141,33 @@ fn main() {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let setups = [
+    let now = Setup {
+        name: "now",
+        containerd_config: DEPLOY_CONFIG.into(),
+        containerd_env: go_env,
+        aosd_config: env_or("BENCH_NOW_CONFIG", ""),
+        bin_dir: None,
+    };
+    // The same setup with aosd built another way (hack/bench/footprint.sh's BENCH_DEVICE=1:
+    // the `device` profile).
+    let device = std::env::var_os("BENCH_DEVICE_BIN_DIR").map(|d| Setup {
+        name: "device",
+        bin_dir: Some(d.into()),
+        ..now.clone()
+    });
+    // The same setup with rust-extensions' runc shim instead of containerd's Go one
+    // (BENCH_RUST_SHIM=1: the directory of `containerd-shim-runc-v2-rs`, put first on
+    // containerd's PATH, where containerd looks for shims).
+    let rust_shim = std::env::var("BENCH_RUST_SHIM_DIR").ok().map(|d| {
+        let mut s = now.clone();
+        s.name = "rust-shim";
+        let path = std::env::var("PATH").unwrap_or_default();
+        s.containerd_env
+            .push(("PATH".into(), format!("{d}:{path}")));
+        s.aosd_config = format!("{}\nshim = \"io.containerd.runc.v2-rs\"\n", s.aosd_config);
+        s
+    });
+    let mut setups = vec![
         Setup {
             name: "previous",
             containerd_config: "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
@@ -146,14 +176,12 @@ fn main() {
             // A shim per task, and every instance's usage written at every reading (as before
             // readings went to status only when they moved).
             aosd_config: "shim_group = 1\nusage_refresh = \"30s\"\n".into(),
+            bin_dir: None,
         },
-        Setup {
-            name: "now",
-            containerd_config: DEPLOY_CONFIG.into(),
-            containerd_env: go_env,
-            aosd_config: env_or("BENCH_NOW_CONFIG", ""),
-        },
+        now,
     ];
+    setups.extend(device);
+    setups.extend(rust_shim);
     let results: Vec<(&str, Vec<Row>)> = setups
         .iter()
         .map(|s| (s.name, measure(s, &counts, idle)))
