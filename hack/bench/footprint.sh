@@ -8,9 +8,8 @@
 # current [runtimes.container] (e.g. 'shim_group = 8'); BENCH_GO_ENV sets containerd's (and
 # so its shims') environment for the current setup (e.g. GOGC=50,GOMEMLIMIT=16MiB). Release build;
 # BENCH_DEVICE=1 also builds aosd with the `device` profile (what hack/package.sh ships) and
-# measures it in the current setup as a third row group. BENCH_RUST_SHIM=1 adds the current
-# setup with rust-extensions' runc shim (crate containerd-runc-shim, built once into
-# target/tools) in place of containerd's Go shim, groups and all.
+# measures it in the current setup as a third row group. (hack/bench/shims.sh compares the Go
+# runc shim with a Rust one.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 hack/setup.sh
@@ -18,10 +17,5 @@ cargo build --release --quiet -p aosd -p aosctl -p aos-logger -p aos-e2e --bins
 if [ "${BENCH_DEVICE:-0}" = 1 ]; then
   cargo build --profile device --quiet -p aosd -p aos-logger --bins
   export BENCH_DEVICE_BIN_DIR="$PWD/target/device"
-fi
-if [ "${BENCH_RUST_SHIM:-0}" = 1 ]; then
-  [ -x target/tools/bin/containerd-shim-runc-v2-rs ] ||
-    cargo install --quiet --locked --root target/tools containerd-runc-shim --version 0.1.1
-  export BENCH_RUST_SHIM_DIR="$PWD/target/tools/bin"
 fi
 AOS_BIN_DIR="$PWD/target/release" exec target/release/bench-footprint

@@ -247,7 +247,7 @@ pub struct ContainerSection {
     pub shim_group: usize,
     /// The containerd runtime (shim) that runs the tasks: `io.containerd.runc.v2` is the Go
     /// shim containerd ships; another name runs `containerd-shim-<name's last parts>` from
-    /// containerd's PATH (`io.containerd.runc.v2-rs`: rust-extensions' runc shim).
+    /// containerd's PATH, which must accept `binary://` log URIs (aos-logger).
     pub shim: String,
 }
 

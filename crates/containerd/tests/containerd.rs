@@ -315,3 +315,17 @@ async fn tasks_in_groups_of_two_share_shims_and_a_killed_shim_ends_only_its_own_
         "a shim outlived its tasks"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_containerd_does_not_have_is_refused_by_name_and_leaves_no_container() {
+    let daemon = ContainerdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Containerd::connect(&daemon.socket, &namespace("noshim"))
+        .await
+        .unwrap()
+        .with_shim("io.containerd.nosuch.v1");
+    let t = task(dir.path(), "noshim", &["/bin/sleep", "300"]);
+    let e = c.run(&t).await.unwrap_err().to_string();
+    assert!(e.contains("nosuch"), "{e}");
+    assert!(c.list().await.unwrap().is_empty(), "a container is left");
+}

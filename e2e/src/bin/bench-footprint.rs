@@ -34,6 +34,26 @@ struct Row {
     cpu: f64,
 }
 
+impl Row {
+    /// The row as the table prints it.
+    fn line(&self, setup: &str) -> String {
+        let total = self.aosd + self.containerd + self.shims.1 + self.loggers.1;
+        format!(
+            "{:<9} {:>7} {:>7.1} {:>10.1} {:>8.1} ({:>3}) {:>8.1} ({:>3}) {:>10.1} {:>8.2}%",
+            setup,
+            self.running,
+            self.aosd,
+            self.containerd,
+            self.shims.1,
+            self.shims.0,
+            self.loggers.1,
+            self.loggers.0,
+            total,
+            self.cpu
+        )
+    }
+}
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
@@ -49,11 +69,11 @@ fn shims_and_loggers(socket: &std::path::Path) -> ((usize, f64), (usize, f64)) {
     let shims: Vec<u32> = all
         .iter()
         .filter(|(_, _, args)| {
-            args.first().is_some_and(|a| {
-                a.ends_with("containerd-shim-runc-v2") || a.ends_with("containerd-shim-runc-v2-rs")
-            }) && args
-                .windows(2)
-                .any(|w| w[0] == "-address" && w[1] == *socket)
+            args.first()
+                .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == "-address" && w[1] == *socket)
         })
         .map(|(pid, _, _)| *pid)
         .collect();
@@ -115,7 +135,8 @@ fn measure(setup: &Setup, counts: &[usize], idle: u64) -> Vec<Row> {
             // USER_HZ is 100.
             cpu: ticks as f64 / idle as f64,
         };
-        eprintln!("{}: {} running measured", setup.name, n);
+        // As it is measured too: a later setup that fails loses nothing.
+        eprintln!("measured: {}", row.line(setup.name));
         rows.push(row);
     }
     let names: Vec<String> = (0..counts.iter().copied().max().unwrap_or(0))
@@ -155,18 +176,6 @@ fn main() {
         bin_dir: Some(d.into()),
         ..now.clone()
     });
-    // The same setup with rust-extensions' runc shim instead of containerd's Go one
-    // (BENCH_RUST_SHIM=1: the directory of `containerd-shim-runc-v2-rs`, put first on
-    // containerd's PATH, where containerd looks for shims).
-    let rust_shim = std::env::var("BENCH_RUST_SHIM_DIR").ok().map(|d| {
-        let mut s = now.clone();
-        s.name = "rust-shim";
-        let path = std::env::var("PATH").unwrap_or_default();
-        s.containerd_env
-            .push(("PATH".into(), format!("{d}:{path}")));
-        s.aosd_config = format!("{}\nshim = \"io.containerd.runc.v2-rs\"\n", s.aosd_config);
-        s
-    });
     let mut setups = vec![
         Setup {
             name: "previous",
@@ -181,7 +190,6 @@ fn main() {
         now,
     ];
     setups.extend(device);
-    setups.extend(rust_shim);
     let results: Vec<(&str, Vec<Row>)> = setups
         .iter()
         .map(|s| (s.name, measure(s, &counts, idle)))
@@ -200,20 +208,7 @@ fn main() {
     );
     for (name, rows) in &results {
         for r in rows {
-            let total = r.aosd + r.containerd + r.shims.1 + r.loggers.1;
-            println!(
-                "{:<9} {:>7} {:>7.1} {:>10.1} {:>8.1} ({:>3}) {:>8.1} ({:>3}) {:>10.1} {:>8.2}%",
-                name,
-                r.running,
-                r.aosd,
-                r.containerd,
-                r.shims.1,
-                r.shims.0,
-                r.loggers.1,
-                r.loggers.0,
-                total,
-                r.cpu
-            );
+            println!("{}", r.line(name));
         }
     }
 }
