@@ -29,11 +29,13 @@ pub mod conformance;
 pub mod fake;
 mod group;
 mod port;
+mod runtime;
 mod stop;
 
 use group::Groups;
 pub use group::{GROUP_ANNOTATION, GROUP_LABEL};
 pub use port::*;
+pub use runtime::RuntimeOptions;
 pub use stop::stop_task;
 
 fn decode_event(any: prost_types::Any) -> Option<TaskEvent> {
@@ -50,24 +52,6 @@ fn decode_event(any: prost_types::Any) -> Option<TaskEvent> {
     } else {
         None
     }
-}
-
-/// The runc shim's options (`containerd.runc.v1.Options`), the fields we set.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RuncOptions {
-    #[prost(string, tag = "6")]
-    binary_name: String,
-    #[prost(string, tag = "7")]
-    root: String,
-}
-
-/// How tasks are run: the OCI runtime binary (runc, crun, …) and its state directory.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RuntimeOptions {
-    /// Empty: the shim's default (runc).
-    pub binary: String,
-    /// Empty: the shim's default (`/run/containerd/runc`).
-    pub root: String,
 }
 
 /// containerd over its gRPC socket.
@@ -178,17 +162,7 @@ impl Containerd {
     }
 
     fn runtime_options(&self) -> Option<prost_types::Any> {
-        if self.options == RuntimeOptions::default() {
-            return None;
-        }
-        let o = RuncOptions {
-            binary_name: self.options.binary.clone(),
-            root: self.options.root.clone(),
-        };
-        Some(prost_types::Any {
-            type_url: "containerd.runc.v1.Options".into(),
-            value: o.encode_to_vec(),
-        })
+        self.options.encode()
     }
 
     async fn task_state(&self, id: &str) -> Result<Option<TaskState>, ContainersError> {
