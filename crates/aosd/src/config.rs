@@ -284,7 +284,7 @@ impl Default for ContainerSection {
             allow_unconfined: false,
             concurrency: 16,
             shim_group: 16,
-            shim: "io.containerd.runc.v2".into(),
+            shim: aos_containerd::DEFAULT_SHIM.into(),
         }
     }
 }

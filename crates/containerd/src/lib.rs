@@ -67,6 +67,9 @@ pub struct Containerd {
     groups: std::sync::Arc<tokio::sync::Mutex<Option<Groups>>>,
 }
 
+/// The containerd runtime tasks run with unless told otherwise: containerd's Go runc v2 shim.
+pub const DEFAULT_SHIM: &str = "io.containerd.runc.v2";
+
 const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 
 fn call(op: &'static str, id: &str) -> impl FnOnce(tonic::Status) -> ContainersError {
@@ -103,7 +106,7 @@ impl Containerd {
         Ok(Containerd {
             channel,
             namespace: namespace.to_string(),
-            runtime: "io.containerd.runc.v2".into(),
+            runtime: DEFAULT_SHIM.into(),
             options: RuntimeOptions::default(),
             shim_group: 1,
             groups: Default::default(),
@@ -149,7 +152,7 @@ impl Containerd {
         }
     }
 
-    /// Runs tasks with the containerd runtime `name` (default `io.containerd.runc.v2`).
+    /// Runs tasks with the containerd runtime `name` (default [`DEFAULT_SHIM`]).
     pub fn with_shim(mut self, name: &str) -> Self {
         self.runtime = name.to_string();
         self
