@@ -74,6 +74,8 @@ pub struct AosdOptions {
     /// Where the aosd binary (and the aos-logger beside it) is taken from, for a benchmark
     /// comparing builds (another cargo profile); `None`: [`bin_dir`].
     pub bin_dir: Option<PathBuf>,
+    /// Set in aosd's environment (a benchmark measuring aosd as its unit file starts it).
+    pub env: Vec<(String, String)>,
 }
 
 /// A containerd namespace of this test process alone (runc state is shared per namespace).
@@ -160,6 +162,7 @@ impl Aosd {
             )
             .args(&opts.args)
             .env_remove("AOSD_SOCKET")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -7,15 +7,19 @@
 # BENCH_IDLE_SECS (60) and BENCH_COUNTS (0,20,100) shorten it; BENCH_NOW_CONFIG adds to the
 # current [runtimes.container] (e.g. 'shim_group = 8'); BENCH_GO_ENV sets containerd's (and
 # so its shims') environment for the current setup (e.g. GOGC=50,GOMEMLIMIT=16MiB). Release build;
-# BENCH_DEVICE=1 also builds aosd with the `device` profile (what hack/package.sh ships) and
-# measures it in the current setup as a third row group. (hack/bench/shims.sh compares the Go
-# runc shim with a Rust one.)
+# BENCH_DEVICE=1 also builds aosd with the `device` profile and aos-logger statically (what
+# hack/package.sh --release ships) and measures them in the current setup as a third row
+# group. (hack/bench/shims.sh compares the Go runc shim with a Rust one.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 hack/setup.sh
 cargo build --release --quiet -p aosd -p aosctl -p aos-logger -p aos-e2e --bins
 if [ "${BENCH_DEVICE:-0}" = 1 ]; then
-  cargo build --profile device --quiet -p aosd -p aos-logger --bins
-  export BENCH_DEVICE_BIN_DIR="$PWD/target/device"
+  # What hack/package.sh --release ships: aosd of the device profile and aos-logger linked
+  # statically, side by side (aosd runs the aos-logger beside its own binary).
+  cargo build --profile device --quiet -p aosd --bins
+  export BENCH_DEVICE_BIN_DIR="$PWD/target/bench-device"
+  mkdir -p "$BENCH_DEVICE_BIN_DIR"
+  cp target/device/aosd "$(hack/static-logger.sh device)" "$BENCH_DEVICE_BIN_DIR/"
 fi
 AOS_BIN_DIR="$PWD/target/release" exec target/release/bench-footprint

@@ -92,7 +92,11 @@ rm -f "$OUT/initrd.img.new"
 # The root: busybox, aosd and its tools with the libraries they link, the init, the config. The
 # tree stays in OUT/rootfs: the rootfs scenarios make their update images from it.
 PROFILE=${AOSD_VM_PROFILE:-debug}
-BINS="target/$PROFILE/aosd target/$PROFILE/aosctl target/$PROFILE/aos-logger"
+# aos-logger as a device gets it: linked statically (hack/static-logger.sh).
+cargo_profile=$PROFILE
+[ "$PROFILE" = debug ] && cargo_profile=dev
+LOGGER=$(hack/static-logger.sh "$cargo_profile")
+BINS="target/$PROFILE/aosd target/$PROFILE/aosctl $LOGGER"
 for b in $BINS; do [ -x "$b" ] || { log "$b is missing: cargo build first"; exit 1; }; done
 rsum=$(cat $BINS hack/vm/build.sh hack/vm/rootfs-init hack/vm/aosd.toml deploy/containerd.toml /bin/busybox | sha256sum | cut -c1-16)
 if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ] || [ ! -d "$OUT/rootfs" ]; then
@@ -110,7 +114,8 @@ if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ] || [ ! -d "$OUT/rootfs"
 	done
 	for x in $extra; do cp "$x" "$R/usr/local/bin/"; done
 	for f in $BINS $extra; do
-		ldd "$f" | awk '/=> \// { print $3 } /^\t\/lib64/ { print $1 }'
+		# (a static binary has none: ldd says so and fails)
+		{ ldd "$f" || true; } | awk '/=> \// { print $3 } /^\t\/lib64/ { print $1 }'
 	done | sort -u | while read -r lib; do
 		mkdir -p "$R$(dirname "$lib")"
 		cp -L "$lib" "$R$lib"

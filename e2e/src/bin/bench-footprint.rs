@@ -22,6 +22,8 @@ struct Setup {
     aosd_config: String,
     /// Where aosd comes from when not the bench's own build (another cargo profile).
     bin_dir: Option<std::path::PathBuf>,
+    /// aosd's environment beyond the bench's own.
+    aosd_env: Vec<(String, String)>,
 }
 
 /// One row of the table.
@@ -102,6 +104,7 @@ fn measure(setup: &Setup, counts: &[usize], idle: u64) -> Vec<Row> {
             setup.aosd_config
         )),
         bin_dir: setup.bin_dir.clone(),
+        env: setup.aosd_env.clone(),
         ..Default::default()
     });
     aosd.wait_node_ready();
@@ -168,12 +171,15 @@ fn main() {
         containerd_env: go_env,
         aosd_config: env_or("BENCH_NOW_CONFIG", ""),
         bin_dir: None,
+        aosd_env: Vec::new(),
     };
-    // The same setup with aosd built another way (hack/bench/footprint.sh's BENCH_DEVICE=1:
-    // the `device` profile).
+    // The same setup as a device runs it (hack/bench/footprint.sh's BENCH_DEVICE=1): aosd of
+    // the `device` profile, aos-logger linked statically, and aosd's malloc arenas capped as
+    // deploy/aosd.service does.
     let device = std::env::var_os("BENCH_DEVICE_BIN_DIR").map(|d| Setup {
         name: "device",
         bin_dir: Some(d.into()),
+        aosd_env: vec![("MALLOC_ARENA_MAX".into(), "2".into())],
         ..now.clone()
     });
     let mut setups = vec![
@@ -186,6 +192,7 @@ fn main() {
             // readings went to status only when they moved).
             aosd_config: "shim_group = 1\nusage_refresh = \"30s\"\n".into(),
             bin_dir: None,
+            aosd_env: Vec::new(),
         },
         now,
     ];
