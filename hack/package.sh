@@ -5,9 +5,9 @@
 #   hack/package.sh [--release] [OUT_DIR]   -> prints the path of the .deb
 # --release builds and packages the `device` profile (Cargo.toml: the release build linked as
 # one unit and stripped, smaller on flash and in RAM) with aos-logger linked statically
-# (hack/static-logger.sh: one runs per task); without it, what target/debug holds.
-# (BINS=DIR takes the binaries from DIR instead of target/debug or target/device; COMPRESS=none
-# or gzip instead of xz.)
+# (hack/device-bins.sh; one logger runs per task); without it, what target/debug holds.
+# (BINS=DIR takes the binaries from DIR instead of target/debug or hack/device-bins.sh's;
+# COMPRESS=none or gzip instead of xz.)
 # Install it with `apt install ./aosd_<version>_<arch>.deb` (or dpkg -i); it needs containerd,
 # runc, squashfs-tools-ng, nftables and iproute2, and creates the group `aosd` (api.group).
 set -euo pipefail
@@ -15,14 +15,10 @@ cd "$(dirname "$0")/.."
 profile=debug
 if [ "${1:-}" = --release ]; then profile=device; shift; fi
 out="$(realpath -m "${1:-target}")"
-bins="${BINS:-target/$profile}"
-logger="$bins/aos-logger"
-if [ "$profile" = device ] && [ -z "${BINS:-}" ]; then
-  cargo build --profile device --bins -p aosd -p aosctl >&2
-  logger="$(hack/static-logger.sh device)"
-fi
-for b in "$bins/aosd" "$bins/aosctl" "$logger"; do
-  [ -x "$b" ] || { echo "hack/package.sh: $b is missing: cargo build --bins first" >&2; exit 1; }
+bins="${BINS:-target/debug}"
+if [ "$profile" = device ] && [ -z "${BINS:-}" ]; then bins="$(hack/device-bins.sh)"; fi
+for b in aosd aosctl aos-logger; do
+  [ -x "$bins/$b" ] || { echo "hack/package.sh: $bins/$b is missing: cargo build --bins first" >&2; exit 1; }
 done
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 arch="$(dpkg --print-architecture)"
@@ -31,8 +27,7 @@ chmod 0755 "$root"
 trap 'rm -rf "$root"' EXIT
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/aosd" \
   "$root/usr/share/aosd" "$root/usr/share/doc/aosd" "$root/usr/share/bash-completion/completions"
-for b in aosd aosctl; do install -m 0755 "$bins/$b" "$root/usr/bin/$b"; done
-install -m 0755 "$logger" "$root/usr/bin/aos-logger"
+for b in aosd aosctl aos-logger; do install -m 0755 "$bins/$b" "$root/usr/bin/$b"; done
 install -m 0644 deploy/aosd.service "$root/lib/systemd/system/aosd.service"
 install -m 0644 deploy/aosd.toml "$root/etc/aosd/aosd.toml"
 install -m 0644 deploy/containerd.toml "$root/usr/share/aosd/containerd.toml"

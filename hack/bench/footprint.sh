@@ -15,13 +15,8 @@ cd "$(dirname "$0")/../.."
 hack/setup.sh
 cargo build --release --quiet -p aosd -p aosctl -p aos-logger -p aos-e2e --bins
 if [ "${BENCH_DEVICE:-0}" = 1 ]; then
-  # What hack/package.sh --release ships: aosd of the device profile and aos-logger linked
-  # statically, side by side (aosd runs the aos-logger beside its own binary). aosctl is built
-  # with it as hack/package.sh builds them, so that features unify the same way and neither
-  # script rebuilds what the other just built.
-  cargo build --profile device --quiet -p aosd -p aosctl --bins
-  export BENCH_DEVICE_BIN_DIR="$PWD/target/bench-device"
-  mkdir -p "$BENCH_DEVICE_BIN_DIR"
-  cp target/device/aosd "$(hack/static-logger.sh device)" "$BENCH_DEVICE_BIN_DIR/"
+  # What hack/package.sh --release ships.
+  BENCH_DEVICE_BIN_DIR="$(hack/device-bins.sh)"
+  export BENCH_DEVICE_BIN_DIR
 fi
 AOS_BIN_DIR="$PWD/target/release" exec target/release/bench-footprint
