@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Debian package of aosd from the binaries cargo built: aosd, aosctl and aos-logger
-# in /usr/bin, the systemd unit, the default config (/etc/aosd/aosd.toml, a conffile), the
+# Builds the Debian package of aosd from the binaries cargo built: aosd, aosctl, aosd's shim
+# (containerd-shim-aos-v1) and aos-logger in /usr/bin, the systemd unit, the default config (/etc/aosd/aosd.toml, a conffile), the
 # containerd config aosd expects, aosctl's bash completion and the README.
 #   hack/package.sh [--release] [OUT_DIR]   -> prints the path of the .deb
 # --release builds and packages the `device` profile (Cargo.toml: the release build linked as
@@ -17,7 +17,7 @@ if [ "${1:-}" = --release ]; then profile=device; shift; fi
 out="$(realpath -m "${1:-target}")"
 bins="${BINS:-target/debug}"
 if [ "$profile" = device ] && [ -z "${BINS:-}" ]; then bins="$(hack/device-bins.sh)"; fi
-for b in aosd aosctl aos-logger; do
+for b in aosd aosctl containerd-shim-aos-v1 aos-logger; do
   [ -x "$bins/$b" ] || { echo "hack/package.sh: $bins/$b is missing: cargo build --bins first" >&2; exit 1; }
 done
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
@@ -27,7 +27,7 @@ chmod 0755 "$root"
 trap 'rm -rf "$root"' EXIT
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/aosd" \
   "$root/usr/share/aosd" "$root/usr/share/doc/aosd" "$root/usr/share/bash-completion/completions"
-for b in aosd aosctl aos-logger; do install -m 0755 "$bins/$b" "$root/usr/bin/$b"; done
+for b in aosd aosctl containerd-shim-aos-v1 aos-logger; do install -m 0755 "$bins/$b" "$root/usr/bin/$b"; done
 install -m 0644 deploy/aosd.service "$root/lib/systemd/system/aosd.service"
 install -m 0644 deploy/aosd.toml "$root/etc/aosd/aosd.toml"
 install -m 0644 deploy/containerd.toml "$root/usr/share/aosd/containerd.toml"

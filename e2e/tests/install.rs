@@ -67,6 +67,7 @@ fn the_package_installs_a_verified_unit_and_a_working_aosd_and_purges_cleanly() 
         "/usr/bin/aosd",
         "/usr/bin/aosctl",
         "/usr/bin/aos-logger",
+        "/usr/bin/containerd-shim-aos-v1",
         "/lib/systemd/system/aosd.service",
         "/usr/share/aosd/containerd.toml",
         "/usr/share/aosd/aos-rootfs",

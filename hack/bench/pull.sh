@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 hack/setup.sh
-cargo build --release --quiet -p aosd -p aosctl -p aos-logger -p aos-e2e --bins
+cargo build --release --quiet -p aosd -p aosctl -p aos-shim -p aos-logger -p aos-e2e --bins
 # As deploy/aosd.service runs aosd (and so the converters it starts): glibc's malloc arenas
 # capped (README, "Installing"); MALLOC_ARENA_MAX= (empty) measures without.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX-2}"

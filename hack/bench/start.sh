@@ -8,5 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 hack/setup.sh
-cargo build --release --quiet -p aosd -p aosctl -p aos-logger -p aos-e2e --bins
+cargo build --release --quiet -p aosd -p aosctl -p aos-shim -p aos-logger -p aos-e2e --bins
 AOS_BIN_DIR="$PWD/target/release" exec target/release/bench-start

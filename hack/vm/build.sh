@@ -96,7 +96,7 @@ PROFILE=${AOSD_VM_PROFILE:-debug}
 cargo_profile=$PROFILE
 [ "$PROFILE" = debug ] && cargo_profile=dev
 LOGGER=$(hack/static-logger.sh "$cargo_profile")
-BINS="target/$PROFILE/aosd target/$PROFILE/aosctl $LOGGER"
+BINS="target/$PROFILE/aosd target/$PROFILE/aosctl target/$PROFILE/containerd-shim-aos-v1 $LOGGER"
 for b in $BINS; do [ -x "$b" ] || { log "$b is missing: cargo build first"; exit 1; }; done
 rsum=$(cat $BINS hack/vm/build.sh hack/vm/rootfs-init hack/vm/aosd.toml deploy/containerd.toml /bin/busybox | sha256sum | cut -c1-16)
 if [ "$(cat "$OUT/rootfs.sum" 2>/dev/null)" != "$rsum" ] || [ ! -d "$OUT/rootfs" ]; then

@@ -24,6 +24,9 @@ pub use telemetry::{EventsSection, MetricsSection};
 /// The config file format this build reads.
 pub const CONFIG_VERSION: u32 = 1;
 
+/// `runtimes.container.shim` for aosd's own shim, `containerd-shim-aos-v1` beside aosd.
+pub const AOS_SHIM: &str = "aos";
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -245,9 +248,12 @@ pub struct ContainerSection {
     /// Tasks that share one runc v2 shim (1: a shim each, containerd's default). A shim's crash
     /// ends the tasks of its group, which restart as after any exit.
     pub shim_group: usize,
-    /// The containerd runtime (shim) that runs the tasks: `io.containerd.runc.v2` is the Go
-    /// shim containerd ships; another name runs `containerd-shim-<name's last parts>` from
-    /// containerd's PATH, which must accept `binary://` log URIs (aos-logger).
+    /// The containerd runtime (shim) that runs the tasks: `aos` is aosd's own shim
+    /// (`containerd-shim-aos-v1` beside aosd, run by path; it writes the logs itself, no
+    /// aos-logger per task); `io.containerd.runc.v2` is the Go shim containerd ships (with an
+    /// aos-logger per task); an absolute path runs that shim binary; another name runs
+    /// `containerd-shim-<name's last parts>` from containerd's PATH, which must accept
+    /// `binary://` log URIs (aos-logger).
     pub shim: String,
 }
 
@@ -284,7 +290,7 @@ impl Default for ContainerSection {
             allow_unconfined: false,
             concurrency: 16,
             shim_group: 16,
-            shim: aos_containerd::DEFAULT_SHIM.into(),
+            shim: AOS_SHIM.into(),
         }
     }
 }
@@ -402,7 +408,7 @@ impl Config {
         }
         self.socket_mode()?;
         if self.runtimes.container.shim.trim().is_empty() {
-            bail!("runtimes.container.shim must name a containerd runtime (io.containerd.runc.v2)");
+            bail!("runtimes.container.shim must name a containerd runtime (aos, io.containerd.runc.v2)");
         }
         if self.runtimes.container.shim_group == 0 {
             bail!("runtimes.container.shim_group must be at least 1 (1: a shim per task)");

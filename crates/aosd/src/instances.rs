@@ -75,16 +75,43 @@ pub fn instances_dir(c: &Config) -> PathBuf {
     c.data_dir.join("instances")
 }
 
+/// A binary installed beside aosd.
+fn beside_aosd(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()
+        .context("failed to find aosd's own path")?
+        .with_file_name(name))
+}
+
+/// The runtime containerd is asked for: aosd's own shim by its path, a path as is (it must
+/// exist), else a runtime name containerd resolves.
+fn shim_runtime(c: &Config) -> anyhow::Result<String> {
+    let shim = c.runtimes.container.shim.trim();
+    let path = if shim == crate::config::AOS_SHIM {
+        beside_aosd("containerd-shim-aos-v1")?
+    } else if shim.starts_with('/') {
+        PathBuf::from(shim)
+    } else {
+        return Ok(shim.to_string());
+    };
+    if !path.is_file() {
+        bail!(
+            "the shim {} is missing (install containerd-shim-aos-v1 beside aosd, or set runtimes.container.shim)",
+            path.display()
+        );
+    }
+    Ok(path.display().to_string())
+}
+
+/// The logging binary named in the tasks' log URIs. aosd's own shim writes the logs itself and
+/// never runs it, so there it need not exist.
 fn logger_path(c: &Config) -> anyhow::Result<PathBuf> {
     let configured = &c.runtimes.container.logger;
     let path = if configured.as_os_str().is_empty() {
-        std::env::current_exe()
-            .context("failed to find aosd's own path")?
-            .with_file_name("aos-logger")
+        beside_aosd("aos-logger")?
     } else {
         configured.clone()
     };
-    if !path.is_file() {
+    if c.runtimes.container.shim.trim() != crate::config::AOS_SHIM && !path.is_file() {
         bail!(
             "the logging binary {} is missing (install aos-logger beside aosd or set runtimes.container.logger)",
             path.display()
@@ -113,6 +140,7 @@ pub fn spawn(
     }
     let run_dir = c.data_dir.join("run");
     let logger = logger_path(c)?;
+    let shim = shim_runtime(c)?;
     let resources = NodeResources::load(&rc.resources_file)?;
     let data_dir = instances_dir(c);
     let net_cfg = c.network.clone();
@@ -162,7 +190,7 @@ pub fn spawn(
                     binary: rc.runtime_binary.clone(),
                     root: rc.runtime_root.clone(),
                 })
-                .with_shim(&rc.shim)
+                .with_shim(&shim)
                 .with_shim_group(rc.shim_group),
         );
         tokio::spawn(watch_runtime(containers.clone(), runtime, stop.clone()));

@@ -1,9 +1,10 @@
 //! The footprint benchmark of `hack/bench/footprint.sh` (issue 14): what a node pays for aosd
 //! with 0, 20 and 100 running instances, as PSS (/proc/PID/smaps_rollup) of aosd, containerd,
-//! the runc shims and the logging processes, and aosd's idle CPU, for the previous
-//! configuration (a shim per task, containerd with only CRI off, usage written at every
-//! reading) and the current one (shim groups, `deploy/containerd.toml`, usage written when it
-//! moved) one after the other in one run.
+//! the shims and the logging processes, and aosd's idle CPU, one setup after the other in one
+//! run: `previous` (containerd's Go shim, one per task, with an aos-logger each, containerd
+//! with only CRI off, usage written at every reading), `go-groups` (the Go shim in groups of
+//! 16 with an aos-logger per task, `deploy/containerd.toml`, usage written when it moved) and
+//! `now` (aosd's own shim in groups, writing the logs itself). `BENCH_SETUPS` picks some.
 // A benchmark: it prints its figures and stops at the first failure.
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
@@ -64,15 +65,15 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// PSS of the shims serving `socket` and of their logging children: (count, MiB) each.
+/// PSS of the shims (containerd's Go runc shim or aosd's) serving `socket` and of their
+/// logging children: (count, MiB) each.
 fn shims_and_loggers(socket: &std::path::Path) -> ((usize, f64), (usize, f64)) {
     let all = processes();
     let socket = socket.to_string_lossy();
     let shims: Vec<u32> = all
         .iter()
         .filter(|(_, _, args)| {
-            args.first()
-                .is_some_and(|a| a.ends_with("containerd-shim-runc-v2"))
+            args.first().is_some_and(|a| a.contains("containerd-shim-"))
                 && args
                     .windows(2)
                     .any(|w| w[0] == "-address" && w[1] == *socket)
@@ -182,21 +183,31 @@ fn main() {
         aosd_env: vec![("MALLOC_ARENA_MAX".into(), "2".into())],
         ..now.clone()
     });
+    const GO_SHIM: &str = "shim = \"io.containerd.runc.v2\"\n";
     let mut setups = vec![
         Setup {
             name: "previous",
             containerd_config: "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
                 .into(),
             containerd_env: Vec::new(),
-            // A shim per task, and every instance's usage written at every reading (as before
-            // readings went to status only when they moved).
-            aosd_config: "shim_group = 1\nusage_refresh = \"30s\"\n".into(),
+            // A Go shim per task, and every instance's usage written at every reading (as
+            // before readings went to status only when they moved).
+            aosd_config: format!("{GO_SHIM}shim_group = 1\nusage_refresh = \"30s\"\n"),
             bin_dir: None,
             aosd_env: Vec::new(),
+        },
+        Setup {
+            name: "go-groups",
+            aosd_config: format!("{GO_SHIM}{}", now.aosd_config),
+            ..now.clone()
         },
         now,
     ];
     setups.extend(device);
+    let wanted = env_or("BENCH_SETUPS", "");
+    if !wanted.is_empty() {
+        setups.retain(|s| wanted.split(',').any(|w| w.trim() == s.name));
+    }
     let results: Vec<(&str, Vec<Row>)> = setups
         .iter()
         .map(|s| (s.name, measure(s, &counts, idle)))
