@@ -214,8 +214,16 @@ fn a_crash_loop_fails_after_the_burst_with_its_reason() {
     );
     let logs = node.logs_show("crasher-0", "boom");
     assert_eq!(logs.matches("boom").count(), 3, "{logs}");
-    // Each exit is counted in one Warning event, which describe shows with the starts.
-    let exits = node.aosd.event("Instance", "crasher-0", "Error", 10);
+    // Each exit is counted in one Warning event, which describe shows with the starts. Events
+    // are written from a queue behind the status: the third exit's count may come a little later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let exits = loop {
+        let e = node.aosd.event("Instance", "crasher-0", "Error", 10);
+        if e["spec"]["count"] == 3 || std::time::Instant::now() > deadline {
+            break e;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert_eq!(exits["spec"]["type"], "Warning");
     assert_eq!(exits["spec"]["count"], 3, "{exits:#}");
     assert_eq!(exits["spec"]["message"], "exited with status 3");
