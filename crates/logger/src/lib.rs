@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+mod pipe;
+pub use pipe::{LogOptions, PipeRecords};
+
 /// The file being written; older ones carry a numeric suffix, `.1` the newest of them.
 pub const CURRENT: &str = "output.log";
 /// Longest line written as one record; longer output is split into partial (`P`) records.

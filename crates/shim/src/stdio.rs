@@ -5,10 +5,11 @@
 //! task needs no logger process of its own.
 
 use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use aos_logger::{Lines, LogLine, RotatingWriter, Stream};
+use aos_logger::{LogLine, LogOptions, PipeRecords, RotatingWriter, Stream};
+use percent_encoding::percent_decode_str;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 
@@ -28,62 +29,27 @@ pub enum StdioError {
     Log(#[from] aos_logger::LogError),
 }
 
-/// The options of a `binary://` log URI (those of aos-logger).
-#[derive(Debug, PartialEq, Eq)]
-pub struct LogOptions {
-    pub dir: PathBuf,
-    pub max_size: u64,
-    pub max_files: usize,
-}
-
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads the options of a `binary://` URI; the binary itself is not run.
+/// Reads the options of a `binary://` URI (aos-logger's, percent-encoded); the binary itself
+/// is not run.
 pub fn log_options(uri: &str) -> Result<LogOptions, StdioError> {
-    let bad = |why: &str| StdioError::Uri {
+    let bad = |why: String| StdioError::Uri {
         uri: uri.to_string(),
-        why: why.to_string(),
+        why,
     };
     let query = uri.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let mut o = LogOptions {
-        dir: PathBuf::new(),
-        max_size: 1 << 20,
-        max_files: 3,
-    };
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (decode(k), decode(v));
-        match k.as_str() {
-            "--dir" => o.dir = PathBuf::from(v),
-            "--max-size" => o.max_size = v.parse().map_err(|_| bad("--max-size is no number"))?,
-            "--max-files" => {
-                o.max_files = v.parse().map_err(|_| bad("--max-files is no number"))?
-            }
-            _ => return Err(bad(&format!("unknown option {k}"))),
-        }
-    }
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect();
+    let o =
+        LogOptions::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(bad)?;
     if !o.dir.is_absolute() {
-        return Err(bad("--dir must be an absolute path"));
+        return Err(bad("--dir must be an absolute path".into()));
     }
     Ok(o)
 }
@@ -175,15 +141,9 @@ async fn copy(
     stream: Stream,
     out: Arc<Mutex<RotatingWriter>>,
 ) {
-    let mut lines = Lines::default();
+    let mut records = PipeRecords::new(stream);
     let mut chunk = vec![0u8; 4096];
-    let emit = |text: &[u8], partial: bool| {
-        let line = LogLine {
-            time: chrono::Utc::now(),
-            stream,
-            partial,
-            text: String::from_utf8_lossy(text).into_owned(),
-        };
+    let write = |line: LogLine| {
         let mut w = out.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = w.write(&line) {
             log::warn!("log write failed: {e}");
@@ -196,20 +156,17 @@ async fn copy(
             Err(_) => 0,
         };
         if n == 0 {
-            if let Some(rest) = lines.finish() {
-                emit(&rest, true);
-            }
+            records.finish().into_iter().for_each(write);
             return;
         }
-        for (text, partial) in lines.push(&chunk[..n]) {
-            emit(&text, partial);
-        }
+        records.push(&chunk[..n]).into_iter().for_each(write);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn the_log_options_are_read_from_the_binary_uri_as_aosd_writes_them() {

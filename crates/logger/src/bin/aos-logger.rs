@@ -5,39 +5,20 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Read;
-use std::path::PathBuf;
 
-use aos_logger::{Lines, LogError, LogLine, RotatingWriter, Stream};
+use aos_logger::{LogError, LogLine, LogOptions, PipeRecords, RotatingWriter, Stream};
 use containerd_shim_logging::{Config, Driver};
 
-struct Options {
-    dir: PathBuf,
-    max_size: u64,
-    max_files: usize,
-}
-
-fn options() -> Result<Options, String> {
+fn options() -> Result<LogOptions, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut o = Options {
-        dir: PathBuf::new(),
-        max_size: 1 << 20,
-        max_files: 3,
-    };
+    let mut pairs = Vec::new();
     for pair in args.chunks(2) {
         let [k, v] = pair else {
             return Err(format!("option {} has no value", pair[0]));
         };
-        match k.as_str() {
-            "--dir" => o.dir = PathBuf::from(v),
-            "--max-size" => o.max_size = v.parse().map_err(|e| format!("--max-size: {e}"))?,
-            "--max-files" => o.max_files = v.parse().map_err(|e| format!("--max-files: {e}"))?,
-            _ => return Err(format!("unknown option {k}")),
-        }
+        pairs.push((k.as_str(), v.as_str()));
     }
-    if o.dir.as_os_str().is_empty() {
-        return Err("--dir is required".into());
-    }
-    Ok(o)
+    LogOptions::from_pairs(pairs)
 }
 
 /// Printed (through Debug) by the logging crate when the logger cannot start.
@@ -48,11 +29,10 @@ enum Error {
     Log(LogError),
 }
 
-/// One of the task's pipes and the start of a line not yet ended.
+/// One of the task's pipes.
 struct Pipe {
     file: std::fs::File,
-    stream: Stream,
-    lines: Lines,
+    records: PipeRecords,
     open: bool,
 }
 
@@ -60,8 +40,7 @@ impl Pipe {
     fn new(file: std::fs::File, stream: Stream) -> Pipe {
         Pipe {
             file,
-            stream,
-            lines: Lines::default(),
+            records: PipeRecords::new(stream),
             open: true,
         }
     }
@@ -76,23 +55,17 @@ impl Pipe {
         };
         if n == 0 {
             self.open = false;
-            if let Some(rest) = self.lines.finish() {
-                self.emit(out, &rest, true);
-            }
+            write(out, self.records.finish());
             return;
         }
-        for (text, partial) in self.lines.push(&chunk[..n]) {
-            self.emit(out, &text, partial);
+        for line in self.records.push(&chunk[..n]) {
+            write(out, Some(line));
         }
     }
+}
 
-    fn emit(&self, out: &mut RotatingWriter, text: &[u8], partial: bool) {
-        let line = LogLine {
-            time: chrono::Utc::now(),
-            stream: self.stream,
-            partial,
-            text: String::from_utf8_lossy(text).into_owned(),
-        };
+fn write(out: &mut RotatingWriter, line: Option<LogLine>) {
+    if let Some(line) = line {
         if let Err(e) = out.write(&line) {
             eprintln!("aos-logger: {e}");
         }
