@@ -177,7 +177,11 @@ impl Container {
     pub async fn drain(&self) {
         let copiers: Vec<_> =
             std::mem::take(&mut *self.copiers.lock().unwrap_or_else(|p| p.into_inner()));
-        let all = futures_join(copiers);
+        let all = async {
+            for c in copiers {
+                let _ = c.await;
+            }
+        };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), all).await;
     }
 
@@ -224,12 +228,6 @@ impl Container {
             unmount(&self.bundle);
         }
         Ok(())
-    }
-}
-
-async fn futures_join(handles: Vec<JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
     }
 }
 

@@ -37,7 +37,10 @@ impl Task for Service {
         let o = runtime_options(&req);
         let runc = Runc::new(&o.binary_name, &o.root, self.namespace(), self.exits());
         let bundle = Path::new(&req.bundle);
-        crate::service::remember_runtime(bundle, &runc);
+        // For the `delete` action, which runs without this request when the shim is gone.
+        if let Err(e) = containerd_shim::util::write_options(bundle, &o).await {
+            log::warn!("cannot record the runtime options in the bundle: {e}");
+        }
         let c = Container::create(CreateArgs {
             id: &req.id,
             bundle,

@@ -58,15 +58,6 @@ impl Runc {
         }
     }
 
-    /// A runtime whose state root is known as a whole.
-    pub fn at(binary: &str, root: &Path, exits: Arc<Exits>) -> Runc {
-        Runc {
-            binary: binary.to_string(),
-            root: root.to_path_buf(),
-            exits,
-        }
-    }
-
     /// Runs `<binary> --root … <args>` (`args[0]` the command, and the container's id among
     /// the rest) with its log in `dir`; fine when it exits 0.
     pub async fn run(&self, dir: &Path, args: &[&str], io: Option<Io>) -> Result<(), RuncError> {

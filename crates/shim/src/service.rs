@@ -17,17 +17,6 @@ use crate::task::Service;
 /// The annotation that puts tasks in one shim (containerd's runc shim reads the same one).
 pub const GROUP_ANNOTATION: &str = "io.containerd.runc.v2.group";
 
-/// Where the runtime of a task is recorded for the `delete` action (a new process that has
-/// no request to read it from).
-const RUNTIME_FILE: &str = "aos-runtime.json";
-
-pub fn remember_runtime(bundle: &Path, runc: &Runc) {
-    let text = serde_json::json!({"binary": runc.binary, "root": runc.root}).to_string();
-    if let Err(e) = std::fs::write(bundle.join(RUNTIME_FILE), text) {
-        log::warn!("cannot record the runtime in the bundle: {e}");
-    }
-}
-
 /// The group a bundle's spec names, else the task's own id.
 fn grouping(bundle: &Path, id: &str) -> String {
     std::fs::read(bundle.join("config.json"))
@@ -70,17 +59,15 @@ impl Shim for Process {
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
         let bundle =
             std::env::current_dir().map_err(|e| containerd_shim::Error::Other(e.to_string()))?;
-        let recorded: serde_json::Value = std::fs::read(bundle.join(RUNTIME_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let exits = Exits::start().await?;
-        let binary = recorded["binary"].as_str().unwrap_or("runc");
-        let root = match recorded["root"].as_str() {
-            Some(r) => Runc::at(binary, Path::new(r), exits),
-            None => Runc::new(binary, "", &self.namespace, exits),
-        };
-        if let Err(e) = root
+        // The runtime options Create recorded in the bundle (runc's defaults without them).
+        let o = containerd_shim::util::read_options(&bundle).await?;
+        let runc = Runc::new(
+            &o.binary_name,
+            &o.root,
+            &self.namespace,
+            Exits::start().await?,
+        );
+        if let Err(e) = runc
             .run(&bundle, &["delete", "--force", &self.id], None)
             .await
         {
