@@ -11,6 +11,7 @@ pub mod net;
 pub mod node;
 mod procfs;
 pub mod unit;
+pub use aos_testkit::{bin, bin_dir};
 pub use procfs::{cpu_ticks, proc_kb, rss_bytes};
 
 use std::os::unix::fs::PermissionsExt;
@@ -21,33 +22,6 @@ use std::time::{Duration, Instant};
 /// The checkout's `examples/` directory.
 pub fn examples() -> String {
     format!("{}/../examples", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The directory of the built binaries (`target/debug`), next to the test executable's `deps/`.
-pub fn bin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("AOS_BIN_DIR") {
-        return PathBuf::from(d);
-    }
-    let exe = std::env::current_exe().expect("the test executable has a path");
-    let mut dir = exe
-        .parent()
-        .expect("the executable is in a directory")
-        .to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir
-}
-
-/// The path of a built binary; panics with the command to build it when it is missing.
-pub fn bin(name: &str) -> PathBuf {
-    let p = bin_dir().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the binaries first (cargo build --workspace --bins), or run hack/test.sh",
-        p.display()
-    );
-    p
 }
 
 /// A running aosd with its own directory; killed and cleaned up when dropped.

@@ -7,9 +7,9 @@
 
 mod common;
 
-use aos_containerd::{Containerd, Containers, TaskIo};
+use aos_containerd::Containerd;
 use aos_testkit::containerd::ContainerdProcess;
-use common::{aos_shim, namespace, shims, task, RealHarness, AOS_SHIM};
+use common::{aos_shim, namespace, shims, RealHarness, AOS_SHIM};
 
 async fn connect(daemon: &ContainerdProcess, test: &str) -> Containerd {
     Containerd::connect(&daemon.socket, &namespace(test))
@@ -67,51 +67,8 @@ async fn a_task_s_output_is_written_to_aosd_s_log_by_the_shim_without_a_logger_p
     let daemon = ContainerdProcess::start();
     let dir = tempfile::tempdir().unwrap();
     let c = connect(&daemon, "aos-logs").await;
-    let log_dir = dir.path().join("log dir");
-    std::fs::create_dir_all(&log_dir).unwrap();
-    let script = "echo out1; echo err1 >&2; echo out2; printf 'no newline'";
-    let mut t = task(dir.path(), "talker", &["/bin/sh", "-c", script]);
     // A logger that does not exist: were it run, the task could not start.
-    t.io = TaskIo::Logger {
-        binary: dir.path().join("no-such-logger"),
-        args: vec![
-            ("--dir".into(), log_dir.display().to_string()),
-            ("--max-size".into(), "1048576".into()),
-            ("--max-files".into(), "2".into()),
-        ],
-    };
-    c.run(&t).await.unwrap();
-    assert_eq!(c.wait("talker").await.unwrap(), 0);
-    // The exit is reported once the log holds everything the task wrote.
-    let text = std::fs::read_to_string(log_dir.join("output.log")).unwrap();
-    let records: Vec<(String, String)> = text
-        .lines()
-        .map(|l| {
-            let mut parts = l.splitn(4, ' ');
-            let (_time, stream, kind, body) = (
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-                parts.next().unwrap_or(""),
-            );
-            (format!("{stream} {kind}"), body.to_string())
-        })
-        .collect();
-    let of = |stream: &str| -> Vec<&str> {
-        records
-            .iter()
-            .filter(|(k, _)| k.starts_with(stream))
-            .map(|(_, b)| b.as_str())
-            .collect()
-    };
-    assert_eq!(of("stdout"), ["out1", "out2", "no newline"], "{text}");
-    assert_eq!(of("stderr"), ["err1"], "{text}");
-    assert!(
-        records
-            .iter()
-            .any(|(k, b)| k == "stdout P" && b == "no newline"),
-        "an unfinished line is a partial record: {text}"
-    );
-    c.remove("talker").await.unwrap();
+    let logger = dir.path().join("no-such-logger");
+    common::a_task_s_output_lands_in_its_log(&c, dir.path(), &logger, true).await;
     assert!(shims(&daemon.socket, AOS_SHIM).is_empty());
 }

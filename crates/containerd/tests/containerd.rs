@@ -153,6 +153,17 @@ async fn tasks_in_groups_of_two_share_shims_and_a_killed_shim_ends_only_its_own_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_s_output_goes_through_aos_logger_into_its_log() {
+    let daemon = ContainerdProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let c = Containerd::connect(&daemon.socket, &namespace("logger"))
+        .await
+        .unwrap();
+    let logger = aos_testkit::bin("aos-logger");
+    common::a_task_s_output_lands_in_its_log(&c, dir.path(), &logger, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shim_containerd_does_not_have_is_refused_by_name_and_leaves_no_container() {
     let daemon = ContainerdProcess::start();
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,9 @@ pub mod image;
 pub mod registry;
 pub mod tree;
 
+mod bins;
+pub use bins::{bin, bin_dir};
+
 pub use etcd::EtcdCluster;
 pub use httpserver::{Faults, HttpServer};
 pub use image::{BuiltImage, Entry, ImageBuilder};
