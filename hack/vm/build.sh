@@ -72,7 +72,7 @@ echo "$MODULES" | tr ' ' '\n' >"$IRD/etc.modules"
 (cd "$IRD" && find . | sort | cpio -o -H newc --quiet | gzip -n -1) >"$OUT/initrd.img.new"
 
 # The unified kernel image, rebuilt only when its parts changed.
-CMDLINE="console=ttyS0 panic=-1 quiet"
+CMDLINE="console=ttyS0 panic=-1 quiet loglevel=5 softlockup_all_cpu_backtrace=1"
 sum=$(cat "$KDIR/x/boot/vmlinuz-$KV" "$OUT/initrd.img.new" /usr/lib/systemd/boot/efi/linuxx64.efi.stub | sha256sum | cut -c1-16)-$(echo "$CMDLINE" | sha256sum | cut -c1-8)
 if [ "$(cat "$OUT/uki.sum" 2>/dev/null)" != "$sum" ]; then
 	log "building the unified kernel image"

@@ -30,6 +30,21 @@ pub fn keep() -> bool {
     std::env::var("AOSD_VM_KEEP").as_deref() == Ok("1")
 }
 
+/// qemu's accelerator: KVM when `AOSD_VM_KVM=1`, else TCG with one host thread for both
+/// vCPUs (`thread=single`). Multi-threaded TCG once left a guest with both vCPUs spinning in
+/// the kernel for minutes (soft lockups in runc and runc init at the first container start,
+/// in a CI run with two VMs on two cores); one thread per VM also keeps two VMs from
+/// contending for both host cores. `AOSD_VM_TCG_THREAD=multi` runs multi-threaded TCG.
+pub fn accel() -> &'static str {
+    if std::env::var("AOSD_VM_KVM").as_deref() == Ok("1") {
+        return "kvm";
+    }
+    match std::env::var("AOSD_VM_TCG_THREAD").as_deref() {
+        Ok("multi") => "tcg,thread=multi",
+        _ => "tcg,thread=single",
+    }
+}
+
 /// Where hack/vm/build.sh left the image.
 pub fn image_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/vm");
@@ -213,11 +228,7 @@ impl Vm {
     /// Powers the device on: qemu with OVMF, the disk on virtio, the console read in.
     pub fn boot(&mut self) {
         assert!(self.qemu.is_none(), "the VM runs already");
-        let accel = if std::env::var("AOSD_VM_KVM").as_deref() == Ok("1") {
-            "kvm"
-        } else {
-            "tcg"
-        };
+        let accel = accel();
         let d = self.dir.path();
         let mut qemu = Command::new("qemu-system-x86_64");
         match self.api_port {
@@ -231,7 +242,7 @@ impl Vm {
             None => qemu.args(["-nic", "none"]),
         };
         let mut child = qemu
-            .args(["-machine", &format!("q35,accel={accel}")])
+            .args(["-machine", "q35", "-accel", accel])
             .args(["-m", "1024", "-smp", "2", "-no-user-config"])
             .args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
             // A root shell on the second serial port, for a kept VM (AOSD_VM_KEEP=1).
