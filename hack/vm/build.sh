@@ -72,6 +72,8 @@ echo "$MODULES" | tr ' ' '\n' >"$IRD/etc.modules"
 (cd "$IRD" && find . | sort | cpio -o -H newc --quiet | gzip -n -1) >"$OUT/initrd.img.new"
 
 # The unified kernel image, rebuilt only when its parts changed.
+# loglevel=5: a soft lockup's stacks (of every CPU) reach the console, which a failed scenario
+# prints.
 CMDLINE="console=ttyS0 panic=-1 quiet loglevel=5 softlockup_all_cpu_backtrace=1"
 sum=$(cat "$KDIR/x/boot/vmlinuz-$KV" "$OUT/initrd.img.new" /usr/lib/systemd/boot/efi/linuxx64.efi.stub | sha256sum | cut -c1-16)-$(echo "$CMDLINE" | sha256sum | cut -c1-8)
 if [ "$(cat "$OUT/uki.sum" 2>/dev/null)" != "$sum" ]; then
