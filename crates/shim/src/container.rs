@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use containerd_shim::protos::api::Mount;
 use tokio::task::JoinHandle;
 
+use crate::cgroup::TaskCgroup;
 use crate::process::Process;
 use crate::runc::{self, Runc, RuncError};
 use crate::stdio::{self, StdioError};
@@ -43,8 +44,8 @@ pub struct Container {
     pub stderr: String,
     pub init: Process,
     pub execs: Mutex<HashMap<String, Arc<Exec>>>,
-    /// The memory cgroup's OOM counter file (`memory.oom_control` or `memory.events`).
-    pub oom_file: Option<PathBuf>,
+    /// The task's cgroup, when its spec names one by path.
+    pub cgroup: Option<TaskCgroup>,
     mounted: bool,
     copiers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -73,35 +74,6 @@ pub async fn mount(bundle: &Path, mounts: &[Mount]) -> Result<bool, ContainerErr
 pub fn unmount(bundle: &Path) {
     let target = rootfs(bundle);
     while nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
-}
-
-/// The file that counts OOM kills in the memory cgroup of the bundle's spec.
-fn oom_file(bundle: &Path) -> Option<PathBuf> {
-    let spec: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).ok()?).ok()?;
-    let path = spec["linux"]["cgroupsPath"]
-        .as_str()?
-        .trim_start_matches('/');
-    if path.is_empty() || path.contains(':') {
-        return None;
-    }
-    let root = Path::new("/sys/fs/cgroup");
-    Some(if root.join("cgroup.controllers").exists() {
-        root.join(path).join("memory.events")
-    } else {
-        root.join("memory").join(path).join("memory.oom_control")
-    })
-}
-
-/// How many processes the kernel's OOM killer ended in the cgroup (`oom_kill N`).
-pub fn oom_kills(file: &Path) -> u64 {
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 pub struct CreateArgs<'a> {
@@ -158,7 +130,7 @@ impl Container {
             stderr: a.stderr.to_string(),
             init,
             execs: Mutex::new(HashMap::new()),
-            oom_file: oom_file(a.bundle),
+            cgroup: TaskCgroup::of_bundle(a.bundle),
             mounted,
             copiers: Mutex::new(opened.copiers),
         })
@@ -216,6 +188,26 @@ impl Container {
         Ok(pid)
     }
 
+    /// Sends signal `sig` to the first process, or with `all` to every process of the task's
+    /// cgroup, without the runtime binary. Fails where the runtime must do it (no cgroup
+    /// path in the spec, a cgroup not found, an unknown signal).
+    pub fn signal(&self, sig: u32, all: bool) -> std::io::Result<()> {
+        let sig = nix::sys::signal::Signal::try_from(sig as i32)?;
+        if all {
+            let Some(g) = &self.cgroup else {
+                return Err(std::io::Error::other("no cgroup path in the spec"));
+            };
+            return g.signal_all(sig);
+        }
+        match self.init.pid() {
+            0 => Err(std::io::Error::other("no pid yet")),
+            pid => Ok(nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                sig,
+            )?),
+        }
+    }
+
     /// Deletes the container from the runtime and unmounts its rootfs.
     pub async fn destroy(&self, force: bool) -> Result<(), ContainerError> {
         let args: &[&str] = if force {
@@ -228,44 +220,5 @@ impl Container {
             unmount(&self.bundle);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn oom_kills_are_read_from_either_cgroup_layout() {
-        let dir = tempfile::tempdir().unwrap();
-        let v1 = dir.path().join("memory.oom_control");
-        std::fs::write(&v1, "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
-        assert_eq!(oom_kills(&v1), 2);
-        let v2 = dir.path().join("memory.events");
-        std::fs::write(&v2, "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n").unwrap();
-        assert_eq!(oom_kills(&v2), 1);
-        assert_eq!(oom_kills(&dir.path().join("gone")), 0);
-    }
-
-    #[test]
-    fn the_oom_file_follows_the_spec_s_cgroup_path() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config.json"),
-            r#"{"linux":{"cgroupsPath":"/aos/ns/svc"}}"#,
-        )
-        .unwrap();
-        let f = oom_file(dir.path()).unwrap();
-        assert!(
-            f.ends_with("aos/ns/svc/memory.events")
-                || f.ends_with("memory/aos/ns/svc/memory.oom_control"),
-            "{f:?}"
-        );
-        std::fs::write(
-            dir.path().join("config.json"),
-            r#"{"linux":{"cgroupsPath":"system.slice:aos:svc"}}"#,
-        )
-        .unwrap();
-        assert_eq!(oom_file(dir.path()), None);
     }
 }

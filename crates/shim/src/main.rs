@@ -4,6 +4,7 @@
 //! rotating logs itself, so a task costs no shim and no logger process of its own.
 //! containerd runs it by path (`[runtimes.container] shim = "/…/containerd-shim-aos-v1"`).
 
+mod cgroup;
 mod container;
 mod exits;
 mod process;

@@ -126,6 +126,11 @@ impl Task for Service {
                 if c.init.phase() == Phase::Stopped {
                     return Err(finished());
                 }
+                // Signalled here where the shim can (no runc process); runc otherwise.
+                match c.signal(req.signal, req.all) {
+                    Ok(()) => return Ok(Empty::new()),
+                    Err(e) => log::debug!("{}: signal {} through runc: {e}", c.id, req.signal),
+                }
                 let sig = req.signal.to_string();
                 let mut args = vec!["kill"];
                 if req.all {
