@@ -160,8 +160,7 @@ impl Aosd {
     /// Kills aosd, starts it again and runs `meanwhile` on the new process (to bring back what
     /// it waits for, say) before waiting (20 s from then) for its API.
     pub fn crash_and_restart_while(&mut self, meanwhile: impl FnOnce(&mut Child)) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         self.child = Self::spawn(self.dir.path(), &self.socket, &self.opts);
         meanwhile(&mut self.child);
         self.ready_after = self.wait_ready(Instant::now());
@@ -171,6 +170,12 @@ impl Aosd {
     pub fn namespace(&self) -> Option<String> {
         let i = self.opts.args.iter().position(|a| a == "--namespace")?;
         self.opts.args.get(i + 1).cloned()
+    }
+
+    /// Kills aosd's process (as a crash would) and reaps it; its mounts stay until the drop.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -405,8 +410,7 @@ impl Aosd {
 
 impl Drop for Aosd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
 
         // Layers stay mounted across restarts of aosd; a test's must not outlive it.
         for m in mounts_under(self.dir.path()) {

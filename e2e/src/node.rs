@@ -10,11 +10,18 @@ use serde_json::Value;
 
 use crate::{Aosd, AosdOptions};
 
-/// aosd and its containerd; containerd is cleaned up first (its shims, tasks and rootfs
-/// mounts), then aosd (its layer mounts and tmpfs).
+/// aosd and its containerd. At the end aosd's process goes first (so that it starts nothing
+/// while containerd is taken down), then containerd is cleaned up (its shims, tasks and rootfs
+/// mounts), then aosd's mounts (layers and tmpfs).
 pub struct Node {
     pub containerd: ContainerdProcess,
     pub aosd: Aosd,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.aosd.kill();
+    }
 }
 
 impl Node {

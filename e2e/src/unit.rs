@@ -20,6 +20,16 @@ pub struct Unit {
     pub nodes: Vec<Aosd>,
 }
 
+impl Drop for Unit {
+    /// The aosd processes go first, so that none starts a task while containerd is taken
+    /// down (a shim started then outlived the test); the fields are cleaned up after.
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+    }
+}
+
 impl Unit {
     /// One aosd per (node id, TOML lines of its `[node.labels]`), each Ready.
     pub fn start(nodes: &[(&str, &str)]) -> Unit {

@@ -98,13 +98,23 @@ impl Drop for ContainerdProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let me = self.dir.path().to_string_lossy().into_owned();
-        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains(&me) {
-                if let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() {
-                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        // Again until a pass finds nothing: a shim's `start` that containerd ran just before
+        // it died may spawn the shim after a pass has read /proc.
+        for _ in 0..10 {
+            let mut found = false;
+            for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmd).contains(&me) {
+                    if let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() {
+                        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                        found = true;
+                    }
                 }
             }
+            if !found {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         let tasks = self.dir.path().join("state/io.containerd.runtime.v2.task");
         for ns in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
@@ -117,11 +127,20 @@ impl Drop for ContainerdProcess {
                     .status();
             }
             let _ = std::fs::remove_dir(&root);
-            // The namespace's cgroup parent (aosd's default), empty once the tasks are gone.
+            // The namespace's cgroup parent (aosd's default) and what is left in it (a task
+            // whose runc was killed mid-create has a cgroup and no state), empty once the
+            // tasks are gone; on either cgroup layout.
             let cg = std::path::Path::new("/sys/fs/cgroup");
-            let _ = std::fs::remove_dir(cg.join(ns.file_name()));
-            for c in std::fs::read_dir(cg).into_iter().flatten().flatten() {
-                let _ = std::fs::remove_dir(c.path().join(ns.file_name()));
+            let controllers = std::fs::read_dir(cg).into_iter().flatten().flatten();
+            for parent in std::iter::once(cg.join(ns.file_name()))
+                .chain(controllers.map(|c| c.path().join(ns.file_name())))
+            {
+                for task in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+                    if task.file_type().is_ok_and(|t| t.is_dir()) {
+                        let _ = std::fs::remove_dir(task.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(&parent);
             }
         }
 
