@@ -67,7 +67,9 @@ impl TaskCgroup {
     /// Sends `sig` to every process of the cgroup and its children, as `runc kill --all`:
     /// SIGKILL through `cgroup.kill` where the kernel has it (v2, Linux 5.14+), else with the
     /// cgroup frozen while its processes are listed and signalled (so that none forks past
-    /// the list), thawed after. Fails when the cgroup does not exist.
+    /// the list), thawed after. Fails when the cgroup does not exist. Blocks the calling
+    /// thread while a freeze takes hold (at most [`FREEZE_WAIT`]; a cgroup of a few processes
+    /// freezes at once).
     pub fn signal_all(&self, sig: Signal) -> std::io::Result<()> {
         let dir = self.dir("freezer");
         if !dir.is_dir() {
