@@ -50,9 +50,13 @@ async fn an_instance_starts_once_its_item_is_ready_and_says_so() {
     assert_eq!(rig.runs(), 1);
 }
 
+/// The restart interval of the crash-loop test: long enough that two passes in a row fall
+/// inside it on a loaded CI machine (20 ms did not: CI of 9f6b732 failed on it).
+const INTERVAL: Duration = Duration::from_secs(1);
+
 fn burst(n: u32) -> RestartPolicy {
     RestartPolicy {
-        restart_interval: Some(AosDuration(Duration::from_millis(20))),
+        restart_interval: Some(AosDuration(INTERVAL)),
         start_burst: Some(n),
         start_interval: Some(AosDuration(Duration::from_secs(3600))),
         stop_grace: None,
@@ -70,7 +74,7 @@ async fn a_crashing_task_restarts_after_its_interval_until_the_burst_is_spent() 
 
     rig.containers.exit("web", 1);
     let action = rig.settle().await.unwrap();
-    assert_eq!(action, Action::Requeue(Duration::from_millis(20)));
+    assert_eq!(action, Action::Requeue(INTERVAL));
     let st = rig.status().await;
     assert_eq!(st.state, InstanceState::Activating);
     let exit = st.last_exit.clone().unwrap();
@@ -81,7 +85,7 @@ async fn a_crashing_task_restarts_after_its_interval_until_the_burst_is_spent() 
     assert!(matches!(rig.settle().await.unwrap(), Action::Requeue(_)));
     assert_eq!(rig.runs(), 1);
 
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::sleep(INTERVAL + Duration::from_millis(50)).await;
     rig.settle().await.unwrap();
     assert_eq!(rig.runs(), 2);
     assert_eq!(rig.status().await.window_starts, 2);
@@ -91,7 +95,7 @@ async fn a_crashing_task_restarts_after_its_interval_until_the_burst_is_spent() 
     let st = rig.status().await;
     assert_eq!(st.state, InstanceState::Failed);
     assert_eq!(condition(&st, "Running").1, "CrashLoop");
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::sleep(INTERVAL + Duration::from_millis(50)).await;
     rig.settle().await.unwrap();
     assert_eq!(rig.runs(), 2, "a failed instance stays failed");
 
