@@ -5,7 +5,6 @@
 #![warn(missing_docs)]
 
 mod act;
-pub mod cgroup;
 mod config;
 pub mod host;
 /// The `Networks` port (in aos-ports, shared with the Network controller).

@@ -4,11 +4,10 @@
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::sync::Mutex;
 
+use aos_cgroups::Cgroups;
 use aos_image::layerstore::{mounts_under, LayerRecord, LayerStore};
-use aos_instance_controller::cgroup::Cgroups;
 use aos_instance_controller::host::conformance::{run, Harness};
 use aos_instance_controller::host::real::RealHost;
 use aos_instance_controller::host::InstanceHost;
@@ -74,7 +73,7 @@ fn the_node_passes_the_instance_host_conformance_suite() {
             host_binds: Vec::new(),
             resolv_conf: "/etc/resolv.conf".into(),
             resources: Default::default(),
-            cgroups: Cgroups::detect(Path::new("/sys/fs/cgroup")),
+            cgroups: Cgroups::host(),
         },
         dir: dir.clone(),
         added: Mutex::new(Vec::new()),

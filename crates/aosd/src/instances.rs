@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _};
+use aos_cgroups::Cgroups;
 use aos_containerd::{Containerd, RuntimeOptions};
 use aos_instance_controller::{
-    cgroup::Cgroups, host::real::RealHost, probes::Probers, rootfs, Defaults, InstanceEnv,
-    LogSettings, NodeResources, UidPool,
+    host::real::RealHost, probes::Probers, rootfs, Defaults, InstanceEnv, LogSettings,
+    NodeResources, UidPool,
 };
 use aos_reconcile::{Controller, ControllerConfig};
 use aos_store::Backend;
@@ -206,7 +207,7 @@ pub fn spawn(
             host_binds: rc.host_binds.clone(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             resources,
-            cgroups: Cgroups::detect(std::path::Path::new("/sys/fs/cgroup")),
+            cgroups: Cgroups::host(),
         };
         let env = Arc::new(InstanceEnv {
             containers: containers.clone(),

@@ -15,7 +15,6 @@ use containerd_shim::protos::topics;
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::{Context, TtrpcResult};
 
-use crate::cgroup;
 use crate::container::{Container, Exec};
 use crate::exits::Exits;
 use crate::process::Phase;
@@ -147,10 +146,7 @@ impl Service {
                 None => (&c.init, c.id.clone()),
             };
             if exec.is_none() {
-                let oom = c
-                    .cgroup
-                    .as_ref()
-                    .map_or(0, |g| cgroup::oom_kills(&g.oom_file()));
+                let oom = c.cgroup.as_ref().map_or(0, |g| g.oom_kills());
                 if oom > 0 {
                     let ev = TaskOOM {
                         container_id: c.id.clone(),

@@ -129,19 +129,8 @@ impl Drop for ContainerdProcess {
             let _ = std::fs::remove_dir(&root);
             // The namespace's cgroup parent (aosd's default) and what is left in it (a task
             // whose runc was killed mid-create has a cgroup and no state), empty once the
-            // tasks are gone; on either cgroup layout.
-            let cg = std::path::Path::new("/sys/fs/cgroup");
-            let controllers = std::fs::read_dir(cg).into_iter().flatten().flatten();
-            for parent in std::iter::once(cg.join(ns.file_name()))
-                .chain(controllers.map(|c| c.path().join(ns.file_name())))
-            {
-                for task in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
-                    if task.file_type().is_ok_and(|t| t.is_dir()) {
-                        let _ = std::fs::remove_dir(task.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(&parent);
-            }
+            // tasks are gone.
+            aos_cgroups::Cgroups::host().remove_tree_if_empty(&ns.file_name().to_string_lossy());
         }
 
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();

@@ -10,11 +10,11 @@ use aos_containerd::RootfsMount;
 use aos_image::layerstore::LayerStore;
 
 use super::{InstanceHost, LayerFacts, Paths, Preparation, Sample};
-use crate::cgroup::Cgroups;
 use crate::config::NodeResources;
 use crate::resources::Granted;
 use crate::{rootfs, volume, InstanceError};
 use aos_api::itemconfig::RequestedResource;
+use aos_cgroups::Cgroups;
 
 /// Where instances live on this node.
 pub struct RealHost {

@@ -1,5 +1,10 @@
-//! Reading an instance's cgroup: which layout the host has (v1 controllers or the v2 unified
-//! tree, detected, never assumed), where a limit lives, and the CPU time and memory in use.
+//! The host's cgroup filesystem: which layout it has (v1 controllers or the v2 unified tree,
+//! detected, never assumed), where a cgroup and its limits live, the CPU time, memory and OOM
+//! kills it counted, removing it once empty, and signalling every process in it
+//! ([`Cgroups::signal_all`], in `signal.rs`). Used by the Instance controller, aosd's shim
+//! and the test kit; std and nix only, so the shim stays small.
+
+mod signal;
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +17,16 @@ pub enum Layout {
     V2,
 }
 
+/// Where hosts mount the cgroup filesystem.
+pub const HOST_ROOT: &str = "/sys/fs/cgroup";
+
+/// A cgroup path as a runtime spec gives it (`linux.cgroupsPath`), made relative; `None` for
+/// the root or a systemd-style `slice:prefix:name`, which names a unit, not a directory.
+pub fn relative_path(path: &str) -> Option<&str> {
+    let rel = path.trim_start_matches('/');
+    (!rel.is_empty() && !rel.contains(':')).then_some(rel)
+}
+
 /// The cgroup filesystem of the host.
 #[derive(Clone, Debug)]
 pub struct Cgroups {
@@ -22,6 +37,11 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
+    /// The host's cgroup filesystem at `/sys/fs/cgroup`, its layout detected.
+    pub fn host() -> Cgroups {
+        Cgroups::detect(Path::new(HOST_ROOT))
+    }
+
     /// Detects the layout under `root` (normally `/sys/fs/cgroup`): the unified tree has
     /// `cgroup.controllers` at its top.
     pub fn detect(root: &Path) -> Cgroups {
@@ -36,34 +56,66 @@ impl Cgroups {
         }
     }
 
-    fn file(&self, v1_controller: &str, path: &str, v1: &str, v2: &str) -> PathBuf {
+    /// The directory of the cgroup `path` in `controller`'s hierarchy (the one tree on v2).
+    pub fn dir(&self, controller: &str, path: &str) -> PathBuf {
         let rel = path.trim_start_matches('/');
         match self.layout {
-            Layout::V1 => self.root.join(v1_controller).join(rel).join(v1),
-            Layout::V2 => self.root.join(rel).join(v2),
+            Layout::V1 => self.root.join(controller).join(rel),
+            Layout::V2 => self.root.join(rel),
+        }
+    }
+
+    fn file(&self, v1_controller: &str, path: &str, v1: &str, v2: &str) -> PathBuf {
+        let dir = self.dir(v1_controller, path);
+        match self.layout {
+            Layout::V1 => dir.join(v1),
+            Layout::V2 => dir.join(v2),
+        }
+    }
+
+    /// Every hierarchy's directory of the cgroup `path` (one on v2, one per mounted controller
+    /// on v1), existing or not.
+    fn dirs(&self, path: &str) -> Vec<PathBuf> {
+        let rel = path.trim_start_matches('/');
+        match self.layout {
+            Layout::V2 => vec![self.root.join(rel)],
+            Layout::V1 => std::fs::read_dir(&self.root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|h| h.path().join(rel))
+                .collect(),
         }
     }
 
     /// Removes the directory of the cgroup `path` in every hierarchy where it is empty (a
     /// parent whose last child went); one still in use stays.
     pub fn remove_if_empty(&self, path: &str) {
-        let rel = path.trim_start_matches('/');
-        if rel.is_empty() {
+        if path.trim_start_matches('/').is_empty() {
             return;
         }
-        match self.layout {
-            Layout::V2 => {
-                let _ = std::fs::remove_dir(self.root.join(rel));
-            }
-            Layout::V1 => {
-                for h in std::fs::read_dir(&self.root)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                {
-                    let _ = std::fs::remove_dir(h.path().join(rel));
+        for dir in self.dirs(path) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
+    /// Removes the cgroup `path` and its child cgroups, deepest first, in every hierarchy,
+    /// where they hold no process (a cgroup left by a runtime killed mid-create); one in use
+    /// stays, with its parents.
+    pub fn remove_tree_if_empty(&self, path: &str) {
+        fn remove(dir: &Path) {
+            for child in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if child.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&child.path());
                 }
             }
+            let _ = std::fs::remove_dir(dir);
+        }
+        if path.trim_start_matches('/').is_empty() {
+            return;
+        }
+        for dir in self.dirs(path) {
+            remove(&dir);
         }
     }
 
@@ -161,69 +213,4 @@ fn read(p: &Path) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(root: &Path, rel: &str, text: &str) {
-        let p = root.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    #[test]
-    fn a_v1_host_is_read_per_controller() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("memory")).unwrap();
-        put(t.path(), "cpuacct/aos/x/cpuacct.usage", "123456\n");
-        put(t.path(), "memory/aos/x/memory.usage_in_bytes", "10000\n");
-        put(
-            t.path(),
-            "memory/aos/x/memory.stat",
-            "cache 5\ntotal_inactive_file 4000\n",
-        );
-        put(t.path(), "cpu/aos/x/cpu.cfs_quota_us", "50000\n");
-        put(t.path(), "cpu/aos/x/cpu.cfs_period_us", "100000\n");
-        put(
-            t.path(),
-            "memory/aos/x/memory.oom_control",
-            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
-        );
-        let c = Cgroups::detect(t.path());
-        assert_eq!(c.layout, Layout::V1);
-        assert_eq!(c.cpu_time_ns("/aos/x"), Some(123456));
-        assert_eq!(c.memory_bytes("/aos/x"), Some(6000));
-        assert_eq!(c.cpu_quota("/aos/x"), Some((50000, 100000)));
-        assert_eq!(c.oom_kills("/aos/x"), 2);
-        assert_eq!(c.oom_kills("/aos/none"), 0);
-        assert_eq!(
-            c.memory_limit_file("/aos/x"),
-            t.path().join("memory/aos/x/memory.limit_in_bytes")
-        );
-    }
-
-    #[test]
-    fn a_v2_host_is_read_from_the_unified_tree() {
-        let t = tempfile::tempdir().unwrap();
-        put(t.path(), "cgroup.controllers", "cpu memory pids\n");
-        put(t.path(), "aos/x/cpu.stat", "usage_usec 42\nuser_usec 40\n");
-        put(t.path(), "aos/x/memory.current", "8192\n");
-        put(
-            t.path(),
-            "aos/x/memory.stat",
-            "anon 4096\ninactive_file 1000\n",
-        );
-        put(t.path(), "aos/x/cpu.max", "max 100000\n");
-        put(
-            t.path(),
-            "aos/x/memory.events",
-            "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n",
-        );
-        let c = Cgroups::detect(t.path());
-        assert_eq!(c.layout, Layout::V2);
-        assert_eq!(c.cpu_time_ns("/aos/x"), Some(42_000));
-        assert_eq!(c.memory_bytes("/aos/x"), Some(7192));
-        assert_eq!(c.cpu_quota("/aos/x"), Some((-1, 100000)));
-        assert_eq!(c.oom_kills("/aos/x"), 1);
-        assert_eq!(c.pids_limit_file("/aos/x"), t.path().join("aos/x/pids.max"));
-    }
-}
+mod tests;
