@@ -1,6 +1,7 @@
 //! aosd and aosctl as a user runs them: the node reports itself, resources are applied,
 //! watched, waited for and deleted, bad files change nothing, apply merges as kubectl's does,
-//! and a closed stdout is a normal end. Who may do what is in access.rs.
+//! a delete of several answers for each, and a closed stdout is a normal end. Who may do what
+//! is in access.rs.
 // A test: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -306,6 +307,69 @@ fn an_object_being_deleted_shows_terminating_and_takes_no_apply() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("network/demo is being deleted"), "{err}");
+}
+
+#[test]
+fn a_delete_of_several_answers_each_in_the_order_given_and_a_missing_one_fails_alone() {
+    let aosd = Aosd::start();
+    let file = format!("{}/network.yaml", examples());
+    aosd.ok(&["apply", "-f", &file]);
+    // Copies of the example under other names; one held by a finalizer nobody removes here
+    // (no network controller runs without containerd).
+    aosd.with_client(|c| async move {
+        let demo = c.get("Network", "demo").await.unwrap();
+        for (name, hold) in [("second", false), ("held", true)] {
+            let mut o = demo.clone();
+            o.metadata = aos_api::ObjectMeta {
+                name: name.into(),
+                finalizers: if hold {
+                    vec!["e2e/hold".into()]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            };
+            o.status = serde_json::Value::Null;
+            c.apply(&o, false).await.unwrap();
+        }
+    });
+    let names = ["network/demo", "network/held", "network/second"];
+    let args = ["delete", "network", "second", "missing", "held", "demo"];
+
+    let dry: Vec<&str> = [&args[..], &["--dry-run"]].concat();
+    let out = aosd.run(&dry);
+    assert_eq!(out.status.code(), Some(1), "the missing one fails");
+    let all = aosd.ok(&["get", "networks", "-o", "name"]);
+    assert_eq!(
+        all.lines().collect::<Vec<_>>(),
+        names,
+        "a dry run deletes nothing"
+    );
+
+    let out = aosd.run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "network/second deleted",
+            "network/held marked for deletion; waiting for finalizers: e2e/hold",
+            "network/demo deleted",
+        ]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("network/missing") && stderr.contains("not found"),
+        "{stderr}"
+    );
+    let all = aosd.ok(&["get", "networks", "-o", "name"]);
+    assert_eq!(all.trim(), "network/held");
+    let out = aosd.run(&["delete", "network", "missing", "held", "--ignore-not-found"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

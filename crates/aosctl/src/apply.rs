@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use aos_api::DynObject;
-use aosctl::client::Client;
+use aosctl::client::{Client, ClientError};
 use aosctl::files::{self, FilesError};
 use aosctl::{merge, print};
 use futures::StreamExt;
@@ -277,29 +277,26 @@ async fn wait_gone(
     result
 }
 
-/// Deletion marks of Instances in flight at once (the store commits them together).
-const INSTANCE_MARKS_IN_FLIGHT: usize = 16;
-
-/// Marks `targets` for deletion; the results in the order given. Other kinds are marked one
-/// at a time in that order (what is deleted first is removed first: image retention keeps the
-/// last removed versions of an Item); the removal order of Instances matters to nothing, so a
-/// run of them is marked [`INSTANCE_MARKS_IN_FLIGHT`] at a time (100 marks one by one took ~2 s,
-/// each waiting for its own commit, and the stops of the last began that much later).
+/// Marks `targets` for deletion in one request; the results in the order given. aosd marks
+/// them in that order (what is deleted first is removed first: image retention keeps the last
+/// removed versions of an Item) and commits them together: 100 marks one request each took
+/// ~2 s, each waiting for its own commit, and the stops of the last began that much later. An
+/// aosd without the batch call gets them one at a time.
 async fn mark_all(
     client: &Client,
     targets: &[(String, String)],
     dry_run: bool,
-) -> Vec<Result<Option<DynObject>, aosctl::client::ClientError>> {
-    let mut marks = Vec::with_capacity(targets.len());
-    for run in targets.chunk_by(|a, b| a.0 == "Instance" && b.0 == "Instance") {
-        let done: Vec<_> = futures::stream::iter(run)
-            .map(|(kind, name)| client.delete(kind, name, dry_run))
-            .buffered(INSTANCE_MARKS_IN_FLIGHT)
-            .collect()
-            .await;
-        marks.extend(done);
+) -> Result<Vec<Result<Option<DynObject>, ClientError>>, ClientError> {
+    match client.delete_many(targets, dry_run).await {
+        Err(e) if e.code() == Some(tonic::Code::Unimplemented) => {
+            let mut marks = Vec::with_capacity(targets.len());
+            for (kind, name) in targets {
+                marks.push(client.delete(kind, name, dry_run).await);
+            }
+            Ok(marks)
+        }
+        r => r,
     }
-    marks
 }
 
 pub async fn delete(client: &Client, a: DeleteArgs) -> anyhow::Result<ExitCode> {
@@ -334,7 +331,7 @@ pub async fn delete(client: &Client, a: DeleteArgs) -> anyhow::Result<ExitCode> 
     let mut failed = false;
     // Everything is marked first; the waits then run side by side (as kubectl does).
     let mut pending = Vec::new();
-    let marks = mark_all(client, &targets, a.dry_run).await;
+    let marks = mark_all(client, &targets, a.dry_run).await?;
     for ((kind, name), marked) in targets.iter().zip(marks) {
         let what = format!("{}/{name}", kind.to_ascii_lowercase());
         let dry = if a.dry_run { " (dry run)" } else { "" };

@@ -171,6 +171,37 @@ impl Client {
         Ok(r.json.map(|j| serde_json::from_str(&j)).transpose()?)
     }
 
+    /// Deletes (or marks) each `(kind, name)` in the order given, in one request; one result
+    /// per target, in that order.
+    pub async fn delete_many(
+        &self,
+        targets: &[(String, String)],
+        dry_run: bool,
+    ) -> Result<Vec<Result<Option<DynObject>, ClientError>>, ClientError> {
+        let r = self
+            .inner
+            .clone()
+            .delete_many(v1::DeleteManyRequest {
+                targets: targets
+                    .iter()
+                    .map(|(kind, name)| v1::DeleteTarget {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                    })
+                    .collect(),
+                dry_run,
+            })
+            .await?
+            .into_inner();
+        Ok(r.results
+            .into_iter()
+            .map(|d| match Code::from_i32(d.code) {
+                Code::Ok => Ok(d.json.map(|j| serde_json::from_str(&j)).transpose()?),
+                code => Err(tonic::Status::new(code, d.message).into()),
+            })
+            .collect())
+    }
+
     /// Events after `since` (0: from now on) of a kind (empty: all), optionally one name.
     pub async fn watch(
         &self,

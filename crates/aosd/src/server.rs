@@ -248,6 +248,37 @@ impl aos_rpc::Aosd for ApiServer {
         }))
     }
 
+    async fn delete_many(
+        &self,
+        req: Request<v1::DeleteManyRequest>,
+    ) -> Result<Response<v1::DeleteManyResponse>, Status> {
+        self.auth.check_write(&req, "delete")?;
+        let req = req.into_inner();
+        let targets = req
+            .targets
+            .into_iter()
+            .map(|t| Ok((kind_of(&t.kind)?.to_string(), t.name)))
+            .collect::<Result<Vec<_>, Status>>()?;
+        let mut results = Vec::with_capacity(targets.len());
+        for r in self.backend.delete_many(&targets, req.dry_run).await {
+            results.push(match r {
+                Ok(left) => v1::DeleteResult {
+                    json: left.as_ref().map(to_json).transpose()?,
+                    ..Default::default()
+                },
+                Err(e) => {
+                    let s = status_of(e);
+                    v1::DeleteResult {
+                        json: None,
+                        code: s.code() as i32,
+                        message: s.message().to_string(),
+                    }
+                }
+            });
+        }
+        Ok(Response::new(v1::DeleteManyResponse { results }))
+    }
+
     type WatchStream = WatchStream;
 
     async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<WatchStream>, Status> {

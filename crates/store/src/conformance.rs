@@ -14,6 +14,9 @@ use serde_json::json;
 
 use crate::{Backend, EventType, Outcome, StoreError, WatchEvent};
 
+mod delete;
+use delete::{delete_many, finalizers, terminating};
+
 /// How the suite wants a backend made.
 #[derive(Clone, Copy, Debug)]
 pub struct SuiteOptions {
@@ -75,6 +78,9 @@ pub const CASES: &[(&str, Case)] = &[
         watch_now(b).boxed()
     }),
     ("dry runs change nothing", |b| dry_run(b).boxed()),
+    ("a batch delete keeps its order and answers each", |b| {
+        delete_many(b).boxed()
+    }),
     ("concurrent writers all land with distinct revisions", |b| {
         concurrent(b).boxed()
     }),
@@ -255,99 +261,6 @@ async fn status(b: Arc<dyn Backend>) {
         .await
         .unwrap_err()
         .is_not_found());
-}
-
-async fn finalizers(b: Arc<dyn Backend>) {
-    let mut f = obj("Item", "a", json!({}));
-    f.metadata.finalizers = vec!["aos.edge/test".into()];
-    b.apply(f, false).await.unwrap();
-    let marked = b
-        .delete("Item", "a", None, false)
-        .await
-        .unwrap()
-        .expect("still there");
-    assert!(marked.metadata.deletion_timestamp.is_some());
-    let again = b
-        .delete("Item", "a", None, false)
-        .await
-        .unwrap()
-        .expect("still there");
-    assert_eq!(
-        again.metadata.deletion_timestamp,
-        marked.metadata.deletion_timestamp
-    );
-    // Apply of the same object keeps the finalizer it did not name.
-    b.apply(obj("Item", "a", json!({})), false).await.unwrap();
-    assert_eq!(
-        b.get("Item", "a").await.unwrap().metadata.finalizers,
-        ["aos.edge/test"]
-    );
-    let gone = b.set_finalizers("Item", "a", vec![], None).await.unwrap();
-    assert!(
-        gone.is_none(),
-        "removing the last finalizer removes the object"
-    );
-    assert!(b.get("Item", "a").await.unwrap_err().is_not_found());
-    b.apply(obj("Item", "plain", json!({})), false)
-        .await
-        .unwrap();
-    assert!(b
-        .delete("Item", "plain", None, false)
-        .await
-        .unwrap()
-        .is_none());
-    assert!(b
-        .delete("Item", "plain", None, false)
-        .await
-        .unwrap_err()
-        .is_not_found());
-    // Finalizers on an object that is not being deleted just change.
-    b.apply(obj("Item", "b", json!({})), false).await.unwrap();
-    let kept = b
-        .set_finalizers("Item", "b", vec!["x".into()], None)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(kept.metadata.finalizers, ["x"]);
-}
-
-fn ready_of(o: &DynObject) -> (String, String) {
-    let c = o.status["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .cloned()
-        .unwrap_or_default();
-    (
-        c["status"].as_str().unwrap_or("").to_string(),
-        c["reason"].as_str().unwrap_or("").to_string(),
-    )
-}
-
-async fn terminating(b: Arc<dyn Backend>) {
-    let mut f = obj("Item", "a", json!({}));
-    f.metadata.finalizers = vec!["aos.edge/test".into()];
-    b.apply(f, false).await.unwrap();
-    let ready = json!({"conditions": [{"type": "Ready", "status": "True", "reason": "Done",
-        "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}], "phase": "Ready"});
-    b.update_status("Item", "a", ready.clone(), None)
-        .await
-        .unwrap();
-    let marked = b.delete("Item", "a", None, false).await.unwrap().unwrap();
-    assert_eq!(ready_of(&marked), ("False".into(), "Terminating".into()));
-    assert_eq!(
-        marked.status["phase"], "Ready",
-        "the rest of the status stays"
-    );
-    // A controller that still writes Ready=True does not make it Ready again.
-    let after = b.update_status("Item", "a", ready, None).await.unwrap();
-    assert_eq!(ready_of(&after), ("False".into(), "Terminating".into()));
-    assert_eq!(b.get("Item", "a").await.unwrap().status, after.status);
-    // An object without any status gets the condition too.
-    let mut g = obj("Item", "b", json!({}));
-    g.metadata.finalizers = vec!["aos.edge/test".into()];
-    b.apply(g, false).await.unwrap();
-    let marked = b.delete("Item", "b", None, false).await.unwrap().unwrap();
-    assert_eq!(ready_of(&marked), ("False".into(), "Terminating".into()));
 }
 
 async fn list(b: Arc<dyn Backend>) {

@@ -73,6 +73,23 @@ pub trait Backend: Send + Sync + 'static {
         dry_run: bool,
     ) -> Result<Option<DynObject>, StoreError>;
 
+    /// Deletes (or marks) each `(kind, name)` of `targets` as [`Backend::delete`] without a
+    /// resource version, in the order given: each change takes a later revision than the one
+    /// before it. One result per target; one that fails stops none of the others. A backend
+    /// may commit them together (the embedded store does, in its group commit); this default
+    /// deletes one at a time.
+    async fn delete_many(
+        &self,
+        targets: &[(String, String)],
+        dry_run: bool,
+    ) -> Vec<Result<Option<DynObject>, StoreError>> {
+        let mut out = Vec::with_capacity(targets.len());
+        for (kind, name) in targets {
+            out.push(self.delete(kind, name, None, dry_run).await);
+        }
+        out
+    }
+
     /// Events of one kind (or all with `None`) after `since`; `None` means from now on.
     fn watch(
         &self,

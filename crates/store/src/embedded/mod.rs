@@ -9,6 +9,7 @@
 mod check;
 mod record;
 mod shared;
+mod submit;
 mod writer;
 
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use chrono::Utc;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use redb::{Database, ReadableDatabase, TableDefinition};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 
 pub use check::OpenReport;
 pub use record::Damage;
@@ -176,24 +177,6 @@ impl Embedded {
     /// What opening found: a new file, how many objects, what was quarantined.
     pub fn report(&self) -> &OpenReport {
         &self.inner.report
-    }
-
-    async fn submit(&self, op: Op) -> Result<Reply, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let tx = self
-            .inner
-            .tx
-            .clone()
-            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?;
-        let stopped = || StoreError::Unavailable("store writer has stopped".into());
-        // Waiting on the blocking pool (not on the writer thread directly) tells a paused tokio
-        // clock that work is in flight, so tests with `time::pause` do not jump ahead of a write.
-        tokio::task::spawn_blocking(move || {
-            tx.send(Request { op, reply }).map_err(|_| stopped())?;
-            rx.blocking_recv().map_err(|_| stopped())?
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("store write task failed: {e}")))?
     }
 
     fn read_current(
@@ -386,6 +369,39 @@ impl Backend for Embedded {
         } else {
             self.submit(op).await?
         })
+    }
+
+    async fn delete_many(
+        &self,
+        targets: &[(String, String)],
+        dry_run: bool,
+    ) -> Vec<Result<Option<DynObject>, StoreError>> {
+        if dry_run {
+            return targets
+                .iter()
+                .map(|(kind, name)| {
+                    let op = Op::Delete {
+                        kind: kind.clone(),
+                        name: name.clone(),
+                        rv: None,
+                    };
+                    expect_maybe(self.dry_run(&op)?)
+                })
+                .collect();
+        }
+        let ops = targets
+            .iter()
+            .map(|(kind, name)| Op::Delete {
+                kind: kind.clone(),
+                name: name.clone(),
+                rv: None,
+            })
+            .collect();
+        self.submit_all(ops)
+            .await
+            .into_iter()
+            .map(|r| expect_maybe(r?))
+            .collect()
     }
 
     fn watch(
