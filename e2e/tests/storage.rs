@@ -195,7 +195,8 @@ fn deleting_items_trims_cached_versions_to_the_limit() {
     {
         assert!(
             start.elapsed().as_secs() < 20,
-            "the oldest cached version was kept"
+            "the oldest cached version was kept\n{}",
+            aosd.log()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -237,7 +237,7 @@ async fn drop_gone_owners(
     ctx: &Context<LayerSpec>,
 ) -> Result<bool, PipelineError> {
     let items = Api::<aos_api::ItemSpec>::new(ctx.backend.clone());
-    let (mut gone, mut tag) = (Vec::new(), None);
+    let (mut gone, mut tag, mut marked_at) = (Vec::new(), None, None);
     for o in l
         .metadata
         .owner_references
@@ -251,6 +251,7 @@ async fn drop_gone_owners(
             Some(i) if i.metadata.deletion_timestamp.is_some() => {
                 gone.push(o.name.clone());
                 tag = Some(format!("{}:{}", i.spec.item_id, i.spec.version));
+                marked_at = marked_at.max(i.metadata.deletion_timestamp);
             }
             Some(_) => {}
             None => gone.push(o.name.clone()),
@@ -267,11 +268,13 @@ async fn drop_gone_owners(
         if let Some(t) = tag {
             l.metadata.annotations.insert(REMOVED_ITEM.into(), t);
         }
+        // The owner's deletion mark where it is still there (as the Item's own cleanup does).
+        let at = marked_at.unwrap_or_else(now);
         l.metadata
             .annotations
-            .insert(REMOVED_AT.into(), now().to_rfc3339());
+            .insert(REMOVED_AT.into(), at.to_rfc3339());
     }
-    tracing::info!(layer = l.name(), owners = ?gone, "dropping owners that are gone");
+    tracing::info!(layer = l.name(), owners = ?gone, ?marked_at, "dropping owners that are gone");
     ctx.api.apply(&l).await?;
     Ok(true)
 }

@@ -21,13 +21,17 @@ pub fn owned_here(all: &[Object<LayerSpec>], item: &str, node: Option<&str>) -> 
 }
 
 /// Removes the Item's ownership from these Layers; a Layer left without owners is marked as a
-/// cached layer of the removed item (kept for the TTL).
+/// cached layer of the removed item (kept for the TTL). Its removal time is the Item's deletion
+/// mark where it has one (the store sets them in the order the Items were deleted, also for
+/// Items deleted in one batch), so retention drops versions in that order whatever order the
+/// controller takes them in; else now.
 pub async fn disown(
     layers: &Api<LayerSpec>,
     obj: &Object<ItemSpec>,
     names: impl Iterator<Item = String>,
 ) -> Result<(), PipelineError> {
     let tag = format!("{}:{}", obj.spec.item_id, obj.spec.version);
+    let removed_at = obj.metadata.deletion_timestamp.unwrap_or_else(now);
     for lname in names {
         let Some(mut l) = layers.get_opt(&lname).await? else {
             continue;
@@ -45,7 +49,7 @@ pub async fn disown(
                 .insert(REMOVED_ITEM.into(), tag.clone());
             l.metadata
                 .annotations
-                .insert(REMOVED_AT.into(), now().to_rfc3339());
+                .insert(REMOVED_AT.into(), removed_at.to_rfc3339());
         }
         layers.apply(&l).await?;
     }
