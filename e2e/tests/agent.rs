@@ -364,6 +364,16 @@ fn a_delete_of_several_answers_each_in_the_order_given_and_a_missing_one_fails_a
     );
     let all = aosd.ok(&["get", "networks", "-o", "name"]);
     assert_eq!(all.trim(), "network/held");
+    // Over the API, a target of an unknown kind fails alone too.
+    let t = |kind: &str, name: &str| (kind.to_string(), name.to_string());
+    let answers = aosd.with_client(|c| async move {
+        c.delete_many(&[t("Gadget", "x"), t("Network", "held")], true)
+            .await
+            .unwrap()
+    });
+    let err = answers[0].as_ref().unwrap_err();
+    assert_eq!(err.code(), Some(tonic::Code::InvalidArgument), "{err}");
+    assert!(answers[1].as_ref().unwrap().is_some(), "held, still marked");
     let out = aosd.run(&["delete", "network", "missing", "held", "--ignore-not-found"]);
     assert!(
         out.status.success(),

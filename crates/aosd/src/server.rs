@@ -254,26 +254,38 @@ impl aos_rpc::Aosd for ApiServer {
     ) -> Result<Response<v1::DeleteManyResponse>, Status> {
         self.auth.check_write(&req, "delete")?;
         let req = req.into_inner();
-        let targets = req
+        // A target of an unknown kind fails alone, as its own Delete would.
+        let kinds: Vec<_> = req.targets.iter().map(|t| kind_of(&t.kind)).collect();
+        let known: Vec<(String, String)> = req
             .targets
-            .into_iter()
-            .map(|t| Ok((kind_of(&t.kind)?.to_string(), t.name)))
-            .collect::<Result<Vec<_>, Status>>()?;
-        let mut results = Vec::with_capacity(targets.len());
-        for r in self.backend.delete_many(&targets, req.dry_run).await {
+            .iter()
+            .zip(&kinds)
+            .filter_map(|(t, k)| Some((k.as_ref().ok()?.to_string(), t.name.clone())))
+            .collect();
+        let mut deleted = self
+            .backend
+            .delete_many(&known, req.dry_run)
+            .await
+            .into_iter();
+        let mut results = Vec::with_capacity(kinds.len());
+        for kind in kinds {
+            let r = match kind {
+                Ok(_) => deleted
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError::Internal("a delete went unanswered".into())))
+                    .map_err(status_of),
+                Err(s) => Err(s),
+            };
             results.push(match r {
                 Ok(left) => v1::DeleteResult {
                     json: left.as_ref().map(to_json).transpose()?,
                     ..Default::default()
                 },
-                Err(e) => {
-                    let s = status_of(e);
-                    v1::DeleteResult {
-                        json: None,
-                        code: s.code() as i32,
-                        message: s.message().to_string(),
-                    }
-                }
+                Err(s) => v1::DeleteResult {
+                    json: None,
+                    code: s.code() as i32,
+                    message: s.message().to_string(),
+                },
             });
         }
         Ok(Response::new(v1::DeleteManyResponse { results }))
