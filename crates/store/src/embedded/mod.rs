@@ -376,20 +376,7 @@ impl Backend for Embedded {
         targets: &[(String, String)],
         dry_run: bool,
     ) -> Vec<Result<Option<DynObject>, StoreError>> {
-        if dry_run {
-            return targets
-                .iter()
-                .map(|(kind, name)| {
-                    let op = Op::Delete {
-                        kind: kind.clone(),
-                        name: name.clone(),
-                        rv: None,
-                    };
-                    expect_maybe(self.dry_run(&op)?)
-                })
-                .collect();
-        }
-        let ops = targets
+        let ops: Vec<Op> = targets
             .iter()
             .map(|(kind, name)| Op::Delete {
                 kind: kind.clone(),
@@ -397,11 +384,12 @@ impl Backend for Embedded {
                 rv: None,
             })
             .collect();
-        self.submit_all(ops)
-            .await
-            .into_iter()
-            .map(|r| expect_maybe(r?))
-            .collect()
+        let replies = if dry_run {
+            ops.iter().map(|op| self.dry_run(op)).collect()
+        } else {
+            self.submit_all(ops).await
+        };
+        replies.into_iter().map(|r| expect_maybe(r?)).collect()
     }
 
     fn watch(

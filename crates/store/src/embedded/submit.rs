@@ -9,22 +9,12 @@ use crate::plan::{Op, Reply};
 use crate::StoreError;
 
 impl Embedded {
+    /// Hands one write to the writer and waits for its commit.
     pub(super) async fn submit(&self, op: Op) -> Result<Reply, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        let tx = self
-            .inner
-            .tx
-            .clone()
-            .ok_or_else(|| StoreError::Unavailable("store is closed".into()))?;
-        let stopped = || StoreError::Unavailable("store writer has stopped".into());
-        // Waiting on the blocking pool (not on the writer thread directly) tells a paused tokio
-        // clock that work is in flight, so tests with `time::pause` do not jump ahead of a write.
-        tokio::task::spawn_blocking(move || {
-            tx.send(Request { op, reply }).map_err(|_| stopped())?;
-            rx.blocking_recv().map_err(|_| stopped())?
-        })
-        .await
-        .map_err(|e| StoreError::Internal(format!("store write task failed: {e}")))?
+        self.submit_all(vec![op])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Internal("a write went unanswered".into())))
     }
 
     /// Queues `ops` for the writer all at once, in order (so that its group commit takes them
@@ -37,7 +27,8 @@ impl Embedded {
                 .collect();
         };
         let stopped = || StoreError::Unavailable("store writer has stopped".into());
-        // On the blocking pool, as `submit`.
+        // Waiting on the blocking pool (not on the writer thread directly) tells a paused tokio
+        // clock that work is in flight, so tests with `time::pause` do not jump ahead of a write.
         tokio::task::spawn_blocking(move || {
             let replies: Vec<_> = ops
                 .into_iter()
