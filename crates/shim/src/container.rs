@@ -199,13 +199,7 @@ impl Container {
             };
             return g.signal_all(sig);
         }
-        match self.init.pid() {
-            0 => Err(std::io::Error::other("no pid yet")),
-            pid => Ok(nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                sig,
-            )?),
-        }
+        signal_pid(self.init.pid(), sig)
     }
 
     /// Deletes the container from the runtime and unmounts its rootfs.
@@ -220,5 +214,16 @@ impl Container {
             unmount(&self.bundle);
         }
         Ok(())
+    }
+}
+
+/// Sends `sig` to process `pid` (0: not started yet, an error).
+pub fn signal_pid(pid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
+    match pid {
+        0 => Err(std::io::Error::other("no pid yet")),
+        pid => Ok(nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            sig,
+        )?),
     }
 }

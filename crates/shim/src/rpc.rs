@@ -119,8 +119,7 @@ impl Task for Service {
                 }
                 let sig = nix::sys::signal::Signal::try_from(req.signal as i32)
                     .map_err(|_| status(Code::INVALID_ARGUMENT, "no such signal"))?;
-                let pid = nix::unistd::Pid::from_raw(e.process.pid() as i32);
-                nix::sys::signal::kill(pid, sig).map_err(|_| finished())?;
+                crate::container::signal_pid(e.process.pid(), sig).map_err(|_| finished())?;
             }
             None => {
                 if c.init.phase() == Phase::Stopped {
